@@ -1,0 +1,97 @@
+//! The control file: TOML text -> [`file::File`] (serde, unknown keys denied) ->
+//! [`model::Config`] (validated, defaults applied) -> [`table::RoutingTable`] (runtime objects:
+//! balancers, counters), and [`diff`] between two configurations.
+//!
+//! Nothing here touches sockets or threads; reading the file and reporting is the control
+//! plane's job (`control`). Errors always name the key and the reason, and never panic.
+
+pub mod diff;
+pub mod file;
+pub mod model;
+pub mod table;
+mod validate;
+
+use std::fmt;
+use std::path::Path;
+
+pub use model::Config;
+
+/// Why a control file was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read { path: String, reason: String },
+    /// The TOML is malformed or does not fit the schema (unknown key, wrong type).
+    Syntax { key: String, reason: String },
+    /// A value is out of range, a reference does not resolve, or names collide.
+    Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    /// The key path the error is about (`listeners.web.cluster`), empty for the file itself.
+    pub fn key(&self) -> &str {
+        match self {
+            ConfigError::Read { .. } => "",
+            ConfigError::Syntax { key, .. } | ConfigError::Invalid { key, .. } => key,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, reason } => write!(f, "cannot read {path}: {reason}"),
+            ConfigError::Syntax { key, reason } | ConfigError::Invalid { key, reason } => {
+                if key.is_empty() {
+                    write!(f, "{reason}")
+                } else {
+                    write!(f, "{key}: {reason}")
+                }
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and validates the control file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    parse(&text)
+}
+
+/// Parses and validates control-file text.
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| syntax(text, String::new(), &e))?;
+    let file: file::File = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        syntax(text, path, e.inner())
+    })?;
+    validate::validate(file)
+}
+
+/// A one-line error naming the key, the reason, and where in the file. When serde knows no
+/// key path (a syntax error), the table header of the offending line names it.
+fn syntax(text: &str, mut key: String, e: &toml::de::Error) -> ConfigError {
+    let mut reason = e.message().trim().to_owned();
+    if let Some(span) = e.span() {
+        let start = span.start.min(text.len());
+        let before = text.get(..start).unwrap_or("");
+        let line_no = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+        if key.is_empty() && line.starts_with('[') {
+            key = line
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned();
+        }
+        reason = format!("{reason} (line {line_no}, column {column}: {line})");
+    }
+    ConfigError::Syntax { key, reason }
+}

@@ -1,0 +1,91 @@
+//! The validated configuration: every value checked, every default applied, every reference
+//! resolved. Code past [`super::validate`] reads these types and never re-checks them.
+//!
+//! This is plain data. Runtime objects built from it (balancers, counters) live in
+//! [`super::table`].
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+pub use super::file::{LbPolicy, LogFormat, Protocol};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub workers: usize,
+    pub pin_workers: bool,
+    pub shutdown_timeout: Duration,
+    pub buffer_size: usize,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    /// Sorted by name.
+    pub listeners: Vec<ListenerConfig>,
+    /// Sorted by name.
+    pub clusters: Vec<ClusterConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub protocol: Protocol,
+    /// Index into [`Config::clusters`].
+    pub cluster: usize,
+    pub backlog: u32,
+    pub max_connections: Option<NonZeroU32>,
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub lb: LbPolicy,
+    pub connect_timeout: Duration,
+    /// Distinct endpoints tried for one connection, at least 1, at most the endpoint count.
+    pub connect_attempts: usize,
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointConfig {
+    pub addr: SocketAddr,
+    pub weight: NonZeroU32,
+}
+
+/// Defaults, in one place so README and code agree.
+pub mod defaults {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Duration;
+
+    pub const ADMIN_LISTEN: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9901);
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const BUFFER_SIZE: usize = 16 * 1024;
+    pub const BACKLOG: u32 = 1024;
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const CONNECT_ATTEMPTS: u32 = 3;
+    pub const LOG_LEVEL: &str = "info";
+}
+
+/// Bounds enforced by validation.
+pub mod limits {
+    pub const MAX_WORKERS: usize = 1024;
+    pub const MAX_WEIGHT: u32 = 1000;
+    pub const MAX_ENDPOINTS: usize = 10_000;
+    pub const MAX_CONNECT_ATTEMPTS: u32 = 16;
+    pub const MIN_BUFFER: usize = 1024;
+    pub const MAX_BUFFER: usize = 1 << 20;
+    pub const MAX_NAME_LEN: usize = 64;
+}

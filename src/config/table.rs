@@ -1,0 +1,167 @@
+//! The routing table: one immutable snapshot of everything the data path reads (listeners,
+//! clusters, endpoints, balancers, counters), published through one `ArcSwap` so a worker sees
+//! either the whole old table or the whole new one, never half an update.
+//!
+//! Building a table from a validated [`Config`] hands on the counters of listeners, clusters
+//! and endpoints that exist in the previous table (matched by name, and by cluster name and
+//! address for endpoints), so a reload does not reset them. Building never fails: everything
+//! that can be wrong was rejected by validation.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::model::{Config, ListenerConfig};
+use crate::metrics::stats::{ClusterStats, EndpointStats, ListenerStats};
+use crate::upstream::balancer::Balancer;
+use crate::upstream::{Cluster, Endpoint};
+
+#[derive(Debug)]
+pub struct RoutingTable {
+    /// 1 for the table the process started with, +1 for every successful reload.
+    pub generation: u64,
+    /// The worker count the counters were sized for (fixed for the life of the process).
+    pub workers: usize,
+    pub config: Config,
+    pub listeners: Box<[Listener]>,
+    pub clusters: Box<[Cluster]>,
+    by_addr: HashMap<SocketAddr, usize>,
+}
+
+#[derive(Debug)]
+pub struct Listener {
+    pub config: ListenerConfig,
+    pub stats: Arc<ListenerStats>,
+}
+
+impl RoutingTable {
+    pub fn build(
+        config: Config,
+        generation: u64,
+        workers: usize,
+        prev: Option<&RoutingTable>,
+    ) -> Self {
+        let clusters: Box<[Cluster]> = config
+            .clusters
+            .iter()
+            .map(|c| {
+                let old = prev.and_then(|p| p.clusters.iter().find(|o| o.name == c.name));
+                let endpoints = c
+                    .endpoints
+                    .iter()
+                    .map(|e| Endpoint {
+                        addr: e.addr,
+                        weight: e.weight.get(),
+                        stats: old
+                            .and_then(|o| o.endpoints.iter().find(|oe| oe.addr == e.addr))
+                            .map_or_else(
+                                || Arc::new(EndpointStats::new(workers)),
+                                |oe| oe.stats.clone(),
+                            ),
+                    })
+                    .collect();
+                Cluster {
+                    name: c.name.clone(),
+                    lb: c.lb,
+                    connect_timeout: c.connect_timeout,
+                    connect_attempts: c.connect_attempts,
+                    endpoints,
+                    balancer: Balancer::build(c.lb, &c.endpoints, workers),
+                    stats: old
+                        .map_or_else(|| Arc::new(ClusterStats::new(workers)), |o| o.stats.clone()),
+                }
+            })
+            .collect();
+        let listeners: Box<[Listener]> = config
+            .listeners
+            .iter()
+            .map(|l| Listener {
+                config: l.clone(),
+                stats: prev
+                    .and_then(|p| p.listeners.iter().find(|o| o.config.name == l.name))
+                    .map_or_else(
+                        || Arc::new(ListenerStats::new(workers)),
+                        |o| o.stats.clone(),
+                    ),
+            })
+            .collect();
+        let by_addr = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.config.listen, i))
+            .collect();
+        RoutingTable {
+            generation,
+            workers,
+            config,
+            listeners,
+            clusters,
+            by_addr,
+        }
+    }
+
+    /// The listener bound at `addr`, if the table still has one there.
+    pub fn listener_at(&self, addr: SocketAddr) -> Option<&Listener> {
+        self.listener_index(addr).map(|i| &self.listeners[i])
+    }
+
+    /// Index into `listeners` of the listener at `addr`.
+    pub fn listener_index(&self, addr: SocketAddr) -> Option<usize> {
+        self.by_addr.get(&addr).copied()
+    }
+
+    /// The cluster a listener forwards to.
+    pub fn cluster_of(&self, listener: &Listener) -> &Cluster {
+        &self.clusters[listener.config.cluster]
+    }
+
+    /// The `uid`s of every endpoint in the table (to prune worker histograms).
+    pub fn endpoint_uids(&self) -> HashSet<u64> {
+        self.clusters
+            .iter()
+            .flat_map(|c| c.endpoints.iter().map(|e| e.stats.uid))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    const A: &str = r#"
+        [listeners.l]
+        listen = "127.0.0.1:7001"
+        cluster = "c"
+        [clusters.c]
+        endpoints = [{ addr = "127.0.0.1:9001" }, { addr = "127.0.0.1:9002" }]
+    "#;
+
+    #[test]
+    fn counters_survive_for_what_stays() {
+        let t1 = RoutingTable::build(parse(A).unwrap(), 1, 2, None);
+        t1.listeners[0].stats.workers.get(0).accepted.add(3);
+        t1.clusters[0].endpoints[0]
+            .stats
+            .workers
+            .get(1)
+            .connections
+            .add(5);
+        let b = A.replace("127.0.0.1:9001", "127.0.0.1:9003");
+        let t2 = RoutingTable::build(parse(&b).unwrap(), 2, 2, Some(&t1));
+        assert_eq!(t2.listeners[0].stats.workers.sum(|c| &c.accepted), 3);
+        let e = |t: &RoutingTable, port: u16| {
+            t.clusters[0]
+                .endpoints
+                .iter()
+                .find(|e| e.addr.port() == port)
+                .map(|e| e.stats.clone())
+        };
+        // 9001 left; 9002 stayed and kept its identity; 9003 is new.
+        assert!(e(&t2, 9001).is_none());
+        assert!(Arc::ptr_eq(&e(&t1, 9002).unwrap(), &e(&t2, 9002).unwrap()));
+        assert_eq!(e(&t2, 9003).unwrap().workers.sum(|c| &c.connections), 0);
+        assert!(t2.listener_at("127.0.0.1:7001".parse().unwrap()).is_some());
+        assert!(t2.listener_at("127.0.0.1:7002".parse().unwrap()).is_none());
+    }
+}

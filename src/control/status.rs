@@ -1,0 +1,58 @@
+//! The `/status` document: what is running, which generation, how the last reload went, and
+//! per listener, cluster and endpoint the counters summed over workers.
+
+use serde_json::{Value, json};
+
+use super::{Control, unix_seconds};
+
+pub fn render(ctl: &Control) -> Value {
+    let t = ctl.tables.load();
+    let last = &ctl.last_reload;
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "generation": t.generation,
+        "started_at": unix_seconds(ctl.started),
+        "draining": ctl.draining,
+        "workers": ctl.worker_count(),
+        "reloads": { "ok": ctl.reloads_ok, "error": ctl.reloads_error },
+        "last_reload": {
+            "at": unix_seconds(last.at),
+            "result": if last.error.is_some() { "error" } else { "ok" },
+            "generation": last.generation,
+            "error": last.error,
+            "notes": last.notes,
+        },
+        "listeners": t.listeners.iter().map(|l| {
+            let w = &l.stats.workers;
+            json!({
+                "name": l.config.name,
+                "listen": l.config.listen.to_string(),
+                "protocol": l.config.protocol,
+                "cluster": t.clusters[l.config.cluster].name,
+                "max_connections": l.config.max_connections.map(|m| m.get()),
+                "connections": w.sum(|c| &c.accepted),
+                "active": w.sum(|c| &c.active),
+                "rejected": w.sum(|c| &c.rejected),
+            })
+        }).collect::<Vec<_>>(),
+        "clusters": t.clusters.iter().map(|c| json!({
+            "name": c.name,
+            "lb": c.lb,
+            "connect_timeout_ms": c.connect_timeout.as_millis() as u64,
+            "connect_attempts": c.connect_attempts,
+            "unavailable": c.stats.workers.sum(|k| &k.unavailable),
+            "endpoints": c.endpoints.iter().map(|e| {
+                let w = &e.stats.workers;
+                json!({
+                    "addr": e.addr.to_string(),
+                    "weight": e.weight,
+                    "connections": w.sum(|k| &k.connections),
+                    "active": w.sum(|k| &k.active),
+                    "connect_errors": w.sum(|k| &k.connect_errors),
+                    "bytes_in": w.sum(|k| &k.bytes_in),
+                    "bytes_out": w.sum(|k| &k.bytes_out),
+                })
+            }).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}

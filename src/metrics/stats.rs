@@ -1,0 +1,104 @@
+//! The counters kept for each listener, cluster and endpoint, one slot per worker.
+//!
+//! A stats object is created when its listener, cluster or endpoint first appears in a
+//! routing table and handed on (the same `Arc`) to every later table in which it still
+//! exists, so a reload never resets a counter. The control plane does the handing on
+//! (`config::table`); workers only write their own slot.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::counters::{Counter, PerWorker};
+
+#[derive(Debug, Default)]
+pub struct ListenerCounters {
+    /// Connections accepted (including those then rejected).
+    pub accepted: Counter,
+    /// Connections open now (gauge).
+    pub active: Counter,
+    /// Connections closed at once because `max_connections` was reached.
+    pub rejected: Counter,
+    /// Bytes received from clients.
+    pub bytes_in: Counter,
+    /// Bytes sent to clients.
+    pub bytes_out: Counter,
+}
+
+#[derive(Debug)]
+pub struct ListenerStats {
+    pub workers: PerWorker<ListenerCounters>,
+    /// Connections open across all workers, kept only when `max_connections` is set: a
+    /// process-wide limit needs one shared count. Touched once per connection, never per byte.
+    pub open: AtomicU64,
+}
+
+impl ListenerStats {
+    pub fn new(workers: usize) -> Self {
+        ListenerStats {
+            workers: PerWorker::new(workers),
+            open: AtomicU64::new(0),
+        }
+    }
+
+    /// Reserves a connection slot under `max`; `false` when the listener is full.
+    pub fn try_open(&self, max: u64) -> bool {
+        if self.open.fetch_add(1, Relaxed) >= max {
+            self.open.fetch_sub(1, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    pub fn close(&self) {
+        self.open.fetch_sub(1, Relaxed);
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ClusterCounters {
+    /// Connections that failed because no endpoint could be reached within the attempts.
+    pub unavailable: Counter,
+}
+
+#[derive(Debug)]
+pub struct ClusterStats {
+    pub workers: PerWorker<ClusterCounters>,
+}
+
+impl ClusterStats {
+    pub fn new(workers: usize) -> Self {
+        ClusterStats {
+            workers: PerWorker::new(workers),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct EndpointCounters {
+    /// Upstream connections established.
+    pub connections: Counter,
+    /// Upstream connections open or being opened now (gauge; least_conn and p2c read it).
+    pub active: Counter,
+    /// Connect attempts that failed (refused, unreachable, timed out).
+    pub connect_errors: Counter,
+    /// Bytes received from the endpoint.
+    pub bytes_in: Counter,
+    /// Bytes sent to the endpoint.
+    pub bytes_out: Counter,
+}
+
+#[derive(Debug)]
+pub struct EndpointStats {
+    /// Process-unique id; keys this endpoint's connect-time histograms in each worker.
+    pub uid: u64,
+    pub workers: PerWorker<EndpointCounters>,
+}
+
+impl EndpointStats {
+    pub fn new(workers: usize) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        EndpointStats {
+            uid: NEXT.fetch_add(1, Relaxed),
+            workers: PerWorker::new(workers),
+        }
+    }
+}

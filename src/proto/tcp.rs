@@ -1,0 +1,75 @@
+//! L4 proxying: connect the client to an endpoint of the listener's cluster and forward bytes
+//! both ways until both sides close, one fails, or the listener's idle timeout passes.
+//!
+//! The upstream is chosen once per connection (hash policies key on the client's IP) and kept
+//! for the connection's life, even if a reload changes the cluster. When no endpoint can be
+//! reached the client's connection is reset, which is how a TCP client learns of a failure;
+//! when one side resets mid-stream the other side is reset too rather than closed cleanly, so
+//! an aborted transfer never looks like a complete one.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::io::pump::{End, Side, pump};
+use crate::metrics::counters::GaugeGuard;
+use crate::upstream::connect::{client_key, connect};
+use crate::worker::{Accepted, Worker};
+
+pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
+    let table = &*conn.table;
+    let listener = &table.listeners[conn.listener];
+    let lc = listener.stats.workers.get(worker.id);
+    let _active = GaugeGuard::new(&lc.active);
+    let cluster = table.cluster_of(listener);
+
+    let mut key_buf = [0u8; 64];
+    let key: &[u8] = if cluster.balancer.uses_key() {
+        client_key(conn.peer.ip(), &mut key_buf)
+    } else {
+        &[]
+    };
+    let Some(upstream) = connect(cluster, worker.id, &worker.histograms, key).await else {
+        cluster.stats.workers.get(worker.id).unavailable.inc();
+        tracing::debug!(listener = %listener.config.name, cluster = %cluster.name, peer = %conn.peer, "no endpoint reachable; resetting client");
+        reset(&conn.stream);
+        return;
+    };
+    let endpoint = &cluster.endpoints[upstream.endpoint];
+    let ec = endpoint.stats.workers.get(worker.id);
+
+    let end = pump(
+        &conn.stream,
+        &upstream.stream,
+        &worker.buffers,
+        listener.config.idle_timeout,
+        |n| {
+            lc.bytes_in.add(n);
+            ec.bytes_out.add(n);
+        },
+        |n| {
+            ec.bytes_in.add(n);
+            lc.bytes_out.add(n);
+        },
+    )
+    .await;
+    match end {
+        End::Closed => {}
+        End::Idle => {
+            tracing::debug!(listener = %listener.config.name, peer = %conn.peer, "idle timeout");
+        }
+        End::Failed { side, error } => {
+            tracing::debug!(listener = %listener.config.name, peer = %conn.peer, upstream = %endpoint.addr, ?side, %error, "connection aborted");
+            reset(match side {
+                Side::A => &upstream.stream,
+                Side::B => &conn.stream,
+            });
+        }
+    }
+}
+
+/// Makes the coming close send RST instead of FIN.
+fn reset(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}

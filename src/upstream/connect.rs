@@ -1,0 +1,79 @@
+//! Opening an upstream connection: pick, connect with a timeout, and on failure try the next
+//! endpoint the policy offers, up to the cluster's `connect_attempts` distinct endpoints.
+//!
+//! The endpoint's `active` gauge is raised when it is picked, before the connect completes,
+//! so least_conn and p2c see connections being opened (as nginx counts them). Every failed
+//! attempt counts a connect error on its endpoint; a connect time is recorded for each
+//! success.
+
+use std::net::IpAddr;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::Cluster;
+use crate::config::model::limits::MAX_CONNECT_ATTEMPTS;
+use crate::metrics::counters::GaugeGuard;
+use crate::metrics::histogram::WorkerHistograms;
+
+/// An established upstream connection and the endpoint it goes to.
+#[derive(Debug)]
+pub struct Upstream<'t> {
+    pub stream: TcpStream,
+    pub endpoint: usize,
+    /// Holds the endpoint's `active` gauge up for as long as the connection lives.
+    pub active: GaugeGuard<'t>,
+}
+
+/// Connects `worker` to an endpoint of `cluster`; `None` when every attempt failed.
+pub async fn connect<'t>(
+    cluster: &'t Cluster,
+    worker: usize,
+    histograms: &WorkerHistograms,
+    key: &[u8],
+) -> Option<Upstream<'t>> {
+    let mut tried = [0usize; MAX_CONNECT_ATTEMPTS as usize];
+    let attempts = cluster.connect_attempts.min(tried.len());
+    for n in 0..attempts {
+        let i = cluster
+            .balancer
+            .pick(&cluster.endpoints, worker, key, &tried[..n])?;
+        tried[n] = i;
+        let endpoint = &cluster.endpoints[i];
+        let counters = endpoint.stats.workers.get(worker);
+        let active = GaugeGuard::new(&counters.active);
+        let started = Instant::now();
+        let err =
+            match tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(endpoint.addr))
+                .await
+            {
+                Ok(Ok(stream)) => {
+                    histograms.record(endpoint.stats.uid, started.elapsed());
+                    counters.connections.inc();
+                    // Small writes (request/response traffic) must not wait for Nagle.
+                    let _ = stream.set_nodelay(true);
+                    return Some(Upstream {
+                        stream,
+                        endpoint: i,
+                        active,
+                    });
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("timed out after {:?}", cluster.connect_timeout),
+            };
+        counters.connect_errors.inc();
+        tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.addr, attempt = n + 1, error = %err, "upstream connect failed");
+    }
+    None
+}
+
+/// The text of a client address as the hash key (`$remote_addr` in nginx terms), written into
+/// `buf` without allocating. Returns the used prefix.
+pub fn client_key(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // An IPv6 address is at most 45 characters, so this always fits.
+    let _ = write!(cursor, "{ip}");
+    let len = cursor.position() as usize;
+    &buf[..len]
+}

@@ -1,0 +1,97 @@
+//! The accept loop of one listener in one worker: accept, apply the listener's connection
+//! limit, and hand the connection to the listener's protocol engine as a task of this worker.
+//!
+//! The listener's settings are looked up in the current routing table at every accept, so a
+//! reload that changes them (cluster, timeouts, limits) applies to the next connection without
+//! touching the socket.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use super::conns::ConnToken;
+use super::{ACCEPT_BACKOFF, Worker};
+use crate::config::model::Protocol;
+use crate::config::table::RoutingTable;
+use crate::metrics::stats::ListenerStats;
+use crate::proto;
+
+/// A connection handed to a protocol engine, with the table it was routed by.
+#[derive(Debug)]
+pub struct Accepted {
+    pub table: Arc<RoutingTable>,
+    /// Index into `table.listeners`.
+    pub listener: usize,
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    _slot: Option<ListenerSlot>,
+    _token: ConnToken,
+}
+
+/// A reserved place under a listener's `max_connections`, given back on drop.
+#[derive(Debug)]
+struct ListenerSlot(Arc<ListenerStats>);
+
+impl Drop for ListenerSlot {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, addr: SocketAddr) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // ECONNABORTED and the like concern one connection; running out of file
+                // descriptors or memory concerns all, so back off before trying again.
+                let exhausted = e.raw_os_error().is_some_and(is_exhaustion);
+                tracing::warn!(worker = worker.id, %addr, error = %e, "accept failed");
+                if exhausted {
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+                continue;
+            }
+        };
+        let table = worker.tables.load_full();
+        let Some(index) = table.listener_index(addr) else {
+            // The listener left the table and this loop is about to be stopped.
+            continue;
+        };
+        let l = &table.listeners[index];
+        let counters = l.stats.workers.get(worker.id);
+        counters.accepted.inc();
+        let slot = match l.config.max_connections {
+            None => None,
+            Some(max) if l.stats.try_open(u64::from(max.get())) => {
+                Some(ListenerSlot(l.stats.clone()))
+            }
+            Some(_) => {
+                counters.rejected.inc();
+                tracing::debug!(listener = %l.config.name, %peer, "max_connections reached; closing");
+                continue;
+            }
+        };
+        let protocol = l.config.protocol;
+        let accepted = Accepted {
+            listener: index,
+            stream,
+            peer,
+            _slot: slot,
+            _token: worker.conns.token(),
+            table,
+        };
+        match protocol {
+            Protocol::Tcp => {
+                tokio::task::spawn_local(proto::tcp::serve(worker.clone(), accepted));
+            }
+        }
+    }
+}
+
+fn is_exhaustion(errno: i32) -> bool {
+    use nix::errno::Errno;
+    [Errno::EMFILE, Errno::ENFILE, Errno::ENOBUFS, Errno::ENOMEM].contains(&Errno::from_raw(errno))
+}

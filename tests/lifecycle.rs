@@ -1,0 +1,258 @@
+//! The process from outside: `check` and `run` on bad files, the admin API, graceful
+//! shutdown on SIGTERM, `--version`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+fn addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+fn good(admin: SocketAddr, listen: SocketAddr) -> String {
+    base_toml(admin, 2)
+        + &listener_toml("web", listen, "app", "")
+        + &cluster_toml(
+            "app",
+            "round_robin",
+            &[("127.0.0.1:18080".parse().unwrap(), 1)],
+            "",
+        )
+}
+
+#[test]
+fn bad_files_are_refused_by_check_and_run_naming_the_key() {
+    let (admin, listen) = (addr(), addr());
+    let ok = good(admin, listen);
+    let cases = [
+        (
+            "unknown key",
+            ok.replace("[clusters.app]", "[clusters.app]\nretries = 3"),
+            "clusters.app.retries: unknown field `retries`",
+        ),
+        (
+            "duplicate name",
+            ok.clone() + &listener_toml("web", addr(), "app", ""),
+            "listeners.web: duplicate key",
+        ),
+        (
+            "unknown cluster",
+            ok.replace("cluster = \"app\"", "cluster = \"api\""),
+            "listeners.web.cluster: unknown cluster \"api\"",
+        ),
+        (
+            "zero endpoints",
+            ok.replace(
+                "endpoints = [{ addr = \"127.0.0.1:18080\", weight = 1 }]",
+                "endpoints = []",
+            ),
+            "clusters.app.endpoints: a cluster needs at least one endpoint",
+        ),
+        (
+            "unbindable address",
+            ok.replace(&listen.to_string(), "192.0.2.1:7100"),
+            "listeners.web.listen: cannot bind 192.0.2.1:7100",
+        ),
+        (
+            "bad duration",
+            ok.replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"soon\""),
+            "shutdown_timeout: \"soon\" is not a duration",
+        ),
+    ];
+    assert!(ok.contains("endpoints = [{ addr = \"127.0.0.1:18080\", weight = 1 }]"));
+    let dir = tempdir("bad");
+    for (what, text, expected) in cases {
+        let path = dir.join(format!("{}.toml", what.replace(' ', "_")));
+        std::fs::write(&path, &text).unwrap();
+        let out = Command::new(BIN)
+            .args(["check", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: check accepted it");
+        assert!(err.contains(expected), "{what}: check said {err:?}");
+
+        let out = Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: run started");
+        assert!(err.contains(expected), "{what}: run said {err:?}");
+        assert!(
+            try_http(admin, "GET", "/healthz").is_err(),
+            "{what}: nothing was left bound"
+        );
+    }
+    // The good file passes check.
+    let path = dir.join("good.toml");
+    std::fs::write(&path, &ok).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ok (1 listeners, 1 clusters, 2 workers)")
+    );
+}
+
+#[test]
+fn port_taken_by_another_program_is_refused() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap();
+    let admin = addr();
+    let text = good(admin, busy);
+    let path = tempdir("busy").join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "listeners.web.listen: cannot bind {busy}: Address already in use"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn version_is_printed() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("corelane {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn admin_api_answers_and_refuses_what_it_does_not_serve() {
+    let (admin, listen) = (addr(), addr());
+    let p = Proxy::start(&good(admin, listen), admin);
+    assert_eq!(http(admin, "GET", "/healthz"), (200, "ok\n".into()));
+    assert_eq!(http(admin, "GET", "/nope").0, 404);
+    assert_eq!(http(admin, "DELETE", "/status").0, 405);
+    assert_eq!(http(admin, "GET", "/reload").0, 405);
+    let s = p.status();
+    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(s["workers"], 2);
+    assert_eq!(s["generation"], 1);
+    assert_eq!(s["listeners"][0]["name"], "web");
+    assert_eq!(s["listeners"][0]["listen"], listen.to_string());
+    assert_eq!(s["clusters"][0]["endpoints"][0]["addr"], "127.0.0.1:18080");
+    let m = p.metrics();
+    for series in [
+        "corelane_workers 2",
+        "corelane_config_generation 1",
+        "corelane_build_info{version=",
+        "corelane_listener_connections_total{listener=\"web\"} 0",
+        "corelane_endpoint_connect_duration_seconds_count{cluster=\"app\",endpoint=\"127.0.0.1:18080\"} 0",
+        "# EOF",
+    ] {
+        assert!(m.contains(series), "missing {series}:\n{m}");
+    }
+}
+
+/// A backend that sends `chunks` chunks of 1 KiB, one every `every`, then closes.
+fn slow_backend(chunks: usize, every: Duration) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let mut s = s.unwrap();
+            thread::spawn(move || {
+                for i in 0..chunks {
+                    if s.write_all(&[i as u8; 1024]).is_err() {
+                        return;
+                    }
+                    thread::sleep(every);
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn sigterm_lets_the_transfer_in_flight_finish_then_exits_zero() {
+    let backend = slow_backend(20, Duration::from_millis(50));
+    let (admin, listen) = (addr(), addr());
+    let cfg = base_toml(admin, 2)
+        + &listener_toml("l", listen, "c", "")
+        + &cluster_toml("c", "round_robin", &[(backend, 1)], "");
+    let mut p = Proxy::start(&cfg, admin);
+    let mut s = connect_from(listen, None);
+    let mut first = [0u8; 1024];
+    s.read_exact(&mut first).unwrap();
+
+    p.signal(Signal::SIGTERM);
+    // New connections are refused once the listeners are closed...
+    assert!(
+        eventually(5, || std::net::TcpStream::connect(listen).is_err()),
+        "still accepting"
+    );
+    // ...the admin API says it is draining...
+    assert_eq!(http(admin, "GET", "/healthz").0, 503);
+    // ...and the transfer in flight completes.
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest.len(), 19 * 1024);
+    assert!(
+        rest.chunks(1024)
+            .enumerate()
+            .all(|(i, c)| c.iter().all(|&b| b == i as u8 + 1))
+    );
+    let status = p.wait_exit();
+    assert!(status.success(), "{status}");
+    assert!(
+        p.log_text().contains("all connections closed; exiting"),
+        "{}",
+        p.log_text()
+    );
+}
+
+#[test]
+fn shutdown_timeout_bounds_the_drain() {
+    let backend = slow_backend(1000, Duration::from_millis(50));
+    let (admin, listen) = (addr(), addr());
+    let cfg = base_toml(admin, 1)
+        .replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"300ms\"")
+        + &listener_toml("l", listen, "c", "")
+        + &cluster_toml("c", "round_robin", &[(backend, 1)], "");
+    let mut p = Proxy::start(&cfg, admin);
+    let mut s = connect_from(listen, None);
+    let mut first = [0u8; 1024];
+    s.read_exact(&mut first).unwrap();
+    let started = Instant::now();
+    p.signal(Signal::SIGTERM);
+    let status = p.wait_exit();
+    let took = started.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // The connection was cut: EOF or reset once buffered bytes are read.
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.len() < 100 * 1024);
+}
