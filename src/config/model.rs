@@ -71,7 +71,7 @@ pub mod defaults {
     pub const ADMIN_LISTEN: SocketAddr =
         SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9901);
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
-    pub const BUFFER_SIZE: usize = 16 * 1024;
+    pub const BUFFER_SIZE: usize = 32 * 1024;
     pub const BACKLOG: u32 = 1024;
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

@@ -267,3 +267,140 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
         reason: reason.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::model::{LbPolicy, Protocol, defaults};
+    use crate::config::{ConfigError, parse};
+
+    const MIN: &str = r#"
+        [listeners.web]
+        listen = "127.0.0.1:7100"
+        cluster = "app"
+        [clusters.app]
+        endpoints = [{ addr = "127.0.0.1:18080" }, { addr = "[::1]:18090", weight = 5 }]
+    "#;
+
+    fn err(text: &str) -> ConfigError {
+        parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn defaults_are_applied() {
+        let c = parse(MIN).unwrap();
+        assert!(c.workers >= 1);
+        assert!(!c.pin_workers);
+        assert_eq!(c.shutdown_timeout, defaults::SHUTDOWN_TIMEOUT);
+        assert_eq!(c.buffer_size, defaults::BUFFER_SIZE);
+        assert_eq!(c.admin.listen, defaults::ADMIN_LISTEN);
+        assert_eq!(c.log.level, "info");
+        let l = &c.listeners[0];
+        assert_eq!(
+            (l.protocol, l.backlog, l.max_connections, l.idle_timeout),
+            (Protocol::Tcp, 1024, None, defaults::IDLE_TIMEOUT)
+        );
+        let k = &c.clusters[0];
+        assert_eq!(
+            (k.lb, k.connect_timeout, k.connect_attempts),
+            (LbPolicy::RoundRobin, defaults::CONNECT_TIMEOUT, 2)
+        );
+        assert_eq!(k.endpoints[1].weight.get(), 5);
+        assert_eq!(k.endpoints[1].addr.to_string(), "[::1]:18090");
+    }
+
+    #[test]
+    fn empty_file_is_a_valid_proxy_with_nothing_to_do() {
+        let c = parse("").unwrap();
+        assert!(c.listeners.is_empty() && c.clusters.is_empty());
+    }
+
+    #[test]
+    fn each_error_names_its_key() {
+        let cases: &[(&str, &str)] = &[
+            ("workers = 0", "workers"),
+            ("workers = 5000", "workers"),
+            ("buffer_size = 10", "buffer_size"),
+            ("shutdown_timeout = \"-1s\"", "shutdown_timeout"),
+            ("[admin]\nlisten = \"nowhere\"", "admin.listen"),
+            ("[log]\nlevel = \"loud=[\"", "log.level"),
+            ("[log]\nformat = \"xml\"", "log.format"),
+        ];
+        for (text, key) in cases {
+            assert_eq!(err(text).key(), *key, "{text}");
+        }
+        let listener_cases: &[(&str, &str, &str)] = &[
+            (
+                "cluster = \"app\"",
+                "cluster = \"nope\"",
+                "listeners.web.cluster",
+            ),
+            (
+                "listen = \"127.0.0.1:7100\"",
+                "listen = \"127.0.0.1:0\"",
+                "listeners.web.listen",
+            ),
+            (
+                "cluster = \"app\"",
+                "cluster = \"app\"\nbacklog = 0",
+                "listeners.web.backlog",
+            ),
+            (
+                "cluster = \"app\"",
+                "cluster = \"app\"\nmax_connections = 0",
+                "listeners.web.max_connections",
+            ),
+            (
+                "cluster = \"app\"",
+                "cluster = \"app\"\nidle_timeout = \"0s\"",
+                "listeners.web.idle_timeout",
+            ),
+            (
+                "cluster = \"app\"",
+                "cluster = \"app\"\nprotocol = \"sctp\"",
+                "listeners.web.protocol",
+            ),
+            ("[listeners.web]", "[listeners.\"we b\"]", "listeners.we b"),
+            (
+                "endpoints = [",
+                "connect_attempts = 17\nendpoints = [",
+                "clusters.app.connect_attempts",
+            ),
+            (
+                "endpoints = [",
+                "connect_timeout = \"soon\"\nendpoints = [",
+                "clusters.app.connect_timeout",
+            ),
+            (
+                "weight = 5",
+                "weight = 1001",
+                "clusters.app.endpoints[1].weight",
+            ),
+            (
+                "[::1]:18090",
+                "127.0.0.1:18080",
+                "clusters.app.endpoints[1].addr",
+            ),
+        ];
+        for (from, to, key) in listener_cases {
+            assert!(MIN.contains(from), "{from}");
+            let e = err(&MIN.replacen(from, to, 1));
+            assert_eq!(e.key(), *key, "{to}: {e}");
+        }
+    }
+
+    #[test]
+    fn admin_and_listener_addresses_must_differ() {
+        let e = err(&format!("[admin]\nlisten = \"127.0.0.1:7100\"\n{MIN}"));
+        assert_eq!(
+            e.to_string(),
+            "listeners.web.listen: address 127.0.0.1:7100 is already used by admin.listen"
+        );
+    }
+
+    #[test]
+    fn connect_attempts_are_capped_at_the_endpoint_count() {
+        let c = parse(&MIN.replacen("endpoints = [", "connect_attempts = 9\nendpoints = [", 1))
+            .unwrap();
+        assert_eq!(c.clusters[0].connect_attempts, 2);
+    }
+}

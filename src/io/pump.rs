@@ -5,16 +5,29 @@
 //! what is there, writes all of it to the other side and returns the buffer. EOF on one side
 //! becomes a write shutdown (FIN) on the other, and the opposite direction carries on until it
 //! ends too: half-closed connections work as they do without a proxy. Any error ends both
-//! directions and says which side failed, so the caller can pass a reset on.
+//! directions and says which side failed, so the caller can pass a reset on. While a write
+//! is blocked its direction reads nothing more (backpressure).
 //!
-//! Written here rather than with `tokio::io::copy_bidirectional` because that one allocates
-//! two buffers per connection for its whole life; an idle connection must hold none.
+//! Written as one hand-polled future rather than with `tokio::io::copy_bidirectional`, which
+//! holds two buffers per connection for its whole life: an idle connection here holds none,
+//! and its state is a few dozen bytes per direction plus one timer.
+//!
+//! Syscalls: a read that returns fewer bytes than asked has emptied the socket's receive
+//! queue, so the socket's readiness is cleared right there, as if the next read had returned
+//! EAGAIN (nginx's `ngx_unix_recv` does the same; HAProxy likewise stops at a short read).
+//! Edge-triggered epoll reports any later arrival as a new event, and tokio never clears the
+//! read-closed state, so a FIN that came with the data is still seen. This saves one `recv`
+//! per message: a request/response exchange costs one read and one write per direction.
+//! Short writes clear write readiness the same way.
 
-use std::cell::Cell;
-use std::io;
+use std::future::poll_fn;
+use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::pin::pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -48,71 +61,148 @@ pub async fn pump(
     on_a: impl Fn(u64),
     on_b: impl Fn(u64),
 ) -> End {
-    let last = Cell::new(Instant::now());
-    let both = async {
-        tokio::try_join!(
-            one_way(a, b, (Side::A, Side::B), pool, &last, &on_a),
-            one_way(b, a, (Side::B, Side::A), pool, &last, &on_b),
-        )
-    };
-    tokio::select! {
-        r = both => match r {
-            Ok(_) => End::Closed,
-            Err((side, error)) => End::Failed { side, error },
-        },
-        () = idle_watch(&last, idle) => End::Idle,
-    }
-}
-
-async fn one_way(
-    from: &TcpStream,
-    to: &TcpStream,
-    (from_side, to_side): (Side, Side),
-    pool: &BufferPool,
-    last: &Cell<Instant>,
-    on_read: &impl Fn(u64),
-) -> Result<(), (Side, io::Error)> {
-    loop {
-        from.readable().await.map_err(|e| (from_side, e))?;
-        let mut buf = pool.take();
-        match from.try_read(&mut buf) {
-            Ok(0) => {
-                pool.put(buf);
-                // The peer may already be gone; its own direction reports that.
-                let _ = socket2::SockRef::from(to).shutdown(Shutdown::Write);
-                return Ok(());
+    let mut ab = Half::new(a, b, Side::A, Side::B);
+    let mut ba = Half::new(b, a, Side::B, Side::A);
+    let mut last = Instant::now();
+    let mut timer = pin!(tokio::time::sleep_until(last + idle));
+    poll_fn(|cx| {
+        let mut moved = false;
+        for (half, on_read) in [(&mut ab, &on_a as &dyn Fn(u64)), (&mut ba, &on_b)] {
+            if let Poll::Ready(Err((side, error))) = half.poll(cx, pool, on_read, &mut moved) {
+                return Poll::Ready(End::Failed { side, error });
             }
-            Ok(n) => {
-                last.set(Instant::now());
-                on_read(n as u64);
-                write_all(to, &buf[..n]).await.map_err(|e| (to_side, e))?;
-                pool.put(buf);
+        }
+        if ab.done && ba.done {
+            return Poll::Ready(End::Closed);
+        }
+        if moved {
+            // The timer is re-armed lazily, only when it fires: no timer work per read.
+            last = Instant::now();
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if last + idle <= Instant::now() {
+                return Poll::Ready(End::Idle);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => pool.put(buf),
-            Err(e) => return Err((from_side, e)),
+            timer.as_mut().reset(last + idle);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// One direction: `from` -> `to`.
+struct Half<'s> {
+    from: &'s TcpStream,
+    to: &'s TcpStream,
+    from_side: Side,
+    to_side: Side,
+    /// Bytes read and not yet all written: `buf[pos..len]`.
+    buf: Option<Box<[u8]>>,
+    pos: usize,
+    len: usize,
+    done: bool,
+}
+
+impl<'s> Half<'s> {
+    fn new(from: &'s TcpStream, to: &'s TcpStream, from_side: Side, to_side: Side) -> Self {
+        Half {
+            from,
+            to,
+            from_side,
+            to_side,
+            buf: None,
+            pos: 0,
+            len: 0,
+            done: false,
+        }
+    }
+
+    /// Moves bytes until the direction would block (Pending, with wake-ups registered), ends
+    /// (Ready(Ok)), or fails. Sets `moved` when bytes were read.
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        pool: &BufferPool,
+        on_read: &dyn Fn(u64),
+        moved: &mut bool,
+    ) -> Poll<Result<(), (Side, io::Error)>> {
+        if self.done {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if let Some(buf) = &self.buf {
+                match write_some(self.to, &buf[self.pos..self.len]) {
+                    Ok(n) => {
+                        self.pos += n;
+                        if self.pos == self.len {
+                            if let Some(buf) = self.buf.take() {
+                                pool.put(buf);
+                            }
+                        }
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        ready!(self.to.poll_write_ready(cx)).map_err(|e| (self.to_side, e))?;
+                        continue;
+                    }
+                    Err(e) => return Poll::Ready(Err((self.to_side, e))),
+                }
+            }
+            ready!(self.from.poll_read_ready(cx)).map_err(|e| (self.from_side, e))?;
+            let mut buf = pool.take();
+            match read_some(self.from, &mut buf) {
+                Ok(0) => {
+                    pool.put(buf);
+                    // The peer may already be gone; its own direction reports that.
+                    let _ = socket2::SockRef::from(self.to).shutdown(Shutdown::Write);
+                    self.done = true;
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(n) => {
+                    on_read(n as u64);
+                    *moved = true;
+                    self.buf = Some(buf);
+                    self.pos = 0;
+                    self.len = n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => pool.put(buf),
+                Err(e) => return Poll::Ready(Err((self.from_side, e))),
+            }
         }
     }
 }
 
-async fn write_all(to: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        match to.try_write(buf) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => to.writable().await?,
-            Err(e) => return Err(e),
+/// Reads what is queued (at most `buf.len()`); a short read clears read readiness.
+fn read_some(s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let mut short = 0;
+    let r = s.try_io(Interest::READABLE, || {
+        let n = (&*socket2::SockRef::from(s)).read(buf)?;
+        if n > 0 && n < buf.len() {
+            short = n;
+            return Err(io::ErrorKind::WouldBlock.into());
         }
+        Ok(n)
+    });
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => Ok(short),
+        r => r,
     }
-    Ok(())
 }
 
-/// Completes once `idle` has passed since the last byte moved.
-async fn idle_watch(last: &Cell<Instant>, idle: Duration) {
-    loop {
-        let deadline = last.get() + idle;
-        tokio::time::sleep_until(deadline).await;
-        if last.get() + idle <= Instant::now() {
-            return;
+/// Writes what the send buffer takes; a short write clears write readiness.
+fn write_some(s: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    let mut short = 0;
+    let r = s.try_io(Interest::WRITABLE, || {
+        let n = (&*socket2::SockRef::from(s)).write(buf)?;
+        if n > 0 && n < buf.len() {
+            short = n;
+            return Err(io::ErrorKind::WouldBlock.into());
         }
+        Ok(n)
+    });
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => Ok(short),
+        Ok(0) if !buf.is_empty() => Err(io::ErrorKind::WriteZero.into()),
+        r => r,
     }
 }

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use crate::io::pump::{End, Side, pump};
 use crate::metrics::counters::GaugeGuard;
-use crate::upstream::connect::{client_key, connect};
+use crate::upstream::connect::connect;
 use crate::worker::{Accepted, Worker};
 
 pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
@@ -24,13 +24,15 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     let _active = GaugeGuard::new(&lc.active);
     let cluster = table.cluster_of(listener);
 
-    let mut key_buf = [0u8; 64];
-    let key: &[u8] = if cluster.balancer.uses_key() {
-        client_key(conn.peer.ip(), &mut key_buf)
-    } else {
-        &[]
-    };
-    let Some(upstream) = connect(cluster, worker.id, &worker.histograms, key).await else {
+    // Boxed so the connect phase's state (timer, attempts) is freed once connected and does
+    // not sit in every idle connection's task for its whole life.
+    let connecting = Box::pin(connect(
+        cluster,
+        worker.id,
+        &worker.histograms,
+        conn.peer.ip(),
+    ));
+    let Some(upstream) = connecting.await else {
         cluster.stats.workers.get(worker.id).unavailable.inc();
         tracing::debug!(listener = %listener.config.name, cluster = %cluster.name, peer = %conn.peer, "no endpoint reachable; resetting client");
         reset(&conn.stream);

@@ -25,13 +25,20 @@ pub struct Upstream<'t> {
     pub active: GaugeGuard<'t>,
 }
 
-/// Connects `worker` to an endpoint of `cluster`; `None` when every attempt failed.
+/// Connects `worker` to an endpoint of `cluster` for a client at `client`; `None` when every
+/// attempt failed. Hash policies key on the client's IP address.
 pub async fn connect<'t>(
     cluster: &'t Cluster,
     worker: usize,
     histograms: &WorkerHistograms,
-    key: &[u8],
+    client: IpAddr,
 ) -> Option<Upstream<'t>> {
+    let mut key_buf = [0u8; 64];
+    let key: &[u8] = if cluster.balancer.uses_key() {
+        client_key(client, &mut key_buf)
+    } else {
+        &[]
+    };
     let mut tried = [0usize; MAX_CONNECT_ATTEMPTS as usize];
     let attempts = cluster.connect_attempts.min(tried.len());
     for n in 0..attempts {
@@ -69,7 +76,7 @@ pub async fn connect<'t>(
 
 /// The text of a client address as the hash key (`$remote_addr` in nginx terms), written into
 /// `buf` without allocating. Returns the used prefix.
-pub fn client_key(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
+fn client_key(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
     use std::io::Write;
     let mut cursor = std::io::Cursor::new(&mut buf[..]);
     // An IPv6 address is at most 45 characters, so this always fits.

@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# L4 (TCP) benchmark: corelane vs HAProxy (mode tcp) vs nginx (stream) vs a direct connection,
+# all in ONE run with rounds interleaved, against the same nginx HTTP backend.
+#
+#   bench/tcp.sh [--workers N] [--rounds R] [--duration S] [--conns C] [--bulk-mib M]
+#                [--idle-conns K] [--no-pin]
+#
+# Measures, per target:
+#   - wrk keep-alive req/s and p99 latency (small response), median over rounds;
+#   - proxy CPU time per request (user+sys from /proc), the efficiency figure that does not
+#     depend on which process is the bottleneck;
+#   - bulk throughput: curl downloads a M MiB file through each target, every round;
+#   - memory per idle client connection: K connections opened and left idle, RSS delta / K.
+# Ratios are against the direct connection (req/s, bulk) and against HAProxy.
+#
+# By default the proxy under test is pinned to CPU 1 and wrk, curl and the backend to CPU 0,
+# so every proxy gets one whole core and the same neighbours (--no-pin to let the scheduler
+# place them). Each proxy runs with the same number of workers/threads/processes.
+#
+# Needs: wrk, haproxy, nginx with the stream module, curl, python3 (Debian: wrk haproxy
+# nginx-light libnginx-mod-stream curl python3). Everything listens on 127.0.0.1 only and stops
+# by itself; results go to bench/out/ and the summary table to stdout.
+set -euo pipefail
+
+WORKERS=1 ROUNDS=5 DURATION=10 CONNS=64 BULK_MIB=1024 IDLE_CONNS=4000 PIN=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --workers) WORKERS=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --conns) CONNS=$2; shift 2 ;;
+    --bulk-mib) BULK_MIB=$2; shift 2 ;;
+    --idle-conns) IDLE_CONNS=$2; shift 2 ;;
+    --no-pin) PIN=0; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+CMDLINE="bench/tcp.sh --workers $WORKERS --rounds $ROUNDS --duration $DURATION --conns $CONNS --bulk-mib $BULK_MIB --idle-conns $IDLE_CONNS"
+if [ $PIN = 0 ]; then CMDLINE="$CMDLINE --no-pin"; fi
+
+ulimit -n "$(ulimit -Hn)"
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=$ROOT/bench/out/tcp
+BIN=$ROOT/target/release/corelane
+mkdir -p "$OUT"
+rm -f "$OUT"/*.pid "$OUT"/raw.tsv
+
+for tool in wrk haproxy nginx curl python3; do
+  command -v $tool >/dev/null || { echo "missing $tool (see the header of this script)" >&2; exit 1; }
+done
+NGINX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
+[ -f $NGINX_STREAM ] || { echo "missing $NGINX_STREAM (apt-get install libnginx-mod-stream)" >&2; exit 1; }
+
+(cd "$ROOT" && cargo build --release --quiet)
+
+BACKEND=127.0.0.1:18080
+declare -A PORT=([direct]=18080 [corelane]=7100 [haproxy]=7101 [nginx]=7102)
+TARGETS=(direct corelane haproxy nginx)
+# Command prefixes that pin to a CPU. Arrays, not functions: a function run with `&` forks a
+# subshell, and $! would then name the subshell rather than the server.
+if [ $PIN = 1 ]; then LOAD=(taskset -c 0) PROXY=(taskset -c 1); else LOAD=() PROXY=(); fi
+
+cleanup() {
+  for f in "$OUT"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  sleep 1.5
+}
+trap cleanup EXIT
+
+# --- the backend: nginx serving a small body at / and a large file at /big ---------------
+head -c $((BULK_MIB << 20)) /dev/zero > /dev/shm/corelane-bench-big.bin
+cat > "$OUT/backend.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $OUT/backend.nginx.pid;
+error_log $OUT/backend.err warn;
+events { worker_connections 32768; }
+http {
+  access_log off;
+  default_type text/plain;
+  sendfile on;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  client_header_timeout 300s;
+  server {
+    listen $BACKEND backlog=4096;
+    location = / { return 200 "hello, corelane bench\n"; }
+    location = /big { alias /dev/shm/corelane-bench-big.bin; }
+  }
+}
+EOF
+"${LOAD[@]}" nginx -c "$OUT/backend.conf" -e "$OUT/backend.err" & echo $! > "$OUT/backend.pid"
+
+# --- the proxies, same worker count, same backend -----------------------------------------
+cat > "$OUT/corelane.toml" <<EOF
+workers = $WORKERS
+shutdown_timeout = "1s"
+[admin]
+listen = "127.0.0.1:9911"
+[log]
+level = "warn"
+[listeners.bench]
+listen = "127.0.0.1:${PORT[corelane]}"
+cluster = "backend"
+backlog = 4096
+[clusters.backend]
+endpoints = [{ addr = "$BACKEND" }]
+EOF
+"${PROXY[@]}" "$BIN" run -c "$OUT/corelane.toml" 2> "$OUT/corelane.err" & echo $! > "$OUT/corelane.pid"
+
+cat > "$OUT/haproxy.cfg" <<EOF
+global
+  nbthread $WORKERS
+  maxconn 9000
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 1h
+  timeout server 1h
+frontend bench
+  bind 127.0.0.1:${PORT[haproxy]}
+  default_backend backend
+backend backend
+  server b1 $BACKEND
+EOF
+"${PROXY[@]}" haproxy -f "$OUT/haproxy.cfg" -db > "$OUT/haproxy.err" 2>&1 & echo $! > "$OUT/haproxy.pid"
+
+cat > "$OUT/nginx-stream.conf" <<EOF
+load_module $NGINX_STREAM;
+worker_processes $WORKERS;
+daemon off;
+pid $OUT/stream.nginx.pid;
+error_log $OUT/nginx-stream.err warn;
+events { worker_connections 32768; }
+stream {
+  upstream backend { server $BACKEND; }
+  server {
+    listen 127.0.0.1:${PORT[nginx]} backlog=4096;
+    proxy_pass backend;
+    proxy_timeout 1h;
+  }
+}
+EOF
+"${PROXY[@]}" nginx -c "$OUT/nginx-stream.conf" -e "$OUT/nginx-stream.err" & echo $! > "$OUT/nginx.pid"
+
+sleep 1
+for t in "${TARGETS[@]}"; do
+  curl -fsS -o /dev/null "http://127.0.0.1:${PORT[$t]}/" || { echo "$t is not answering" >&2; exit 1; }
+done
+
+# All pids of a target's process tree (nginx forks workers; threads share the pid).
+pids_of() {
+  local todo all p
+  todo=$(cat "$OUT/$1.pid") all=""
+  while [ -n "$todo" ]; do
+    all="$all $todo"
+    p=""
+    for t in $todo; do p="$p $(pgrep -P "$t" | tr '\n' ' ')"; done
+    todo=$(echo $p)
+  done
+  echo $all
+}
+cpu_ticks() { # user+sys clock ticks summed over pids
+  local sum=0 p
+  for p in "$@"; do
+    [ -r /proc/$p/stat ] && sum=$((sum + $(awk '{print $14 + $15}' /proc/$p/stat)))
+  done
+  echo $sum
+}
+rss_kib() {
+  local sum=0 p
+  for p in "$@"; do
+    [ -r /proc/$p/status ] && sum=$((sum + $(awk '/^VmRSS/ {print $2}' /proc/$p/status)))
+  done
+  echo $sum
+}
+
+echo -e "round\ttarget\tkind\tvalue" > "$OUT/raw.tsv"
+HZ=$(getconf CLK_TCK)
+for r in $(seq 1 "$ROUNDS"); do
+  # Rotate the order every round so no target always runs first or last.
+  order=("${TARGETS[@]:$((r % 4))}" "${TARGETS[@]:0:$((r % 4))}")
+  for t in "${order[@]}"; do
+    pids=""
+    [ "$t" != direct ] && pids=$(pids_of "$t")
+    c0=$(cpu_ticks $pids)
+    "${LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:${PORT[$t]}/" > "$OUT/wrk-$t-$r.txt"
+    c1=$(cpu_ticks $pids)
+    rps=$(awk '/^Requests\/sec/ {print $2}' "$OUT/wrk-$t-$r.txt")
+    p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$OUT/wrk-$t-$r.txt")
+    errs=$(awk '/Socket errors|Non-2xx/ {print}' "$OUT/wrk-$t-$r.txt" | tr '\n' ' ')
+    reqs=$(awk '/requests in/ {print $1}' "$OUT/wrk-$t-$r.txt")
+    printf '%s\t%s\trps\t%s\n%s\t%s\tp99_ms\t%s\n' "$r" "$t" "$rps" "$r" "$t" "$p99" >> "$OUT/raw.tsv"
+    if [ "$t" != direct ]; then
+      printf '%s\t%s\tcpu_us_per_req\t%s\n' "$r" "$t" "$(python3 -c "print(($c1-$c0)/$HZ*1e6/$reqs)")" >> "$OUT/raw.tsv"
+    fi
+    echo "round $r $t: $rps req/s, p99 ${p99} ms ${errs}" >&2
+  done
+  for t in "${order[@]}"; do
+    pids=""
+    [ "$t" != direct ] && pids=$(pids_of "$t")
+    c0=$(cpu_ticks $pids)
+    bps=$("${LOAD[@]}" curl -fsS -o /dev/null -w '%{speed_download}' "http://127.0.0.1:${PORT[$t]}/big")
+    c1=$(cpu_ticks $pids)
+    printf '%s\t%s\tbulk_gib_s\t%s\n' "$r" "$t" "$(python3 -c "print($bps/2**30)")" >> "$OUT/raw.tsv"
+    if [ "$t" != direct ]; then
+      printf '%s\t%s\tbulk_cpu_s_per_gib\t%s\n' "$r" "$t" "$(python3 -c "print(($c1-$c0)/$HZ/($BULK_MIB/1024))")" >> "$OUT/raw.tsv"
+    fi
+    echo "round $r $t: bulk $(python3 -c "print(round($bps/2**30, 2))") GiB/s" >&2
+  done
+done
+
+# Memory per idle client connection: open K connections, leave them idle, compare RSS.
+for t in corelane haproxy nginx; do
+  pids=$(pids_of "$t")
+  before=$(rss_kib $pids)
+  python3 - "${PORT[$t]}" "$IDLE_CONNS" "$OUT/idle-$t.ready" <<'PY' &
+import socket, sys, time, os
+port, n, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+conns = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    conns.append(s)
+open(ready, "w").close()
+time.sleep(30)
+PY
+  holder=$!
+  while [ ! -f "$OUT/idle-$t.ready" ]; do sleep 0.2; done
+  sleep 2
+  after=$(rss_kib $pids)
+  kill $holder 2>/dev/null || true
+  wait $holder 2>/dev/null || true
+  rm -f "$OUT/idle-$t.ready"
+  printf '0\t%s\tidle_bytes_per_conn\t%s\n' "$t" "$(python3 -c "print(($after-$before)*1024/$IDLE_CONNS)")" >> "$OUT/raw.tsv"
+  echo "idle $t: $(( (after - before) * 1024 / IDLE_CONNS )) bytes/connection" >&2
+  sleep 1
+done
+
+python3 "$ROOT/bench/summarize.py" "$OUT/raw.tsv" "$CMDLINE" "$WORKERS" | tee "$OUT/summary.md"
