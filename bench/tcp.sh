@@ -175,6 +175,34 @@ rss_kib() {
 }
 
 echo -e "round\ttarget\tkind\tvalue" > "$OUT/raw.tsv"
+# Memory per idle client connection, measured first, on processes that have served nothing
+# yet (after load, pooled memory would hide the growth): open K connections, leave them idle,
+# compare RSS.
+for t in corelane haproxy nginx; do
+  pids=$(pids_of "$t")
+  before=$(rss_kib $pids)
+  python3 - "${PORT[$t]}" "$IDLE_CONNS" "$OUT/idle-$t.ready" <<'PY' &
+import socket, sys, time, os
+port, n, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+conns = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    conns.append(s)
+open(ready, "w").close()
+time.sleep(30)
+PY
+  holder=$!
+  while [ ! -f "$OUT/idle-$t.ready" ]; do sleep 0.2; done
+  sleep 2
+  after=$(rss_kib $pids)
+  kill $holder 2>/dev/null || true
+  wait $holder 2>/dev/null || true
+  rm -f "$OUT/idle-$t.ready"
+  printf '0\t%s\tidle_bytes_per_conn\t%s\n' "$t" "$(python3 -c "print(($after-$before)*1024/$IDLE_CONNS)")" >> "$OUT/raw.tsv"
+  echo "idle $t: $(( (after - before) * 1024 / IDLE_CONNS )) bytes/connection" >&2
+  sleep 1
+done
+
 HZ=$(getconf CLK_TCK)
 for r in $(seq 1 "$ROUNDS"); do
   # Rotate the order every round so no target always runs first or last.
@@ -207,32 +235,6 @@ for r in $(seq 1 "$ROUNDS"); do
     fi
     echo "round $r $t: bulk $(python3 -c "print(round($bps/2**30, 2))") GiB/s" >&2
   done
-done
-
-# Memory per idle client connection: open K connections, leave them idle, compare RSS.
-for t in corelane haproxy nginx; do
-  pids=$(pids_of "$t")
-  before=$(rss_kib $pids)
-  python3 - "${PORT[$t]}" "$IDLE_CONNS" "$OUT/idle-$t.ready" <<'PY' &
-import socket, sys, time, os
-port, n, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-conns = []
-for _ in range(n):
-    s = socket.create_connection(("127.0.0.1", port))
-    conns.append(s)
-open(ready, "w").close()
-time.sleep(30)
-PY
-  holder=$!
-  while [ ! -f "$OUT/idle-$t.ready" ]; do sleep 0.2; done
-  sleep 2
-  after=$(rss_kib $pids)
-  kill $holder 2>/dev/null || true
-  wait $holder 2>/dev/null || true
-  rm -f "$OUT/idle-$t.ready"
-  printf '0\t%s\tidle_bytes_per_conn\t%s\n' "$t" "$(python3 -c "print(($after-$before)*1024/$IDLE_CONNS)")" >> "$OUT/raw.tsv"
-  echo "idle $t: $(( (after - before) * 1024 / IDLE_CONNS )) bytes/connection" >&2
-  sleep 1
 done
 
 python3 "$ROOT/bench/summarize.py" "$OUT/raw.tsv" "$CMDLINE" "$WORKERS" | tee "$OUT/summary.md"

@@ -192,17 +192,31 @@ fn slow_backend(chunks: usize, every: Duration) -> SocketAddr {
     addr
 }
 
-#[test]
-fn sigterm_lets_the_transfer_in_flight_finish_then_exits_zero() {
-    let backend = slow_backend(20, Duration::from_millis(50));
+/// A proxy in front of a slow backend (`chunks` KiB, one every 50 ms) and a client that has
+/// received the first KiB through it.
+fn transfer_in_flight(
+    chunks: usize,
+    workers: usize,
+    shutdown_timeout: &str,
+) -> (Proxy, SocketAddr, std::net::TcpStream) {
+    let backend = slow_backend(chunks, Duration::from_millis(50));
     let (admin, listen) = (addr(), addr());
-    let cfg = base_toml(admin, 2)
-        + &listener_toml("l", listen, "c", "")
+    let cfg = base_toml(admin, workers).replace(
+        "shutdown_timeout = \"5s\"",
+        &format!("shutdown_timeout = \"{shutdown_timeout}\""),
+    ) + &listener_toml("l", listen, "c", "")
         + &cluster_toml("c", "round_robin", &[(backend, 1)], "");
-    let mut p = Proxy::start(&cfg, admin);
+    let p = Proxy::start(&cfg, admin);
     let mut s = connect_from(listen, None);
     let mut first = [0u8; 1024];
     s.read_exact(&mut first).unwrap();
+    (p, listen, s)
+}
+
+#[test]
+fn sigterm_lets_the_transfer_in_flight_finish_then_exits_zero() {
+    let (mut p, listen, mut s) = transfer_in_flight(20, 2, "5s");
+    let admin = p.admin;
 
     p.signal(Signal::SIGTERM);
     // New connections are refused once the listeners are closed...
@@ -232,16 +246,7 @@ fn sigterm_lets_the_transfer_in_flight_finish_then_exits_zero() {
 
 #[test]
 fn shutdown_timeout_bounds_the_drain() {
-    let backend = slow_backend(1000, Duration::from_millis(50));
-    let (admin, listen) = (addr(), addr());
-    let cfg = base_toml(admin, 1)
-        .replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"300ms\"")
-        + &listener_toml("l", listen, "c", "")
-        + &cluster_toml("c", "round_robin", &[(backend, 1)], "");
-    let mut p = Proxy::start(&cfg, admin);
-    let mut s = connect_from(listen, None);
-    let mut first = [0u8; 1024];
-    s.read_exact(&mut first).unwrap();
+    let (mut p, _, mut s) = transfer_in_flight(1000, 1, "300ms");
     let started = Instant::now();
     p.signal(Signal::SIGTERM);
     let status = p.wait_exit();

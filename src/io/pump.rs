@@ -174,27 +174,31 @@ impl<'s> Half<'s> {
 
 /// Reads what is queued (at most `buf.len()`); a short read clears read readiness.
 fn read_some(s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    let mut short = 0;
-    let r = s.try_io(Interest::READABLE, || {
-        let n = (&*socket2::SockRef::from(s)).read(buf)?;
-        if n > 0 && n < buf.len() {
-            short = n;
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(n)
-    });
-    match r {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => Ok(short),
-        r => r,
-    }
+    let len = buf.len();
+    transfer(s, Interest::READABLE, len, |mut sock| sock.read(buf))
 }
 
 /// Writes what the send buffer takes; a short write clears write readiness.
 fn write_some(s: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    match transfer(s, Interest::WRITABLE, buf.len(), |mut sock| sock.write(buf)) {
+        Ok(0) if !buf.is_empty() => Err(io::ErrorKind::WriteZero.into()),
+        r => r,
+    }
+}
+
+/// Runs one read or write of up to `len` bytes when `s` is ready for `interest`. A transfer
+/// shorter than `len` has drained the socket (or filled its send buffer), so readiness is
+/// cleared as if the next call had returned EAGAIN, and the byte count is still returned.
+fn transfer(
+    s: &TcpStream,
+    interest: Interest,
+    len: usize,
+    op: impl FnOnce(&socket2::Socket) -> io::Result<usize>,
+) -> io::Result<usize> {
     let mut short = 0;
-    let r = s.try_io(Interest::WRITABLE, || {
-        let n = (&*socket2::SockRef::from(s)).write(buf)?;
-        if n > 0 && n < buf.len() {
+    let r = s.try_io(interest, || {
+        let n = op(&socket2::SockRef::from(s))?;
+        if n > 0 && n < len {
             short = n;
             return Err(io::ErrorKind::WouldBlock.into());
         }
@@ -202,7 +206,6 @@ fn write_some(s: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     });
     match r {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => Ok(short),
-        Ok(0) if !buf.is_empty() => Err(io::ErrorKind::WriteZero.into()),
         r => r,
     }
 }

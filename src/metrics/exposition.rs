@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 
 use super::counters::Counter;
 use super::histogram::{Exported, Merged};
-use super::stats::EndpointCounters;
+use super::stats::{EndpointCounters, ListenerCounters};
 use crate::config::table::RoutingTable;
 
 /// Process-level facts the control plane adds to a scrape.
@@ -94,17 +94,39 @@ fn histograms<L: EncodeLabelSet>(
     Ok(())
 }
 
+type ListenerField = fn(&ListenerCounters) -> &Counter;
+type EndpointField = fn(&EndpointCounters) -> &Counter;
+
+/// `corelane_listener_<suffix>`, labelled by listener.
+#[rustfmt::skip]
+const LISTENER_SERIES: [(&str, &str, MetricType, ListenerField); 5] = [
+    ("connections", "Connections accepted.", MetricType::Counter, |c| &c.accepted),
+    ("connections_active", "Client connections open now.", MetricType::Gauge, |c| &c.active),
+    ("connections_rejected", "Connections closed at once because max_connections was reached.", MetricType::Counter, |c| &c.rejected),
+    ("received_bytes", "Bytes received from clients.", MetricType::Counter, |c| &c.bytes_in),
+    ("sent_bytes", "Bytes sent to clients.", MetricType::Counter, |c| &c.bytes_out),
+];
+
+/// `corelane_endpoint_<suffix>` per endpoint and `corelane_cluster_<suffix>` summed per cluster.
+#[rustfmt::skip]
+const ENDPOINT_SERIES: [(&str, &str, MetricType, EndpointField); 5] = [
+    ("connections", "Upstream connections established.", MetricType::Counter, |c| &c.connections),
+    ("connections_active", "Upstream connections open or being opened now.", MetricType::Gauge, |c| &c.active),
+    ("connect_errors", "Upstream connect attempts that failed or timed out.", MetricType::Counter, |c| &c.connect_errors),
+    ("received_bytes", "Bytes received from upstream.", MetricType::Counter, |c| &c.bytes_in),
+    ("sent_bytes", "Bytes sent to upstream.", MetricType::Counter, |c| &c.bytes_out),
+];
+
+const CONNECT_HELP: &str = "Time to establish upstream connections.";
+
 impl Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
-        use MetricType::{Counter as C, Gauge as G};
-        let p = &self.process;
-        let t = &self.table;
-        let e = &mut enc;
+        let (p, t, e) = (&self.process, &self.table, &mut enc);
         family(
             e,
             "corelane_build_info",
             "Build information; always 1.",
-            G,
+            MetricType::Gauge,
             [([("version", p.version)], 1)],
         )?;
         gauge(e, "corelane_workers", "Worker threads.", p.workers as u64)?;
@@ -120,182 +142,166 @@ impl Collector for Scrape {
             "Generation of the routing table in use.",
             p.generation,
         )?;
+        let reloads = [
+            ([("result", "ok")], p.reloads_ok),
+            ([("result", "error")], p.reloads_error),
+        ];
         family(
             e,
             "corelane_config_reloads",
             "Reloads of the control file by result.",
-            C,
-            [
-                ([("result", "ok")], p.reloads_ok),
-                ([("result", "error")], p.reloads_error),
-            ],
+            MetricType::Counter,
+            reloads,
         )?;
+        let last_ok = p.last_reload_success_unix as u64;
         gauge(
             e,
             "corelane_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful load of the control file.",
-            p.last_reload_success_unix as u64,
+            last_ok,
         )?;
 
-        let ls = || {
-            t.listeners
-                .iter()
-                .map(|l| (l.config.name.as_str(), &l.stats.workers))
-        };
-        let lrows = |f: fn(&crate::metrics::stats::ListenerCounters) -> &Counter| {
-            ls().map(move |(n, w)| ([("listener", n)], w.sum(f)))
-                .collect::<Vec<(L1, u64)>>()
-        };
-        family(
-            e,
-            "corelane_listener_connections",
-            "Connections accepted.",
-            C,
-            lrows(|c| &c.accepted),
-        )?;
-        family(
-            e,
-            "corelane_listener_connections_active",
-            "Client connections open now.",
-            G,
-            lrows(|c| &c.active),
-        )?;
-        family(
-            e,
-            "corelane_listener_connections_rejected",
-            "Connections closed at once because max_connections was reached.",
-            C,
-            lrows(|c| &c.rejected),
-        )?;
-        family(
-            e,
-            "corelane_listener_received_bytes",
-            "Bytes received from clients.",
-            C,
-            lrows(|c| &c.bytes_in),
-        )?;
-        family(
-            e,
-            "corelane_listener_sent_bytes",
-            "Bytes sent to clients.",
-            C,
-            lrows(|c| &c.bytes_out),
-        )?;
-
-        type F = fn(&EndpointCounters) -> &Counter;
-        let endpoint_metrics: [(&str, &str, MetricType, F); 5] = [
-            ("connections", "Upstream connections established.", C, |c| {
-                &c.connections
-            }),
-            (
-                "connections_active",
-                "Upstream connections open or being opened now.",
-                G,
-                |c| &c.active,
-            ),
-            (
-                "connect_errors",
-                "Upstream connect attempts that failed or timed out.",
-                C,
-                |c| &c.connect_errors,
-            ),
-            ("received_bytes", "Bytes received from upstream.", C, |c| {
-                &c.bytes_in
-            }),
-            ("sent_bytes", "Bytes sent to upstream.", C, |c| &c.bytes_out),
-        ];
-        let sum_cluster = |c: &crate::upstream::Cluster, f: F| -> u64 {
-            c.endpoints
-                .iter()
-                .map(|ep| ep.stats.workers.sum(f))
-                .fold(0, u64::wrapping_add)
-        };
-        for (suffix, help, ty, f) in &endpoint_metrics {
-            family(
-                e,
-                &format!("corelane_cluster_{suffix}"),
-                help,
-                *ty,
-                t.clusters
-                    .iter()
-                    .map(|c| ([("cluster", c.name.as_str())], sum_cluster(c, *f)))
-                    .collect::<Vec<(L1, u64)>>(),
-            )?;
+        for (suffix, help, ty, field) in LISTENER_SERIES {
+            let rows = t.listeners.iter().map(|l| {
+                (
+                    [("listener", l.config.name.as_str())],
+                    l.stats.workers.sum(field),
+                )
+            });
+            family::<L1>(e, &format!("corelane_listener_{suffix}"), help, ty, rows)?;
         }
-        family(
-            e,
-            "corelane_cluster_upstream_unavailable",
-            "Client connections failed because no endpoint could be reached.",
-            C,
-            t.clusters
-                .iter()
-                .map(|c| {
-                    (
-                        [("cluster", c.name.as_str())],
-                        c.stats.workers.sum(|k| &k.unavailable),
-                    )
-                })
-                .collect::<Vec<(L1, u64)>>(),
-        )?;
-        let cluster_hist = t
-            .clusters
-            .iter()
-            .map(|c| {
-                let mut h = Exported::empty();
-                for ep in c.endpoints.iter() {
-                    if let Some(x) = self.histograms.get(ep.stats.uid) {
-                        h.add(x);
-                    }
-                }
-                ([("cluster", c.name.as_str())], h)
-            })
-            .collect::<Vec<(L1, Exported)>>();
-        histograms(
-            e,
-            "corelane_cluster_connect_duration_seconds",
-            "Time to establish upstream connections.",
-            cluster_hist,
-        )?;
 
         let addrs: Vec<Vec<String>> = t
             .clusters
             .iter()
             .map(|c| c.endpoints.iter().map(|ep| ep.addr.to_string()).collect())
             .collect();
-        let eps = || {
+        let endpoints = || {
             t.clusters.iter().zip(&addrs).flat_map(|(c, a)| {
-                c.endpoints
-                    .iter()
-                    .zip(a)
-                    .map(move |(ep, addr)| (c.name.as_str(), addr.as_str(), ep))
+                c.endpoints.iter().zip(a).map(move |(ep, addr)| {
+                    (
+                        [("cluster", c.name.as_str()), ("endpoint", addr.as_str())],
+                        ep,
+                    )
+                })
             })
         };
-        for (suffix, help, ty, f) in &endpoint_metrics {
-            family(
-                e,
-                &format!("corelane_endpoint_{suffix}"),
-                help,
-                *ty,
-                eps()
-                    .map(|(c, a, ep)| ([("cluster", c), ("endpoint", a)], ep.stats.workers.sum(*f)))
-                    .collect::<Vec<(L2, u64)>>(),
-            )?;
+        for (suffix, help, ty, field) in ENDPOINT_SERIES {
+            let rows = t.clusters.iter().map(|c| {
+                let sum = c
+                    .endpoints
+                    .iter()
+                    .map(|ep| ep.stats.workers.sum(field))
+                    .fold(0, u64::wrapping_add);
+                ([("cluster", c.name.as_str())], sum)
+            });
+            family::<L1>(e, &format!("corelane_cluster_{suffix}"), help, ty, rows)?;
         }
-        let ep_hist = eps()
-            .map(|(c, a, ep)| {
-                let mut h = Exported::empty();
-                if let Some(x) = self.histograms.get(ep.stats.uid) {
-                    h.add(x);
-                }
-                ([("cluster", c), ("endpoint", a)], h)
-            })
-            .collect::<Vec<(L2, Exported)>>();
-        histograms(
+        let unavailable = t.clusters.iter().map(|c| {
+            (
+                [("cluster", c.name.as_str())],
+                c.stats.workers.sum(|k| &k.unavailable),
+            )
+        });
+        family::<L1>(
+            e,
+            "corelane_cluster_upstream_unavailable",
+            "Client connections failed because no endpoint could be reached.",
+            MetricType::Counter,
+            unavailable,
+        )?;
+        let cluster_hist = t.clusters.iter().map(|c| {
+            let mut h = Exported::empty();
+            c.endpoints
+                .iter()
+                .filter_map(|ep| self.histograms.get(ep.stats.uid))
+                .for_each(|x| h.add(x));
+            ([("cluster", c.name.as_str())], h)
+        });
+        histograms::<L1>(
+            e,
+            "corelane_cluster_connect_duration_seconds",
+            CONNECT_HELP,
+            cluster_hist,
+        )?;
+
+        for (suffix, help, ty, field) in ENDPOINT_SERIES {
+            let rows = endpoints().map(|(labels, ep)| (labels, ep.stats.workers.sum(field)));
+            family::<L2>(e, &format!("corelane_endpoint_{suffix}"), help, ty, rows)?;
+        }
+        let endpoint_hist = endpoints().map(|(labels, ep)| {
+            let mut h = Exported::empty();
+            if let Some(x) = self.histograms.get(ep.stats.uid) {
+                h.add(x);
+            }
+            (labels, h)
+        });
+        histograms::<L2>(
             e,
             "corelane_endpoint_connect_duration_seconds",
-            "Time to establish upstream connections.",
-            ep_hist,
-        )?;
-        Ok(())
+            CONNECT_HELP,
+            endpoint_hist,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use std::time::Duration;
+
+    #[test]
+    fn sums_workers_and_endpoints_into_series() {
+        let cfg = parse(
+            r#"
+            [listeners.web]
+            listen = "127.0.0.1:7100"
+            cluster = "app"
+            [clusters.app]
+            endpoints = [{ addr = "10.0.0.1:80" }, { addr = "10.0.0.2:80" }]
+            "#,
+        )
+        .unwrap();
+        let table = Arc::new(RoutingTable::build(cfg, 7, 2, None));
+        let l = &table.listeners[0].stats.workers;
+        l.get(0).accepted.add(3);
+        l.get(1).accepted.add(4);
+        let eps = &table.clusters[0].endpoints;
+        eps[0].stats.workers.get(0).connect_errors.add(2);
+        eps[1].stats.workers.get(1).connect_errors.add(5);
+        let w = crate::metrics::histogram::WorkerHistograms::default();
+        w.record(eps[0].stats.uid, Duration::from_micros(300));
+        let mut histograms = Merged::default();
+        histograms.add(w.snapshot(&table.endpoint_uids()));
+        let text = render(Scrape {
+            table,
+            histograms,
+            process: ProcessInfo {
+                version: "9.9.9",
+                workers: 2,
+                generation: 7,
+                reloads_ok: 6,
+                reloads_error: 1,
+                last_reload_success_unix: 1.5e9,
+                draining: false,
+            },
+        });
+        for line in [
+            "corelane_config_generation 7",
+            "corelane_config_reloads_total{result=\"error\"} 1",
+            "corelane_listener_connections_total{listener=\"web\"} 7",
+            "corelane_cluster_connect_errors_total{cluster=\"app\"} 7",
+            "corelane_endpoint_connect_errors_total{cluster=\"app\",endpoint=\"10.0.0.2:80\"} 5",
+            "corelane_endpoint_connect_duration_seconds_bucket{le=\"0.00025\",cluster=\"app\",endpoint=\"10.0.0.1:80\"} 0",
+            "corelane_endpoint_connect_duration_seconds_bucket{le=\"0.0005\",cluster=\"app\",endpoint=\"10.0.0.1:80\"} 1",
+            "corelane_cluster_connect_duration_seconds_count{cluster=\"app\"} 1",
+            "# EOF",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
     }
 }
