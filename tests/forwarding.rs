@@ -235,3 +235,43 @@ fn backend_reset_is_passed_on_as_a_reset() {
         "an aborted upstream must not look like a clean end: {r:?}"
     );
 }
+
+#[test]
+fn connect_timeout_fails_over_to_the_next_endpoint() {
+    // A listener that never accepts, with its accept queue filled: the kernel drops further
+    // SYNs, so connecting to it hangs until the connect timeout.
+    let stuck = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    stuck
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    stuck.listen(0).unwrap();
+    let stuck_addr = stuck.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&stuck_addr.into());
+        fillers.push(s);
+    }
+    thread::sleep(Duration::from_millis(200));
+    let live = Backend::start("live");
+    let cluster = cluster_toml(
+        "c",
+        "round_robin",
+        &[(stuck_addr, 1), (live.addr, 1)],
+        "connect_timeout = \"300ms\"\nconnect_attempts = 2",
+    );
+    let (p, listen) = start(&cluster, "", 1);
+    let started = Instant::now();
+    assert_eq!(which_backend(listen, None), "live");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250),
+        "waited for the timeout first: {took:?}"
+    );
+    let m = p.metrics();
+    let errors = format!(
+        "corelane_endpoint_connect_errors_total{{cluster=\"c\",endpoint=\"{stuck_addr}\"}}"
+    );
+    assert_eq!(metric(&m, &errors), Some(1.0), "{m}");
+}

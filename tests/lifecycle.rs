@@ -261,3 +261,58 @@ fn shutdown_timeout_bounds_the_drain() {
     let _ = s.read_to_end(&mut rest);
     assert!(rest.len() < 100 * 1024);
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let (admin, listen) = (addr(), addr());
+    let cfg =
+        good(admin, listen).replace("level = \"debug\"", "level = \"info\"\nformat = \"json\"");
+    let p = Proxy::start(&cfg, admin);
+    let log = p.log_text();
+    let started = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+        })
+        .find(|v| v["message"] == "corelane started")
+        .expect("start-up line");
+    assert_eq!(started["level"], "INFO");
+    assert_eq!(started["workers"], 2);
+}
+
+#[test]
+fn pinned_workers_run_on_one_core_each() {
+    let (admin, listen) = (addr(), addr());
+    let cfg = good(admin, listen).replace("workers = 2", "workers = 2\npin_workers = true");
+    let p = Proxy::start(&cfg, admin);
+    let allowed = |tid: &str| {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/task/{tid}/status", p.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let mut workers = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", p.child.id())).unwrap() {
+        let tid = task.unwrap().file_name().into_string().unwrap();
+        let comm =
+            std::fs::read_to_string(format!("/proc/{}/task/{tid}/comm", p.child.id())).unwrap();
+        if comm.trim().starts_with("corelane-w") {
+            workers.push((comm.trim().to_owned(), allowed(&tid)));
+        }
+    }
+    workers.sort();
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    for (name, cpus) in &workers {
+        assert!(
+            cpus.parse::<usize>().is_ok(),
+            "{name} may run on {cpus}, not one core"
+        );
+    }
+    if std::thread::available_parallelism().unwrap().get() >= 2 {
+        assert_ne!(workers[0].1, workers[1].1, "{workers:?}");
+    }
+}
