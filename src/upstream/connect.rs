@@ -50,26 +50,28 @@ pub async fn connect<'t>(
         let counters = endpoint.stats.workers.get(worker);
         let active = GaugeGuard::new(&counters.active);
         let started = Instant::now();
-        let err =
-            match tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(endpoint.addr))
-                .await
-            {
-                Ok(Ok(stream)) => {
-                    histograms.record(endpoint.stats.uid, started.elapsed());
-                    counters.connections.inc();
-                    // Small writes (request/response traffic) must not wait for Nagle.
-                    let _ = stream.set_nodelay(true);
-                    return Some(Upstream {
-                        stream,
-                        endpoint: i,
-                        active,
-                    });
-                }
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("timed out after {:?}", cluster.connect_timeout),
-            };
+        let outcome =
+            tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(endpoint.addr)).await;
+        match outcome {
+            Ok(Ok(stream)) => {
+                histograms.record(endpoint.stats.uid, started.elapsed());
+                counters.connections.inc();
+                // Small writes (request/response traffic) must not wait for Nagle.
+                let _ = stream.set_nodelay(true);
+                return Some(Upstream {
+                    stream,
+                    endpoint: i,
+                    active,
+                });
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.addr, attempt = n + 1, %error, "upstream connect failed");
+            }
+            Err(_) => {
+                tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.addr, attempt = n + 1, timeout = ?cluster.connect_timeout, "upstream connect timed out");
+            }
+        }
         counters.connect_errors.inc();
-        tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.addr, attempt = n + 1, error = %err, "upstream connect failed");
     }
     None
 }

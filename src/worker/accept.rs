@@ -12,16 +12,15 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::conns::ConnToken;
-use super::{ACCEPT_BACKOFF, Worker};
+use super::{ACCEPT_BACKOFF, TableRef, Worker};
 use crate::config::model::Protocol;
-use crate::config::table::RoutingTable;
 use crate::metrics::stats::ListenerStats;
 use crate::proto;
 
 /// A connection handed to a protocol engine, with the table it was routed by.
 #[derive(Debug)]
 pub struct Accepted {
-    pub table: Arc<RoutingTable>,
+    pub table: Rc<TableRef>,
     /// Index into `table.listeners`.
     pub listener: usize,
     pub stream: TcpStream,
@@ -55,7 +54,7 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, addr: Socket
                 continue;
             }
         };
-        let table = worker.tables.load_full();
+        let table = worker.table();
         let Some(index) = table.listener_index(addr) else {
             // The listener left the table and this loop is about to be stopped.
             continue;

@@ -10,6 +10,7 @@ mod accept;
 mod conns;
 pub mod listener;
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -50,10 +51,40 @@ pub enum Command {
 #[derive(Debug)]
 pub struct Worker {
     pub id: usize,
-    pub tables: Arc<ArcSwap<RoutingTable>>,
+    tables: Arc<ArcSwap<RoutingTable>>,
+    /// This worker's handle on the table in use, so that a connection takes its reference with
+    /// a non-atomic `Rc` increment instead of an atomic one on a count all workers share.
+    current: RefCell<Rc<TableRef>>,
     pub histograms: WorkerHistograms,
     pub buffers: BufferPool,
     conns: Rc<ConnTracker>,
+}
+
+impl Worker {
+    /// The routing table in use, for a new connection or request. Checking for a newer table is
+    /// a read of the shared `ArcSwap` pointer; only the first call after a reload pays an
+    /// atomic increment to adopt it.
+    pub fn table(&self) -> Rc<TableRef> {
+        let latest = self.tables.load();
+        let mut current = self.current.borrow_mut();
+        if !Arc::ptr_eq(&latest, &current.0) {
+            *current = Rc::new(TableRef(arc_swap::Guard::into_inner(latest)));
+        }
+        current.clone()
+    }
+}
+
+/// A worker's strong reference to a routing table, shared by that worker's connections
+/// through an `Rc` (see [`Worker::table`]).
+#[derive(Debug)]
+pub struct TableRef(Arc<RoutingTable>);
+
+impl std::ops::Deref for TableRef {
+    type Target = RoutingTable;
+
+    fn deref(&self) -> &RoutingTable {
+        &self.0
+    }
 }
 
 /// The control plane's handle on a worker thread.
@@ -63,10 +94,11 @@ pub struct WorkerHandle {
     pub commands: mpsc::UnboundedSender<Command>,
     /// Resolves (with an error, as the sender drops) when the worker thread has finished.
     pub done: oneshot::Receiver<()>,
-    pub thread: std::thread::JoinHandle<()>,
 }
 
-/// Starts worker `id` on its own thread, accepting on `listeners` at once.
+/// Starts worker `id` on its own thread, accepting on `listeners`. Returns once the worker is
+/// pinned (if asked), has its runtime and accepts, so the process reports ready only when every
+/// worker serves; an error if the worker could not start.
 pub fn spawn(
     id: usize,
     tables: Arc<ArcSwap<RoutingTable>>,
@@ -76,7 +108,8 @@ pub fn spawn(
 ) -> std::io::Result<WorkerHandle> {
     let (tx, rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<std::io::Result<()>>(1);
+    std::thread::Builder::new()
         .name(format!("corelane-w{id}"))
         .spawn(move || {
             let _done = done_tx;
@@ -85,20 +118,23 @@ pub fn spawn(
             }
             let worker = Rc::new(Worker {
                 id,
+                current: RefCell::new(Rc::new(TableRef(tables.load_full()))),
                 tables,
                 histograms: WorkerHistograms::default(),
                 buffers: BufferPool::new(buffer_size, CACHED_BUFFERS),
                 conns: Rc::new(ConnTracker::default()),
             });
-            if let Err(e) = run(worker, rx, listeners) {
-                tracing::error!(worker = id, error = %e, "worker failed to start");
+            if let Err(e) = run(worker, rx, listeners, &ready_tx) {
+                let _ = ready_tx.send(Err(e));
             }
         })?;
+    ready_rx
+        .recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("worker thread exited while starting")))?;
     Ok(WorkerHandle {
         id,
         commands: tx,
         done: done_rx,
-        thread,
     })
 }
 
@@ -130,6 +166,7 @@ fn run(
     worker: Rc<Worker>,
     mut rx: mpsc::UnboundedReceiver<Command>,
     listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+    ready: &std::sync::mpsc::SyncSender<std::io::Result<()>>,
 ) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -138,6 +175,7 @@ fn run(
     local.block_on(&rt, async move {
         let mut accepting: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
         add_listeners(&worker, &mut accepting, listeners);
+        let _ = ready.send(Ok(()));
         while let Some(cmd) = rx.recv().await {
             match cmd {
                 Command::AddListeners(l) => add_listeners(&worker, &mut accepting, l),
