@@ -112,6 +112,15 @@ fn bad_files_are_refused_by_check_and_run_naming_the_key() {
 }
 
 #[test]
+fn check_passes_on_the_file_of_a_running_instance() {
+    // The usual workflow: edit the running file, check it, then SIGHUP.
+    let (admin, listen) = (addr(), addr());
+    let p = Proxy::start(&good(admin, listen), admin);
+    let out = Command::new(BIN).args(["check", "-c"]).arg(&p.config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn port_taken_by_another_program_is_refused() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = taken.local_addr().unwrap();

@@ -55,16 +55,15 @@ pub fn probe(addr: SocketAddr) -> std::io::Result<()> {
     bind_one(addr).map(drop)
 }
 
-/// The admin listener: one plain socket for the control plane.
+/// The admin listener: one socket for the control plane. It is bound like the listeners
+/// (SO_REUSEPORT), so `corelane check` on the file of a running instance passes, and a new
+/// binary can start beside the old one during an upgrade.
 pub fn bind_admin(addr: SocketAddr) -> Result<TcpListener, ConfigError> {
     let admin_err = |e: std::io::Error| ConfigError::Invalid {
         key: "admin.listen".into(),
         reason: format!("cannot bind {addr}: {e}"),
     };
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-        .map_err(admin_err)?;
-    s.set_reuse_address(true).map_err(admin_err)?;
-    s.bind(&addr.into()).map_err(admin_err)?;
+    let s = bind_one(addr).map_err(admin_err)?;
     s.listen(128).map_err(admin_err)?;
     s.set_nonblocking(true).map_err(admin_err)?;
     Ok(s.into())
