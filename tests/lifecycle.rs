@@ -116,8 +116,16 @@ fn check_passes_on_the_file_of_a_running_instance() {
     // The usual workflow: edit the running file, check it, then SIGHUP.
     let (admin, listen) = (addr(), addr());
     let p = Proxy::start(&good(admin, listen), admin);
-    let out = Command::new(BIN).args(["check", "-c"]).arg(&p.config).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&p.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

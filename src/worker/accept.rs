@@ -46,10 +46,11 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, addr: Socket
             Err(e) => {
                 // ECONNABORTED and the like concern one connection; running out of file
                 // descriptors or memory concerns all, so back off before trying again.
-                let exhausted = e.raw_os_error().is_some_and(is_exhaustion);
-                tracing::warn!(worker = worker.id, %addr, error = %e, "accept failed");
-                if exhausted {
+                if e.raw_os_error().is_some_and(is_exhaustion) {
+                    tracing::warn!(worker = worker.id, %addr, error = %e, "accept failed; backing off");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
+                } else {
+                    tracing::debug!(worker = worker.id, %addr, error = %e, "accept failed");
                 }
                 continue;
             }
