@@ -140,6 +140,27 @@ fn unbindable_listener_in_a_reload_changes_nothing() {
 }
 
 #[test]
+fn a_listener_on_the_running_admin_address_is_refused() {
+    let b = Backend::start("b");
+    let (admin, l1, new_admin) = (addr(), addr(), addr());
+    let v1 = base_toml(admin, 1)
+        + &listener_toml("l", l1, "c", "")
+        + &cluster_toml("c", "round_robin", &[(b.addr, 1)], "");
+    let p = Proxy::start(&v1, admin);
+    // The file moves admin elsewhere (restart-only) and puts a listener on the old address.
+    let v2 = base_toml(new_admin, 1)
+        + &listener_toml("l", l1, "c", "")
+        + &listener_toml("steal", admin, "c", "")
+        + &cluster_toml("c", "round_robin", &[(b.addr, 1)], "");
+    p.write_config(&v2);
+    let s = p.sighup_and_wait();
+    assert_eq!(s["generation"], 1, "{s}");
+    let err = s["last_reload"]["error"].as_str().unwrap();
+    assert!(err.starts_with("listeners.steal.listen: address"), "{err}");
+    assert_eq!(http(admin, "GET", "/healthz").0, 200);
+}
+
+#[test]
 fn post_reload_and_removed_listener_drains() {
     let b = Backend::start("b");
     let (admin, l1, l2) = (addr(), addr(), addr());

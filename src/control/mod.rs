@@ -166,6 +166,17 @@ impl Control {
         new.buffer_size = old.config.buffer_size;
         new.admin = old.config.admin.clone();
         new.log = old.config.log.clone();
+        // Validation checked listeners against the file's admin address; the running one is
+        // what matters until a restart (both are SO_REUSEPORT, so a bind would not catch it).
+        if let Some(l) = new.listeners.iter().find(|l| l.listen == new.admin.listen) {
+            return Err(ConfigError::Invalid {
+                key: format!("listeners.{}.listen", l.name),
+                reason: format!(
+                    "address {} is the running admin address (admin.listen changes take effect on restart)",
+                    l.listen
+                ),
+            });
+        }
 
         let d = diff::listeners(&self.bound, &new);
         let n = self.workers.len();
