@@ -16,6 +16,15 @@ fn addr() -> SocketAddr {
     format!("127.0.0.1:{}", free_port()).parse().unwrap()
 }
 
+/// Runs `corelane <cmd> -c <path>` to completion.
+fn corelane(cmd: &str, path: &std::path::Path) -> std::process::Output {
+    Command::new(BIN)
+        .args([cmd, "-c"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 fn good(admin: SocketAddr, listen: SocketAddr) -> String {
     base_toml(admin, 2)
         + &listener_toml("web", listen, "app", "")
@@ -71,20 +80,12 @@ fn bad_files_are_refused_by_check_and_run_naming_the_key() {
     for (what, text, expected) in cases {
         let path = dir.join(format!("{}.toml", what.replace(' ', "_")));
         std::fs::write(&path, &text).unwrap();
-        let out = Command::new(BIN)
-            .args(["check", "-c"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = corelane("check", &path);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{what}: check accepted it");
         assert!(err.contains(expected), "{what}: check said {err:?}");
 
-        let out = Command::new(BIN)
-            .args(["run", "-c"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = corelane("run", &path);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{what}: run started");
         assert!(err.contains(expected), "{what}: run said {err:?}");
@@ -96,11 +97,7 @@ fn bad_files_are_refused_by_check_and_run_naming_the_key() {
     // The good file passes check.
     let path = dir.join("good.toml");
     std::fs::write(&path, &ok).unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = corelane("check", &path);
     assert!(
         out.status.success(),
         "{}",
@@ -116,11 +113,7 @@ fn check_passes_on_the_file_of_a_running_instance() {
     // The usual workflow: edit the running file, check it, then SIGHUP.
     let (admin, listen) = (addr(), addr());
     let p = Proxy::start(&good(admin, listen), admin);
-    let out = Command::new(BIN)
-        .args(["check", "-c"])
-        .arg(&p.config)
-        .output()
-        .unwrap();
+    let out = corelane("check", &p.config);
     assert!(
         out.status.success(),
         "{}",
@@ -136,11 +129,7 @@ fn port_taken_by_another_program_is_refused() {
     let text = good(admin, busy);
     let path = tempdir("busy").join("c.toml");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(BIN)
-        .args(["run", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = corelane("run", &path);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
