@@ -62,6 +62,7 @@ if [ $PIN = 1 ]; then LOAD=(taskset -c 0) PROXY=(taskset -c 1); else LOAD=() PRO
 
 cleanup() {
   for f in "$OUT"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  rm -f /dev/shm/corelane-bench-big.bin
   sleep 1.5
 }
 trap cleanup EXIT
