@@ -100,12 +100,7 @@ impl RoutingTable {
         }
     }
 
-    /// The listener bound at `addr`, if the table still has one there.
-    pub fn listener_at(&self, addr: SocketAddr) -> Option<&Listener> {
-        self.listener_index(addr).map(|i| &self.listeners[i])
-    }
-
-    /// Index into `listeners` of the listener at `addr`.
+    /// Index into `listeners` of the listener bound at `addr`, if the table still has one there.
     pub fn listener_index(&self, addr: SocketAddr) -> Option<usize> {
         self.by_addr.get(&addr).copied()
     }
@@ -161,7 +156,13 @@ mod tests {
         assert!(e(&t2, 9001).is_none());
         assert!(Arc::ptr_eq(&e(&t1, 9002).unwrap(), &e(&t2, 9002).unwrap()));
         assert_eq!(e(&t2, 9003).unwrap().workers.sum(|c| &c.connections), 0);
-        assert!(t2.listener_at("127.0.0.1:7001".parse().unwrap()).is_some());
-        assert!(t2.listener_at("127.0.0.1:7002".parse().unwrap()).is_none());
+        assert!(
+            t2.listener_index("127.0.0.1:7001".parse().unwrap())
+                .is_some()
+        );
+        assert!(
+            t2.listener_index("127.0.0.1:7002".parse().unwrap())
+                .is_none()
+        );
     }
 }
