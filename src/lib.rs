@@ -16,10 +16,12 @@
 
 pub mod config;
 pub mod control;
+pub mod import;
 pub mod io;
 pub mod log;
 pub mod metrics;
 pub mod proto;
+pub mod shard;
 pub mod upstream;
 pub mod worker;
 
