@@ -1,0 +1,3 @@
+//! memcached ASCII engine: codec here, session driver later.
+
+pub mod codec;
