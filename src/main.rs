@@ -1,7 +1,9 @@
-//! The `corelane` command: `run`, `check`, `--version`.
+//! The `corelane` command: `run`, `check`, `import-twemproxy`, `--version`.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -34,6 +36,16 @@ enum Cmd {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Print a control file equivalent to a twemproxy (nutcracker) YAML file.
+    #[command(name = "import-twemproxy")]
+    ImportTwemproxy {
+        /// The twemproxy configuration, like nutcracker.yml.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Also write an `[admin]` section listening on this IP:port.
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<SocketAddr>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +65,19 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("corelane: {}: {e}", config.display());
                 ExitCode::FAILURE
+            }
+        },
+        Cmd::ImportTwemproxy { file, admin } => match corelane::import::import_file(&file, admin) {
+            Ok(text) => match std::io::stdout().lock().write_all(text.as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("corelane: cannot write the output: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("corelane: {}: {e}", file.display());
+                ExitCode::from(2)
             }
         },
     }
