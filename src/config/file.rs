@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::shard::{Distribution, HashFn};
+
 /// The whole control file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,14 +64,28 @@ pub struct ListenerFile {
     pub backlog: Option<u32>,
     pub max_connections: Option<u32>,
     pub idle_timeout: Option<String>,
+    /// Redis: the password clients must send with AUTH before any other command.
+    pub auth: Option<String>,
+    /// Redis and Memcached: requests a client may have in flight before corelane stops
+    /// reading from it.
+    pub max_pipeline: Option<u32>,
+    /// Redis: longest bulk string; Memcached: longest value.
+    pub max_bulk_len: Option<u64>,
+    /// Redis: most arguments in one command; Memcached: most keys in one retrieval.
+    pub max_args: Option<u32>,
 }
 
-/// What a listener speaks. Later protocol engines (http, redis, memcache, mysql) add variants.
+/// What a listener speaks. Later protocol engines (http, mysql) add variants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
+    /// Bytes forwarded both ways to one endpoint chosen per connection.
     #[default]
     Tcp,
+    /// RESP2 commands, each sent to the shard that owns its key.
+    Redis,
+    /// memcached ASCII commands, each sent to the server that owns its key.
+    Memcache,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +95,31 @@ pub struct ClusterFile {
     pub connect_timeout: Option<String>,
     pub connect_attempts: Option<u32>,
     pub endpoints: Vec<EndpointFile>,
+    // Key placement and server handling for redis and memcache listeners, named after
+    // twemproxy's pool settings.
+    pub hash: Option<HashFn>,
+    pub hash_tag: Option<String>,
+    pub distribution: Option<Distribution>,
+    pub timeout: Option<String>,
+    pub server_connections: Option<u32>,
+    pub redis_auth: Option<String>,
+    pub auto_eject_hosts: Option<bool>,
+    pub server_failure_limit: Option<u32>,
+    pub server_retry_timeout: Option<String>,
+    pub read_from: Option<ReadFrom>,
+}
+
+/// Where a Redis shard's read-only commands go when the shard has replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    /// Every command goes to the primary (replicas are ignored).
+    #[default]
+    Primary,
+    /// Reads go to a replica, or to the primary when no replica is reachable.
+    PreferReplica,
+    /// Reads go to a replica only; an unreachable replica is an error.
+    Replica,
 }
 
 /// Upstream selection policy of a cluster.
@@ -103,4 +144,9 @@ pub enum LbPolicy {
 pub struct EndpointFile {
     pub addr: String,
     pub weight: Option<u32>,
+    /// Sharded clusters: the name that places keys on the ring (twemproxy's server name).
+    pub name: Option<String>,
+    /// Redis: replicas of this shard, for read-only commands (see `read_from`).
+    #[serde(default)]
+    pub replicas: Vec<String>,
 }

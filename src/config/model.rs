@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-pub use super::file::{LbPolicy, LogFormat, Protocol};
+pub use super::file::{LbPolicy, LogFormat, Protocol, ReadFrom};
+pub use crate::shard::{Distribution, HashFn};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -45,6 +46,17 @@ pub struct ListenerConfig {
     pub backlog: u32,
     pub max_connections: Option<NonZeroU32>,
     pub idle_timeout: Duration,
+    /// Limits and client authentication of the redis and memcache engines.
+    pub keyed: KeyedListener,
+}
+
+/// Settings of a redis or memcache listener (present, and ignored, on TCP listeners).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedListener {
+    pub auth: Option<String>,
+    pub max_pipeline: usize,
+    pub max_bulk_len: usize,
+    pub max_args: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,12 +67,36 @@ pub struct ClusterConfig {
     /// Distinct endpoints tried for one connection, at least 1, at most the endpoint count.
     pub connect_attempts: usize,
     pub endpoints: Vec<EndpointConfig>,
+    pub sharding: Sharding,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a cluster behind redis and memcache listeners places keys and treats its servers, with
+/// twemproxy's meanings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sharding {
+    pub hash: HashFn,
+    pub hash_tag: Option<[u8; 2]>,
+    pub distribution: Distribution,
+    /// Longest wait for one reply before the request is answered with an error.
+    pub timeout: Duration,
+    /// Connections each worker keeps to each server; requests are pipelined over them.
+    pub server_connections: usize,
+    pub redis_auth: Option<String>,
+    /// Take a failing server off the ring (its keys move) instead of answering errors.
+    pub auto_eject_hosts: bool,
+    pub server_failure_limit: u32,
+    pub server_retry_timeout: Duration,
+    pub read_from: ReadFrom,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointConfig {
     pub addr: SocketAddr,
     pub weight: NonZeroU32,
+    /// The string that places this server on a ketama ring: its `name`, else twemproxy's
+    /// default (`host:port`, or `host` for port 11211).
+    pub point_name: String,
+    pub replicas: Vec<SocketAddr>,
 }
 
 /// Defaults, in one place so README and code agree.
@@ -77,6 +113,12 @@ pub mod defaults {
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
     pub const CONNECT_ATTEMPTS: u32 = 3;
     pub const LOG_LEVEL: &str = "info";
+    pub const MAX_PIPELINE: usize = 1024;
+    pub const MAX_BULK_LEN: usize = 64 << 20;
+    pub const MAX_ARGS: usize = 1 << 20;
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const SERVER_FAILURE_LIMIT: u32 = 2;
+    pub const SERVER_RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
 /// Bounds enforced by validation.
@@ -88,4 +130,8 @@ pub mod limits {
     pub const MIN_BUFFER: usize = 1024;
     pub const MAX_BUFFER: usize = 1 << 20;
     pub const MAX_NAME_LEN: usize = 64;
+    pub const MAX_SERVER_CONNECTIONS: u32 = 64;
+    pub const MAX_PIPELINE: u32 = 1 << 16;
+    pub const MAX_BULK_LEN: u64 = 512 << 20;
+    pub const MAX_ARGS: u32 = 1 << 24;
 }

@@ -11,8 +11,9 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::model::{Config, ListenerConfig};
+use super::model::{ClusterConfig, Config, ListenerConfig};
 use crate::metrics::stats::{ClusterStats, EndpointStats, ListenerStats};
+use crate::shard::ring::{self, Ring, RingError};
 use crate::upstream::balancer::Balancer;
 use crate::upstream::{Cluster, Endpoint};
 
@@ -67,6 +68,7 @@ impl RoutingTable {
                     connect_attempts: c.connect_attempts,
                     endpoints,
                     balancer: Balancer::build(c.lb, &c.endpoints, workers),
+                    ring: ring_of(c).ok(),
                     stats: old
                         .map_or_else(|| Arc::new(ClusterStats::new(workers)), |o| o.stats.clone()),
                 }
@@ -117,6 +119,19 @@ impl RoutingTable {
             .flat_map(|c| c.endpoints.iter().map(|e| e.stats.uid))
             .collect()
     }
+}
+
+/// The placement ring of a cluster's endpoints (validation builds it once to check it).
+pub fn ring_of(c: &ClusterConfig) -> Result<Ring, RingError> {
+    let servers: Vec<ring::Server> = c
+        .endpoints
+        .iter()
+        .map(|e| ring::Server {
+            point_name: e.point_name.clone(),
+            weight: e.weight.get(),
+        })
+        .collect();
+    Ring::new(&servers, c.sharding.distribution)
 }
 
 #[cfg(test)]

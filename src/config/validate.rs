@@ -12,8 +12,10 @@ use std::time::Duration;
 use super::ConfigError;
 use super::file::{ClusterFile, EndpointFile, File, ListenerFile};
 use super::model::{
-    AdminConfig, ClusterConfig, Config, EndpointConfig, ListenerConfig, LogConfig, defaults, limits,
+    AdminConfig, ClusterConfig, Config, EndpointConfig, KeyedListener, ListenerConfig, LogConfig,
+    Protocol, Sharding, defaults, limits,
 };
+use crate::shard::ring::default_point_name;
 
 /// Checks `file` and builds the validated configuration.
 pub fn validate(file: File) -> Result<Config, ConfigError> {
@@ -132,20 +134,58 @@ fn listener(
         Some(s) => positive_duration(&format!("{key}.idle_timeout"), &s)?,
         None => defaults::IDLE_TIMEOUT,
     };
+    let protocol = l.protocol.unwrap_or_default();
+    if l.auth.is_some() && protocol != Protocol::Redis {
+        return Err(invalid(
+            format!("{key}.auth"),
+            "only redis listeners authenticate clients",
+        ));
+    }
+    let bounded = |field: &str, v: Option<u64>, default: usize, max: u64| match v {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n as usize),
+        Some(n) => Err(invalid(
+            format!("{key}.{field}"),
+            format!("{n} is outside 1..={max}"),
+        )),
+    };
+    let keyed = KeyedListener {
+        auth: l.auth,
+        max_pipeline: bounded(
+            "max_pipeline",
+            l.max_pipeline.map(u64::from),
+            defaults::MAX_PIPELINE,
+            u64::from(limits::MAX_PIPELINE),
+        )?,
+        max_bulk_len: bounded(
+            "max_bulk_len",
+            l.max_bulk_len,
+            defaults::MAX_BULK_LEN,
+            limits::MAX_BULK_LEN,
+        )?,
+        max_args: bounded(
+            "max_args",
+            l.max_args.map(u64::from),
+            defaults::MAX_ARGS,
+            u64::from(limits::MAX_ARGS),
+        )?,
+    };
     Ok(ListenerConfig {
         name,
         listen,
-        protocol: l.protocol.unwrap_or_default(),
+        protocol,
         cluster,
         backlog,
         max_connections,
         idle_timeout,
+        keyed,
     })
 }
 
 fn cluster(name: String, c: ClusterFile) -> Result<ClusterConfig, ConfigError> {
     let key = format!("clusters.{name}");
     check_name(&key, &name)?;
+    let sharding = sharding(&key, &c)?;
     if c.endpoints.is_empty() {
         return Err(invalid(
             format!("{key}.endpoints"),
@@ -163,16 +203,30 @@ fn cluster(name: String, c: ClusterFile) -> Result<ClusterConfig, ConfigError> {
         ));
     }
     let mut endpoints = Vec::with_capacity(c.endpoints.len());
-    let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut seen: HashMap<SocketAddr, String> = HashMap::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
     for (i, e) in c.endpoints.into_iter().enumerate() {
         let ekey = format!("{key}.endpoints[{i}]");
         let e = endpoint(&ekey, e)?;
-        if let Some(first) = seen.insert(e.addr, i) {
+        for (addr, field) in std::iter::once((e.addr, "addr".to_owned())).chain(
+            e.replicas
+                .iter()
+                .enumerate()
+                .map(|(r, a)| (*a, format!("replicas[{r}]"))),
+        ) {
+            if let Some(first) = seen.insert(addr, format!("{ekey}.{field}")) {
+                return Err(invalid(
+                    format!("{ekey}.{field}"),
+                    format!("duplicate address {addr} (also {first})"),
+                ));
+            }
+        }
+        if let Some(first) = names.insert(e.point_name.clone(), i) {
             return Err(invalid(
-                format!("{ekey}.addr"),
+                format!("{ekey}.name"),
                 format!(
-                    "duplicate endpoint {} (also {key}.endpoints[{first}])",
-                    e.addr
+                    "{:?} places this server where {key}.endpoints[{first}] is; names must differ",
+                    e.point_name
                 ),
             ));
         }
@@ -185,7 +239,7 @@ fn cluster(name: String, c: ClusterFile) -> Result<ClusterConfig, ConfigError> {
             format!("{attempts} is outside 1..={}", limits::MAX_CONNECT_ATTEMPTS),
         ));
     }
-    Ok(ClusterConfig {
+    let cluster = ClusterConfig {
         name,
         lb: c.lb.unwrap_or_default(),
         connect_timeout: match c.connect_timeout {
@@ -194,11 +248,85 @@ fn cluster(name: String, c: ClusterFile) -> Result<ClusterConfig, ConfigError> {
         },
         connect_attempts: (attempts as usize).min(endpoints.len()),
         endpoints,
+        sharding,
+    };
+    if let Err(e) = super::table::ring_of(&cluster) {
+        return Err(invalid(format!("{key}.endpoints"), e.to_string()));
+    }
+    Ok(cluster)
+}
+
+/// The twemproxy-style settings of a cluster (used by redis and memcache listeners).
+fn sharding(key: &str, c: &ClusterFile) -> Result<Sharding, ConfigError> {
+    let hash_tag = match &c.hash_tag {
+        None => None,
+        Some(t) => match t.as_bytes() {
+            &[open, close] => Some([open, close]),
+            _ => {
+                return Err(invalid(
+                    format!("{key}.hash_tag"),
+                    format!("{t:?} must be two characters, like \"{{}}\""),
+                ));
+            }
+        },
+    };
+    let connections = c.server_connections.unwrap_or(1);
+    if !(1..=limits::MAX_SERVER_CONNECTIONS).contains(&connections) {
+        return Err(invalid(
+            format!("{key}.server_connections"),
+            format!(
+                "{connections} is outside 1..={}",
+                limits::MAX_SERVER_CONNECTIONS
+            ),
+        ));
+    }
+    let failure_limit = c
+        .server_failure_limit
+        .unwrap_or(defaults::SERVER_FAILURE_LIMIT);
+    if failure_limit == 0 {
+        return Err(invalid(
+            format!("{key}.server_failure_limit"),
+            "must be at least 1",
+        ));
+    }
+    Ok(Sharding {
+        hash: c.hash.unwrap_or_default(),
+        hash_tag,
+        distribution: c.distribution.unwrap_or_default(),
+        timeout: match &c.timeout {
+            Some(s) => positive_duration(&format!("{key}.timeout"), s)?,
+            None => defaults::REQUEST_TIMEOUT,
+        },
+        server_connections: connections as usize,
+        redis_auth: c.redis_auth.clone(),
+        auto_eject_hosts: c.auto_eject_hosts.unwrap_or(false),
+        server_failure_limit: failure_limit,
+        server_retry_timeout: match &c.server_retry_timeout {
+            Some(s) => positive_duration(&format!("{key}.server_retry_timeout"), s)?,
+            None => defaults::SERVER_RETRY_TIMEOUT,
+        },
+        read_from: c.read_from.unwrap_or_default(),
     })
 }
 
 fn endpoint(key: &str, e: EndpointFile) -> Result<EndpointConfig, ConfigError> {
     let addr = parse_addr(&format!("{key}.addr"), &e.addr)?;
+    let point_name = match e.name {
+        None => default_point_name(&addr.ip().to_string(), addr.port()),
+        Some(n) if !n.is_empty() && n.len() <= 256 && !n.contains(char::is_whitespace) => n,
+        Some(n) => {
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("{n:?} must be 1..=256 characters without spaces"),
+            ));
+        }
+    };
+    let replicas = e
+        .replicas
+        .iter()
+        .enumerate()
+        .map(|(i, r)| parse_addr(&format!("{key}.replicas[{i}]"), r))
+        .collect::<Result<Vec<_>, _>>()?;
     let weight = e.weight.unwrap_or(1);
     let weight = NonZeroU32::new(weight)
         .filter(|w| w.get() <= limits::MAX_WEIGHT)
@@ -208,7 +336,12 @@ fn endpoint(key: &str, e: EndpointFile) -> Result<EndpointConfig, ConfigError> {
                 format!("{weight} is outside 1..={}", limits::MAX_WEIGHT),
             )
         })?;
-    Ok(EndpointConfig { addr, weight })
+    Ok(EndpointConfig {
+        addr,
+        weight,
+        point_name,
+        replicas,
+    })
 }
 
 /// Names become metric labels and log fields: keep them to a safe alphabet.

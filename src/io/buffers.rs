@@ -44,6 +44,47 @@ impl BufferPool {
     }
 }
 
+/// Growable byte buffers for protocol engines that frame requests (Redis, Memcached): taken
+/// while a connection has bytes to parse or write, given back when it is idle again. Buffers
+/// that grew far past `size` (a large value) go back to the allocator instead.
+#[derive(Debug)]
+pub struct VecPool {
+    size: usize,
+    max_cached: usize,
+    free: RefCell<Vec<Vec<u8>>>,
+}
+
+impl VecPool {
+    pub fn new(size: usize, max_cached: usize) -> Self {
+        VecPool {
+            size,
+            max_cached,
+            free: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// An empty buffer with room for at least `size` bytes.
+    pub fn take(&self) -> Vec<u8> {
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.size))
+    }
+
+    /// Gives `buf` back; it is left empty without memory.
+    pub fn put(&self, buf: &mut Vec<u8>) {
+        let mut v = std::mem::take(buf);
+        if v.capacity() < self.size || v.capacity() > 4 * self.size {
+            return;
+        }
+        let mut free = self.free.borrow_mut();
+        if free.len() < self.max_cached {
+            v.clear();
+            free.push(v);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +100,19 @@ mod tests {
         assert_eq!(p.cached(), 1);
         p.put(vec![0; 8].into_boxed_slice());
         assert_eq!(p.cached(), 1);
+    }
+
+    #[test]
+    fn vec_pool_keeps_only_ordinary_buffers() {
+        let p = VecPool::new(16, 4);
+        let mut a = p.take();
+        a.extend_from_slice(b"abc");
+        p.put(&mut a);
+        assert_eq!(a.capacity(), 0);
+        let b = p.take();
+        assert!(b.is_empty() && b.capacity() >= 16);
+        let mut huge = Vec::with_capacity(1000);
+        p.put(&mut huge);
+        assert_eq!(p.free.borrow().len(), 0);
     }
 }

@@ -10,4 +10,5 @@
 //! This driver is tokio's epoll reactor on a current-thread runtime, one per worker.
 
 pub mod buffers;
+pub mod notify;
 pub mod pump;

@@ -4,4 +4,7 @@
 //! This issue has plain TCP; HTTP, Redis, Memcached and MySQL engines come later and keep
 //! their codecs sans-IO, using `io` for socket work.
 
+pub mod keyed;
+pub mod memcache;
+pub mod redis;
 pub mod tcp;

@@ -9,6 +9,7 @@ pub mod balancer;
 pub mod connect;
 mod hash;
 pub mod maglev;
+pub mod pipeline;
 mod wrr;
 
 use std::net::SocketAddr;
@@ -26,6 +27,9 @@ pub struct Cluster {
     pub connect_attempts: usize,
     pub endpoints: Box<[Endpoint]>,
     pub balancer: balancer::Balancer,
+    /// Key placement for redis and memcache listeners (twemproxy-compatible); `None` only if
+    /// the servers cannot form a ring, which validation rejects.
+    pub ring: Option<crate::shard::ring::Ring>,
     pub stats: Arc<ClusterStats>,
 }
 

@@ -87,6 +87,12 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, addr: Socket
             Protocol::Tcp => {
                 tokio::task::spawn_local(proto::tcp::serve(worker.clone(), accepted));
             }
+            Protocol::Redis => {
+                tokio::task::spawn_local(proto::redis::session::serve(worker.clone(), accepted));
+            }
+            Protocol::Memcache => {
+                tracing::warn!("memcache engine not built yet");
+            }
         }
     }
 }

@@ -23,13 +23,17 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::table::RoutingTable;
-use crate::io::buffers::BufferPool;
+use crate::io::buffers::{BufferPool, VecPool};
 use crate::metrics::histogram::WorkerHistograms;
+use crate::proto::keyed::Registry;
+use crate::proto::redis::Resp;
 pub use accept::Accepted;
 use conns::ConnTracker;
 
 /// Free buffers a worker keeps for reuse (the rest go back to the allocator).
 const CACHED_BUFFERS: usize = 256;
+/// Starting size of a Redis/Memcached connection's read and write buffers.
+const KEYED_BUFFER: usize = 16 * 1024;
 
 /// What the control plane asks of a worker.
 #[derive(Debug)]
@@ -57,6 +61,10 @@ pub struct Worker {
     current: RefCell<Rc<TableRef>>,
     pub histograms: WorkerHistograms,
     pub buffers: BufferPool,
+    /// Request and reply buffers of the Redis and Memcached engines.
+    pub vecs: VecPool,
+    /// This worker's pipelined connections to Redis servers.
+    pub redis: Registry<Resp>,
     conns: Rc<ConnTracker>,
 }
 
@@ -122,6 +130,8 @@ pub fn spawn(
                 tables,
                 histograms: WorkerHistograms::default(),
                 buffers: BufferPool::new(buffer_size, CACHED_BUFFERS),
+                vecs: VecPool::new(KEYED_BUFFER, CACHED_BUFFERS),
+                redis: Registry::new(crate::proto::redis::hello),
                 conns: Rc::new(ConnTracker::default()),
             });
             if let Err(e) = run(worker, rx, listeners, &ready_tx) {
