@@ -91,7 +91,7 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, addr: Socket
                 tokio::task::spawn_local(proto::redis::session::serve(worker.clone(), accepted));
             }
             Protocol::Memcache => {
-                tracing::warn!("memcache engine not built yet");
+                tokio::task::spawn_local(proto::memcache::session::serve(worker.clone(), accepted));
             }
         }
     }

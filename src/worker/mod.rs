@@ -26,6 +26,7 @@ use crate::config::table::RoutingTable;
 use crate::io::buffers::{BufferPool, VecPool};
 use crate::metrics::histogram::WorkerHistograms;
 use crate::proto::keyed::Registry;
+use crate::proto::memcache::Ascii;
 use crate::proto::redis::Resp;
 pub use accept::Accepted;
 use conns::ConnTracker;
@@ -65,6 +66,8 @@ pub struct Worker {
     pub vecs: VecPool,
     /// This worker's pipelined connections to Redis servers.
     pub redis: Registry<Resp>,
+    /// This worker's pipelined connections to memcached servers.
+    pub memcache: Registry<Ascii>,
     conns: Rc<ConnTracker>,
 }
 
@@ -132,6 +135,7 @@ pub fn spawn(
                 buffers: BufferPool::new(buffer_size, CACHED_BUFFERS),
                 vecs: VecPool::new(KEYED_BUFFER, CACHED_BUFFERS),
                 redis: Registry::new(crate::proto::redis::hello),
+                memcache: Registry::new(|_| None),
                 conns: Rc::new(ConnTracker::default()),
             });
             if let Err(e) = run(worker, rx, listeners, &ready_tx) {

@@ -1,19 +1,14 @@
-//! One Redis client connection: read what the client sent, parse every complete command,
-//! route each by its key to the owning shard's pipelined connection (or answer it locally),
-//! and write the replies back in request order, in as few syscalls as the replies allow.
+//! One Redis client connection: parse every complete command, route each by its key to the
+//! owning shard's pipelined connection, split the multi-key ones, or answer it locally. The
+//! connection loop itself (reading, writing replies in order, flow control) is
+//! `proto::keyed::session`.
 //!
 //! The session follows the routing table of the moment: after a reload its next commands go
-//! where the new table places their keys. It holds no buffer while idle (they come from the
-//! worker's pool) and stops reading from a client that has `max_pipeline` commands in flight
-//! or is not reading its replies. A protocol error is answered with Redis' own text and ends
-//! the connection, as Redis does.
+//! where the new table places their keys. A protocol error is answered with Redis' own text
+//! and ends the connection, as Redis does.
 
-use std::io;
 use std::ops::Range;
 use std::rc::Rc;
-
-use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 use super::command::{self, Kind, Local, Split};
 use super::merge::RedisMerge;
@@ -23,6 +18,7 @@ use crate::config::model::{KeyedListener, ReadFrom};
 use crate::metrics::counters::GaugeGuard;
 use crate::proto::keyed::Shards;
 use crate::proto::keyed::replies::{Replies, Tag};
+use crate::proto::keyed::session::{Handler, drive};
 use crate::upstream::pipeline::Pipeline;
 use crate::worker::{Accepted, TableRef, Worker};
 
@@ -34,35 +30,27 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     let lc = stats.workers.get(worker.id);
     let _active = GaugeGuard::new(&lc.active);
     let _ = conn.stream.set_nodelay(true);
-    let mut s = Session {
-        router: Router {
-            authed: listener.config.keyed.auth.is_none(),
-            listen: listener.config.listen,
-            settings: listener.config.keyed.clone(),
-            cluster: listener.config.cluster,
-            table: conn.table.clone(),
-            shards: None,
-            replies: Rc::new(Replies::default()),
-            client: fastrand::u64(..),
-            quit: false,
-            worker: worker.clone(),
-        },
-        stream: &conn.stream,
+    let idle_timeout = listener.config.idle_timeout;
+    let mut router = Router {
+        authed: listener.config.keyed.auth.is_none(),
+        listen: listener.config.listen,
+        settings: listener.config.keyed.clone(),
+        cluster: listener.config.cluster,
+        table: conn.table.clone(),
+        shards: None,
+        replies: Rc::new(Replies::default()),
+        parser: RequestParser::default(),
+        client: fastrand::u64(..),
+        quit: false,
+        worker: worker.clone(),
     };
-    let end = s.run(|n| lc.bytes_in.add(n), |n| lc.bytes_out.add(n)).await;
+    let end = drive(&conn.stream, &worker.vecs, &mut router, idle_timeout, lc).await;
     if let Err(e) = end {
         tracing::debug!(peer = %conn.peer, error = %e, "redis client connection ended");
     }
-    s.router.replies.close();
 }
 
-struct Session<'a> {
-    router: Router,
-    stream: &'a TcpStream,
-}
-
-/// Everything a command needs to be routed; separate from the parser that borrows the
-/// command's bytes.
+/// One client's routing state.
 struct Router {
     worker: Rc<Worker>,
     table: Rc<TableRef>,
@@ -71,6 +59,7 @@ struct Router {
     settings: KeyedListener,
     shards: Option<Rc<Shards<Resp>>>,
     replies: Rc<RedisReplies>,
+    parser: RequestParser,
     /// Picks this client's connection among `server_connections`.
     client: u64,
     authed: bool,
@@ -78,149 +67,59 @@ struct Router {
     quit: bool,
 }
 
-impl Session<'_> {
-    async fn run(&mut self, bytes_in: impl Fn(u64), bytes_out: impl Fn(u64)) -> io::Result<()> {
-        let worker = self.router.worker.clone();
-        let pool = &worker.vecs;
-        let mut parser = RequestParser::default();
-        let mut rbuf: Vec<u8> = Vec::new();
-        let mut wbuf: Vec<u8> = Vec::new();
-        let mut wpos = 0;
-        let idle_timeout = self.router.settings_idle_timeout();
-        let idle = tokio::time::sleep(idle_timeout);
-        tokio::pin!(idle);
-        let mut last_active = Instant::now();
-        // Complete commands are waiting in `rbuf` because the pipeline limit was reached.
-        let mut held = false;
-        let result = loop {
-            // Write every reply that is complete, in order.
-            if self.router.replies.take_output(&mut wbuf) {
-                while wpos < wbuf.len() {
-                    match self.stream.try_write(&wbuf[wpos..]) {
-                        Ok(n) => {
-                            wpos += n;
-                            bytes_out(n as u64);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-            let writing = wpos < wbuf.len();
-            if !writing {
-                wbuf.clear();
-                wpos = 0;
-            }
-            let in_flight = self.router.replies.in_flight();
-            if self.router.quit && in_flight == 0 && !writing {
-                break Ok(());
-            }
-            // Commands left unparsed when the pipeline limit was hit.
-            let room = in_flight < self.router.settings.max_pipeline;
-            if held && room && !writing && !self.router.quit {
-                held = self.parse(&mut parser, &mut rbuf);
-                continue;
-            }
-            if in_flight == 0 && !writing && rbuf.is_empty() {
-                // Idle: hold no buffers.
-                pool.put(&mut wbuf);
-                self.router.replies.shrink();
-            }
-            let can_read = room && !writing && !self.router.quit;
-            tokio::select! {
-                biased;
-                () = self.router.replies.ready.notified() => {}
-                r = self.stream.writable(), if writing => r?,
-                r = self.stream.readable(), if can_read => {
-                    r?;
-                    if rbuf.capacity() == 0 {
-                        rbuf = pool.take();
-                    } else if rbuf.capacity() - rbuf.len() < 4096 {
-                        rbuf.reserve(rbuf.len().max(16 * 1024));
-                    }
-                    match self.stream.try_read_buf(&mut rbuf) {
-                        Ok(0) => self.router.quit = true,
-                        Ok(n) => {
-                            bytes_in(n as u64);
-                            last_active = Instant::now();
-                            held = self.parse(&mut parser, &mut rbuf);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => break Err(e),
-                    }
-                    if rbuf.is_empty() {
-                        pool.put(&mut rbuf);
-                    }
-                }
-                () = &mut idle => {
-                    let due = last_active + idle_timeout;
-                    if due <= Instant::now() && in_flight == 0 {
-                        break Ok(());
-                    }
-                    idle.as_mut().reset(due.max(Instant::now() + idle_timeout / 8));
-                }
-            }
-        };
-        pool.put(&mut rbuf);
-        pool.put(&mut wbuf);
-        result
+impl Handler for Router {
+    type Merge = RedisMerge;
+
+    fn replies(&self) -> &Replies<RedisMerge> {
+        &self.replies
     }
 
-    /// Routes every complete command in `rbuf` (up to the pipeline limit) and drops its bytes.
-    /// Returns whether it stopped at the limit with bytes left to parse.
-    fn parse(&mut self, parser: &mut RequestParser, rbuf: &mut Vec<u8>) -> bool {
-        self.router.refresh_table();
+    fn quitting(&self) -> bool {
+        self.quit
+    }
+
+    fn quit(&mut self) {
+        self.quit = true;
+    }
+
+    fn max_pipeline(&self) -> usize {
+        self.settings.max_pipeline
+    }
+
+    fn handle(&mut self, buf: &[u8]) -> usize {
+        self.refresh_table();
         let limits = Limits {
-            max_args: self.router.settings.max_args,
-            max_bulk_len: self.router.settings.max_bulk_len,
+            max_args: self.settings.max_args,
+            max_bulk_len: self.settings.max_bulk_len,
         };
+        // Taken out so a parsed command can borrow it while `self` routes the command.
+        let mut parser = std::mem::take(&mut self.parser);
         let mut at = 0;
-        let held = loop {
-            if self.router.quit {
-                break false;
-            }
-            if self.router.replies.in_flight() >= self.router.settings.max_pipeline {
-                break at < rbuf.len();
-            }
-            let frame = &rbuf[at..];
+        while !self.quit && self.replies.in_flight() < self.settings.max_pipeline {
+            let frame = &buf[at..];
             match parser.parse(frame, limits) {
                 Ok(Some(req)) => {
                     let len = req.len;
                     if !req.args.is_empty() {
-                        self.router.command(&frame[..len], req.args, req.inline);
+                        self.command(&frame[..len], req.args, req.inline);
                     }
                     at += len;
                 }
-                Ok(None) => break false,
+                Ok(None) => break,
                 Err(e) => {
                     let msg = format!("-ERR {e}\r\n");
-                    self.router
-                        .replies
-                        .local(|o| o.extend_from_slice(msg.as_bytes()));
-                    self.router.quit = true;
-                    at = rbuf.len();
+                    self.reply(msg.as_bytes());
+                    self.quit = true;
+                    at = buf.len();
                 }
             }
-        };
-        rbuf.drain(..at);
-        held
+        }
+        self.parser = parser;
+        at
     }
 }
 
 impl Router {
-    fn settings_idle_timeout(&self) -> std::time::Duration {
-        self.table.listeners[self.listener_index()]
-            .config
-            .idle_timeout
-    }
-
-    fn listener_index(&self) -> usize {
-        self.table
-            .listener_index(self.listen)
-            .unwrap_or_default()
-            .min(self.table.listeners.len().saturating_sub(1))
-    }
-
     /// Adopts a newer routing table, if the listener is still in it.
     fn refresh_table(&mut self) {
         let t = self.worker.table();

@@ -1,0 +1,146 @@
+//! The connection loop shared by the Redis and Memcached engines: read what the client sent,
+//! let the protocol's [`Handler`] route every complete request, and write the replies back in
+//! request order, in as few syscalls as the replies allow.
+//!
+//! Flow control: the loop stops reading from a client that has `max_pipeline` requests in
+//! flight or is not reading its replies (the kernel buffers are the only queue), and resumes
+//! with the requests already buffered when room appears. It holds no buffer while the client
+//! is idle (they come from the worker's pool). The idle timeout is checked lazily: the timer is
+//! re-armed only when it fires, not on every request.
+//!
+//! What a request means, and where it goes, is the handler's business.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::replies::{Merge, Replies};
+use crate::io::buffers::VecPool;
+
+/// A protocol's side of a client connection.
+pub trait Handler {
+    type Merge: Merge;
+    fn replies(&self) -> &Replies<Self::Merge>;
+    /// The client asked to close (QUIT), sent something unrecoverable, or closed its side:
+    /// answer what is in flight, then close.
+    fn quitting(&self) -> bool;
+    fn quit(&mut self);
+    fn max_pipeline(&self) -> usize;
+    /// Routes the complete requests at the start of `buf` until it runs out of them, the
+    /// pipeline limit is reached or the handler quits; returns the bytes it consumed.
+    fn handle(&mut self, buf: &[u8]) -> usize;
+}
+
+/// Byte counters of the client side.
+pub trait Traffic {
+    fn received(&self, n: usize);
+    fn sent(&self, n: usize);
+}
+
+pub async fn drive<H: Handler>(
+    stream: &TcpStream,
+    pool: &VecPool,
+    h: &mut H,
+    idle_timeout: Duration,
+    traffic: &impl Traffic,
+) -> io::Result<()> {
+    let mut rbuf: Vec<u8> = Vec::new();
+    let mut wbuf: Vec<u8> = Vec::new();
+    let mut wpos = 0;
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    let mut last_active = Instant::now();
+    // Complete requests wait in `rbuf` because the pipeline limit was reached.
+    let mut held = false;
+    let result = loop {
+        // Write every reply that is complete, in order.
+        if h.replies().take_output(&mut wbuf) {
+            while wpos < wbuf.len() {
+                match stream.try_write(&wbuf[wpos..]) {
+                    Ok(n) => {
+                        wpos += n;
+                        traffic.sent(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let writing = wpos < wbuf.len();
+        if !writing {
+            wbuf.clear();
+            wpos = 0;
+        }
+        let in_flight = h.replies().in_flight();
+        if h.quitting() && in_flight == 0 && !writing {
+            break Ok(());
+        }
+        let room = in_flight < h.max_pipeline();
+        if held && room && !writing && !h.quitting() {
+            held = handle(h, &mut rbuf);
+            continue;
+        }
+        if in_flight == 0 && !writing && rbuf.is_empty() {
+            // Idle: hold no buffers.
+            pool.put(&mut wbuf);
+            h.replies().shrink();
+        }
+        let can_read = room && !writing && !h.quitting();
+        tokio::select! {
+            biased;
+            () = h.replies().ready.notified() => {}
+            r = stream.writable(), if writing => r?,
+            r = stream.readable(), if can_read => {
+                r?;
+                if rbuf.capacity() == 0 {
+                    rbuf = pool.take();
+                } else if rbuf.capacity() - rbuf.len() < 4096 {
+                    rbuf.reserve(rbuf.len().max(16 * 1024));
+                }
+                match stream.try_read_buf(&mut rbuf) {
+                    Ok(0) => h.quit(),
+                    Ok(n) => {
+                        traffic.received(n);
+                        last_active = Instant::now();
+                        held = handle(h, &mut rbuf);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => break Err(e),
+                }
+                if rbuf.is_empty() {
+                    pool.put(&mut rbuf);
+                }
+            }
+            () = &mut idle => {
+                let due = last_active + idle_timeout;
+                if due <= Instant::now() && in_flight == 0 {
+                    break Ok(());
+                }
+                idle.as_mut().reset(due.max(Instant::now() + idle_timeout / 8));
+            }
+        }
+    };
+    pool.put(&mut rbuf);
+    pool.put(&mut wbuf);
+    h.replies().close();
+    result
+}
+
+/// Lets the handler route what `rbuf` holds and drops the consumed bytes; returns whether
+/// complete requests may be left because the pipeline limit was reached.
+fn handle<H: Handler>(h: &mut H, rbuf: &mut Vec<u8>) -> bool {
+    let used = h.handle(rbuf);
+    rbuf.drain(..used.min(rbuf.len()));
+    !h.quitting() && !rbuf.is_empty() && h.replies().in_flight() >= h.max_pipeline()
+}
+
+impl Traffic for crate::metrics::stats::ListenerCounters {
+    fn received(&self, n: usize) {
+        self.bytes_in.add(n as u64);
+    }
+    fn sent(&self, n: usize) {
+        self.bytes_out.add(n as u64);
+    }
+}
