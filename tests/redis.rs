@@ -588,3 +588,62 @@ fn real_clients_redis_cli_benchmark_and_python() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn auto_eject_hosts_moves_keys_off_a_dead_shard_and_back() {
+    let port = free_port();
+    let dying = redis_at(port);
+    let alive = RedisServer::start();
+    let (_p, listen) = proxy(
+        &[addr(port), alive.addr],
+        "",
+        "auto_eject_hosts = true\nserver_failure_limit = 1\nserver_retry_timeout = \"1s\"",
+    );
+    let mut c = Resp::connect(listen).unwrap();
+    let key = (0..)
+        .map(|i| format!("e{i}"))
+        .find(|k| {
+            assert_eq!(c.call(&[b"SET", k.as_bytes(), b"1"]).unwrap(), ok());
+            alive
+                .connect()
+                .unwrap()
+                .call(&[b"EXISTS", k.as_bytes()])
+                .unwrap()
+                == Reply::Int(0)
+        })
+        .unwrap();
+    drop(dying);
+    // The first request sees the failure; once ejected, the key lives on the other shard.
+    assert!(matches!(
+        c.call(&[b"GET", key.as_bytes()]).unwrap(),
+        Reply::Error(_)
+    ));
+    assert!(eventually(5, || c
+        .call(&[b"SET", key.as_bytes(), b"2"])
+        .unwrap()
+        == ok()));
+    assert_eq!(
+        alive
+            .connect()
+            .unwrap()
+            .call(&[b"GET", key.as_bytes()])
+            .unwrap(),
+        bulk("2")
+    );
+    // Back after server_retry_timeout: the key's reads go to its own shard again.
+    let back = redis_at(port);
+    back_set(port, &key, "3");
+    assert!(eventually(10, || c
+        .call(&[b"GET", key.as_bytes()])
+        .unwrap()
+        == bulk("3")));
+    drop(back);
+}
+
+fn back_set(port: u16, key: &str, value: &str) {
+    let mut d = Resp::connect(addr(port)).unwrap();
+    assert_eq!(
+        d.call(&[b"SET", key.as_bytes(), value.as_bytes()]).unwrap(),
+        ok()
+    );
+}

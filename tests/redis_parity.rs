@@ -141,7 +141,7 @@ impl Case {
                     .unwrap_or_default();
                 format!(
                     "{{ addr = \"{}\", weight = {}{name} }}",
-                    r.addr, self.weights[2 - s]
+                    r.addr, self.weights[s]
                 )
             })
             .collect();
@@ -343,7 +343,7 @@ fn spread(placed: &HashMap<Vec<u8>, usize>) -> [usize; 3] {
 }
 
 /// Runs one case in both directions; the problems found, if any.
-fn check(case: &Case, nc: u16, cl: u16, servers: &mut Servers, keys: &[Vec<u8>]) -> Vec<String> {
+fn check(nc: u16, cl: u16, servers: &mut Servers, keys: &[Vec<u8>]) -> Vec<String> {
     let mut problems = Vec::new();
     let mut report = |what: &str, list: &[String]| {
         if !list.is_empty() {
@@ -429,7 +429,7 @@ fn corelane_places_keys_where_real_nutcracker_does() {
     let keys = keys();
     let mut failures = Vec::new();
     for (i, case) in CASES.iter().enumerate() {
-        let problems = check(case, nc_ports[i], cl_ports[i], &mut servers, &keys);
+        let problems = check(nc_ports[i], cl_ports[i], &mut servers, &keys);
         if !problems.is_empty() {
             failures.push(format!(
                 "case {i} ({}):\n    {}",

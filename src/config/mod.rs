@@ -95,3 +95,26 @@ fn syntax(text: &str, mut key: String, e: &toml::de::Error) -> ConfigError {
     }
     ConfigError::Syntax { key, reason }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every control file shipped in config/ is valid (README points newcomers at them).
+    #[test]
+    fn shipped_configs_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut files = vec![root.join("quickstart.toml")];
+        for e in std::fs::read_dir(root.join("examples")).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                files.push(p);
+            }
+        }
+        assert!(files.len() >= 4, "{files:?}");
+        for f in files {
+            let c = load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            assert!(!c.listeners.is_empty(), "{}", f.display());
+        }
+    }
+}

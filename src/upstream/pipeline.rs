@@ -61,6 +61,9 @@ pub struct Settings {
     /// Sent first on every new connection (Redis `AUTH`), with the kind of its reply; an error
     /// reply to it fails the connection.
     pub hello: Option<Vec<u8>>,
+    /// `auto_eject_hosts`: after this many failures in a row, the server is ejected for this
+    /// long.
+    pub eject: Option<(u32, Duration)>,
 }
 
 /// One queued request's claim on a reply.
@@ -95,6 +98,12 @@ pub struct Pipeline<F: Framing> {
     wake: LocalNotify,
     /// Replies received and requests failed, for tests and metrics.
     pub served: Cell<u64>,
+    /// Failed connections in a row.
+    failures: Cell<u32>,
+    /// Off the ring until then (`auto_eject_hosts`).
+    ejected_until: Cell<Option<Instant>>,
+    /// Bumped (worker-wide) when a server is ejected or comes back, so rings get rebuilt.
+    epoch: Rc<Cell<u64>>,
 }
 
 /// Why a connection ended.
@@ -106,7 +115,7 @@ enum End {
 }
 
 impl<F: Framing> Pipeline<F> {
-    pub fn new(addr: SocketAddr, settings: Settings) -> Rc<Self> {
+    pub fn new(addr: SocketAddr, settings: Settings, epoch: Rc<Cell<u64>>) -> Rc<Self> {
         Rc::new(Pipeline {
             addr,
             settings: RefCell::new(settings),
@@ -121,7 +130,15 @@ impl<F: Framing> Pipeline<F> {
             }),
             wake: LocalNotify::default(),
             served: Cell::new(0),
+            failures: Cell::new(0),
+            ejected_until: Cell::new(None),
+            epoch,
         })
+    }
+
+    /// Ejected (by `auto_eject_hosts`) until then, if it is later than `now`.
+    pub fn ejected(&self, now: Instant) -> Option<Instant> {
+        self.ejected_until.get().filter(|&t| now < t)
     }
 
     pub fn update(&self, settings: Settings) {
@@ -193,6 +210,15 @@ impl<F: Framing> Pipeline<F> {
             }
             End::Failed(why) => {
                 tracing::debug!(server = %self.addr, reason = %why, "server connection failed");
+                let failures = self.failures.get().saturating_add(1);
+                self.failures.set(failures);
+                if let Some((limit, retry)) = self.settings.borrow().eject {
+                    if failures >= limit {
+                        tracing::warn!(server = %self.addr, failures, retry = %humantime::format_duration(retry), "server ejected");
+                        self.ejected_until.set(Some(Instant::now() + retry));
+                        self.epoch.set(self.epoch.get() + 1);
+                    }
+                }
                 let backoff = st.backoff;
                 st.backoff = (backoff * 2).min(MAX_BACKOFF);
                 st.down = Some((Instant::now() + backoff, why.as_str().into()));
@@ -229,6 +255,10 @@ impl<F: Framing> Pipeline<F> {
             }
         }
         self.state.borrow_mut().backoff = MIN_BACKOFF;
+        self.failures.set(0);
+        if self.ejected_until.take().is_some() {
+            self.epoch.set(self.epoch.get() + 1);
+        }
         match self.serve(&stream, &mut rbuf, &mut scanner).await {
             Ok(()) => End::Idle,
             Err(why) => End::Failed(why),

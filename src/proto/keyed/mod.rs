@@ -10,11 +10,16 @@
 pub mod replies;
 pub mod session;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use tokio::time::Instant;
+
+use crate::config::model::Distribution;
+use crate::shard::HashFn;
+use crate::shard::ring::{self, Ring};
 use crate::upstream::pipeline::{Framing, Pipeline, Settings};
 use crate::worker::TableRef;
 
@@ -25,9 +30,80 @@ pub struct Shards<F: Framing> {
     pub primaries: Vec<Vec<Rc<Pipeline<F>>>>,
     /// `replicas[i]`: one pipeline per replica of ring server `i` (connection 0 only).
     pub replicas: Vec<Vec<Rc<Pipeline<F>>>>,
+    /// `auto_eject_hosts`: the ring over the servers not ejected, rebuilt when that changes.
+    eject: Option<Eject>,
+}
+
+#[derive(Debug)]
+struct Eject {
+    servers: Vec<ring::Server>,
+    distribution: Distribution,
+    epoch: Rc<Cell<u64>>,
+    live: RefCell<Live>,
+}
+
+/// The ring of the live servers (`None`: all are live, the table's ring serves), the epoch it
+/// was built at, and when the next ejected server comes back.
+#[derive(Debug, Default)]
+struct Live {
+    epoch: u64,
+    built: bool,
+    ring: Option<(Ring, Vec<usize>)>,
+    next_return: Option<Instant>,
 }
 
 impl<F: Framing> Shards<F> {
+    /// The server for `key`: on `ring` (the table's), or, when `auto_eject_hosts` has taken
+    /// servers out, on the ring of the others (as twemproxy rebuilds its continuum).
+    pub fn locate(
+        &self,
+        ring: Option<&Ring>,
+        hash: HashFn,
+        tag: Option<[u8; 2]>,
+        key: &[u8],
+    ) -> usize {
+        let Some(ring) = ring else { return 0 };
+        let Some(e) = &self.eject else {
+            return ring.locate(hash, tag, key);
+        };
+        let mut live = e.live.borrow_mut();
+        let stale = !live.built
+            || live.epoch != e.epoch.get()
+            || live.next_return.is_some_and(|t| Instant::now() >= t);
+        if stale {
+            *live = self.live_ring(e);
+        }
+        match &live.ring {
+            Some((r, map)) => map[r.locate(hash, tag, key)],
+            None => ring.locate(hash, tag, key),
+        }
+    }
+
+    fn live_ring(&self, e: &Eject) -> Live {
+        let now = Instant::now();
+        let mut next_return: Option<Instant> = None;
+        let mut map = Vec::new();
+        for (i, conns) in self.primaries.iter().enumerate() {
+            match conns.iter().filter_map(|p| p.ejected(now)).max() {
+                Some(t) => next_return = Some(next_return.map_or(t, |n| n.min(t))),
+                None => map.push(i),
+            }
+        }
+        let ring = if map.len() == e.servers.len() || map.is_empty() {
+            // All live: the table's ring. None live: keep it too; requests get errors.
+            None
+        } else {
+            let servers: Vec<ring::Server> = map.iter().map(|&i| e.servers[i].clone()).collect();
+            Ring::new(&servers, e.distribution).ok().map(|r| (r, map))
+        };
+        Live {
+            epoch: e.epoch.get(),
+            built: true,
+            ring,
+            next_return,
+        }
+    }
+
     /// The connection a client (by its number) uses to the primary of server `i`: always the
     /// same one, so one client's requests to one server stay in order.
     pub fn primary(&self, i: usize, client: u64) -> &Rc<Pipeline<F>> {
@@ -64,6 +140,8 @@ pub struct Registry<F: Framing> {
     views: RefCell<Views<F>>,
     /// Sent first on each new connection, from the cluster settings (Redis AUTH).
     hello: fn(&crate::config::model::Sharding) -> Option<Vec<u8>>,
+    /// Bumped when a server of this worker is ejected or returns.
+    epoch: Rc<Cell<u64>>,
 }
 
 impl<F: Framing> Registry<F> {
@@ -75,6 +153,7 @@ impl<F: Framing> Registry<F> {
                 clusters: Vec::new(),
             }),
             hello,
+            epoch: Rc::new(Cell::new(0)),
         }
     }
 
@@ -101,10 +180,14 @@ impl<F: Framing> Registry<F> {
     fn build(&self, table: &TableRef, cluster: usize) -> Shards<F> {
         let c = &table.clusters[cluster];
         let cfg = &table.config.clusters[cluster];
+        let sh = &cfg.sharding;
         let settings = Settings {
             connect_timeout: c.connect_timeout,
-            timeout: cfg.sharding.timeout,
-            hello: (self.hello)(&cfg.sharding),
+            timeout: sh.timeout,
+            hello: (self.hello)(sh),
+            eject: sh
+                .auto_eject_hosts
+                .then_some((sh.server_failure_limit, sh.server_retry_timeout)),
         };
         let auth = cfg.sharding.redis_auth.clone();
         let pipe = |addr: SocketAddr, conn: usize| {
@@ -112,7 +195,7 @@ impl<F: Framing> Registry<F> {
                 .borrow_mut()
                 .entry((addr, conn, auth.clone()))
                 .and_modify(|p| p.update(settings.clone()))
-                .or_insert_with(|| Pipeline::new(addr, settings.clone()))
+                .or_insert_with(|| Pipeline::new(addr, settings.clone(), self.epoch.clone()))
                 .clone()
         };
         let n = cfg.sharding.server_connections;
@@ -127,6 +210,19 @@ impl<F: Framing> Registry<F> {
                 .iter()
                 .map(|e| e.replicas.iter().map(|&r| pipe(r, 0)).collect())
                 .collect(),
+            eject: sh.auto_eject_hosts.then(|| Eject {
+                servers: cfg
+                    .endpoints
+                    .iter()
+                    .map(|e| ring::Server {
+                        point_name: e.point_name.clone(),
+                        weight: e.weight.get(),
+                    })
+                    .collect(),
+                distribution: sh.distribution,
+                epoch: self.epoch.clone(),
+                live: RefCell::new(Live::default()),
+            }),
         }
     }
 

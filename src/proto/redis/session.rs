@@ -220,12 +220,11 @@ impl Router {
     }
 
     /// The ring index of the server that owns `key`.
-    fn locate(&self, key: &[u8]) -> usize {
+    fn locate(&mut self, key: &[u8]) -> usize {
+        let shards = self.shards();
         let c = &self.table.clusters[self.cluster];
         let sh = &self.table.config.clusters[self.cluster].sharding;
-        c.ring
-            .as_ref()
-            .map_or(0, |r| r.locate(sh.hash, sh.hash_tag, key))
+        shards.locate(c.ring.as_ref(), sh.hash, sh.hash_tag, key)
     }
 
     /// The connection a command for server `i` goes to, or an error text.
