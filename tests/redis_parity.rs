@@ -27,7 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::redis::{RedisServer, Reply, Resp};
-use common::{Proxy, free_port, tempdir};
+use common::{Proxy, free_ports, tempdir};
 
 /// One pool as both proxies are told about it.
 struct Case {
@@ -206,7 +206,7 @@ struct Nutcracker {
 }
 
 impl Nutcracker {
-    fn start(conf: &str, listens: &[u16]) -> Nutcracker {
+    fn start(conf: &str, listens: &[u16], stats_port: u16) -> Nutcracker {
         let bin = Path::new("/usr/sbin/nutcracker");
         let bin = if bin.exists() {
             bin
@@ -220,7 +220,7 @@ impl Nutcracker {
         let child = Command::new(bin)
             .arg("-c")
             .arg(&path)
-            .args(["-s", &free_port().to_string(), "-a", "127.0.0.1", "-o"])
+            .args(["-s", &stats_port.to_string(), "-a", "127.0.0.1", "-o"])
             .arg(&log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -408,17 +408,19 @@ fn check(nc: u16, cl: u16, servers: &mut Servers, keys: &[Vec<u8>]) -> Vec<Strin
 fn corelane_places_keys_where_real_nutcracker_does() {
     let started = Instant::now();
     let redis: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
-    let nc_ports: Vec<u16> = CASES.iter().map(|_| free_port()).collect();
-    let cl_ports: Vec<u16> = CASES.iter().map(|_| free_port()).collect();
+    // Distinct ports for every listener of both proxies, the admin and the stats port.
+    let mut ports = free_ports(2 * CASES.len() + 2);
+    let nc_ports: Vec<u16> = ports.drain(..CASES.len()).collect();
+    let cl_ports: Vec<u16> = ports.drain(..CASES.len()).collect();
 
     let yaml: String = CASES
         .iter()
         .enumerate()
         .map(|(i, c)| c.yaml(i, nc_ports[i], &redis))
         .collect();
-    let nc = Nutcracker::start(&yaml, &nc_ports);
+    let nc = Nutcracker::start(&yaml, &nc_ports, ports[1]);
 
-    let admin = addr(free_port());
+    let admin = addr(ports[0]);
     let mut toml = format!("workers = 2\n[admin]\nlisten = \"{admin}\"\n");
     for (i, c) in CASES.iter().enumerate() {
         toml += &c.toml(i, cl_ports[i], &redis);

@@ -12,3 +12,4 @@
 pub mod buffers;
 pub mod notify;
 pub mod pump;
+pub mod readbuf;

@@ -173,13 +173,13 @@ impl<'s> Half<'s> {
 }
 
 /// Reads what is queued (at most `buf.len()`); a short read clears read readiness.
-fn read_some(s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+pub fn read_some(s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     let len = buf.len();
     transfer(s, Interest::READABLE, len, |mut sock| sock.read(buf))
 }
 
 /// Writes what the send buffer takes; a short write clears write readiness.
-fn write_some(s: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+pub fn write_some(s: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     match transfer(s, Interest::WRITABLE, buf.len(), |mut sock| sock.write(buf)) {
         Ok(0) if !buf.is_empty() => Err(io::ErrorKind::WriteZero.into()),
         r => r,

@@ -25,7 +25,9 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::io::buffers::BufferPool;
 use crate::io::notify::LocalNotify;
+use crate::io::readbuf::ReadBuf;
 use crate::proto::keyed::replies::{Merge, Replies, Tag};
 
 /// First wait after a failure before the server is tried again.
@@ -104,6 +106,8 @@ pub struct Pipeline<F: Framing> {
     ejected_until: Cell<Option<Instant>>,
     /// Bumped (worker-wide) when a server is ejected or comes back, so rings get rebuilt.
     epoch: Rc<Cell<u64>>,
+    /// This connection's read buffer, kept between reads.
+    buffers: BufferPool,
 }
 
 /// Why a connection ended.
@@ -133,6 +137,7 @@ impl<F: Framing> Pipeline<F> {
             failures: Cell::new(0),
             ejected_until: Cell::new(None),
             epoch,
+            buffers: BufferPool::new(READ_CHUNK, 1),
         })
     }
 
@@ -247,7 +252,7 @@ impl<F: Framing> Pipeline<F> {
                 Ok(Ok(s)) => s,
             };
         let _ = stream.set_nodelay(true);
-        let mut rbuf = Vec::with_capacity(READ_CHUNK);
+        let mut rbuf = ReadBuf::default();
         let mut scanner = F::Scanner::default();
         if let Some(hello) = &settings.hello {
             if let Err(why) = self.hello(&stream, hello, &mut rbuf, &settings).await {
@@ -259,10 +264,13 @@ impl<F: Framing> Pipeline<F> {
         if self.ejected_until.take().is_some() {
             self.epoch.set(self.epoch.get() + 1);
         }
-        match self.serve(&stream, &mut rbuf, &mut scanner).await {
+        let end = match self.serve(&stream, &mut rbuf, &mut scanner).await {
             Ok(()) => End::Idle,
             Err(why) => End::Failed(why),
-        }
+        };
+        rbuf.consume(usize::MAX);
+        rbuf.release(&self.buffers);
+        end
     }
 
     /// Sends the greeting (AUTH) and checks its reply, before any queued request.
@@ -270,7 +278,7 @@ impl<F: Framing> Pipeline<F> {
         &self,
         stream: &TcpStream,
         hello: &[u8],
-        rbuf: &mut Vec<u8>,
+        rbuf: &mut ReadBuf,
         settings: &Settings,
     ) -> Result<(), String> {
         let work = async {
@@ -285,16 +293,16 @@ impl<F: Framing> Pipeline<F> {
             }
             loop {
                 stream.readable().await.map_err(|e| format!("read: {e}"))?;
-                match stream.try_read_buf(rbuf) {
+                match rbuf.read_from(stream, &self.buffers) {
                     Ok(0) => return Err("closed during authentication".to_owned()),
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(e) => return Err(format!("read: {e}")),
                 }
                 // The greeting's reply is one line in every protocol that has one.
-                if let Some(nl) = rbuf.iter().position(|&b| b == b'\n') {
-                    let line = rbuf[..nl].trim_ascii_end().to_vec();
-                    rbuf.drain(..=nl);
+                if let Some(nl) = rbuf.filled().iter().position(|&b| b == b'\n') {
+                    let line = rbuf.filled()[..nl].trim_ascii_end().to_vec();
+                    rbuf.consume(nl + 1);
                     if F::is_error(&line) {
                         return Err(format!(
                             "authentication refused: {}",
@@ -314,7 +322,7 @@ impl<F: Framing> Pipeline<F> {
     async fn serve(
         &self,
         stream: &TcpStream,
-        rbuf: &mut Vec<u8>,
+        rbuf: &mut ReadBuf,
         scanner: &mut F::Scanner,
     ) -> Result<(), String> {
         let sleep = tokio::time::sleep_until(Instant::now());
@@ -358,10 +366,7 @@ impl<F: Framing> Pipeline<F> {
                 biased;
                 r = stream.readable() => {
                     r.map_err(|e| format!("read: {e}"))?;
-                    if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-                        rbuf.reserve(READ_CHUNK);
-                    }
-                    match stream.try_read_buf(rbuf) {
+                    match rbuf.read_from(stream, &self.buffers) {
                         Ok(0) => {
                             return if self.state.borrow().waiters.is_empty() {
                                 Ok(())
@@ -374,7 +379,12 @@ impl<F: Framing> Pipeline<F> {
                         Err(e) => return Err(format!("read: {e}")),
                     }
                 }
-                () = self.wake.notified() => {}
+                () = self.wake.notified() => {
+                    // Let the other clients woken in this turn of the event loop, and those
+                    // whose requests arrive before the next one, add theirs: one write then
+                    // carries them all (twemproxy gets the same effect by waiting for EPOLLOUT).
+                    tokio::task::yield_now().await;
+                }
                 r = stream.writable(), if pending_write => {
                     r.map_err(|e| format!("write: {e}"))?;
                 }
@@ -390,21 +400,22 @@ impl<F: Framing> Pipeline<F> {
     }
 
     /// Hands every complete reply in `rbuf` to its waiter.
-    fn deliver(&self, rbuf: &mut Vec<u8>, scanner: &mut F::Scanner) -> Result<(), String> {
+    fn deliver(&self, rbuf: &mut ReadBuf, scanner: &mut F::Scanner) -> Result<(), String> {
+        let buf = rbuf.filled();
         let mut at = 0;
         let mut served = 0;
         let result = loop {
-            if at == rbuf.len() {
+            if at == buf.len() {
                 break Ok(());
             }
             let Some(kind) = self.state.borrow().waiters.front().map(|w| w.kind) else {
                 break Err("reply to no request".to_owned());
             };
-            match F::scan(scanner, &rbuf[at..], kind) {
+            match F::scan(scanner, &buf[at..], kind) {
                 Ok(Some(len)) => {
                     let w = self.state.borrow_mut().waiters.pop_front();
                     if let Some(w) = w {
-                        w.replies.deliver(w.tag, &rbuf[at..at + len]);
+                        w.replies.deliver(w.tag, &buf[at..at + len]);
                     }
                     at += len;
                     served += 1;
@@ -413,10 +424,8 @@ impl<F: Framing> Pipeline<F> {
                 Err(e) => break Err(format!("malformed reply: {e}")),
             }
         };
-        rbuf.drain(..at);
-        if rbuf.is_empty() && rbuf.capacity() > 1 << 20 {
-            *rbuf = Vec::with_capacity(READ_CHUNK);
-        }
+        rbuf.consume(at);
+        rbuf.release(&self.buffers);
         self.served.set(self.served.get() + served);
         result
     }

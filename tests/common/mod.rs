@@ -27,6 +27,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `n` distinct ports that were free a moment ago (all held at once while picking, so no two
+/// are the same).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
 /// A loopback address where nothing listens: connecting to it is refused. It is on
 /// 127.0.0.2, where no test binds anything, so a parallel test cannot take the port.
 pub fn refused_addr() -> SocketAddr {

@@ -17,7 +17,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::replies::{Merge, Replies};
-use crate::io::buffers::VecPool;
+use crate::io::buffers::{BufferPool, VecPool};
+use crate::io::readbuf::ReadBuf;
 
 /// A protocol's side of a client connection.
 pub trait Handler {
@@ -41,12 +42,13 @@ pub trait Traffic {
 
 pub async fn drive<H: Handler>(
     stream: &TcpStream,
-    pool: &VecPool,
+    pools: (&BufferPool, &VecPool),
     h: &mut H,
     idle_timeout: Duration,
     traffic: &impl Traffic,
 ) -> io::Result<()> {
-    let mut rbuf: Vec<u8> = Vec::new();
+    let (rpool, pool) = pools;
+    let mut rbuf = ReadBuf::default();
     let mut wbuf: Vec<u8> = Vec::new();
     let mut wpos = 0;
     let idle = tokio::time::sleep(idle_timeout);
@@ -94,12 +96,7 @@ pub async fn drive<H: Handler>(
             r = stream.writable(), if writing => r?,
             r = stream.readable(), if can_read => {
                 r?;
-                if rbuf.capacity() == 0 {
-                    rbuf = pool.take();
-                } else if rbuf.capacity() - rbuf.len() < 4096 {
-                    rbuf.reserve(rbuf.len().max(16 * 1024));
-                }
-                match stream.try_read_buf(&mut rbuf) {
+                match rbuf.read_from(stream, rpool) {
                     Ok(0) => h.quit(),
                     Ok(n) => {
                         traffic.received(n);
@@ -109,9 +106,7 @@ pub async fn drive<H: Handler>(
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => break Err(e),
                 }
-                if rbuf.is_empty() {
-                    pool.put(&mut rbuf);
-                }
+                rbuf.release(rpool);
             }
             () = &mut idle => {
                 let due = last_active + idle_timeout;
@@ -122,7 +117,8 @@ pub async fn drive<H: Handler>(
             }
         }
     };
-    pool.put(&mut rbuf);
+    rbuf.consume(usize::MAX);
+    rbuf.release(rpool);
     pool.put(&mut wbuf);
     h.replies().close();
     result
@@ -130,9 +126,9 @@ pub async fn drive<H: Handler>(
 
 /// Lets the handler route what `rbuf` holds and drops the consumed bytes; returns whether
 /// complete requests may be left because the pipeline limit was reached.
-fn handle<H: Handler>(h: &mut H, rbuf: &mut Vec<u8>) -> bool {
-    let used = h.handle(rbuf);
-    rbuf.drain(..used.min(rbuf.len()));
+fn handle<H: Handler>(h: &mut H, rbuf: &mut ReadBuf) -> bool {
+    let used = h.handle(rbuf.filled());
+    rbuf.consume(used);
     !h.quitting() && !rbuf.is_empty() && h.replies().in_flight() >= h.max_pipeline()
 }
 

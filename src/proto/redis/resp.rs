@@ -118,7 +118,9 @@ impl RequestParser {
     }
 
     fn inline(&mut self, buf: &[u8], limits: Limits) -> Result<Option<Request<'_>>, ProtocolError> {
-        let Some(nl) = memchr(b'\n', buf) else {
+        // A line longer than the limit is refused whether or not its end came in the same
+        // read, so the answer does not depend on how the bytes were split.
+        let Some(nl) = memchr(b'\n', &buf[..buf.len().min(MAX_INLINE + 1)]) else {
             if buf.len() > MAX_INLINE {
                 return Err(ProtocolError("too big inline request"));
             }
@@ -495,6 +497,21 @@ mod tests {
             parse_all(&big),
             Err(ProtocolError("too big inline request"))
         );
+    }
+
+    #[test]
+    fn inline_limit_does_not_depend_on_reads() {
+        // Found by fuzzing: a line over the limit was accepted when its newline came in the
+        // same read, and refused when it came in a later one.
+        let too_big = Err(ProtocolError("too big inline request"));
+        let mut long = vec![b'a'; MAX_INLINE + 1];
+        long.extend_from_slice(b"\r\n");
+        assert_eq!(parse_all(&long[..MAX_INLINE + 1]), too_big);
+        assert_eq!(parse_all(&long), too_big);
+        let mut longest = vec![b'a'; MAX_INLINE];
+        longest.push(b'\n');
+        assert_eq!(parse_all(&longest[..MAX_INLINE]), Ok(None));
+        assert_eq!(parse_all(&longest).unwrap().unwrap().0, MAX_INLINE + 1);
     }
 
     fn scan_all(bytes: &[u8]) -> Result<Option<usize>, ReplyError> {

@@ -44,7 +44,14 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         quit: false,
         worker: worker.clone(),
     };
-    let end = drive(&conn.stream, &worker.vecs, &mut router, idle_timeout, lc).await;
+    let end = drive(
+        &conn.stream,
+        (&worker.buffers, &worker.vecs),
+        &mut router,
+        idle_timeout,
+        lc,
+    )
+    .await;
     if let Err(e) = end {
         tracing::debug!(peer = %conn.peer, error = %e, "redis client connection ended");
     }
