@@ -369,7 +369,7 @@ fn a_dead_shard_fails_only_its_requests_and_comes_back() {
     let port = free_port();
     let dying = redis_at(port);
     let alive = RedisServer::start();
-    let (_p, listen) = proxy(&[addr(port), alive.addr], "", "timeout = \"2s\"");
+    let (p, listen) = proxy(&[addr(port), alive.addr], "", "timeout = \"2s\"");
     let mut c = Resp::connect(listen).unwrap();
     // Keys on each shard.
     let mut on_dying = Vec::new();
@@ -406,6 +406,18 @@ fn a_dead_shard_fails_only_its_requests_and_comes_back() {
     for _ in &on_alive {
         assert_eq!(c.read_reply().unwrap(), bulk("1"));
     }
+    // The failures are counted on the dead endpoint; every request on the cluster.
+    let m = p.metrics();
+    let dead = format!(
+        "corelane_endpoint_request_errors_total{{cluster=\"shards\",endpoint=\"127.0.0.1:{port}\"}}"
+    );
+    assert_eq!(
+        common::metric(&m, &dead),
+        Some(on_dying.len() as f64),
+        "{m}"
+    );
+    let total = common::metric(&m, "corelane_cluster_requests_total{cluster=\"shards\"}").unwrap();
+    assert!(total >= 40.0 + on_alive.len() as f64, "{total}");
     // Back on the same port: after the backoff, requests reach it again.
     let back = redis_at(port);
     assert!(eventually(10, || {

@@ -109,12 +109,14 @@ const LISTENER_SERIES: [(&str, &str, MetricType, ListenerField); 5] = [
 
 /// `corelane_endpoint_<suffix>` per endpoint and `corelane_cluster_<suffix>` summed per cluster.
 #[rustfmt::skip]
-const ENDPOINT_SERIES: [(&str, &str, MetricType, EndpointField); 5] = [
+const ENDPOINT_SERIES: [(&str, &str, MetricType, EndpointField); 7] = [
     ("connections", "Upstream connections established.", MetricType::Counter, |c| &c.connections),
     ("connections_active", "Upstream connections open or being opened now.", MetricType::Gauge, |c| &c.active),
     ("connect_errors", "Upstream connect attempts that failed or timed out.", MetricType::Counter, |c| &c.connect_errors),
     ("received_bytes", "Bytes received from upstream.", MetricType::Counter, |c| &c.bytes_in),
     ("sent_bytes", "Bytes sent to upstream.", MetricType::Counter, |c| &c.bytes_out),
+    ("requests", "Requests sent to upstream (redis and memcache listeners).", MetricType::Counter, |c| &c.requests),
+    ("request_errors", "Requests answered with an error because the upstream failed, timed out or was backing off (redis and memcache listeners).", MetricType::Counter, |c| &c.request_errors),
 ];
 
 const CONNECT_HELP: &str = "Time to establish upstream connections.";

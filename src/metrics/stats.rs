@@ -84,6 +84,11 @@ pub struct EndpointCounters {
     pub bytes_in: Counter,
     /// Bytes sent to the endpoint.
     pub bytes_out: Counter,
+    /// Requests sent to the endpoint (redis and memcache listeners).
+    pub requests: Counter,
+    /// Requests corelane answered with an error because the endpoint failed, timed out or was
+    /// in its backoff (redis and memcache listeners).
+    pub request_errors: Counter,
 }
 
 #[derive(Debug)]

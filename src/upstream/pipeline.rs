@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -28,6 +29,8 @@ use tokio::time::Instant;
 use crate::io::buffers::BufferPool;
 use crate::io::notify::LocalNotify;
 use crate::io::readbuf::ReadBuf;
+use crate::metrics::counters::GaugeGuard;
+use crate::metrics::stats::{EndpointCounters, EndpointStats};
 use crate::proto::keyed::replies::{Merge, Replies, Tag};
 
 /// First wait after a failure before the server is tried again.
@@ -66,6 +69,8 @@ pub struct Settings {
     /// `auto_eject_hosts`: after this many failures in a row, the server is ejected for this
     /// long.
     pub eject: Option<(u32, Duration)>,
+    /// The endpoint's counters, if the server is an endpoint of the table (replicas are not).
+    pub stats: Option<Arc<EndpointStats>>,
 }
 
 /// One queued request's claim on a reply.
@@ -108,6 +113,8 @@ pub struct Pipeline<F: Framing> {
     epoch: Rc<Cell<u64>>,
     /// This connection's read buffer, kept between reads.
     buffers: BufferPool,
+    /// The worker this pipeline belongs to (its counter slot).
+    worker: usize,
 }
 
 /// Why a connection ended.
@@ -119,7 +126,12 @@ enum End {
 }
 
 impl<F: Framing> Pipeline<F> {
-    pub fn new(addr: SocketAddr, settings: Settings, epoch: Rc<Cell<u64>>) -> Rc<Self> {
+    pub fn new(
+        addr: SocketAddr,
+        settings: Settings,
+        epoch: Rc<Cell<u64>>,
+        worker: usize,
+    ) -> Rc<Self> {
         Rc::new(Pipeline {
             addr,
             settings: RefCell::new(settings),
@@ -138,7 +150,15 @@ impl<F: Framing> Pipeline<F> {
             ejected_until: Cell::new(None),
             epoch,
             buffers: BufferPool::new(READ_CHUNK, 1),
+            worker,
         })
+    }
+
+    /// Runs `f` on this worker's counters of the endpoint, if it is one.
+    fn count(&self, f: impl FnOnce(&EndpointCounters)) {
+        if let Some(s) = &self.settings.borrow().stats {
+            f(s.workers.get(self.worker));
+        }
     }
 
     /// Ejected (by `auto_eject_hosts`) until then, if it is later than `now`.
@@ -183,6 +203,7 @@ impl<F: Framing> Pipeline<F> {
             if now < *until {
                 let msg = format!("server {} is unavailable: {why}", self.addr);
                 drop(st);
+                self.count(|c| c.request_errors.inc());
                 let mut e = Vec::new();
                 F::error_reply(&mut e, &msg);
                 replies.deliver(tag, &e);
@@ -191,6 +212,7 @@ impl<F: Framing> Pipeline<F> {
             st.down = None;
         }
         write(&mut st.out);
+        self.count(|c| c.requests.inc());
         st.waiters.push_back(Waiter {
             replies: replies.clone(),
             tag,
@@ -234,6 +256,7 @@ impl<F: Framing> Pipeline<F> {
                 let msg = format!("server {} failed: {why}", self.addr);
                 let mut e = Vec::new();
                 F::error_reply(&mut e, &msg);
+                self.count(|c| c.request_errors.add(waiters.len() as u64));
                 for w in waiters {
                     w.replies.deliver(w.tag, &e);
                 }
@@ -247,10 +270,21 @@ impl<F: Framing> Pipeline<F> {
             match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(self.addr))
                 .await
             {
-                Err(_) => return End::Failed("connect timed out".into()),
-                Ok(Err(e)) => return End::Failed(format!("connect: {e}")),
+                Err(_) => {
+                    self.count(|c| c.connect_errors.inc());
+                    return End::Failed("connect timed out".into());
+                }
+                Ok(Err(e)) => {
+                    self.count(|c| c.connect_errors.inc());
+                    return End::Failed(format!("connect: {e}"));
+                }
                 Ok(Ok(s)) => s,
             };
+        self.count(|c| c.connections.inc());
+        let stats = settings.stats.clone();
+        let _active = stats
+            .as_ref()
+            .map(|s| GaugeGuard::new(&s.workers.get(self.worker).active));
         let _ = stream.set_nodelay(true);
         let mut rbuf = ReadBuf::default();
         let mut scanner = F::Scanner::default();
@@ -334,7 +368,10 @@ impl<F: Framing> Pipeline<F> {
                 let st = &mut *st;
                 while st.written < st.out.len() {
                     match stream.try_write(&st.out[st.written..]) {
-                        Ok(n) => st.written += n,
+                        Ok(n) => {
+                            st.written += n;
+                            self.count(|c| c.bytes_out.add(n as u64));
+                        }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => return Err(format!("write: {e}")),
                     }
@@ -374,7 +411,10 @@ impl<F: Framing> Pipeline<F> {
                                 Err("server closed the connection".to_owned())
                             };
                         }
-                        Ok(_) => self.deliver(rbuf, scanner)?,
+                        Ok(n) => {
+                            self.count(|c| c.bytes_in.add(n as u64));
+                            self.deliver(rbuf, scanner)?;
+                        }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(e) => return Err(format!("read: {e}")),
                     }

@@ -134,8 +134,8 @@ pub fn spawn(
                 histograms: WorkerHistograms::default(),
                 buffers: BufferPool::new(buffer_size, CACHED_BUFFERS),
                 vecs: VecPool::new(KEYED_BUFFER, CACHED_BUFFERS),
-                redis: Registry::new(crate::proto::redis::hello),
-                memcache: Registry::new(|_| None),
+                redis: Registry::new(id, crate::proto::redis::hello),
+                memcache: Registry::new(id, |_| None),
                 conns: Rc::new(ConnTracker::default()),
             });
             if let Err(e) = run(worker, rx, listeners, &ready_tx) {

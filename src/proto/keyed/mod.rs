@@ -142,10 +142,14 @@ pub struct Registry<F: Framing> {
     hello: fn(&crate::config::model::Sharding) -> Option<Vec<u8>>,
     /// Bumped when a server of this worker is ejected or returns.
     epoch: Rc<Cell<u64>>,
+    worker: usize,
 }
 
 impl<F: Framing> Registry<F> {
-    pub fn new(hello: fn(&crate::config::model::Sharding) -> Option<Vec<u8>>) -> Self {
+    pub fn new(
+        worker: usize,
+        hello: fn(&crate::config::model::Sharding) -> Option<Vec<u8>>,
+    ) -> Self {
         Registry {
             pipes: RefCell::new(HashMap::new()),
             views: RefCell::new(Views {
@@ -154,6 +158,7 @@ impl<F: Framing> Registry<F> {
             }),
             hello,
             epoch: Rc::new(Cell::new(0)),
+            worker,
         }
     }
 
@@ -188,14 +193,25 @@ impl<F: Framing> Registry<F> {
             eject: sh
                 .auto_eject_hosts
                 .then_some((sh.server_failure_limit, sh.server_retry_timeout)),
+            stats: None,
         };
         let auth = cfg.sharding.redis_auth.clone();
         let pipe = |addr: SocketAddr, conn: usize| {
+            let settings = Settings {
+                stats: c
+                    .endpoints
+                    .iter()
+                    .find(|e| e.addr == addr)
+                    .map(|e| e.stats.clone()),
+                ..settings.clone()
+            };
             self.pipes
                 .borrow_mut()
                 .entry((addr, conn, auth.clone()))
                 .and_modify(|p| p.update(settings.clone()))
-                .or_insert_with(|| Pipeline::new(addr, settings.clone(), self.epoch.clone()))
+                .or_insert_with(|| {
+                    Pipeline::new(addr, settings.clone(), self.epoch.clone(), self.worker)
+                })
                 .clone()
         };
         let n = cfg.sharding.server_connections;
