@@ -88,7 +88,8 @@ impl RequestParser {
             }
             self.expected = Some(n as usize);
             self.pos = next;
-            self.args.reserve(n as usize);
+            // As Redis: the announced count is not trusted for more than a small reservation.
+            self.args.reserve((n as usize).min(1024));
         }
         let expected = self.expected.unwrap_or(0);
         while self.args.len() < expected {
@@ -148,6 +149,9 @@ impl RequestParser {
                 if self.args.len() == limits.max_args {
                     return Err(ProtocolError("invalid multibulk length"));
                 }
+                if i - start > limits.max_bulk_len {
+                    return Err(ProtocolError("invalid bulk length"));
+                }
                 self.args.push(start..i);
             }
         }
@@ -199,17 +203,18 @@ pub fn parse_int(s: &[u8]) -> Option<i64> {
         b'-' => (true, &s[1..]),
         _ => (false, s),
     };
-    if digits.is_empty() || digits.len() > 18 {
+    if digits.is_empty() || digits.len() > 19 {
         return None;
     }
+    // Accumulated as a negative number, so that i64::MIN parses too.
     let mut v: i64 = 0;
     for &d in digits {
         if !d.is_ascii_digit() {
             return None;
         }
-        v = v * 10 + i64::from(d - b'0');
+        v = v.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
     }
-    Some(if neg { -v } else { v })
+    if neg { Some(v) } else { v.checked_neg() }
 }
 
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
@@ -573,6 +578,32 @@ mod tests {
         }
         let deep = "*1\r\n".repeat(MAX_DEPTH + 1);
         assert!(scan_all(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn integers_cover_all_of_i64() {
+        assert_eq!(parse_int(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_int(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_int(b"9223372036854775808"), None);
+        assert_eq!(parse_int(b"-"), None);
+        assert_eq!(parse_int(b"12345678901234567890"), None);
+        assert_eq!(
+            ReplyScanner::default().scan(b":9223372036854775807\r\n"),
+            Ok(Some(22))
+        );
+    }
+
+    #[test]
+    fn inline_arguments_obey_the_bulk_limit() {
+        let tight = Limits {
+            max_args: 10,
+            max_bulk_len: 3,
+        };
+        let mut p = RequestParser::default();
+        assert_eq!(
+            p.parse(b"SET k toolong\r\n", tight).err(),
+            Some(ProtocolError("invalid bulk length"))
+        );
     }
 
     #[test]
