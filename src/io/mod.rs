@@ -10,6 +10,7 @@
 //! This driver is tokio's epoll reactor on a current-thread runtime, one per worker.
 
 pub mod buffers;
+pub mod clock;
 pub mod notify;
 pub mod pump;
 pub mod readbuf;

@@ -197,7 +197,7 @@ impl<F: Framing> Pipeline<F> {
         kind: F::Kind,
         write: impl FnOnce(&mut Vec<u8>),
     ) {
-        let now = Instant::now();
+        let now = crate::io::clock::now();
         let mut st = self.state.borrow_mut();
         if let Some((until, why)) = &st.down {
             if now < *until {

@@ -100,7 +100,8 @@ pub async fn drive<H: Handler>(
                     Ok(0) => h.quit(),
                     Ok(n) => {
                         traffic.received(n);
-                        last_active = Instant::now();
+                        // Also the time request deadlines are measured from (io::clock).
+                        last_active = crate::io::clock::tick();
                         held = handle(h, &mut rbuf);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
