@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::redis::{RedisServer, Reply, Resp};
-use common::{free_port, tempdir};
+use common::{free_ports, tempdir};
 use corelane::shard::ring::{Ring, Server, default_point_name};
 use corelane::shard::{Distribution, HashFn};
 
@@ -189,7 +189,7 @@ impl Nutcracker {
         }
     }
 
-    fn start(conf: &str, listens: &[u16]) -> Nutcracker {
+    fn start(conf: &str, listens: &[u16], stats_port: u16) -> Nutcracker {
         let dir = tempdir("nutcracker");
         let path = dir.join("conf.yml");
         std::fs::write(&path, conf).unwrap();
@@ -197,7 +197,7 @@ impl Nutcracker {
         let child = Command::new(Self::binary())
             .arg("-c")
             .arg(&path)
-            .args(["-s", &free_port().to_string(), "-a", "127.0.0.1", "-o"])
+            .args(["-s", &stats_port.to_string(), "-a", "127.0.0.1", "-o"])
             .arg(&log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -274,13 +274,15 @@ fn placement_matches_real_nutcracker() {
     let redis: Vec<RedisServer> = (0..3)
         .map(|_| RedisServer::start_with(None, cases.len() as u32))
         .collect();
-    let listens: Vec<u16> = cases.iter().map(|_| free_port()).collect();
+    // Distinct ports for every pool and for the stats listener (free_port alone may repeat).
+    let mut listens = free_ports(cases.len() + 1);
+    let stats_port = listens.pop().unwrap();
     let conf: String = cases
         .iter()
         .enumerate()
         .map(|(i, c)| c.yaml(i, listens[i], &redis))
         .collect();
-    let nc = Nutcracker::start(&conf, &listens);
+    let nc = Nutcracker::start(&conf, &listens, stats_port);
     let keys = keys();
 
     let mut failures = Vec::new();

@@ -18,24 +18,29 @@ use nix::unistd::Pid;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_corelane");
 
-/// A port that was free a moment ago (bind to port 0, read it, release it).
+/// A port that was free a moment ago (bind to port 0, read it, release it), never one this
+/// test process was given before: the kernel may hand the same port to two binds in a row.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports(1)[0]
 }
 
-/// `n` distinct ports that were free a moment ago (all held at once while picking, so no two
-/// are the same).
+/// `n` distinct ports that were free a moment ago, none given out before in this process.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            ports.push(port);
+        }
+        // Held until all are picked, so this call cannot get one port twice either.
+        held.push(l);
+    }
+    ports
 }
 
 /// A loopback address where nothing listens: connecting to it is refused. It is on
