@@ -291,6 +291,16 @@ fn malformed_input_gets_redis_protocol_errors_and_a_close() {
             input.escape_ascii().to_string()
         );
     }
+    // A command that grows past max_query_buffer without ending is cut off.
+    let (_p2, listen2) = proxy(&addrs, "max_query_buffer = 4096", "");
+    let mut s = TcpStream::connect(listen2).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut big = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 5000));
+    s.write_all(&big).unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "-ERR Protocol error: query buffer over limit\r\n");
     // Other clients were not disturbed.
     let mut c = Resp::connect(listen).unwrap();
     assert_eq!(c.call(&[b"PING"]).unwrap(), Reply::Simple("PONG".into()));

@@ -73,6 +73,9 @@ pub struct ListenerFile {
     pub max_bulk_len: Option<u64>,
     /// Redis: most arguments in one command; Memcached: most keys in one retrieval.
     pub max_args: Option<u32>,
+    /// Redis: most bytes of one unfinished command held for a client (Redis'
+    /// `client-query-buffer-limit`).
+    pub max_query_buffer: Option<u64>,
 }
 
 /// What a listener speaks. Later protocol engines (http, mysql) add variants.

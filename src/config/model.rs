@@ -57,6 +57,7 @@ pub struct KeyedListener {
     pub max_pipeline: usize,
     pub max_bulk_len: usize,
     pub max_args: usize,
+    pub max_query_buffer: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +117,7 @@ pub mod defaults {
     pub const MAX_PIPELINE: usize = 1024;
     pub const MAX_BULK_LEN: usize = 64 << 20;
     pub const MAX_ARGS: usize = 1 << 20;
+    pub const MAX_QUERY_BUFFER: usize = 1 << 30;
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
     pub const SERVER_FAILURE_LIMIT: u32 = 2;
     pub const SERVER_RETRY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -134,4 +136,5 @@ pub mod limits {
     pub const MAX_PIPELINE: u32 = 1 << 16;
     pub const MAX_BULK_LEN: u64 = 512 << 20;
     pub const MAX_ARGS: u32 = 1 << 24;
+    pub const MAX_QUERY_BUFFER: u64 = 4 << 30;
 }

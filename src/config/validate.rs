@@ -169,6 +169,12 @@ fn listener(
             defaults::MAX_ARGS,
             u64::from(limits::MAX_ARGS),
         )?,
+        max_query_buffer: bounded(
+            "max_query_buffer",
+            l.max_query_buffer,
+            defaults::MAX_QUERY_BUFFER,
+            limits::MAX_QUERY_BUFFER,
+        )?,
     };
     Ok(ListenerConfig {
         name,

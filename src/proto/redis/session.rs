@@ -112,7 +112,14 @@ impl Handler for Router {
                     }
                     at += len;
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    if frame.len() > self.settings.max_query_buffer {
+                        self.reply(b"-ERR Protocol error: query buffer over limit\r\n");
+                        self.quit = true;
+                        at = buf.len();
+                    }
+                    break;
+                }
                 Err(e) => {
                     let msg = format!("-ERR {e}\r\n");
                     self.reply(msg.as_bytes());
