@@ -669,3 +669,26 @@ fn back_set(port: u16, key: &str, value: &str) {
         ok()
     );
 }
+
+#[test]
+fn sigterm_closes_idle_clients_without_waiting_for_the_timeout() {
+    let servers = three();
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    // base_toml sets shutdown_timeout = 5s.
+    let (mut p, listen) = proxy(&addrs, "", "");
+    let mut clients: Vec<Resp> = (0..4).map(|_| Resp::connect(listen).unwrap()).collect();
+    for c in &mut clients {
+        assert_eq!(c.call(&[b"SET", b"k", b"v"]).unwrap(), ok());
+    }
+    let started = std::time::Instant::now();
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(p.wait_exit().success());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    for c in &mut clients {
+        assert!(c.read_reply().is_err(), "the connection is closed");
+    }
+}

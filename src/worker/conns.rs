@@ -1,10 +1,14 @@
-//! Counting a worker's open connections, so shutdown can wait for them to finish.
+//! Counting a worker's open connections, so shutdown can wait for them to finish, and telling
+//! the connections that can end early (Redis and Memcached clients, which stay connected for
+//! ever) that the worker is draining.
 //!
 //! Worker-local (`Rc`, `Cell`): each connection task holds a [`ConnToken`]; dropping the last
 //! one wakes whoever waits in [`ConnTracker::wait_idle`].
 
-use std::cell::Cell;
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+
+use crate::io::notify::LocalNotify;
 
 use tokio::sync::Notify;
 
@@ -28,6 +32,40 @@ impl ConnTracker {
     pub async fn wait_idle(&self) {
         while self.open.get() > 0 {
             self.idle.notified().await;
+        }
+    }
+}
+
+/// The worker's "stop when you can" signal, for connections that would otherwise stay open.
+#[derive(Debug, Default)]
+pub struct Drain {
+    started: Cell<bool>,
+    subscribers: RefCell<Vec<Weak<LocalNotify>>>,
+}
+
+impl Drain {
+    /// A signal notified when the worker starts draining (at once if it has).
+    pub fn subscribe(&self) -> Rc<LocalNotify> {
+        let n = Rc::new(LocalNotify::default());
+        if self.started.get() {
+            n.notify();
+            return n;
+        }
+        let mut subs = self.subscribers.borrow_mut();
+        // Forget closed connections now and then; amortised O(1) per subscription.
+        if subs.len() >= 64 && subs.len().is_power_of_two() {
+            subs.retain(|w| w.strong_count() > 0);
+        }
+        subs.push(Rc::downgrade(&n));
+        n
+    }
+
+    pub fn start(&self) {
+        self.started.set(true);
+        for w in self.subscribers.take() {
+            if let Some(n) = w.upgrade() {
+                n.notify();
+            }
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct Worker {
     /// This worker's pipelined connections to memcached servers.
     pub memcache: Registry<Ascii>,
     conns: Rc<ConnTracker>,
+    /// Tells long-lived client connections (redis, memcache) that the worker is draining.
+    pub drain: conns::Drain,
 }
 
 impl Worker {
@@ -137,6 +139,7 @@ pub fn spawn(
                 redis: Registry::new(id, crate::proto::redis::hello),
                 memcache: Registry::new(id, |_| None),
                 conns: Rc::new(ConnTracker::default()),
+                drain: conns::Drain::default(),
             });
             if let Err(e) = run(worker, rx, listeners, &ready_tx) {
                 let _ = ready_tx.send(Err(e));
@@ -208,6 +211,7 @@ fn run(
                     for (_, h) in accepting.drain() {
                         h.abort();
                     }
+                    worker.drain.start();
                     let left = worker.conns.open();
                     tracing::info!(worker = worker.id, open = left, "draining");
                     let wait = deadline.saturating_duration_since(Instant::now());

@@ -6,7 +6,9 @@
 //! flight or is not reading its replies (the kernel buffers are the only queue), and resumes
 //! with the requests already buffered when room appears. It holds no buffer while the client
 //! is idle (they come from the worker's pool). The idle timeout is checked lazily: the timer is
-//! re-armed only when it fires, not on every request.
+//! re-armed only when it fires, not on every request. When the worker drains (SIGTERM), the
+//! client is answered what is in flight and then closed, rather than kept until
+//! `shutdown_timeout`.
 //!
 //! What a request means, and where it goes, is the handler's business.
 
@@ -18,6 +20,7 @@ use tokio::time::Instant;
 
 use super::replies::{Merge, Replies};
 use crate::io::buffers::{BufferPool, VecPool};
+use crate::io::notify::LocalNotify;
 use crate::io::readbuf::ReadBuf;
 
 /// A protocol's side of a client connection.
@@ -46,6 +49,7 @@ pub async fn drive<H: Handler>(
     h: &mut H,
     idle_timeout: Duration,
     traffic: &impl Traffic,
+    drain: &LocalNotify,
 ) -> io::Result<()> {
     let (rpool, pool) = pools;
     let mut rbuf = ReadBuf::default();
@@ -109,6 +113,7 @@ pub async fn drive<H: Handler>(
                 }
                 rbuf.release(rpool);
             }
+            () = drain.notified(), if !h.quitting() => h.quit(),
             () = &mut idle => {
                 let due = last_active + idle_timeout;
                 if due <= Instant::now() && in_flight == 0 {

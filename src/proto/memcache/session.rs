@@ -46,6 +46,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         &mut router,
         idle_timeout,
         lc,
+        &worker.drain.subscribe(),
     )
     .await;
     if let Err(e) = end {
