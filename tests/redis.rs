@@ -692,3 +692,74 @@ fn sigterm_closes_idle_clients_without_waiting_for_the_timeout() {
         assert!(c.read_reply().is_err(), "the connection is closed");
     }
 }
+
+#[test]
+fn each_worker_keeps_server_connections_per_server() {
+    let server = RedisServer::start();
+    let (_p, listen) = proxy(&[server.addr], "", "server_connections = 3");
+    // Many clients, so that every worker and every connection of each gets used.
+    let mut clients: Vec<Resp> = (0..40).map(|_| Resp::connect(listen).unwrap()).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let k = format!("c{i}");
+        assert_eq!(c.call(&[b"SET", k.as_bytes(), b"1"]).unwrap(), ok());
+    }
+    let info = match server
+        .connect()
+        .unwrap()
+        .call(&[b"INFO", b"clients"])
+        .unwrap()
+    {
+        Reply::Bulk(Some(b)) => String::from_utf8(b).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let connected: usize = info
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // 2 workers x 3 connections, plus this INFO connection; never one per client.
+    assert!((2..=7).contains(&connected), "{connected}");
+}
+
+#[test]
+fn replica_reads_fall_back_or_fail_as_configured() {
+    let primary = RedisServer::start();
+    let replica_port = free_port();
+    let replica = redis_at(replica_port);
+    primary
+        .connect()
+        .unwrap()
+        .call(&[b"SET", b"k", b"primary"])
+        .unwrap();
+    Resp::connect(addr(replica_port))
+        .unwrap()
+        .call(&[b"SET", b"k", b"replica"])
+        .unwrap();
+    let admin = addr(free_port());
+    let listen = addr(free_port());
+    let cfg = |read_from: &str| {
+        format!(
+            "{}[listeners.cache]\nlisten = \"{listen}\"\nprotocol = \"redis\"\ncluster = \"s\"\n\
+             [clusters.s]\nread_from = \"{read_from}\"\n\
+             endpoints = [{{ addr = \"{}\", replicas = [\"127.0.0.1:{replica_port}\"] }}]\n",
+            base_toml(admin, 1),
+            primary.addr,
+        )
+    };
+    let p = Proxy::start(&cfg("replica"), admin);
+    let mut c = Resp::connect(listen).unwrap();
+    assert_eq!(c.call(&[b"GET", b"k"]).unwrap(), bulk("replica"));
+    drop(replica);
+    // replica only: reads fail once the replica is known to be down; writes still work.
+    assert!(eventually(5, || matches!(
+        c.call(&[b"GET", b"k"]).unwrap(),
+        Reply::Error(e) if e.contains("no replica")
+    )));
+    assert_eq!(c.call(&[b"SET", b"w", b"1"]).unwrap(), ok());
+    // prefer_replica: the same outage sends reads to the primary.
+    p.write_config(&cfg("prefer_replica"));
+    p.sighup_and_wait();
+    assert!(eventually(5, || c.call(&[b"GET", b"k"]).unwrap() == bulk("primary")));
+}
