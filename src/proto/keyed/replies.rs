@@ -182,11 +182,15 @@ impl<M: Merge> Replies<M> {
         true
     }
 
-    /// Gives the output buffer's memory back when the client is idle.
+    /// Gives memory back when the client is idle: the output buffer, and a slot queue that a
+    /// burst of pipelined requests made large.
     pub fn shrink(&self) {
         let mut i = self.inner.borrow_mut();
         if i.out.is_empty() {
             i.out = Vec::new();
+        }
+        if i.slots.is_empty() && i.slots.capacity() > 16 {
+            i.slots = VecDeque::new();
         }
     }
 
@@ -247,6 +251,19 @@ mod tests {
         r.deliver(a, b"again");
         r.deliver(Tag { seq: 99, part: 0 }, b"x");
         assert_eq!(output(&r), "");
+    }
+
+    #[test]
+    fn an_idle_client_gives_back_what_a_burst_grew() {
+        let r = Replies::<Cat>::default();
+        let tags: Vec<Tag> = (0..1000).map(|_| r.open(false)).collect();
+        for t in tags {
+            r.deliver(t, b"x");
+        }
+        assert_eq!(output(&r).len(), 1000);
+        r.shrink();
+        let i = r.inner.borrow();
+        assert_eq!((i.slots.capacity(), i.out.capacity()), (0, 0));
     }
 
     #[test]

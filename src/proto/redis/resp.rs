@@ -158,6 +158,14 @@ impl RequestParser {
         Ok(Some(self.done(nl + 1, true)))
     }
 
+    /// Gives back the argument list's memory if a large command grew it and no command is
+    /// half-parsed (call between commands, when the client is idle).
+    pub fn shrink(&mut self) {
+        if self.pos == 0 && self.expected.is_none() && self.args.capacity() > 16 {
+            self.args = Vec::new();
+        }
+    }
+
     fn done(&mut self, len: usize, inline: bool) -> Request<'_> {
         self.pos = 0;
         self.expected = None;
@@ -578,6 +586,18 @@ mod tests {
         }
         let deep = "*1\r\n".repeat(MAX_DEPTH + 1);
         assert!(scan_all(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_big_command_does_not_pin_its_argument_list() {
+        let mut cmd = b"*101\r\n$4\r\nMGET\r\n".to_vec();
+        for _ in 0..100 {
+            cmd.extend_from_slice(b"$1\r\nk\r\n");
+        }
+        let mut p = RequestParser::default();
+        assert_eq!(p.parse(&cmd, L).unwrap().unwrap().args.len(), 101);
+        p.shrink();
+        assert_eq!(p.args.capacity(), 0);
     }
 
     #[test]

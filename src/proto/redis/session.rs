@@ -129,6 +129,9 @@ impl Handler for Router {
                 }
             }
         }
+        if at == buf.len() {
+            parser.shrink();
+        }
         self.parser = parser;
         at
     }
