@@ -8,7 +8,10 @@
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
-use crate::io::notify::LocalNotify;
+/// Something a draining worker can wake (a client connection's reply queue).
+pub trait Wake {
+    fn wake(&self);
+}
 
 use tokio::sync::Notify;
 
@@ -37,34 +40,41 @@ impl ConnTracker {
 }
 
 /// The worker's "stop when you can" signal, for connections that would otherwise stay open.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Drain {
     started: Cell<bool>,
-    subscribers: RefCell<Vec<Weak<LocalNotify>>>,
+    subscribers: RefCell<Vec<Weak<dyn Wake>>>,
+}
+
+impl std::fmt::Debug for Drain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Drain")
+            .field("started", &self.started.get())
+            .field("subscribers", &self.subscribers.borrow().len())
+            .finish()
+    }
 }
 
 impl Drain {
-    /// A signal notified when the worker starts draining (at once if it has).
-    pub fn subscribe(&self) -> Rc<LocalNotify> {
-        let n = Rc::new(LocalNotify::default());
-        if self.started.get() {
-            n.notify();
-            return n;
-        }
+    /// Has `w` woken when the worker starts draining; the woken task checks [`Drain::started`].
+    pub fn subscribe(&self, w: Weak<dyn Wake>) {
         let mut subs = self.subscribers.borrow_mut();
         // Forget closed connections now and then; amortised O(1) per subscription.
         if subs.len() >= 64 && subs.len().is_power_of_two() {
             subs.retain(|w| w.strong_count() > 0);
         }
-        subs.push(Rc::downgrade(&n));
-        n
+        subs.push(w);
+    }
+
+    pub fn started(&self) -> bool {
+        self.started.get()
     }
 
     pub fn start(&self) {
         self.started.set(true);
         for w in self.subscribers.take() {
             if let Some(n) = w.upgrade() {
-                n.notify();
+                n.wake();
             }
         }
     }

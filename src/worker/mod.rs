@@ -30,6 +30,7 @@ use crate::proto::memcache::Ascii;
 use crate::proto::redis::Resp;
 pub use accept::Accepted;
 use conns::ConnTracker;
+pub use conns::{Drain, Wake};
 
 /// Free buffers a worker keeps for reuse (the rest go back to the allocator).
 const CACHED_BUFFERS: usize = 256;
@@ -70,7 +71,7 @@ pub struct Worker {
     pub memcache: Registry<Ascii>,
     conns: Rc<ConnTracker>,
     /// Tells long-lived client connections (redis, memcache) that the worker is draining.
-    pub drain: conns::Drain,
+    pub drain: Drain,
 }
 
 impl Worker {
@@ -139,7 +140,7 @@ pub fn spawn(
                 redis: Registry::new(id, crate::proto::redis::hello),
                 memcache: Registry::new(id, |_| None),
                 conns: Rc::new(ConnTracker::default()),
-                drain: conns::Drain::default(),
+                drain: Drain::default(),
             });
             if let Err(e) = run(worker, rx, listeners, &ready_tx) {
                 let _ = ready_tx.send(Err(e));

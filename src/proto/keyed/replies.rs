@@ -203,6 +203,12 @@ impl<M: Merge> Replies<M> {
     }
 }
 
+impl<M: Merge> crate::worker::Wake for Replies<M> {
+    fn wake(&self) {
+        self.ready.notify();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,8 +20,8 @@ use tokio::time::Instant;
 
 use super::replies::{Merge, Replies};
 use crate::io::buffers::{BufferPool, VecPool};
-use crate::io::notify::LocalNotify;
 use crate::io::readbuf::ReadBuf;
+use crate::worker::Drain;
 
 /// A protocol's side of a client connection.
 pub trait Handler {
@@ -49,7 +49,7 @@ pub async fn drive<H: Handler>(
     h: &mut H,
     idle_timeout: Duration,
     traffic: &impl Traffic,
-    drain: &LocalNotify,
+    drain: &Drain,
 ) -> io::Result<()> {
     let (rpool, pool) = pools;
     let mut rbuf = ReadBuf::default();
@@ -61,6 +61,9 @@ pub async fn drive<H: Handler>(
     // Complete requests wait in `rbuf` because the pipeline limit was reached.
     let mut held = false;
     let result = loop {
+        if drain.started() && !h.quitting() {
+            h.quit();
+        }
         // Write every reply that is complete, in order.
         if h.replies().take_output(&mut wbuf) {
             while wpos < wbuf.len() {
@@ -113,7 +116,6 @@ pub async fn drive<H: Handler>(
                 }
                 rbuf.release(rpool);
             }
-            () = drain.notified(), if !h.quitting() => h.quit(),
             () = &mut idle => {
                 let due = last_active + idle_timeout;
                 if due <= Instant::now() && in_flight == 0 {

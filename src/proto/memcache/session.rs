@@ -40,13 +40,16 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         quit: false,
         worker: worker.clone(),
     };
+    let wake: std::rc::Rc<dyn crate::worker::Wake> = router.replies.clone();
+    worker.drain.subscribe(std::rc::Rc::downgrade(&wake));
+    drop(wake);
     let end = drive(
         &conn.stream,
         (&worker.buffers, &worker.vecs),
         &mut router,
         idle_timeout,
         lc,
-        &worker.drain.subscribe(),
+        &worker.drain,
     )
     .await;
     if let Err(e) = end {
