@@ -63,8 +63,8 @@ pub trait Framing: 'static {
 pub struct Settings {
     pub connect_timeout: Duration,
     pub timeout: Duration,
-    /// Sent first on every new connection (Redis `AUTH`), with the kind of its reply; an error
-    /// reply to it fails the connection.
+    /// Sent first on every new connection (Redis `AUTH`); its reply is one line, and an error
+    /// reply fails the connection.
     pub hello: Option<Vec<u8>>,
     /// `auto_eject_hosts`: after this many failures in a row, the server is ejected for this
     /// long.
