@@ -3,15 +3,17 @@
 //!
 //! Clients append request bytes to the pipeline's output buffer and a [`Waiter`] to its queue;
 //! the connection task writes everything queued in one syscall, reads replies, and hands each
-//! to the oldest waiter, since a server answers in request order. So one read and one write
-//! serve all the requests that arrived in one turn of the event loop, which is where a proxy in
-//! front of a cache wins or loses.
+//! to the oldest waiter, since a server answers in request order. The task yields once before
+//! writing, so one write carries every request of one turn of the event loop, and one read
+//! brings their replies: that is where a proxy in front of a cache wins or loses.
 //!
 //! Failures: a connect error, a reset, a malformed reply or a reply later than `timeout`
 //! fails every request in flight with an error reply (ordering is lost, so the connection is
 //! closed) and marks the server down for a backoff that doubles up to [`MAX_BACKOFF`]; while
 //! down, requests are answered with an error at once. The next request after the backoff
-//! reconnects. The protocol's reply framing and error format come from [`Framing`].
+//! reconnects. With `auto_eject_hosts`, `server_failure_limit` failures in a row also eject
+//! the server for `server_retry_timeout` (the worker's rings skip it, see `proto::keyed`).
+//! The protocol's reply framing and error format come from [`Framing`].
 //!
 //! Not here: which server a key goes to (`shard`), merging split replies (`proto::keyed`).
 
