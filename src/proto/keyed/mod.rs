@@ -8,6 +8,7 @@
 //! take an `Rc<Shards>` for the table they route by and re-take it when the table changes.
 
 pub mod replies;
+pub mod route;
 pub mod session;
 
 use std::cell::{Cell, RefCell};

@@ -13,6 +13,7 @@
 //! What a request means, and where it goes, is the handler's business.
 
 use std::io;
+use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -21,12 +22,32 @@ use tokio::time::Instant;
 use super::replies::{Merge, Replies};
 use crate::io::buffers::{BufferPool, VecPool};
 use crate::io::readbuf::ReadBuf;
-use crate::worker::Drain;
+use crate::metrics::counters::GaugeGuard;
+use crate::worker::{Accepted, Drain, Wake, Worker};
+
+/// Serves one client connection of a keyed engine with `h` until it ends; `engine` names it
+/// in logs.
+pub async fn serve<H: Handler>(worker: Rc<Worker>, conn: Accepted, h: &mut H, engine: &str) {
+    let listener = &conn.table.listeners[conn.listener];
+    let stats = listener.stats.clone();
+    let lc = stats.workers.get(worker.id);
+    let _active = GaugeGuard::new(&lc.active);
+    let _ = conn.stream.set_nodelay(true);
+    let wake: Rc<dyn Wake> = h.replies().clone();
+    worker.drain.subscribe(Rc::downgrade(&wake));
+    drop(wake);
+    let pools = (&worker.buffers, &worker.vecs);
+    let idle_timeout = listener.config.idle_timeout;
+    let end = drive(&conn.stream, pools, h, idle_timeout, lc, &worker.drain).await;
+    if let Err(e) = end {
+        tracing::debug!(peer = %conn.peer, error = %e, engine, "client connection ended");
+    }
+}
 
 /// A protocol's side of a client connection.
 pub trait Handler {
-    type Merge: Merge;
-    fn replies(&self) -> &Replies<Self::Merge>;
+    type Merge: Merge + 'static;
+    fn replies(&self) -> &Rc<Replies<Self::Merge>>;
     /// The client asked to close (QUIT), sent something unrecoverable, or closed its side:
     /// answer what is in flight, then close.
     fn quitting(&self) -> bool;
@@ -43,7 +64,7 @@ pub trait Traffic {
     fn sent(&self, n: usize);
 }
 
-pub async fn drive<H: Handler>(
+async fn drive<H: Handler>(
     stream: &TcpStream,
     pools: (&BufferPool, &VecPool),
     h: &mut H,

@@ -12,49 +12,21 @@ use super::codec::{self, Command, Limits, ReplyKind, Request};
 use super::merge::Multiget;
 use super::{Ascii, error};
 use crate::config::model::KeyedListener;
-use crate::metrics::counters::GaugeGuard;
-use crate::proto::keyed::Shards;
 use crate::proto::keyed::replies::{Replies, Tag};
-use crate::proto::keyed::session::{Handler, drive};
-use crate::worker::{Accepted, TableRef, Worker};
+use crate::proto::keyed::route::{Route, split_by_server};
+use crate::proto::keyed::session::{self, Handler};
+use crate::worker::{Accepted, Worker};
 
 /// Most keys in one retrieval (it also bounds the length of its command line).
 const MAX_KEYS: usize = 4096;
 
 pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
-    let listener = &conn.table.listeners[conn.listener];
-    let stats = listener.stats.clone();
-    let lc = stats.workers.get(worker.id);
-    let _active = GaugeGuard::new(&lc.active);
-    let _ = conn.stream.set_nodelay(true);
-    let idle_timeout = listener.config.idle_timeout;
+    let route = Route::new(&worker, &conn, |w| &w.memcache);
     let mut router = Router {
-        limits: limits(&listener.config.keyed),
-        listen: listener.config.listen,
-        settings: listener.config.keyed.clone(),
-        cluster: listener.config.cluster,
-        table: conn.table.clone(),
-        shards: None,
-        replies: Rc::new(Replies::default()),
-        client: fastrand::u64(..),
-        quit: false,
-        worker: worker.clone(),
+        limits: limits(&route.settings),
+        route,
     };
-    let wake: std::rc::Rc<dyn crate::worker::Wake> = router.replies.clone();
-    worker.drain.subscribe(std::rc::Rc::downgrade(&wake));
-    drop(wake);
-    let end = drive(
-        &conn.stream,
-        (&worker.buffers, &worker.vecs),
-        &mut router,
-        idle_timeout,
-        lc,
-        &worker.drain,
-    )
-    .await;
-    if let Err(e) = end {
-        tracing::debug!(peer = %conn.peer, error = %e, "memcache client connection ended");
-    }
+    session::serve(worker, conn, &mut router, "memcache").await;
 }
 
 fn limits(l: &KeyedListener) -> Limits {
@@ -66,41 +38,36 @@ fn limits(l: &KeyedListener) -> Limits {
 }
 
 struct Router {
-    worker: Rc<Worker>,
-    table: Rc<TableRef>,
-    listen: std::net::SocketAddr,
-    cluster: usize,
-    settings: KeyedListener,
+    route: Route<Ascii>,
     limits: Limits,
-    shards: Option<Rc<Shards<Ascii>>>,
-    replies: Rc<Replies<Multiget>>,
-    client: u64,
-    quit: bool,
 }
 
 impl Handler for Router {
     type Merge = Multiget;
 
-    fn replies(&self) -> &Replies<Multiget> {
-        &self.replies
+    fn replies(&self) -> &Rc<Replies<Multiget>> {
+        &self.route.replies
     }
 
     fn quitting(&self) -> bool {
-        self.quit
+        self.route.quit
     }
 
     fn quit(&mut self) {
-        self.quit = true;
+        self.route.quit = true;
     }
 
     fn max_pipeline(&self) -> usize {
-        self.settings.max_pipeline
+        self.route.settings.max_pipeline
     }
 
     fn handle(&mut self, buf: &[u8]) -> usize {
-        self.refresh_table();
+        if self.route.refresh_table() {
+            self.limits = limits(&self.route.settings);
+        }
         let mut at = 0;
-        while !self.quit && self.replies.in_flight() < self.settings.max_pipeline {
+        while !self.route.quit && self.route.replies.in_flight() < self.route.settings.max_pipeline
+        {
             let rest = &buf[at..];
             match codec::parse_request(rest, &self.limits) {
                 Ok(Some(req)) => {
@@ -110,12 +77,12 @@ impl Handler for Router {
                 Ok(None) => break,
                 Err(e) => {
                     if !e.reply().is_empty() {
-                        self.reply(e.reply());
+                        self.route.reply(e.reply());
                     }
                     match e.skip() {
                         Some(n) => at += n,
                         None => {
-                            self.quit = true;
+                            self.route.quit = true;
                             at = buf.len();
                         }
                     }
@@ -127,49 +94,13 @@ impl Handler for Router {
 }
 
 impl Router {
-    /// Adopts a newer routing table, if the listener is still in it.
-    fn refresh_table(&mut self) {
-        let t = self.worker.table();
-        if Rc::ptr_eq(&t, &self.table) {
-            return;
-        }
-        if let Some(i) = t.listener_index(self.listen) {
-            let l = &t.listeners[i];
-            self.cluster = l.config.cluster;
-            self.settings = l.config.keyed.clone();
-            self.limits = limits(&self.settings);
-            self.table = t;
-            self.shards = None;
-        }
-    }
-
-    fn shards(&mut self) -> Rc<Shards<Ascii>> {
-        if let Some(s) = &self.shards {
-            return s.clone();
-        }
-        let s = self.worker.memcache.shards(&self.table, self.cluster);
-        self.shards = Some(s.clone());
-        s
-    }
-
-    fn reply(&self, bytes: &[u8]) {
-        self.replies.local(|o| o.extend_from_slice(bytes));
-    }
-
-    /// The ring index of the server that owns `key`.
-    fn locate(&mut self, key: &[u8]) -> usize {
-        let shards = self.shards();
-        let c = &self.table.clusters[self.cluster];
-        let sh = &self.table.config.clusters[self.cluster].sharding;
-        shards.locate(c.ring.as_ref(), sh.hash, sh.hash_tag, key)
-    }
-
     /// Routes one request; `buf` starts with it and its ranges index `buf`.
     fn request(&mut self, buf: &[u8], req: &Request) {
         let frame = &buf[..req.len];
         match req.command {
-            Command::Quit => self.quit = true,
+            Command::Quit => self.route.quit = true,
             Command::Version => self
+                .route
                 .reply(concat!("VERSION corelane-", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes()),
             c if c.is_refused() => {
                 if !req.noreply {
@@ -178,18 +109,22 @@ impl Router {
                         &mut v,
                         &format!("{} is not supported through a sharding proxy", c.name()),
                     );
-                    self.reply(&v);
+                    self.route.reply(&v);
                 }
             }
             c if c.is_retrieval() => self.retrieval(buf, req),
             _ => {
                 let Some(key) = req.keys.first() else {
-                    return self.reply(b"ERROR\r\n");
+                    return self.route.reply(b"ERROR\r\n");
                 };
-                let server = self.locate(&buf[key.clone()]);
-                let pipe = self.shards().primary(server, self.client).clone();
-                let tag = self.replies.open(req.noreply);
-                pipe.send(&self.replies, tag, ReplyKind::Line, |out| {
+                let server = self.route.locate(&buf[key.clone()]);
+                let pipe = self
+                    .route
+                    .shards()
+                    .primary(server, self.route.client)
+                    .clone();
+                let tag = self.route.replies.open(req.noreply);
+                pipe.send(&self.route.replies, tag, ReplyKind::Line, |out| {
                     if req.noreply {
                         codec::write_without_noreply(buf, req, out);
                     } else {
@@ -205,43 +140,37 @@ impl Router {
         let servers: Vec<usize> = req
             .keys
             .iter()
-            .map(|k| self.locate(&buf[k.clone()]))
+            .map(|k| self.route.locate(&buf[k.clone()]))
             .collect();
-        let shards = self.shards();
+        let shards = self.route.shards();
         let Some(&first) = servers.first() else {
-            return self.reply(b"ERROR\r\n");
+            return self.route.reply(b"ERROR\r\n");
         };
         if servers.iter().all(|&s| s == first) {
-            let pipe = shards.primary(first, self.client).clone();
-            let tag = self.replies.open(false);
-            pipe.send(&self.replies, tag, ReplyKind::Retrieval, |out| {
+            let pipe = shards.primary(first, self.route.client).clone();
+            let tag = self.route.replies.open(false);
+            pipe.send(&self.route.replies, tag, ReplyKind::Retrieval, |out| {
                 out.extend_from_slice(&buf[..req.len]);
             });
             return;
         }
-        let mut parts: Vec<(usize, Vec<usize>)> = Vec::new();
-        let mut order = Vec::with_capacity(servers.len());
-        for (k, &s) in servers.iter().enumerate() {
-            let p = match parts.iter().position(|(ps, _)| *ps == s) {
-                Some(p) => p,
-                None => {
-                    parts.push((s, Vec::new()));
-                    parts.len() - 1
-                }
-            };
-            parts[p].1.push(k);
-            order.push((p as u32, Box::from(&buf[req.keys[k].clone()])));
-        }
+        let (parts, index) = split_by_server(&servers);
+        let order = index
+            .iter()
+            .zip(&req.keys)
+            .map(|(&(p, _), k)| (p, Box::from(&buf[k.clone()])))
+            .collect();
         let seq = self
+            .route
             .replies
             .open_split(parts.len() as u32, Multiget::new(order, parts.len()));
         for (p, (server, keys)) in parts.iter().enumerate() {
-            let pipe = shards.primary(*server, self.client).clone();
+            let pipe = shards.primary(*server, self.route.client).clone();
             let tag = Tag {
                 seq,
                 part: p as u32,
             };
-            pipe.send(&self.replies, tag, ReplyKind::Retrieval, |out| {
+            pipe.send(&self.route.replies, tag, ReplyKind::Retrieval, |out| {
                 codec::write_retrieval(buf, req, keys.iter().copied(), out);
             });
         }

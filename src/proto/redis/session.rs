@@ -14,99 +14,60 @@ use super::command::{self, Kind, Local, Split};
 use super::merge::RedisMerge;
 use super::resp::{self, Limits, RequestParser};
 use super::{Resp, error};
-use crate::config::model::{KeyedListener, ReadFrom};
-use crate::metrics::counters::GaugeGuard;
-use crate::proto::keyed::Shards;
+use crate::config::model::ReadFrom;
 use crate::proto::keyed::replies::{Replies, Tag};
-use crate::proto::keyed::session::{Handler, drive};
+use crate::proto::keyed::route::{Route, split_by_server};
+use crate::proto::keyed::session::{self, Handler};
 use crate::upstream::pipeline::Pipeline;
-use crate::worker::{Accepted, TableRef, Worker};
-
-type RedisReplies = Replies<RedisMerge>;
+use crate::worker::{Accepted, Worker};
 
 pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
-    let listener = &conn.table.listeners[conn.listener];
-    let stats = listener.stats.clone();
-    let lc = stats.workers.get(worker.id);
-    let _active = GaugeGuard::new(&lc.active);
-    let _ = conn.stream.set_nodelay(true);
-    let idle_timeout = listener.config.idle_timeout;
+    let route = Route::new(&worker, &conn, |w| &w.redis);
     let mut router = Router {
-        authed: listener.config.keyed.auth.is_none(),
-        listen: listener.config.listen,
-        settings: listener.config.keyed.clone(),
-        cluster: listener.config.cluster,
-        table: conn.table.clone(),
-        shards: None,
-        replies: Rc::new(Replies::default()),
+        authed: route.settings.auth.is_none(),
+        route,
         parser: RequestParser::default(),
-        client: fastrand::u64(..),
-        quit: false,
-        worker: worker.clone(),
     };
-    let wake: std::rc::Rc<dyn crate::worker::Wake> = router.replies.clone();
-    worker.drain.subscribe(std::rc::Rc::downgrade(&wake));
-    drop(wake);
-    let end = drive(
-        &conn.stream,
-        (&worker.buffers, &worker.vecs),
-        &mut router,
-        idle_timeout,
-        lc,
-        &worker.drain,
-    )
-    .await;
-    if let Err(e) = end {
-        tracing::debug!(peer = %conn.peer, error = %e, "redis client connection ended");
-    }
+    session::serve(worker, conn, &mut router, "redis").await;
 }
 
 /// One client's routing state.
 struct Router {
-    worker: Rc<Worker>,
-    table: Rc<TableRef>,
-    listen: std::net::SocketAddr,
-    cluster: usize,
-    settings: KeyedListener,
-    shards: Option<Rc<Shards<Resp>>>,
-    replies: Rc<RedisReplies>,
+    route: Route<Resp>,
     parser: RequestParser,
-    /// Picks this client's connection among `server_connections`.
-    client: u64,
     authed: bool,
-    /// QUIT, a protocol error or the client's EOF: answer what is in flight, then close.
-    quit: bool,
 }
 
 impl Handler for Router {
     type Merge = RedisMerge;
 
-    fn replies(&self) -> &Replies<RedisMerge> {
-        &self.replies
+    fn replies(&self) -> &Rc<Replies<RedisMerge>> {
+        &self.route.replies
     }
 
     fn quitting(&self) -> bool {
-        self.quit
+        self.route.quit
     }
 
     fn quit(&mut self) {
-        self.quit = true;
+        self.route.quit = true;
     }
 
     fn max_pipeline(&self) -> usize {
-        self.settings.max_pipeline
+        self.route.settings.max_pipeline
     }
 
     fn handle(&mut self, buf: &[u8]) -> usize {
-        self.refresh_table();
+        self.route.refresh_table();
         let limits = Limits {
-            max_args: self.settings.max_args,
-            max_bulk_len: self.settings.max_bulk_len,
+            max_args: self.route.settings.max_args,
+            max_bulk_len: self.route.settings.max_bulk_len,
         };
         // Taken out so a parsed command can borrow it while `self` routes the command.
         let mut parser = std::mem::take(&mut self.parser);
         let mut at = 0;
-        while !self.quit && self.replies.in_flight() < self.settings.max_pipeline {
+        while !self.route.quit && self.route.replies.in_flight() < self.route.settings.max_pipeline
+        {
             let frame = &buf[at..];
             match parser.parse(frame, limits) {
                 Ok(Some(req)) => {
@@ -117,17 +78,18 @@ impl Handler for Router {
                     at += len;
                 }
                 Ok(None) => {
-                    if frame.len() > self.settings.max_query_buffer {
-                        self.reply(b"-ERR Protocol error: query buffer over limit\r\n");
-                        self.quit = true;
+                    if frame.len() > self.route.settings.max_query_buffer {
+                        self.route
+                            .reply(b"-ERR Protocol error: query buffer over limit\r\n");
+                        self.route.quit = true;
                         at = buf.len();
                     }
                     break;
                 }
                 Err(e) => {
                     let msg = format!("-ERR {e}\r\n");
-                    self.reply(msg.as_bytes());
-                    self.quit = true;
+                    self.route.reply(msg.as_bytes());
+                    self.route.quit = true;
                     at = buf.len();
                 }
             }
@@ -141,36 +103,8 @@ impl Handler for Router {
 }
 
 impl Router {
-    /// Adopts a newer routing table, if the listener is still in it.
-    fn refresh_table(&mut self) {
-        let t = self.worker.table();
-        if Rc::ptr_eq(&t, &self.table) {
-            return;
-        }
-        if let Some(i) = t.listener_index(self.listen) {
-            let l = &t.listeners[i];
-            self.cluster = l.config.cluster;
-            self.settings = l.config.keyed.clone();
-            self.table = t;
-            self.shards = None;
-        }
-    }
-
-    fn shards(&mut self) -> Rc<Shards<Resp>> {
-        if let Some(s) = &self.shards {
-            return s.clone();
-        }
-        let s = self.worker.redis.shards(&self.table, self.cluster);
-        self.shards = Some(s.clone());
-        s
-    }
-
-    fn reply(&self, bytes: &[u8]) {
-        self.replies.local(|o| o.extend_from_slice(bytes));
-    }
-
     fn reply_error(&self, msg: &str) {
-        self.replies.local(|o| error(o, msg));
+        self.route.replies.local(|o| error(o, msg));
     }
 
     /// Routes one command. `frame` is its bytes as received, `args` ranges into it.
@@ -179,14 +113,14 @@ impl Router {
         let name = arg(0);
         let Some(spec) = command::lookup(name) else {
             let msg = format!("-ERR unknown command '{}'\r\n", printable(name));
-            return self.reply(msg.as_bytes());
+            return self.route.reply(msg.as_bytes());
         };
         if args.len() < usize::from(spec.min_args) {
             let msg = format!(
                 "-ERR wrong number of arguments for '{}' command\r\n",
                 printable(name).to_lowercase()
             );
-            return self.reply(msg.as_bytes());
+            return self.route.reply(msg.as_bytes());
         }
         if !self.authed
             && !matches!(
@@ -194,7 +128,7 @@ impl Router {
                 Kind::Local(Local::Auth | Local::Quit | Local::Hello)
             )
         {
-            return self.reply(b"-NOAUTH Authentication required.\r\n");
+            return self.route.reply(b"-NOAUTH Authentication required.\r\n");
         }
         match spec.kind {
             Kind::Local(l) => self.local(l, frame, args),
@@ -210,8 +144,8 @@ impl Router {
                 let mut indices = keys.step_by(step);
                 if let Kind::NumKeys { dest: true, .. } = spec.kind {
                     // ZUNIONSTORE dest numkeys key...: the destination must be with the keys.
-                    let dest = self.locate(arg(1));
-                    if indices.all(|i| self.locate(arg(i)) == dest) {
+                    let dest = self.route.locate(arg(1));
+                    if indices.all(|i| self.route.locate(arg(i)) == dest) {
                         return self.forward(dest, spec.read, frame, args, inline);
                     }
                     return self.different_shards(name);
@@ -222,8 +156,8 @@ impl Router {
                         printable(name)
                     ));
                 };
-                let server = self.locate(arg(first));
-                if indices.all(|i| self.locate(arg(i)) == server) {
+                let server = self.route.locate(arg(first));
+                if indices.all(|i| self.route.locate(arg(i)) == server) {
                     self.forward(server, spec.read, frame, args, inline);
                 } else {
                     self.different_shards(name);
@@ -240,30 +174,24 @@ impl Router {
         ));
     }
 
-    /// The ring index of the server that owns `key`.
-    fn locate(&mut self, key: &[u8]) -> usize {
-        let shards = self.shards();
-        let c = &self.table.clusters[self.cluster];
-        let sh = &self.table.config.clusters[self.cluster].sharding;
-        shards.locate(c.ring.as_ref(), sh.hash, sh.hash_tag, key)
-    }
-
     /// The connection a command for server `i` goes to, or an error text.
     fn target(&mut self, i: usize, read: bool) -> Result<Rc<Pipeline<Resp>>, String> {
-        let shards = self.shards();
-        let read_from = self.table.config.clusters[self.cluster].sharding.read_from;
+        let shards = self.route.shards();
+        let read_from = self.route.table.config.clusters[self.route.cluster]
+            .sharding
+            .read_from;
         if read && read_from != ReadFrom::Primary {
-            if let Some(r) = shards.replica(i, self.client) {
+            if let Some(r) = shards.replica(i, self.route.client) {
                 return Ok(r.clone());
             }
             if read_from == ReadFrom::Replica {
                 return Err(format!(
                     "no replica of server {} is available",
-                    shards.primary(i, self.client).addr
+                    shards.primary(i, self.route.client).addr
                 ));
             }
         }
-        Ok(shards.primary(i, self.client).clone())
+        Ok(shards.primary(i, self.route.client).clone())
     }
 
     fn forward(
@@ -278,8 +206,8 @@ impl Router {
             Ok(p) => p,
             Err(e) => return self.reply_error(&e),
         };
-        let tag = self.replies.open(false);
-        pipe.send(&self.replies, tag, (), |out| {
+        let tag = self.route.replies.open(false);
+        pipe.send(&self.route.replies, tag, (), |out| {
             if inline {
                 resp::write_array_header(out, args.len());
                 for a in args {
@@ -306,29 +234,16 @@ impl Router {
                 "-ERR wrong number of arguments for '{}' command\r\n",
                 printable(&frame[args[0].clone()]).to_lowercase()
             );
-            return self.reply(msg.as_bytes());
+            return self.route.reply(msg.as_bytes());
         }
         let servers: Vec<usize> = (1..args.len())
             .step_by(step)
-            .map(|i| self.locate(&frame[args[i].clone()]))
+            .map(|i| self.route.locate(&frame[args[i].clone()]))
             .collect();
         if servers.iter().all(|&s| s == servers[0]) {
             return self.forward(servers[0], read, frame, args, inline);
         }
-        // Parts in order of first appearance; `order[k]` = (part, index in part) of key k.
-        let mut parts: Vec<(usize, Vec<usize>)> = Vec::new();
-        let mut order = Vec::with_capacity(servers.len());
-        for (k, &s) in servers.iter().enumerate() {
-            let p = match parts.iter().position(|(ps, _)| *ps == s) {
-                Some(p) => p,
-                None => {
-                    parts.push((s, Vec::new()));
-                    parts.len() - 1
-                }
-            };
-            order.push((p as u32, parts[p].1.len() as u32));
-            parts[p].1.push(1 + k * step);
-        }
+        let (parts, order) = split_by_server(&servers);
         let merge = match split {
             Split::Mget => RedisMerge::mget(order, parts.len()),
             Split::Mset => RedisMerge::Ok { error: None },
@@ -337,18 +252,19 @@ impl Router {
                 error: None,
             },
         };
-        let seq = self.replies.open_split(parts.len() as u32, merge);
+        let seq = self.route.replies.open_split(parts.len() as u32, merge);
         let name = &frame[args[0].clone()];
-        for (p, (server, firsts)) in parts.iter().enumerate() {
+        for (p, (server, keys)) in parts.iter().enumerate() {
             let tag = Tag {
                 seq,
                 part: p as u32,
             };
             match self.target(*server, read) {
-                Ok(pipe) => pipe.send(&self.replies, tag, (), |out| {
-                    resp::write_array_header(out, 1 + firsts.len() * step);
+                Ok(pipe) => pipe.send(&self.route.replies, tag, (), |out| {
+                    resp::write_array_header(out, 1 + keys.len() * step);
                     resp::write_bulk(out, name);
-                    for &i in firsts {
+                    for &k in keys {
+                        let i = 1 + k * step;
                         for a in &args[i..i + step] {
                             resp::write_bulk(out, &frame[a.clone()]);
                         }
@@ -357,7 +273,7 @@ impl Router {
                 Err(e) => {
                     let mut v = Vec::new();
                     error(&mut v, &e);
-                    self.replies.deliver(tag, &v);
+                    self.route.replies.deliver(tag, &v);
                 }
             }
         }
@@ -366,22 +282,23 @@ impl Router {
     fn local(&mut self, l: Local, frame: &[u8], args: &[Range<usize>]) {
         let arg = |i: usize| &frame[args[i].clone()];
         match l {
-            Local::Ping if args.len() == 1 => self.reply(b"+PONG\r\n"),
+            Local::Ping if args.len() == 1 => self.route.reply(b"+PONG\r\n"),
             Local::Ping | Local::Echo if args.len() == 2 => {
-                self.replies.local(|o| resp::write_bulk(o, arg(1)));
+                self.route.replies.local(|o| resp::write_bulk(o, arg(1)));
             }
             Local::Ping | Local::Echo => self.wrong_args(arg(0)),
             Local::Quit => {
-                self.reply(b"+OK\r\n");
-                self.quit = true;
+                self.route.reply(b"+OK\r\n");
+                self.route.quit = true;
             }
-            Local::Select if args.len() == 2 && arg(1) == b"0" => self.reply(b"+OK\r\n"),
+            Local::Select if args.len() == 2 && arg(1) == b"0" => self.route.reply(b"+OK\r\n"),
             Local::Select => self.reply_error("only database 0 is served through a sharding proxy"),
-            Local::Command => self.reply(b"*0\r\n"),
+            Local::Command => self.route.reply(b"*0\r\n"),
             Local::Auth => self.auth(args.len(), arg),
             Local::Hello => {
                 if args.len() >= 2 && arg(1) != b"2" {
-                    self.reply(b"-NOPROTO sorry, this protocol version is not supported\r\n");
+                    self.route
+                        .reply(b"-NOPROTO sorry, this protocol version is not supported\r\n");
                 } else {
                     self.reply_error("HELLO is not supported; use AUTH and RESP2");
                 }
@@ -390,8 +307,8 @@ impl Router {
     }
 
     fn auth<'f>(&mut self, argc: usize, arg: impl Fn(usize) -> &'f [u8]) {
-        let Some(password) = self.settings.auth.clone() else {
-            return self.reply(b"-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n");
+        let Some(password) = self.route.settings.auth.clone() else {
+            return self.route.reply(b"-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n");
         };
         let given = match argc {
             2 => Some(arg(1)),
@@ -401,9 +318,10 @@ impl Router {
         };
         if given.is_some_and(|g| constant_time_eq(g, password.as_bytes())) {
             self.authed = true;
-            self.reply(b"+OK\r\n");
+            self.route.reply(b"+OK\r\n");
         } else {
-            self.reply(b"-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+            self.route
+                .reply(b"-WRONGPASS invalid username-password pair or user is disabled.\r\n");
         }
     }
 
@@ -412,7 +330,7 @@ impl Router {
             "-ERR wrong number of arguments for '{}' command\r\n",
             printable(name).to_lowercase()
         );
-        self.reply(msg.as_bytes());
+        self.route.reply(msg.as_bytes());
     }
 }
 
