@@ -19,10 +19,11 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::replies::{Merge, Replies};
+use super::route::Route;
 use crate::io::buffers::{BufferPool, VecPool};
 use crate::io::readbuf::ReadBuf;
 use crate::metrics::counters::GaugeGuard;
+use crate::upstream::pipeline::Framing;
 use crate::worker::{Accepted, Drain, Wake, Worker};
 
 /// Serves one client connection of a keyed engine with `h` until it ends; `engine` names it
@@ -33,7 +34,7 @@ pub async fn serve<H: Handler>(worker: Rc<Worker>, conn: Accepted, h: &mut H, en
     let lc = stats.workers.get(worker.id);
     let _active = GaugeGuard::new(&lc.active);
     let _ = conn.stream.set_nodelay(true);
-    let wake: Rc<dyn Wake> = h.replies().clone();
+    let wake: Rc<dyn Wake> = h.route().replies.clone();
     worker.drain.subscribe(Rc::downgrade(&wake));
     drop(wake);
     let pools = (&worker.buffers, &worker.vecs);
@@ -44,17 +45,12 @@ pub async fn serve<H: Handler>(worker: Rc<Worker>, conn: Accepted, h: &mut H, en
     }
 }
 
-/// A protocol's side of a client connection.
+/// A protocol's side of a client connection: its [`Route`] and its parsing.
 pub trait Handler {
-    type Merge: Merge + 'static;
-    fn replies(&self) -> &Rc<Replies<Self::Merge>>;
-    /// The client asked to close (QUIT), sent something unrecoverable, or closed its side:
-    /// answer what is in flight, then close.
-    fn quitting(&self) -> bool;
-    fn quit(&mut self);
-    fn max_pipeline(&self) -> usize;
+    type F: Framing;
+    fn route(&mut self) -> &mut Route<Self::F>;
     /// Routes the complete requests at the start of `buf` until it runs out of them, the
-    /// pipeline limit is reached or the handler quits; returns the bytes it consumed.
+    /// pipeline limit is reached or the route quits; returns the bytes it consumed.
     fn handle(&mut self, buf: &[u8]) -> usize;
 }
 
@@ -73,6 +69,7 @@ async fn drive<H: Handler>(
     drain: &Drain,
 ) -> io::Result<()> {
     let (rpool, pool) = pools;
+    let replies = h.route().replies.clone();
     let mut rbuf = ReadBuf::default();
     let mut wbuf: Vec<u8> = Vec::new();
     let mut wpos = 0;
@@ -82,11 +79,11 @@ async fn drive<H: Handler>(
     // Complete requests wait in `rbuf` because the pipeline limit was reached.
     let mut held = false;
     let result = loop {
-        if drain.started() && !h.quitting() {
-            h.quit();
+        if drain.started() {
+            h.route().quit = true;
         }
         // Write every reply that is complete, in order.
-        if h.replies().take_output(&mut wbuf) {
+        if replies.take_output(&mut wbuf) {
             while wpos < wbuf.len() {
                 match stream.try_write(&wbuf[wpos..]) {
                     Ok(n) => {
@@ -103,29 +100,29 @@ async fn drive<H: Handler>(
             wbuf.clear();
             wpos = 0;
         }
-        let in_flight = h.replies().in_flight();
-        if h.quitting() && in_flight == 0 && !writing {
+        let in_flight = replies.in_flight();
+        if h.route().quit && in_flight == 0 && !writing {
             break Ok(());
         }
-        let room = in_flight < h.max_pipeline();
-        if held && room && !writing && !h.quitting() {
+        let room = in_flight < h.route().settings.max_pipeline;
+        if held && room && !writing && !h.route().quit {
             held = handle(h, &mut rbuf);
             continue;
         }
         if in_flight == 0 && !writing && rbuf.is_empty() {
             // Idle: hold no buffers.
             pool.put(&mut wbuf);
-            h.replies().shrink();
+            replies.shrink();
         }
-        let can_read = room && !writing && !h.quitting();
+        let can_read = room && !writing && !h.route().quit;
         tokio::select! {
             biased;
-            () = h.replies().ready.notified() => {}
+            () = replies.ready.notified() => {}
             r = stream.writable(), if writing => r?,
             r = stream.readable(), if can_read => {
                 r?;
                 match rbuf.read_from(stream, rpool) {
-                    Ok(0) => h.quit(),
+                    Ok(0) => h.route().quit = true,
                     Ok(n) => {
                         traffic.received(n);
                         // Also the time request deadlines are measured from (io::clock).
@@ -149,7 +146,7 @@ async fn drive<H: Handler>(
     rbuf.consume(usize::MAX);
     rbuf.release(rpool);
     pool.put(&mut wbuf);
-    h.replies().close();
+    replies.close();
     result
 }
 
@@ -158,7 +155,8 @@ async fn drive<H: Handler>(
 fn handle<H: Handler>(h: &mut H, rbuf: &mut ReadBuf) -> bool {
     let used = h.handle(rbuf.filled());
     rbuf.consume(used);
-    !h.quitting() && !rbuf.is_empty() && h.replies().in_flight() >= h.max_pipeline()
+    let r = h.route();
+    !r.quit && !rbuf.is_empty() && r.replies.in_flight() >= r.settings.max_pipeline
 }
 
 impl Traffic for crate::metrics::stats::ListenerCounters {

@@ -12,7 +12,7 @@ use super::codec::{self, Command, Limits, ReplyKind, Request};
 use super::merge::Multiget;
 use super::{Ascii, error};
 use crate::config::model::KeyedListener;
-use crate::proto::keyed::replies::{Replies, Tag};
+use crate::proto::keyed::replies::Tag;
 use crate::proto::keyed::route::{Route, split_by_server};
 use crate::proto::keyed::session::{self, Handler};
 use crate::worker::{Accepted, Worker};
@@ -43,22 +43,10 @@ struct Router {
 }
 
 impl Handler for Router {
-    type Merge = Multiget;
+    type F = Ascii;
 
-    fn replies(&self) -> &Rc<Replies<Multiget>> {
-        &self.route.replies
-    }
-
-    fn quitting(&self) -> bool {
-        self.route.quit
-    }
-
-    fn quit(&mut self) {
-        self.route.quit = true;
-    }
-
-    fn max_pipeline(&self) -> usize {
-        self.route.settings.max_pipeline
+    fn route(&mut self) -> &mut Route<Ascii> {
+        &mut self.route
     }
 
     fn handle(&mut self, buf: &[u8]) -> usize {

@@ -15,7 +15,7 @@ use super::merge::RedisMerge;
 use super::resp::{self, Limits, RequestParser};
 use super::{Resp, error};
 use crate::config::model::ReadFrom;
-use crate::proto::keyed::replies::{Replies, Tag};
+use crate::proto::keyed::replies::Tag;
 use crate::proto::keyed::route::{Route, split_by_server};
 use crate::proto::keyed::session::{self, Handler};
 use crate::upstream::pipeline::Pipeline;
@@ -39,22 +39,10 @@ struct Router {
 }
 
 impl Handler for Router {
-    type Merge = RedisMerge;
+    type F = Resp;
 
-    fn replies(&self) -> &Rc<Replies<RedisMerge>> {
-        &self.route.replies
-    }
-
-    fn quitting(&self) -> bool {
-        self.route.quit
-    }
-
-    fn quit(&mut self) {
-        self.route.quit = true;
-    }
-
-    fn max_pipeline(&self) -> usize {
-        self.route.settings.max_pipeline
+    fn route(&mut self) -> &mut Route<Resp> {
+        &mut self.route
     }
 
     fn handle(&mut self, buf: &[u8]) -> usize {
