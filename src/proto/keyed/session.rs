@@ -106,6 +106,8 @@ async fn drive<H: Handler>(
         }
         let room = in_flight < h.route().settings.max_pipeline;
         if held && room && !writing && !h.route().quit {
+            // Requests that waited for room get deadlines from now, not from their arrival.
+            crate::io::clock::tick();
             held = handle(h, &mut rbuf);
             continue;
         }
