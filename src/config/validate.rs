@@ -13,7 +13,7 @@ use super::ConfigError;
 use super::file::{ClusterFile, EndpointFile, File, ListenerFile};
 use super::model::{
     AdminConfig, ClusterConfig, Config, EndpointConfig, KeyedListener, ListenerConfig, LogConfig,
-    Protocol, Sharding, defaults, limits,
+    Protocol, ReadFrom, Sharding, defaults, limits,
 };
 use crate::shard::ring::default_point_name;
 
@@ -244,6 +244,16 @@ fn cluster(name: String, c: ClusterFile) -> Result<ClusterConfig, ConfigError> {
             format!("{key}.connect_attempts"),
             format!("{attempts} is outside 1..={}", limits::MAX_CONNECT_ATTEMPTS),
         ));
+    }
+    if sharding.read_from == ReadFrom::Replica {
+        if let Some(i) = endpoints.iter().position(|e| e.replicas.is_empty()) {
+            return Err(invalid(
+                format!("{key}.read_from"),
+                format!(
+                    "\"replica\" needs replicas on every endpoint; {key}.endpoints[{i}] has none"
+                ),
+            ));
+        }
     }
     let cluster = ClusterConfig {
         name,
@@ -525,6 +535,32 @@ mod tests {
             let e = err(&MIN.replacen(from, to, 1));
             assert_eq!(e.key(), *key, "{to}: {e}");
         }
+    }
+
+    #[test]
+    fn sharding_keys_are_checked() {
+        let cases: &[(&str, &str)] = &[
+            ("hash_tag = \"{\"", "clusters.app.hash_tag"),
+            ("hash = \"sha1\"", "clusters.app.hash"),
+            ("server_connections = 0", "clusters.app.server_connections"),
+            (
+                "server_failure_limit = 0",
+                "clusters.app.server_failure_limit",
+            ),
+            ("read_from = \"replica\"", "clusters.app.read_from"),
+            ("timeout = \"0s\"", "clusters.app.timeout"),
+        ];
+        for (line, key) in cases {
+            let e = err(&MIN.replacen("endpoints = [", &format!("{line}\nendpoints = ["), 1));
+            assert_eq!(e.key(), *key, "{line}: {e}");
+        }
+        let e = err(&MIN.replacen("cluster = \"app\"", "cluster = \"app\"\nauth = \"pw\"", 1));
+        assert_eq!(e.key(), "listeners.web.auth");
+        let named = MIN.replace(
+            "{ addr = \"127.0.0.1:18080\" }, { addr = \"[::1]:18090\", weight = 5 }",
+            "{ addr = \"127.0.0.1:18080\", name = \"a\" }, { addr = \"[::1]:18090\", name = \"a\" }",
+        );
+        assert_eq!(err(&named).key(), "clusters.app.endpoints[1].name");
     }
 
     #[test]
