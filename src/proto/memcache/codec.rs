@@ -308,6 +308,18 @@ impl std::error::Error for RequestError {}
 
 /// Frames the request at the start of `buf`. `Ok(None)`: incomplete, call again with more bytes.
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<Request>, RequestError> {
+    parse_request_reusing(buf, limits, Vec::new())
+}
+
+/// [`parse_request`], with `keys` (cleared first) as the request's key list, so that a
+/// connection can hand back the list of its previous request instead of allocating one per
+/// request.
+pub fn parse_request_reusing(
+    buf: &[u8],
+    limits: &Limits,
+    mut keys: Vec<Range<usize>>,
+) -> Result<Option<Request>, RequestError> {
+    keys.clear();
     let fatal = |kind| RequestError::new(kind, None, false);
     let line = match find_line(buf, request_line_cap(buf, limits)) {
         Ok(Some(line)) => line,
@@ -328,6 +340,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<Request>, Req
         line,
         limits,
         command,
+        keys: std::cell::Cell::new(keys),
     };
     if command.is_retrieval() {
         return p.retrieval(tokens).map(Some);
@@ -464,10 +477,20 @@ struct LineParser<'a> {
     line: Line,
     limits: &'a Limits,
     command: Command,
+    /// The key list the request gets (a recycled one, see [`parse_request_reusing`]).
+    keys: std::cell::Cell<Vec<Range<usize>>>,
 }
 
 impl LineParser<'_> {
     /// An error in this line: the connection goes on past it, unless a data block may follow.
+    /// A request, with the key list handed in by the caller.
+    fn request(&self, command: Command, len: usize) -> Request {
+        Request {
+            keys: self.keys.take(),
+            ..Request::new(command, len)
+        }
+    }
+
     fn error(&self, kind: RequestErrorKind, noreply: bool) -> RequestError {
         let skip = (!self.command.is_storage()).then_some(self.line.next);
         RequestError::new(kind, skip, noreply)
@@ -479,7 +502,7 @@ impl LineParser<'_> {
     }
 
     fn retrieval(&self, mut tokens: Tokens) -> Result<Request, RequestError> {
-        let mut req = Request::new(self.command, self.line.next);
+        let mut req = self.request(self.command, self.line.next);
         if matches!(self.command, Command::Gat | Command::Gats) {
             let Some(exptime) = tokens.next() else {
                 return Err(self.error(RequestErrorKind::WrongArity, false));
@@ -533,7 +556,7 @@ impl LineParser<'_> {
             Ok(None) => return Ok(None),
             Err(BadChunk) => return Err(err(RequestErrorKind::BadDataChunk)),
         };
-        let mut req = Request::new(command, data.end + 2);
+        let mut req = self.request(command, data.end + 2);
         req.keys.push(key);
         req.noreply = noreply;
         req.exptime = Some(args.range(2));
@@ -599,7 +622,7 @@ impl LineParser<'_> {
         let key = self
             .key(args.range(0))
             .map_err(|kind| self.error(kind, noreply))?;
-        let mut req = Request::new(self.command, self.line.next);
+        let mut req = self.request(self.command, self.line.next);
         req.keys.push(key);
         req.noreply = noreply;
         req.exptime = exptime;
@@ -625,7 +648,7 @@ impl LineParser<'_> {
         if command == Command::FlushAll && plain == 1 && !is_exptime(args.get(0)) {
             return Err(self.error(RequestErrorKind::InvalidExptime, noreply));
         }
-        let mut req = Request::new(command, self.line.next);
+        let mut req = self.request(command, self.line.next);
         req.noreply = noreply;
         Ok(req)
     }
@@ -1020,6 +1043,18 @@ mod tests {
         (b"stats\r\n", Stats, &[], false, None, None),
         (b"stats slabs\r\n", Stats, &[], false, None, None),
     ];
+
+    #[test]
+    fn a_reused_key_list_is_cleared_and_kept() {
+        let mut keys = Vec::with_capacity(8);
+        keys.push(0..1);
+        let ptr = keys.as_ptr();
+        let req = parse_request_reusing(b"get a b\r\n", &Limits::default(), keys)
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.keys, vec![4..5, 6..7]);
+        assert_eq!(req.keys.as_ptr(), ptr, "no new allocation");
+    }
 
     #[test]
     fn keys_may_hold_control_bytes_as_in_memcached() {

@@ -25,6 +25,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     let mut router = Router {
         limits: limits(&route.settings),
         route,
+        spare_keys: Vec::new(),
     };
     session::serve(worker, conn, &mut router, "memcache").await;
 }
@@ -40,6 +41,8 @@ fn limits(l: &KeyedListener) -> Limits {
 struct Router {
     route: Route<Ascii>,
     limits: Limits,
+    /// The key list of the previous request, reused by the next one.
+    spare_keys: Vec<std::ops::Range<usize>>,
 }
 
 impl Handler for Router {
@@ -57,10 +60,12 @@ impl Handler for Router {
         while !self.route.quit && self.route.replies.in_flight() < self.route.settings.max_pipeline
         {
             let rest = &buf[at..];
-            match codec::parse_request(rest, &self.limits) {
+            let keys = std::mem::take(&mut self.spare_keys);
+            match codec::parse_request_reusing(rest, &self.limits, keys) {
                 Ok(Some(req)) => {
                     self.request(rest, &req);
                     at += req.len;
+                    self.spare_keys = req.keys;
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -76,6 +81,10 @@ impl Handler for Router {
                     }
                 }
             }
+        }
+        // A multi-get of many keys does not pin a long key list on an idle connection.
+        if self.spare_keys.capacity() > 16 {
+            self.spare_keys = Vec::new();
         }
         at
     }
