@@ -476,18 +476,8 @@ fn reads_go_to_replicas_when_asked() {
         .unwrap()
         .call(&[b"SET", b"k", b"replica"])
         .unwrap();
-    let admin = addr(free_port());
-    let listen = addr(free_port());
-    let cfg = |read_from: &str| {
-        format!(
-            "{}[listeners.cache]\nlisten = \"{listen}\"\nprotocol = \"redis\"\ncluster = \"s\"\n\
-             [clusters.s]\nread_from = \"{read_from}\"\n\
-             endpoints = [{{ addr = \"{}\", replicas = [\"{}\"] }}]\n",
-            base_toml(admin, 1),
-            primary.addr,
-            replica.addr
-        )
-    };
+    let (admin, listen) = (addr(free_port()), addr(free_port()));
+    let cfg = |read_from: &str| replica_toml(admin, listen, primary.addr, replica.addr, read_from);
     let p = Proxy::start(&cfg("prefer_replica"), admin);
     let mut c = Resp::connect(listen).unwrap();
     assert_eq!(c.call(&[b"GET", b"k"]).unwrap(), bulk("replica"));
@@ -737,17 +727,9 @@ fn replica_reads_fall_back_or_fail_as_configured() {
         .unwrap()
         .call(&[b"SET", b"k", b"replica"])
         .unwrap();
-    let admin = addr(free_port());
-    let listen = addr(free_port());
-    let cfg = |read_from: &str| {
-        format!(
-            "{}[listeners.cache]\nlisten = \"{listen}\"\nprotocol = \"redis\"\ncluster = \"s\"\n\
-             [clusters.s]\nread_from = \"{read_from}\"\n\
-             endpoints = [{{ addr = \"{}\", replicas = [\"127.0.0.1:{replica_port}\"] }}]\n",
-            base_toml(admin, 1),
-            primary.addr,
-        )
-    };
+    let (admin, listen) = (addr(free_port()), addr(free_port()));
+    let cfg =
+        |read_from: &str| replica_toml(admin, listen, primary.addr, addr(replica_port), read_from);
     let p = Proxy::start(&cfg("replica"), admin);
     let mut c = Resp::connect(listen).unwrap();
     assert_eq!(c.call(&[b"GET", b"k"]).unwrap(), bulk("replica"));
@@ -762,4 +744,20 @@ fn replica_reads_fall_back_or_fail_as_configured() {
     p.write_config(&cfg("prefer_replica"));
     p.sighup_and_wait();
     assert!(eventually(5, || c.call(&[b"GET", b"k"]).unwrap() == bulk("primary")));
+}
+
+/// One shard with one replica behind a redis listener, reads placed by `read_from`.
+fn replica_toml(
+    admin: SocketAddr,
+    listen: SocketAddr,
+    primary: SocketAddr,
+    replica: SocketAddr,
+    read_from: &str,
+) -> String {
+    format!(
+        "{}[listeners.cache]\nlisten = \"{listen}\"\nprotocol = \"redis\"\ncluster = \"s\"\n\
+         [clusters.s]\nread_from = \"{read_from}\"\n\
+         endpoints = [{{ addr = \"{primary}\", replicas = [\"{replica}\"] }}]\n",
+        base_toml(admin, 1),
+    )
 }

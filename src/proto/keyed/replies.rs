@@ -182,11 +182,12 @@ impl<M: Merge> Replies<M> {
         true
     }
 
-    /// Gives memory back when the client is idle: the output buffer, and a slot queue that a
+    /// Gives memory back when the client is idle: an output buffer that a large reply grew
+    /// (a small one is kept, so that small requests allocate nothing), and a slot queue that a
     /// burst of pipelined requests made large.
     pub fn shrink(&self) {
         let mut i = self.inner.borrow_mut();
-        if i.out.is_empty() {
+        if i.out.is_empty() && i.out.capacity() > super::session::SMALL_BUFFER {
             i.out = Vec::new();
         }
         if i.slots.is_empty() && i.slots.capacity() > 16 {
@@ -269,7 +270,11 @@ mod tests {
         assert_eq!(output(&r).len(), 1000);
         r.shrink();
         let i = r.inner.borrow();
-        assert_eq!((i.slots.capacity(), i.out.capacity()), (0, 0));
+        assert_eq!(
+            (i.slots.capacity(), i.out.capacity()),
+            (0, 0),
+            "1000 bytes of replies"
+        );
     }
 
     #[test]

@@ -4,11 +4,11 @@
 //!
 //! Flow control: the loop stops reading from a client that has `max_pipeline` requests in
 //! flight or is not reading its replies (the kernel buffers are the only queue), and resumes
-//! with the requests already buffered when room appears. It holds no buffer while the client
-//! is idle (they come from the worker's pool). The idle timeout is checked lazily: the timer is
-//! re-armed only when it fires, not on every request. When the worker drains (SIGTERM), the
-//! client is answered what is in flight and then closed, rather than kept until
-//! `shutdown_timeout`.
+//! with the requests already buffered when room appears. While the client is idle it holds no
+//! pool buffer, only reply buffers of at most [`SMALL_BUFFER`] bytes. The idle timeout is
+//! checked lazily: the timer is re-armed only when it fires, not on every request. When the
+//! worker drains (SIGTERM), the client is answered what is in flight and then closed, rather
+//! than kept until `shutdown_timeout`.
 //!
 //! What a request means, and where it goes, is the handler's business.
 
@@ -44,6 +44,9 @@ pub async fn serve<H: Handler>(worker: Rc<Worker>, conn: Accepted, h: &mut H, en
         tracing::debug!(peer = %conn.peer, error = %e, engine, "client connection ended");
     }
 }
+
+/// Reply buffers up to this size stay with an idle connection; larger ones go back.
+pub const SMALL_BUFFER: usize = 512;
 
 /// A protocol's side of a client connection: its [`Route`] and its parsing.
 pub trait Handler {
@@ -112,8 +115,11 @@ async fn drive<H: Handler>(
             continue;
         }
         if in_flight == 0 && !writing && rbuf.is_empty() {
-            // Idle: hold no buffers.
-            pool.put(&mut wbuf);
+            // Idle: hold no pool buffer. A small reply buffer is kept (as the reply queue keeps
+            // its own), so that one small request after another allocates nothing.
+            if wbuf.capacity() > SMALL_BUFFER {
+                pool.put(&mut wbuf);
+            }
             replies.shrink();
         }
         let can_read = room && !writing && !h.route().quit;
