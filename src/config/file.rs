@@ -110,6 +110,70 @@ pub struct ClusterFile {
     pub server_failure_limit: Option<u32>,
     pub server_retry_timeout: Option<String>,
     pub read_from: Option<ReadFrom>,
+    // Health.
+    /// Active checks of every endpoint, run by the control plane.
+    pub health_check: Option<HealthCheckFile>,
+    /// Passive checks: eject endpoints that fail on the data path.
+    pub outlier: Option<OutlierFile>,
+    /// Percent of usable endpoints under which health is ignored (fail open); 0 never does.
+    pub panic_threshold: Option<u32>,
+}
+
+/// `[clusters.NAME.health_check]`: an active check of each endpoint (HAProxy's defaults).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFile {
+    pub kind: CheckKind,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    /// Each wait is `interval` plus a random part of up to `jitter`.
+    pub jitter: Option<String>,
+    /// Passing checks in a row that bring an endpoint up.
+    pub rise: Option<u32>,
+    /// Failing checks in a row that take an endpoint down.
+    pub fall: Option<u32>,
+    /// Health of an endpoint that appears (at start or on reload) before its first checks.
+    pub initial: Option<InitialHealth>,
+    // kind = "http" only.
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub expect_status: Option<Vec<u16>>,
+    pub expect_body: Option<String>,
+}
+
+/// What an active check does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// A TCP connect.
+    Tcp,
+    /// An HTTP/1.1 request; the status (and optionally the body) is checked.
+    Http,
+    /// `PING` (after `AUTH` when the cluster has `redis_auth`), expecting `+PONG`.
+    Redis,
+    /// `version`, expecting `VERSION ...`.
+    Memcache,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitialHealth {
+    #[default]
+    Healthy,
+    Unhealthy,
+}
+
+/// `[clusters.NAME.outlier]`: passive ejection (Envoy's outlier detection).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierFile {
+    /// Failures in a row (connect errors and timeouts, resets before any reply) that eject.
+    pub consecutive_failures: Option<u32>,
+    pub base_ejection_time: Option<String>,
+    pub max_ejection_time: Option<String>,
+    /// Most endpoints of the cluster ejected at once, in percent (one may always be).
+    pub max_ejection_percent: Option<u32>,
 }
 
 /// Where a Redis shard's read-only commands go when the shard has replicas.

@@ -7,6 +7,7 @@
 
 pub mod diff;
 pub mod file;
+mod health;
 pub mod model;
 pub mod table;
 mod validate;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-pub use super::file::{LbPolicy, LogFormat, Protocol, ReadFrom};
+pub use super::file::{CheckKind, InitialHealth, LbPolicy, LogFormat, Protocol, ReadFrom};
 pub use crate::shard::{Distribution, HashFn};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +69,45 @@ pub struct ClusterConfig {
     pub connect_attempts: usize,
     pub endpoints: Vec<EndpointConfig>,
     pub sharding: Sharding,
+    pub health_check: Option<HealthCheck>,
+    pub outlier: Option<Outlier>,
+    /// Below this percentage of usable endpoints, health is ignored (fail open); 0: never.
+    pub panic_threshold: u32,
+}
+
+/// An active check of every endpoint of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub kind: CheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Each wait is `interval` plus a random part below `jitter`.
+    pub jitter: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub initial: InitialHealth,
+    /// `kind = "http"` only (defaults otherwise).
+    pub http: HttpCheck,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheck {
+    pub method: String,
+    pub path: String,
+    /// `None`: the endpoint's address.
+    pub host: Option<String>,
+    /// Empty: any 2xx or 3xx.
+    pub expect_status: Vec<u16>,
+    pub expect_body: Option<String>,
+}
+
+/// Passive ejection of endpoints that fail on the data path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outlier {
+    pub consecutive_failures: u32,
+    pub base_ejection_time: Duration,
+    pub max_ejection_time: Duration,
+    pub max_ejection_percent: u32,
 }
 
 /// How a cluster behind redis and memcache listeners places keys and treats its servers, with
@@ -121,6 +160,14 @@ pub mod defaults {
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
     pub const SERVER_FAILURE_LIMIT: u32 = 2;
     pub const SERVER_RETRY_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
+    pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const CHECK_RISE: u32 = 2;
+    pub const CHECK_FALL: u32 = 3;
+    pub const CONSECUTIVE_FAILURES: u32 = 5;
+    pub const BASE_EJECTION_TIME: Duration = Duration::from_secs(30);
+    pub const MAX_EJECTION_TIME: Duration = Duration::from_secs(300);
+    pub const MAX_EJECTION_PERCENT: u32 = 10;
 }
 
 /// Bounds enforced by validation.
@@ -137,4 +184,7 @@ pub mod limits {
     pub const MAX_BULK_LEN: u64 = 512 << 20;
     pub const MAX_ARGS: u32 = 1 << 24;
     pub const MAX_QUERY_BUFFER: u64 = 4 << 30;
+    pub const MIN_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+    pub const MAX_RISE_FALL: u32 = 100;
+    pub const MAX_CONSECUTIVE_FAILURES: u32 = 1000;
 }

@@ -4,17 +4,19 @@
 //!
 //! Building a table from a validated [`Config`] hands on the counters of listeners, clusters
 //! and endpoints that exist in the previous table (matched by name, and by cluster name and
-//! address for endpoints), so a reload does not reset them. Building never fails: everything
+//! address for endpoints), so a reload does not reset them; an endpoint's health goes with its
+//! counters, so a reload never brings a down endpoint back. Building never fails: everything
 //! that can be wrong was rejected by validation.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::model::{ClusterConfig, Config, ListenerConfig};
+use super::model::{ClusterConfig, Config, InitialHealth, ListenerConfig};
 use crate::metrics::stats::{ClusterStats, EndpointStats, ListenerStats};
 use crate::shard::ring::{self, Ring, RingError};
 use crate::upstream::balancer::Balancer;
+use crate::upstream::health::Health;
 use crate::upstream::{Cluster, Endpoint};
 
 #[derive(Debug)]
@@ -47,18 +49,28 @@ impl RoutingTable {
             .iter()
             .map(|c| {
                 let old = prev.and_then(|p| p.clusters.iter().find(|o| o.name == c.name));
+                let initially_up = c
+                    .health_check
+                    .as_ref()
+                    .is_none_or(|h| h.initial == InitialHealth::Healthy);
                 let endpoints = c
                     .endpoints
                     .iter()
-                    .map(|e| Endpoint {
-                        addr: e.addr,
-                        weight: e.weight.get(),
-                        stats: old
-                            .and_then(|o| o.endpoints.iter().find(|oe| oe.addr == e.addr))
-                            .map_or_else(
+                    .map(|e| {
+                        let kept =
+                            old.and_then(|o| o.endpoints.iter().find(|oe| oe.addr == e.addr));
+                        Endpoint {
+                            addr: e.addr,
+                            weight: e.weight.get(),
+                            stats: kept.map_or_else(
                                 || Arc::new(EndpointStats::new(workers)),
                                 |oe| oe.stats.clone(),
                             ),
+                            health: kept.map_or_else(
+                                || Arc::new(Health::new(initially_up)),
+                                |oe| oe.health.clone(),
+                            ),
+                        }
                     })
                     .collect();
                 Cluster {
@@ -71,6 +83,8 @@ impl RoutingTable {
                     ring: ring_of(c).ok(),
                     stats: old
                         .map_or_else(|| Arc::new(ClusterStats::new(workers)), |o| o.stats.clone()),
+                    outlier: c.outlier.clone(),
+                    panic_threshold: c.panic_threshold,
                 }
             })
             .collect();

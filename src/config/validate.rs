@@ -79,6 +79,14 @@ pub fn validate(file: File) -> Result<Config, ConfigError> {
                 format!("address {} is already used by {other}", l.listen),
             ));
         }
+        if l.protocol != Protocol::Tcp && clusters[l.cluster].outlier.is_some() {
+            return Err(invalid(
+                format!("clusters.{}.outlier", clusters[l.cluster].name),
+                format!(
+                    "{key} shards keys over this cluster: sharded clusters eject failing servers with auto_eject_hosts (twemproxy's rule), not outlier"
+                ),
+            ));
+        }
         listeners.push(l);
     }
 
@@ -265,6 +273,24 @@ fn cluster(name: String, c: ClusterFile) -> Result<ClusterConfig, ConfigError> {
         connect_attempts: (attempts as usize).min(endpoints.len()),
         endpoints,
         sharding,
+        health_check: c
+            .health_check
+            .map(|h| super::health::check(&format!("{key}.health_check"), h))
+            .transpose()?,
+        outlier: c
+            .outlier
+            .map(|o| super::health::outlier(&format!("{key}.outlier"), o))
+            .transpose()?,
+        panic_threshold: match c.panic_threshold {
+            None => 0,
+            Some(p) if p <= 100 => p,
+            Some(p) => {
+                return Err(invalid(
+                    format!("{key}.panic_threshold"),
+                    format!("{p} is outside 0..=100 (percent)"),
+                ));
+            }
+        },
     };
     if let Err(e) = super::table::ring_of(&cluster) {
         return Err(invalid(format!("{key}.endpoints"), e.to_string()));
@@ -393,7 +419,7 @@ fn parse_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
     Ok(addr)
 }
 
-fn parse_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
+pub(super) fn parse_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(s).map_err(|e| {
         invalid(
             key,
@@ -402,7 +428,7 @@ fn parse_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
     })
 }
 
-fn positive_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
+pub(super) fn positive_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
     let d = parse_duration(key, s)?;
     if d.is_zero() {
         return Err(invalid(key, "must be greater than zero"));
@@ -410,7 +436,7 @@ fn positive_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
     Ok(d)
 }
 
-fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+pub(super) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         reason: reason.into(),

@@ -12,9 +12,12 @@
 //!    listening state only once all are bound;
 //! 3. build the new table, handing on counters of what stays;
 //! 4. publish it with one `ArcSwap::store`;
-//! 5. tell each worker which listeners to close and which sockets to start accepting on.
+//! 5. start, keep or stop health checks to match ([`checks`]);
+//! 6. tell each worker which listeners to close and which sockets to start accepting on.
 
 pub mod admin;
+mod checks;
+pub mod probe;
 pub mod signals;
 mod status;
 
@@ -52,6 +55,8 @@ pub struct Control {
     pub last_success: SystemTime,
     pub last_reload: LastReload,
     pub draining: bool,
+    /// The active health checks of the table in use.
+    checks: checks::Checkers,
 }
 
 impl Control {
@@ -90,12 +95,15 @@ impl Control {
                 })?;
             workers.push(h);
         }
+        let mut checks = checks::Checkers::default();
+        checks.reconcile(&tables.load());
         let now = SystemTime::now();
         tracing::info!(
             file = %path.display(),
             workers = n,
             listeners = config.listeners.len(),
             clusters = config.clusters.len(),
+            health_checks = checks.count(),
             admin = %config.admin.listen,
             "corelane started"
         );
@@ -116,6 +124,7 @@ impl Control {
                     notes: Vec::new(),
                 },
                 draining: false,
+                checks,
             },
             admin,
         ))
@@ -188,6 +197,7 @@ impl Control {
         let generation = old.generation + 1;
         let table = RoutingTable::build(new, generation, n, Some(&old));
         self.tables.store(Arc::new(table));
+        self.checks.reconcile(&self.tables.load());
 
         for (w, listeners) in self.workers.iter().zip(per_worker) {
             if !removed.is_empty() {

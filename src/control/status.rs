@@ -1,9 +1,11 @@
 //! The `/status` document: what is running, which generation, how the last reload went, and
-//! per listener, cluster and endpoint the counters summed over workers.
+//! per listener, cluster and endpoint the counters summed over workers, and each endpoint's
+//! health.
 
 use serde_json::{Value, json};
 
 use super::{Control, unix_seconds};
+use crate::upstream::health::Health;
 
 pub fn render(ctl: &Control) -> Value {
     let t = ctl.tables.load();
@@ -51,8 +53,38 @@ pub fn render(ctl: &Control) -> Value {
                     "connect_errors": w.sum(|k| &k.connect_errors),
                     "bytes_in": w.sum(|k| &k.bytes_in),
                     "bytes_out": w.sum(|k| &k.bytes_out),
+                    "health": health(&e.health),
                 })
             }).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+    })
+}
+
+/// An endpoint's health: `state` is "up", "down" (active check) or "ejected" (outlier
+/// detection), with the reason it is out and the last check.
+fn health(h: &Health) -> Value {
+    let state = if !h.is_up() {
+        "down"
+    } else if h.ejected() {
+        "ejected"
+    } else {
+        "up"
+    };
+    let why = h.why_out();
+    let d = h.detail();
+    json!({
+        "state": state,
+        "reason": why,
+        "checked": d.checked,
+        "passes_in_a_row": d.passes,
+        "failures_in_a_row": d.fails,
+        "last_check": d.last.as_ref().map(|l| json!({
+            "at": unix_seconds(l.at),
+            "ok": l.ok,
+            "error": l.reason,
+            "latency_ms": l.latency.as_secs_f64() * 1e3,
+        })),
+        "ejections": h.ejections.load(std::sync::atomic::Ordering::Relaxed),
+        "last_ejection": d.eject_reason,
     })
 }

@@ -19,6 +19,8 @@ use super::counters::Counter;
 use super::histogram::{Exported, Merged};
 use super::stats::{EndpointCounters, ListenerCounters};
 use crate::config::table::RoutingTable;
+use crate::upstream::Endpoint;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Process-level facts the control plane adds to a scrape.
 #[derive(Debug, Clone)]
@@ -53,6 +55,7 @@ pub fn render(scrape: Scrape) -> String {
 
 type L1<'a> = [(&'static str, &'a str); 1];
 type L2<'a> = [(&'static str, &'a str); 2];
+type L3<'a> = [(&'static str, &'a str); 3];
 
 fn family<L: EncodeLabelSet>(
     enc: &mut DescriptorEncoder,
@@ -243,8 +246,58 @@ impl Collector for Scrape {
             "corelane_endpoint_connect_duration_seconds",
             CONNECT_HELP,
             endpoint_hist,
-        )
+        )?;
+        health(e, endpoints)
     }
+}
+
+/// Health series per endpoint: usable or not, transitions, ejections, check latencies.
+fn health<'a, I>(e: &mut DescriptorEncoder, endpoints: impl Fn() -> I) -> fmt::Result
+where
+    I: Iterator<Item = (L2<'a>, &'a Endpoint)>,
+{
+    let up = endpoints().map(|(labels, ep)| (labels, u64::from(ep.health.usable())));
+    family::<L2>(
+        e,
+        "corelane_endpoint_up",
+        "1 when the endpoint takes traffic: its active check passes (or it has none) and outlier detection has not ejected it.",
+        MetricType::Gauge,
+        up,
+    )?;
+    let transitions = endpoints().flat_map(|([c, ep], x)| {
+        [
+            ([c, ep, ("to", "up")], x.health.went_up.load(Relaxed)),
+            ([c, ep, ("to", "down")], x.health.went_down.load(Relaxed)),
+        ]
+    });
+    family::<L3>(
+        e,
+        "corelane_endpoint_health_transitions",
+        "Changes of the active check's verdict.",
+        MetricType::Counter,
+        transitions,
+    )?;
+    let ejections = endpoints().map(|(labels, ep)| (labels, ep.health.ejections.load(Relaxed)));
+    family::<L2>(
+        e,
+        "corelane_endpoint_ejections",
+        "Ejections by outlier detection.",
+        MetricType::Counter,
+        ejections,
+    )?;
+    let checks = endpoints().filter_map(|(labels, ep)| {
+        let d = ep.health.detail();
+        let h = d.latency.as_ref().filter(|_| d.checked)?;
+        let mut x = Exported::empty();
+        x.add(h);
+        Some((labels, x))
+    });
+    histograms::<L2>(
+        e,
+        "corelane_endpoint_health_check_duration_seconds",
+        "Time taken by active health checks.",
+        checks,
+    )
 }
 
 #[cfg(test)]

@@ -6,7 +6,11 @@
 //! reached the client's connection is reset, which is how a TCP client learns of a failure;
 //! when one side resets mid-stream the other side is reset too rather than closed cleanly, so
 //! an aborted transfer never looks like a complete one.
+//!
+//! Health: down and ejected endpoints are not picked (`upstream::connect`); connect failures
+//! and an upstream reset before its first byte count as failures for outlier detection.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -32,14 +36,18 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         &worker.histograms,
         conn.peer.ip(),
     ));
-    let Some(upstream) = connecting.await else {
-        cluster.stats.workers.get(worker.id).unavailable.inc();
-        tracing::debug!(listener = %listener.config.name, cluster = %cluster.name, peer = %conn.peer, "no endpoint reachable; resetting client");
-        reset(&conn.stream);
-        return;
+    let upstream = match connecting.await {
+        Ok(u) => u,
+        Err(why) => {
+            cluster.stats.workers.get(worker.id).unavailable.inc();
+            tracing::debug!(listener = %listener.config.name, cluster = %cluster.name, peer = %conn.peer, reason = why.reason(), "resetting client");
+            reset(&conn.stream);
+            return;
+        }
     };
     let endpoint = &cluster.endpoints[upstream.endpoint];
     let ec = endpoint.stats.workers.get(worker.id);
+    let answered = Cell::new(false);
 
     let end = pump(
         &conn.stream,
@@ -51,11 +59,26 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
             ec.bytes_out.add(n);
         },
         |n| {
+            answered.set(true);
             ec.bytes_in.add(n);
             lc.bytes_out.add(n);
         },
     )
     .await;
+    // For the outlier detector, an endpoint that resets a connection before sending a byte
+    // failed it (HAProxy's `observe layer4`); anything else is a success.
+    match &end {
+        End::Failed {
+            side: Side::B,
+            error,
+        } if !answered.get() => {
+            cluster.failed(
+                upstream.endpoint,
+                &format!("reset before any reply: {error}"),
+            );
+        }
+        _ => cluster.succeeded(upstream.endpoint),
+    }
     match end {
         End::Closed => {}
         End::Idle => {

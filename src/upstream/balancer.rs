@@ -8,7 +8,10 @@
 //!
 //! `pick` takes the endpoints already tried for this connection and returns another one, so
 //! failover after a refused connect follows each policy's own order (the next in the
-//! schedule, the next point on the ring). Health (a later issue) plugs in at the same place.
+//! schedule, the next point on the ring). Endpoints that their [`Health`] says are down or
+//! ejected are skipped the same way, unless the caller asks to ignore health (panic mode).
+//!
+//! [`Health`]: super::health::Health
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -93,26 +96,28 @@ impl Balancer {
         matches!(self, Balancer::Ketama { .. } | Balancer::Maglev(_))
     }
 
-    /// The next endpoint (index into `endpoints`) for `worker`, not among `tried`; `None` when
-    /// every endpoint has been tried.
+    /// The next endpoint (index into `endpoints`) for `worker`, not among `tried` and, when
+    /// `healthy_only`, usable by its health; `None` when there is none.
     pub fn pick(
         &self,
         endpoints: &[Endpoint],
         worker: usize,
         key: &[u8],
         tried: &[usize],
+        healthy_only: bool,
     ) -> Option<usize> {
         let n = endpoints.len();
         if n == 0 || tried.len() >= n {
             return None;
         }
+        let skip = |i: usize| tried.contains(&i) || (healthy_only && !endpoints[i].health.usable());
         match self {
             Balancer::RoundRobin { order, cursor } => {
                 let c = cursor.get(worker);
                 for _ in 0..order.len() {
                     let i = order[(c.get() % order.len() as u64) as usize] as usize;
                     c.inc();
-                    if !tried.contains(&i) {
+                    if !skip(i) {
                         return Some(i);
                     }
                 }
@@ -122,17 +127,20 @@ impl Balancer {
                 let c = cursor.get(worker);
                 let start = (c.get() % n as u64) as usize;
                 c.inc();
-                least_loaded(endpoints, worker, (0..n).map(|k| (start + k) % n), tried)
+                least_loaded(endpoints, worker, (0..n).map(|k| (start + k) % n), skip)
             }
             Balancer::P2c => {
-                if tried.is_empty() && n >= 2 {
+                if n >= 2 {
                     let a = fastrand::usize(..n);
                     let b = (a + 1 + fastrand::usize(..n - 1)) % n;
-                    least_loaded(endpoints, worker, [a, b].into_iter(), tried)
-                } else {
-                    least_loaded(endpoints, worker, 0..n, tried)
+                    if let Some(i) = least_loaded(endpoints, worker, [a, b].into_iter(), skip) {
+                        return Some(i);
+                    }
                 }
+                least_loaded(endpoints, worker, 0..n, skip)
             }
+            // The next point of the ring that is not skipped: only the keys of a skipped
+            // endpoint move, and they move back when it returns.
             Balancer::Ketama {
                 ring,
                 points,
@@ -142,8 +150,8 @@ impl Balancer {
                 .node_iter(key)
                 .take(*points)
                 .filter_map(|addr| index.get(addr).copied())
-                .find(|i| !tried.contains(i)),
-            Balancer::Maglev(m) => m.pick(key, |i| tried.contains(&i)),
+                .find(|i| !skip(*i)),
+            Balancer::Maglev(m) => m.pick(key, skip),
         }
     }
 }
@@ -163,11 +171,11 @@ fn least_loaded(
     endpoints: &[Endpoint],
     worker: usize,
     candidates: impl Iterator<Item = usize>,
-    tried: &[usize],
+    skip: impl Fn(usize) -> bool,
 ) -> Option<usize> {
     let mut best: Option<(usize, u64, u64)> = None;
     for i in candidates {
-        if tried.contains(&i) {
+        if skip(i) {
             continue;
         }
         let e = &endpoints[i];

@@ -5,6 +5,11 @@
 //! so least_conn and p2c see connections being opened (as nginx counts them). Every failed
 //! attempt counts a connect error on its endpoint; a connect time is recorded for each
 //! success.
+//!
+//! Health: endpoints that are down or ejected are not picked (unless the cluster is in panic
+//! mode), and each failed attempt is reported to the cluster's outlier detector. A successful
+//! connect is not yet a success for the detector: the protocol engine reports the outcome once
+//! it knows whether the endpoint answered (see `Cluster::succeeded`).
 
 use std::net::IpAddr;
 
@@ -25,14 +30,32 @@ pub struct Upstream<'t> {
     pub active: GaugeGuard<'t>,
 }
 
-/// Connects `worker` to an endpoint of `cluster` for a client at `client`; `None` when every
-/// attempt failed. Hash policies key on the client's IP address.
+/// Why no upstream connection could be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoUpstream {
+    /// Every endpoint is down or ejected (and the cluster is not in panic mode).
+    NoneHealthy,
+    /// Every attempt failed to connect or timed out.
+    Unreachable,
+}
+
+impl NoUpstream {
+    pub fn reason(self) -> &'static str {
+        match self {
+            NoUpstream::NoneHealthy => "no healthy endpoint",
+            NoUpstream::Unreachable => "no endpoint reachable",
+        }
+    }
+}
+
+/// Connects `worker` to an endpoint of `cluster` for a client at `client`. Hash policies key
+/// on the client's IP address.
 pub async fn connect<'t>(
     cluster: &'t Cluster,
     worker: usize,
     histograms: &WorkerHistograms,
     client: IpAddr,
-) -> Option<Upstream<'t>> {
+) -> Result<Upstream<'t>, NoUpstream> {
     let mut key_buf = [0u8; 64];
     let key: &[u8] = if cluster.balancer.uses_key() {
         client_key(client, &mut key_buf)
@@ -41,10 +64,19 @@ pub async fn connect<'t>(
     };
     let mut tried = [0usize; MAX_CONNECT_ATTEMPTS as usize];
     let attempts = cluster.connect_attempts.min(tried.len());
+    let healthy_only = !cluster.panicking();
     for n in 0..attempts {
-        let i = cluster
-            .balancer
-            .pick(&cluster.endpoints, worker, key, &tried[..n])?;
+        let Some(i) =
+            cluster
+                .balancer
+                .pick(&cluster.endpoints, worker, key, &tried[..n], healthy_only)
+        else {
+            return Err(if n == 0 {
+                NoUpstream::NoneHealthy
+            } else {
+                NoUpstream::Unreachable
+            });
+        };
         tried[n] = i;
         let endpoint = &cluster.endpoints[i];
         let counters = endpoint.stats.workers.get(worker);
@@ -58,7 +90,7 @@ pub async fn connect<'t>(
                 counters.connections.inc();
                 // Small writes (request/response traffic) must not wait for Nagle.
                 let _ = stream.set_nodelay(true);
-                return Some(Upstream {
+                return Ok(Upstream {
                     stream,
                     endpoint: i,
                     active,
@@ -66,14 +98,16 @@ pub async fn connect<'t>(
             }
             Ok(Err(error)) => {
                 tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.addr, attempt = n + 1, %error, "upstream connect failed");
+                cluster.failed(i, &format!("connect: {error}"));
             }
             Err(_) => {
                 tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.addr, attempt = n + 1, timeout = ?cluster.connect_timeout, "upstream connect timed out");
+                cluster.failed(i, "connect timed out");
             }
         }
         counters.connect_errors.inc();
     }
-    None
+    Err(NoUpstream::Unreachable)
 }
 
 /// The text of a client address as the hash key (`$remote_addr` in nginx terms), written into

@@ -13,7 +13,8 @@
 //! down, requests are answered with an error at once. The next request after the backoff
 //! reconnects. With `auto_eject_hosts`, `server_failure_limit` failures in a row also eject
 //! the server for `server_retry_timeout` (the worker's rings skip it, see `proto::keyed`).
-//! The protocol's reply framing and error format come from [`Framing`].
+//! While the server's active health check says it is down, requests are answered with an
+//! error at once. The protocol's reply framing and error format come from [`Framing`].
 //!
 //! Not here: which server a key goes to (`shard`), merging split replies (`proto::keyed`).
 
@@ -34,6 +35,7 @@ use crate::io::readbuf::ReadBuf;
 use crate::metrics::counters::GaugeGuard;
 use crate::metrics::stats::{EndpointCounters, EndpointStats};
 use crate::proto::keyed::replies::{Merge, Replies, Tag};
+use crate::upstream::health::Health;
 
 /// First wait after a failure before the server is tried again.
 pub const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -73,6 +75,9 @@ pub struct Settings {
     pub eject: Option<(u32, Duration)>,
     /// The endpoint's counters, if the server is an endpoint of the table (replicas are not).
     pub stats: Option<Arc<EndpointStats>>,
+    /// The endpoint's health (its active check): while it is down, requests are answered with
+    /// an error at once instead of waiting for a dead server.
+    pub health: Option<Arc<Health>>,
 }
 
 /// One queued request's claim on a reply.
@@ -200,6 +205,16 @@ impl<F: Framing> Pipeline<F> {
         write: impl FnOnce(&mut Vec<u8>),
     ) {
         let now = crate::io::clock::now();
+        if let Some(h) = &self.settings.borrow().health {
+            if !h.is_up() {
+                let msg = format!("server {} is down (health check)", self.addr);
+                self.count(|c| c.request_errors.inc());
+                let mut e = Vec::new();
+                F::error_reply(&mut e, &msg);
+                replies.deliver(tag, &e);
+                return;
+            }
+        }
         let mut st = self.state.borrow_mut();
         if let Some((until, why)) = &st.down {
             if now < *until {

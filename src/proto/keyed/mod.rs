@@ -6,6 +6,11 @@
 //! long as some table names that server: a reload that keeps a server keeps its connections,
 //! and a reload that drops it retires them once their requests are answered. Client sessions
 //! take an `Rc<Shards>` for the table they route by and re-take it when the table changes.
+//!
+//! Health: a server whose active check fails is treated as twemproxy treats an ejected one.
+//! With `auto_eject_hosts` it leaves the ring (only its keys move, to the next server, and
+//! they come back when it does); without, its keys stay and their requests get an error at
+//! once (`upstream::pipeline`).
 
 pub mod replies;
 pub mod route;
@@ -15,12 +20,15 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use tokio::time::Instant;
 
 use crate::config::model::Distribution;
 use crate::shard::HashFn;
 use crate::shard::ring::{self, Ring};
+use crate::upstream::health::{self, Health};
 use crate::upstream::pipeline::{Framing, Pipeline, Settings};
 use crate::worker::TableRef;
 
@@ -38,6 +46,8 @@ pub struct Shards<F: Framing> {
 #[derive(Debug)]
 struct Eject {
     servers: Vec<ring::Server>,
+    /// The servers' health, in ring order: a server whose active check fails is off the ring.
+    health: Vec<Arc<Health>>,
     distribution: Distribution,
     epoch: Rc<Cell<u64>>,
     live: RefCell<Live>,
@@ -48,6 +58,7 @@ struct Eject {
 #[derive(Debug, Default)]
 struct Live {
     epoch: u64,
+    health_epoch: u64,
     built: bool,
     ring: Option<(Ring, Vec<usize>)>,
     next_return: Option<Instant>,
@@ -70,6 +81,7 @@ impl<F: Framing> Shards<F> {
         let mut live = e.live.borrow_mut();
         let stale = !live.built
             || live.epoch != e.epoch.get()
+            || live.health_epoch != health::EPOCH.load(Relaxed)
             || live.next_return.is_some_and(|t| Instant::now() >= t);
         if stale {
             *live = self.live_ring(e);
@@ -82,12 +94,14 @@ impl<F: Framing> Shards<F> {
 
     fn live_ring(&self, e: &Eject) -> Live {
         let now = Instant::now();
+        let health_epoch = health::EPOCH.load(Relaxed);
         let mut next_return: Option<Instant> = None;
         let mut map = Vec::new();
         for (i, conns) in self.primaries.iter().enumerate() {
             match conns.iter().filter_map(|p| p.ejected(now)).max() {
                 Some(t) => next_return = Some(next_return.map_or(t, |n| n.min(t))),
-                None => map.push(i),
+                None if e.health[i].is_up() => map.push(i),
+                None => {}
             }
         }
         let ring = if map.len() == e.servers.len() || map.is_empty() {
@@ -99,6 +113,7 @@ impl<F: Framing> Shards<F> {
         };
         Live {
             epoch: e.epoch.get(),
+            health_epoch,
             built: true,
             ring,
             next_return,
@@ -195,15 +210,14 @@ impl<F: Framing> Registry<F> {
                 .auto_eject_hosts
                 .then_some((sh.server_failure_limit, sh.server_retry_timeout)),
             stats: None,
+            health: None,
         };
         let auth = cfg.sharding.redis_auth.clone();
         let pipe = |addr: SocketAddr, conn: usize| {
+            let endpoint = c.endpoints.iter().find(|e| e.addr == addr);
             let settings = Settings {
-                stats: c
-                    .endpoints
-                    .iter()
-                    .find(|e| e.addr == addr)
-                    .map(|e| e.stats.clone()),
+                stats: endpoint.map(|e| e.stats.clone()),
+                health: endpoint.map(|e| e.health.clone()),
                 ..settings.clone()
             };
             self.pipes
@@ -228,6 +242,7 @@ impl<F: Framing> Registry<F> {
                 .map(|e| e.replicas.iter().map(|&r| pipe(r, 0)).collect())
                 .collect(),
             eject: sh.auto_eject_hosts.then(|| Eject {
+                health: c.endpoints.iter().map(|e| e.health.clone()).collect(),
                 servers: cfg
                     .endpoints
                     .iter()
