@@ -4,6 +4,7 @@
 
 pub mod nutcracker;
 pub mod redis;
+pub mod web;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
