@@ -761,3 +761,58 @@ fn replica_toml(
         base_toml(admin, 1),
     )
 }
+
+/// `redis` health checks on a sharded cluster. With `auto_eject_hosts`, a shard that fails
+/// its check leaves the ring: only its keys move, and they come back when it does. Without,
+/// its keys stay put and their requests get an error at once.
+#[test]
+fn health_checks_take_a_dead_shard_out_of_the_ring() {
+    let check = "[clusters.shards.health_check]\nkind = \"redis\"\ninterval = \"100ms\"\nfall = 2\nrise = 2\n";
+    let mut servers = three();
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let (p, listen) = proxy(&addrs, "", &format!("auto_eject_hosts = true\n{check}"));
+    let mut c = Resp::connect(listen).unwrap();
+    let keys: Vec<String> = (0..60).map(|i| format!("k{i}")).collect();
+    for k in &keys {
+        assert_eq!(c.call(&[b"SET", k.as_bytes(), b"v"]).unwrap(), ok());
+    }
+    let before: Vec<usize> = keys.iter().map(|k| owner(&servers, k).unwrap()).collect();
+    assert!(before.contains(&2));
+    let state = |p: &Proxy| p.status()["clusters"][0]["endpoints"][2]["health"]["state"].clone();
+    let dead = addrs[2];
+    servers[2].stop();
+    assert!(eventually(3, || state(&p) == "down"), "{}", p.status());
+    for (k, was) in keys.iter().zip(&before) {
+        let got = c.call(&[b"GET", k.as_bytes()]).unwrap();
+        if *was == 2 {
+            // Routed to a live shard, which does not have it.
+            assert_eq!(got, Reply::Bulk(None), "{k}");
+        } else {
+            assert_eq!(got, bulk("v"), "{k} moved though its shard is up");
+        }
+    }
+    servers[2].restart();
+    assert!(eventually(3, || state(&p) == "up"), "{}", p.status());
+    for (k, was) in keys.iter().zip(&before) {
+        assert_eq!(c.call(&[b"SET", k.as_bytes(), b"w"]).unwrap(), ok());
+        assert_eq!(
+            owner(&servers, k),
+            Some(*was),
+            "{k} did not come back to its shard"
+        );
+    }
+    drop(p);
+
+    // Without auto_eject_hosts: the keys stay, and fail fast with a reason.
+    let (p, listen) = proxy(&addrs, "", check);
+    let mut c = Resp::connect(listen).unwrap();
+    servers[2].stop();
+    assert!(eventually(3, || state(&p) == "down"));
+    let k = &keys[before.iter().position(|o| *o == 2).unwrap()];
+    match c.call(&[b"GET", k.as_bytes()]).unwrap() {
+        Reply::Error(e) => assert!(e.contains(&format!("{dead} is down (health check)")), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    let k = &keys[before.iter().position(|o| *o == 0).unwrap()];
+    assert_eq!(c.call(&[b"GET", k.as_bytes()]).unwrap(), bulk("w"));
+}

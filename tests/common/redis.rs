@@ -19,6 +19,7 @@ pub struct RedisServer {
     pub addr: SocketAddr,
     pub password: Option<String>,
     pub dir: PathBuf,
+    databases: u32,
     child: Child,
 }
 
@@ -36,29 +37,13 @@ impl RedisServer {
             let port = free_port();
             let dir = tempdir("redis");
             let log = dir.join("redis.log");
-            let mut cmd = Command::new("redis-server");
-            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .args(["--databases", &databases.to_string()])
-                .arg("--dir")
-                .arg(&dir)
-                .arg("--logfile")
-                .arg(&log);
-            if let Some(pw) = password {
-                cmd.args(["--requirepass", pw]);
-            }
-            let child = cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed to run this test");
             let mut server = RedisServer {
                 port,
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
                 password: password.map(str::to_owned),
+                child: spawn(port, &dir, password, databases),
                 dir,
-                child,
+                databases,
             };
             if server.wait_ready() {
                 return server;
@@ -66,6 +51,27 @@ impl RedisServer {
             last_log = std::fs::read_to_string(&log).unwrap_or_default();
         }
         panic!("redis-server did not start:\n{last_log}");
+    }
+
+    /// Kills the server: its port refuses connections until [`Self::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port, empty (nothing is persisted).
+    pub fn restart(&mut self) {
+        self.child = spawn(
+            self.port,
+            &self.dir,
+            self.password.as_deref(),
+            self.databases,
+        );
+        assert!(
+            self.wait_ready(),
+            "redis-server did not restart on {}",
+            self.port
+        );
     }
 
     /// Waits up to 10 s for PING to answer PONG; false if the process died.
@@ -98,6 +104,25 @@ impl RedisServer {
         }
         Ok(c)
     }
+}
+
+fn spawn(port: u16, dir: &std::path::Path, password: Option<&str>, databases: u32) -> Child {
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .args(["--databases", &databases.to_string()])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(dir.join("redis.log"));
+    if let Some(pw) = password {
+        cmd.args(["--requirepass", pw]);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed to run this test")
 }
 
 impl Drop for RedisServer {
