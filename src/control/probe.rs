@@ -1,5 +1,7 @@
 //! Active health checks, the network side: [`run`] performs one [`Probe`] against one
-//! endpoint over a fresh TCP connection (with `TCP_NODELAY`), and says whether it passed.
+//! endpoint over a fresh TCP connection, and says whether it passed. A TCP check closes with
+//! a reset (no TIME_WAIT, no FIN exchange); the others set `TCP_NODELAY` and close normally
+//! after their exchange.
 //!
 //! What it does not do: scheduling, rise/fall counting, marking endpoints up or down, and
 //! timeouts. The caller wraps each call in `tokio::time::timeout`; dropping the future closes
@@ -59,7 +61,15 @@ pub enum Probe {
 /// Authentication required.", "connection closed before a reply".
 pub async fn run(probe: &Probe, addr: SocketAddr) -> Result<(), String> {
     match probe {
-        Probe::Tcp => connect(addr).await.map(drop),
+        Probe::Tcp => {
+            // Connected is all a TCP check asks. Close with a reset, as HAProxy does, so a
+            // check leaves no TIME_WAIT socket behind and costs no FIN exchange.
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
+            Ok(())
+        }
         Probe::Http {
             method,
             path,
@@ -398,12 +408,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tcp_connects_then_closes() {
+    async fn tcp_connects_then_resets() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         assert_eq!(run(&Probe::Tcp, addr).await, Ok(()));
         let (mut s, _) = listener.accept().await.unwrap();
-        assert_eq!(s.read(&mut [0; 16]).await.unwrap(), 0, "probe must close");
+        let e = s.read(&mut [0; 16]).await.unwrap_err();
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset,
+            "probe must reset"
+        );
     }
 
     #[tokio::test]
