@@ -205,12 +205,15 @@ pub fn get(proxy: SocketAddr, from: Option<Ipv4Addr>) -> Result<String, String> 
     }
 }
 
+/// One request's outcome and when it was sent.
+pub type Outcome = (Instant, Result<String, String>);
+
 /// Threads sending requests through a proxy back to back until dropped, each outcome
 /// recorded with the time it was sent.
 pub struct Load {
     stop: Arc<AtomicBool>,
     threads: Vec<thread::JoinHandle<()>>,
-    pub log: Arc<Mutex<Vec<(Instant, Result<String, String>)>>>,
+    pub log: Arc<Mutex<Vec<Outcome>>>,
 }
 
 impl Load {
@@ -234,7 +237,7 @@ impl Load {
     }
 
     /// Stops the threads and returns every outcome.
-    pub fn finish(mut self) -> Vec<(Instant, Result<String, String>)> {
+    pub fn finish(mut self) -> Vec<Outcome> {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads.drain(..) {
             t.join().unwrap();
