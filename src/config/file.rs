@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::http::{HeaderRulesFile, RouteFile};
 pub use crate::shard::{Distribution, HashFn};
 
 /// The whole control file.
@@ -76,9 +77,19 @@ pub struct ListenerFile {
     /// Redis: most bytes of one unfinished command held for a client (Redis'
     /// `client-query-buffer-limit`).
     pub max_query_buffer: Option<u64>,
+    // HTTP listeners (see `config::http`).
+    pub header_timeout: Option<String>,
+    pub request_timeout: Option<String>,
+    pub max_header_size: Option<u64>,
+    pub max_headers: Option<u32>,
+    pub max_body: Option<u64>,
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+    pub request_headers: Option<HeaderRulesFile>,
+    pub response_headers: Option<HeaderRulesFile>,
 }
 
-/// What a listener speaks. Later protocol engines (http, mysql) add variants.
+/// What a listener speaks. A later protocol engine (mysql) adds a variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
@@ -89,6 +100,8 @@ pub enum Protocol {
     Redis,
     /// memcached ASCII commands, each sent to the server that owns its key.
     Memcache,
+    /// HTTP/1.1 and HTTP/2 (h2c), each request routed and forwarded on its own.
+    Http,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +130,11 @@ pub struct ClusterFile {
     pub outlier: Option<OutlierFile>,
     /// Percent of usable endpoints under which health is ignored (fail open); 0 never does.
     pub panic_threshold: Option<u32>,
+    // HTTP (see `config::http`).
+    pub response_timeout: Option<String>,
+    pub pool_max_idle: Option<u32>,
+    pub pool_idle_timeout: Option<String>,
+    pub hash_on: Option<String>,
 }
 
 /// `[clusters.NAME.health_check]`: an active check of each endpoint (HAProxy's defaults).

@@ -8,6 +8,7 @@
 pub mod diff;
 pub mod file;
 mod health;
+pub mod http;
 pub mod model;
 pub mod table;
 mod validate;

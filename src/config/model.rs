@@ -9,6 +9,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 pub use super::file::{CheckKind, InitialHealth, LbPolicy, LogFormat, Protocol, ReadFrom};
+pub use super::http::{HttpCluster, HttpListener};
 pub use crate::shard::{Distribution, HashFn};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +49,8 @@ pub struct ListenerConfig {
     pub idle_timeout: Duration,
     /// Limits and client authentication of the redis and memcache engines.
     pub keyed: KeyedListener,
+    /// Routes, limits and timeouts of HTTP listeners (defaults on other listeners).
+    pub http: HttpListener,
 }
 
 /// Settings of a redis or memcache listener (present, and ignored, on TCP listeners).
@@ -73,6 +76,8 @@ pub struct ClusterConfig {
     pub outlier: Option<Outlier>,
     /// Below this percentage of usable endpoints, health is ignored (fail open); 0: never.
     pub panic_threshold: u32,
+    /// Used when an HTTP listener forwards to this cluster.
+    pub http: HttpCluster,
 }
 
 /// An active check of every endpoint of a cluster.

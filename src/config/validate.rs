@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::ConfigError;
 use super::file::{ClusterFile, EndpointFile, File, ListenerFile};
+use super::http::{HttpClusterFile, HttpListenerFile};
 use super::model::{
     AdminConfig, ClusterConfig, Config, EndpointConfig, KeyedListener, ListenerConfig, LogConfig,
     Protocol, ReadFrom, Sharding, defaults, limits,
@@ -79,7 +80,9 @@ pub fn validate(file: File) -> Result<Config, ConfigError> {
                 format!("address {} is already used by {other}", l.listen),
             ));
         }
-        if l.protocol != Protocol::Tcp && clusters[l.cluster].outlier.is_some() {
+        if matches!(l.protocol, Protocol::Redis | Protocol::Memcache)
+            && clusters[l.cluster].outlier.is_some()
+        {
             return Err(invalid(
                 format!("clusters.{}.outlier", clusters[l.cluster].name),
                 format!(
@@ -184,6 +187,35 @@ fn listener(
             limits::MAX_QUERY_BUFFER,
         )?,
     };
+    let http_keys = HttpListenerFile {
+        header_timeout: l.header_timeout,
+        request_timeout: l.request_timeout,
+        max_header_size: l.max_header_size,
+        max_headers: l.max_headers,
+        max_body: l.max_body,
+        routes: l.routes,
+        request_headers: l.request_headers,
+        response_headers: l.response_headers,
+    };
+    let given = [
+        ("header_timeout", http_keys.header_timeout.is_some()),
+        ("request_timeout", http_keys.request_timeout.is_some()),
+        ("max_header_size", http_keys.max_header_size.is_some()),
+        ("max_headers", http_keys.max_headers.is_some()),
+        ("max_body", http_keys.max_body.is_some()),
+        ("routes", !http_keys.routes.is_empty()),
+        ("request_headers", http_keys.request_headers.is_some()),
+        ("response_headers", http_keys.response_headers.is_some()),
+    ];
+    if protocol != Protocol::Http {
+        if let Some((field, _)) = given.iter().find(|(_, set)| *set) {
+            return Err(invalid(
+                format!("{key}.{field}"),
+                "applies to protocol = \"http\" listeners only",
+            ));
+        }
+    }
+    let http = super::http::listener(key, http_keys, clusters)?;
     Ok(ListenerConfig {
         name,
         listen,
@@ -193,6 +225,7 @@ fn listener(
         max_connections,
         idle_timeout,
         keyed,
+        http,
     })
 }
 
@@ -281,6 +314,15 @@ fn cluster(name: String, c: ClusterFile) -> Result<ClusterConfig, ConfigError> {
             .outlier
             .map(|o| super::health::outlier(&format!("{key}.outlier"), o))
             .transpose()?,
+        http: super::http::cluster(
+            &key,
+            HttpClusterFile {
+                response_timeout: c.response_timeout,
+                pool_max_idle: c.pool_max_idle,
+                pool_idle_timeout: c.pool_idle_timeout,
+                hash_on: c.hash_on,
+            },
+        )?,
         panic_threshold: match c.panic_threshold {
             None => 0,
             Some(p) if p <= 100 => p,

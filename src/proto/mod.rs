@@ -1,9 +1,10 @@
 //! Protocol engines: what a listener does with an accepted connection.
 //!
 //! Each engine is a function `serve(worker, accepted)` run as a task of the accepting worker.
-//! This issue has plain TCP; HTTP, Redis, Memcached and MySQL engines come later and keep
-//! their codecs sans-IO, using `io` for socket work.
+//! Engines: plain TCP, HTTP (on hyper), Redis and Memcached (sans-IO codecs, using `io` for
+//! socket work); MySQL comes later.
 
+pub mod http;
 pub mod keyed;
 pub mod memcache;
 pub mod redis;

@@ -93,6 +93,9 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, addr: Socket
             Protocol::Memcache => {
                 tokio::task::spawn_local(proto::memcache::session::serve(worker.clone(), accepted));
             }
+            Protocol::Http => {
+                tokio::task::spawn_local(proto::http::serve(worker.clone(), accepted));
+            }
         }
     }
 }

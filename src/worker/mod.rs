@@ -69,6 +69,10 @@ pub struct Worker {
     pub redis: Registry<Resp>,
     /// This worker's pipelined connections to memcached servers.
     pub memcache: Registry<Ascii>,
+    /// This worker's idle keep-alive connections to HTTP upstreams.
+    pub http_pool: Rc<crate::proto::http::Pool>,
+    /// This worker's HTTP retry budget.
+    pub http_budget: crate::proto::http::RetryBudget,
     conns: Rc<ConnTracker>,
     /// Tells long-lived client connections (redis, memcache) that the worker is draining.
     pub drain: Drain,
@@ -139,6 +143,8 @@ pub fn spawn(
                 vecs: VecPool::new(KEYED_BUFFER, CACHED_BUFFERS),
                 redis: Registry::new(id, crate::proto::redis::hello),
                 memcache: Registry::new(id, |_| None),
+                http_pool: Rc::default(),
+                http_budget: Default::default(),
                 conns: Rc::new(ConnTracker::default()),
                 drain: Drain::default(),
             });

@@ -2,6 +2,7 @@
 //! temporary directory, real TCP backends on threads, and small clients for the admin API.
 #![allow(dead_code)]
 
+pub mod echo;
 pub mod nutcracker;
 pub mod redis;
 pub mod web;

@@ -1,0 +1,181 @@
+//! The two body types of the HTTP engine.
+//!
+//! [`RequestBody`] carries a client's request body to the upstream as it arrives (frames are
+//! passed on, never collected), enforcing the listener's `max_body`. [`ResponseBody`] carries
+//! an upstream response (or a response corelane makes itself) to the client, and gives the
+//! upstream connection back to the worker's pool the moment the response has been read to its
+//! end, so the connection can serve the next request. A response dropped before its end takes
+//! its connection with it (the rest of the message is still on that connection).
+
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+
+use super::pool::Checkin;
+
+/// Why a request body stopped.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The client's body passed `max_body`.
+    TooLarge,
+    Client(hyper::Error),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::TooLarge => f.write_str("request body larger than max_body"),
+            BodyError::Client(e) => write!(f, "client body: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// How a client's body went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    TooLarge,
+    /// Broken framing (a bad chunk) or the client went away mid-body.
+    Malformed,
+}
+
+/// A client's request body on its way upstream.
+#[derive(Debug)]
+pub enum RequestBody {
+    Empty,
+    Stream {
+        inner: Incoming,
+        /// Bytes still allowed under `max_body`, if set.
+        left: Option<u64>,
+        /// Set when the client's body failed (too large, malformed), so the engine answers
+        /// 413 or 400 rather than blaming the upstream.
+        fault: Rc<Cell<Option<Fault>>>,
+    },
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Stream { inner, left, fault } => match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let (Some(left), Some(data)) = (left.as_mut(), frame.data_ref()) {
+                        let n = data.len() as u64;
+                        if n > *left {
+                            fault.set(Some(Fault::TooLarge));
+                            return Poll::Ready(Some(Err(BodyError::TooLarge)));
+                        }
+                        *left -= n;
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    fault.set(Some(Fault::Malformed));
+                    Poll::Ready(Some(Err(BodyError::Client(e))))
+                }
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Stream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Stream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// A response body on its way to the client.
+#[derive(Debug)]
+pub enum ResponseBody {
+    /// Made by corelane (errors, `respond`, redirects).
+    Full(Option<Bytes>),
+    Upstream {
+        inner: Incoming,
+        /// The connection it came on, given back to the pool at the end of the body.
+        checkin: Option<Checkin>,
+    },
+}
+
+impl ResponseBody {
+    pub fn full(b: impl Into<Bytes>) -> Self {
+        let b = b.into();
+        ResponseBody::Full((!b.is_empty()).then_some(b))
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ResponseBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Upstream { inner, checkin } => {
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(None) => {
+                        if let Some(c) = checkin.take() {
+                            c.give_back();
+                        }
+                    }
+                    Poll::Ready(Some(Err(_))) => {
+                        checkin.take();
+                    }
+                    _ => {}
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Full(b) => b.is_none(),
+            ResponseBody::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ResponseBody::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // A response with no body (HEAD, 204, 304) may never be polled: its connection is
+        // still good.
+        if let ResponseBody::Upstream { inner, checkin } = self {
+            if inner.is_end_stream() {
+                if let Some(c) = checkin.take() {
+                    c.give_back();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Header handling between client and upstream: hop-by-hop headers removed (RFC 9110 7.6.1),
+//! `X-Forwarded-For`, `-Proto` and `-Host` added, and the configured add / set / remove rules
+//! applied.
+//!
+//! Framing headers (`Content-Length`, `Transfer-Encoding`) are not ours to keep: hyper frames
+//! each side's message itself from the body it is given, so `Transfer-Encoding` is removed
+//! with the other hop-by-hop headers and a smuggled pair of framing headers never reaches the
+//! upstream (hyper rejects the request first).
+
+use std::net::IpAddr;
+
+use hyper::header;
+use hyper::http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::http::HeaderRules;
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1), plus the
+/// non-standard `Proxy-Connection` and `Keep-Alive`.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers, including those the `Connection` header names. `Upgrade` goes
+/// too (tunnels are set up by the engine, not forwarded as a header).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(conn) = headers.get(header::CONNECTION).cloned() {
+        if let Ok(list) = conn.to_str() {
+            for name in list.split(',') {
+                let name = name.trim();
+                if !name.is_empty() {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    for h in HOP_BY_HOP.iter() {
+        headers.remove(h);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto` and, when the
+/// client sent a host, `X-Forwarded-Host`.
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    proto: &'static str,
+    host: Option<HeaderValue>,
+) {
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let mut buf = [0u8; 64];
+    let ip = ip_text(client, &mut buf);
+    let value = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => HeaderValue::from_str(&format!("{prev}, {ip}")).ok(),
+        _ => HeaderValue::from_str(ip).ok(),
+    };
+    if let Some(v) = value {
+        headers.insert(xff, v);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(proto),
+    );
+    if let Some(h) = host {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), h);
+    }
+}
+
+fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> &str {
+    use std::io::Write;
+    let mut c = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(c, "{ip}");
+    let n = c.position() as usize;
+    std::str::from_utf8(&buf[..n]).unwrap_or("")
+}
+
+/// Applies `rules`: remove, then set (replacing), then add (appending).
+pub fn apply(headers: &mut HeaderMap, rules: &HeaderRules) {
+    for n in &rules.remove {
+        headers.remove(n);
+    }
+    for (n, v) in &rules.set {
+        headers.insert(n.clone(), v.clone());
+    }
+    for (n, v) in &rules.add {
+        headers.append(n.clone(), v.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_go() {
+        let mut m = map(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("proxy-connection", "close"),
+            ("x-kept", "yes"),
+            ("content-length", "3"),
+        ]);
+        strip_hop_by_hop(&mut m);
+        let mut left: Vec<&str> = m.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["content-length", "x-kept"]);
+    }
+
+    #[test]
+    fn forwarded_headers_append_the_client() {
+        let mut m = map(&[("x-forwarded-for", "10.0.0.1")]);
+        add_forwarded(
+            &mut m,
+            "192.0.2.7".parse().unwrap(),
+            "http",
+            Some(HeaderValue::from_static("a.example")),
+        );
+        assert_eq!(m["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(m["x-forwarded-proto"], "http");
+        assert_eq!(m["x-forwarded-host"], "a.example");
+        let mut m = HeaderMap::new();
+        add_forwarded(&mut m, "::1".parse().unwrap(), "https", None);
+        assert_eq!(m["x-forwarded-for"], "::1");
+        assert!(!m.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn rules_remove_then_set_then_add() {
+        let mut m = map(&[("a", "1"), ("b", "1"), ("b", "2"), ("c", "1")]);
+        let h = |s: &str| HeaderName::from_bytes(s.as_bytes()).unwrap();
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        apply(
+            &mut m,
+            &HeaderRules {
+                add: vec![(h("c"), v("2")), (h("d"), v("1"))],
+                set: vec![(h("b"), v("9"))],
+                remove: vec![h("a")],
+            },
+        );
+        assert!(!m.contains_key("a"));
+        assert_eq!(m.get_all("b").iter().collect::<Vec<_>>(), ["9"]);
+        assert_eq!(m.get_all("c").iter().collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(m["d"], "1");
+    }
+}

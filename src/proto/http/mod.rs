@@ -1,0 +1,346 @@
+//! The HTTP engine: HTTP/1.1 and HTTP/2 (h2c with prior knowledge) from clients, HTTP/1.1
+//! with keep-alive to upstreams, built on hyper (a hand-written HTTP stack would have to earn
+//! its place with a measured reason; none has yet).
+//!
+//! One connection, step by step ([`serve`]):
+//! 1. hyper parses requests (limits: `max_header_size`, `max_headers`; `header_timeout` for
+//!    each request's headers, which also bounds the idle time between keep-alive requests);
+//!    malformed requests and smuggling forms (`Content-Length` with `Transfer-Encoding`, two
+//!    lengths, bad chunks) are answered 400 by hyper and the connection closes;
+//! 2. each request is routed against the routing table in use *now* (a reload applies to the
+//!    next request): first matching route, else the listener's cluster ([`route`]);
+//! 3. `respond` and `redirect` routes are answered here; `cluster` routes are forwarded
+//!    ([`forward`]) after hop-by-hop headers are removed, `X-Forwarded-*` added and the header
+//!    rules applied ([`headers`]);
+//! 4. the upstream's response streams back (its connection returns to the worker's pool
+//!    when the body ends, [`pool`]), with the response header rules applied.
+//!
+//! Errors are short plain-text responses: 400 (hyper), 413 (`max_body`), 431 (hyper), 502
+//! (upstream failed or unreachable), 503 (no healthy endpoint), 504 (no response within
+//! `response_timeout` / `request_timeout`). No error panics or ends other requests.
+//!
+//! Not yet here: TLS, upgrades (WebSocket), HTTP/2 to upstreams, access log, per-route metrics.
+
+pub mod body;
+mod forward;
+mod headers;
+mod io;
+pub mod pool;
+mod route;
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use hyper::body::Incoming;
+use hyper::http::{HeaderValue, StatusCode, Uri};
+use hyper::service::service_fn;
+use hyper::{Request, Response, header};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::time::Instant;
+
+use crate::config::http::{Action, HashOn, Route};
+use crate::config::model::Protocol;
+use crate::io::notify::LocalNotify;
+use crate::metrics::counters::GaugeGuard;
+use crate::worker::{Accepted, TableRef, Wake, Worker};
+use body::{RequestBody, ResponseBody};
+pub use forward::RetryBudget;
+use forward::{Ctx, Failure};
+pub use pool::Pool;
+
+/// What the tasks of one client connection share.
+struct Conn {
+    worker: Rc<Worker>,
+    /// The table the connection was accepted with, and its listener there.
+    table: Rc<TableRef>,
+    listener: usize,
+    local: Option<SocketAddr>,
+    peer: SocketAddr,
+}
+
+/// Runs `hyper::rt` tasks (HTTP/2 streams) on this worker.
+#[derive(Clone, Copy)]
+struct LocalExec;
+
+impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExec {
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+struct DrainSignal(LocalNotify);
+
+impl Wake for DrainSignal {
+    fn wake(&self) {
+        self.0.notify();
+    }
+}
+
+pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
+    let table = conn.table.clone();
+    let listener = &table.listeners[conn.listener];
+    let lc = listener.stats.workers.get(worker.id);
+    let _active = GaugeGuard::new(&lc.active);
+    let cfg = &listener.config.http;
+    let ctx = Rc::new(Conn {
+        worker: worker.clone(),
+        table: conn.table.clone(),
+        listener: conn.listener,
+        local: conn.stream.local_addr().ok(),
+        peer: conn.peer,
+    });
+    let svc = service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+    });
+    let mut builder = auto::Builder::new(LocalExec);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_timeout)
+        .max_buf_size(cfg.max_header_size)
+        .max_headers(cfg.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(cfg.max_header_size).unwrap_or(u32::MAX));
+    let drain = Rc::new(DrainSignal(LocalNotify::default()));
+    worker
+        .drain
+        .subscribe(Rc::downgrade(&(drain.clone() as Rc<dyn Wake>)));
+    let stream = Rc::new(conn.stream);
+    let io = io::ClientIo {
+        stream: stream.clone(),
+        stats: listener.stats.clone(),
+        worker: worker.id,
+    };
+    let served = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(served);
+    let result = if worker.drain.started() {
+        served.as_mut().graceful_shutdown();
+        served.await
+    } else {
+        tokio::select! {
+            r = served.as_mut() => r,
+            () = drain.0.notified() => {
+                served.as_mut().graceful_shutdown();
+                served.await
+            }
+        }
+    };
+    if let Err(e) = result {
+        let timed_out = e
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout);
+        if timed_out {
+            io::send_408(&stream);
+        }
+        tracing::debug!(listener = %listener.config.name, peer = %conn.peer, error = %e, "client connection ended with an error");
+    }
+}
+
+/// The table and listener a request is routed by: the current table if it still has this
+/// listener, else the one the connection was accepted with (its listener is draining).
+fn routing(c: &Conn) -> (Rc<TableRef>, usize) {
+    let now = c.worker.table();
+    if Rc::ptr_eq(&now, &c.table) {
+        return (now, c.listener);
+    }
+    match c.local.and_then(|a| now.listener_index(a)) {
+        Some(i) if now.listeners[i].config.protocol == Protocol::Http => (now, i),
+        _ => (c.table.clone(), c.listener),
+    }
+}
+
+async fn handle(c: &Conn, req: Request<Incoming>) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let (table, li) = routing(c);
+    let listener = &table.listeners[li];
+    let cfg = &listener.config.http;
+    let route = route::find(&cfg.routes, &req);
+    let cluster_index = match route.map(|r| &r.action) {
+        None => listener.config.cluster,
+        Some(Action::Forward(i)) => *i,
+        Some(Action::Respond {
+            status,
+            headers,
+            body,
+        }) => {
+            let mut resp = Response::new(ResponseBody::full(body.clone()));
+            *resp.status_mut() = *status;
+            for (n, v) in headers {
+                resp.headers_mut().append(n.clone(), v.clone());
+            }
+            return finish(resp, route, cfg);
+        }
+        Some(Action::Redirect { status, location }) => {
+            let mut resp = Response::new(ResponseBody::Full(None));
+            *resp.status_mut() = *status;
+            resp.headers_mut()
+                .insert(header::LOCATION, location.clone());
+            return finish(resp, route, cfg);
+        }
+    };
+    let cluster = &table.clusters[cluster_index];
+    let http = &table.config.clusters[cluster_index].http;
+
+    if let (Some(max), Some(len)) = (cfg.max_body, content_length(&req)) {
+        if len > max {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        }
+    }
+    let mut key_buf = [0u8; 64];
+    let key: Vec<u8> = if cluster.balancer.uses_key() {
+        hash_key(&http.hash_on, &req, c.peer, &mut key_buf).to_vec()
+    } else {
+        Vec::new()
+    };
+    let fault = Rc::new(Cell::new(None));
+    let upstream_req = match prepare(req, c, cfg.max_body, route, cfg, &fault) {
+        Ok(r) => r,
+        Err(status) => return error(status, "bad request"),
+    };
+    let deadline = (started + cfg.request_timeout).min(Instant::now() + http.response_timeout);
+    let w = &c.worker;
+    let fctx = Ctx {
+        worker: w.id,
+        pool: &w.http_pool,
+        budget: &w.http_budget,
+    };
+    match forward::forward(&fctx, cluster, http, upstream_req, &key, deadline, &fault).await {
+        Ok(answer) => {
+            let (mut parts, inner) = answer.response.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers);
+            let body = ResponseBody::Upstream {
+                inner,
+                checkin: Some(answer.checkin),
+            };
+            finish(Response::from_parts(parts, body), route, cfg)
+        }
+        Err(f) => {
+            if let Failure::NoUpstream(_) = f {
+                cluster.stats.workers.get(w.id).unavailable.inc();
+            }
+            tracing::debug!(cluster = %cluster.name, peer = %c.peer, failure = %f, "request failed");
+            let status = f.status();
+            error(status, status.canonical_reason().unwrap_or("error"))
+        }
+    }
+}
+
+/// Applies the response header rules (route's, then listener's).
+fn finish(
+    mut resp: Response<ResponseBody>,
+    route: Option<&Route>,
+    cfg: &crate::config::http::HttpListener,
+) -> Response<ResponseBody> {
+    if let Some(r) = route {
+        headers::apply(resp.headers_mut(), &r.response_headers);
+    }
+    headers::apply(resp.headers_mut(), &cfg.response_headers);
+    resp
+}
+
+fn content_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The request as the upstream gets it: origin-form URI, `Host` kept (or taken from an h2
+/// authority), hop-by-hop headers out, forwarding headers and rules in.
+fn prepare(
+    req: Request<Incoming>,
+    c: &Conn,
+    max_body: Option<u64>,
+    route: Option<&Route>,
+    cfg: &crate::config::http::HttpListener,
+    fault: &Rc<Cell<Option<body::Fault>>>,
+) -> Result<Request<RequestBody>, StatusCode> {
+    let (mut parts, inner) = req.into_parts();
+    let host = route::host_with_port(&parts.headers, &parts.uri)
+        .and_then(|h| HeaderValue::from_str(h).ok());
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(h) = &host {
+            parts.headers.insert(header::HOST, h.clone());
+        }
+    }
+    if parts.uri.authority().is_some() || parts.uri.scheme().is_some() {
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = pq.parse::<Uri>().map_err(|_| StatusCode::BAD_REQUEST)?;
+    }
+    parts.version = hyper::Version::HTTP_11;
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::add_forwarded(&mut parts.headers, c.peer.ip(), "http", host);
+    headers::apply(&mut parts.headers, &cfg.request_headers);
+    if let Some(r) = route {
+        headers::apply(&mut parts.headers, &r.request_headers);
+    }
+    let body = if hyper::body::Body::is_end_stream(&inner) {
+        RequestBody::Empty
+    } else {
+        RequestBody::Stream {
+            inner,
+            left: max_body,
+            fault: fault.clone(),
+        }
+    };
+    Ok(Request::from_parts(parts, body))
+}
+
+/// What a hash policy hashes for this request.
+fn hash_key<'a>(
+    on: &HashOn,
+    req: &'a Request<Incoming>,
+    peer: SocketAddr,
+    buf: &'a mut [u8; 64],
+) -> &'a [u8] {
+    match on {
+        HashOn::ClientIp => {
+            use std::io::Write;
+            let mut cur = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cur, "{}", peer.ip());
+            let n = cur.position() as usize;
+            &buf[..n]
+        }
+        HashOn::Path => req.uri().path().as_bytes(),
+        HashOn::Header(n) => req.headers().get(n).map_or(&[], |v| v.as_bytes()),
+        HashOn::Cookie(name) => req
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|kv| {
+                let (k, v) = kv.trim().split_once('=')?;
+                (k == name).then_some(v.as_bytes())
+            })
+            .unwrap_or(&[]),
+        HashOn::Query(name) => req
+            .uri()
+            .query()
+            .and_then(|q| {
+                q.split('&').find_map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (k == name).then_some(v.as_bytes())
+                })
+            })
+            .unwrap_or(&[]),
+    }
+}
+
+fn error(status: StatusCode, text: &str) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::full(format!("{} {text}\n", status.as_u16())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}

@@ -1,0 +1,481 @@
+//! The HTTP engine through the real corelane binary, with real clients (curl, a raw socket
+//! for hostile input) and real hyper backends.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::echo::{EchoBackend, pattern};
+use common::web::ResetBackend;
+use common::*;
+
+fn addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+/// A proxy with one HTTP listener (`listener_extra` added to it) forwarding to cluster `app`
+/// over `eps`, plus any `extra` tables.
+fn proxy(
+    eps: &[SocketAddr],
+    listener_extra: &str,
+    cluster_extra: &str,
+    extra: &str,
+) -> (Proxy, SocketAddr) {
+    let (admin, listen) = (addr(), addr());
+    let eps: Vec<(SocketAddr, u32)> = eps.iter().map(|a| (*a, 1)).collect();
+    let cfg = base_toml(admin, 2)
+        + &listener_toml(
+            "web",
+            listen,
+            "app",
+            &format!("protocol = \"http\"\n{listener_extra}"),
+        )
+        + &cluster_toml("app", "round_robin", &eps, cluster_extra)
+        + extra;
+    (Proxy::start(&cfg, admin), listen)
+}
+
+struct Reply {
+    status: u16,
+    headers: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// Runs curl with `args` and returns what came back.
+fn curl(args: &[&str]) -> Reply {
+    let dir = tempdir("curl");
+    let (h, b) = (dir.join("h"), dir.join("b"));
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-o"])
+        .arg(&b)
+        .arg("-D")
+        .arg(&h)
+        .args(["-w", "%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl must be installed");
+    let status = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let headers = std::fs::read_to_string(&h).unwrap_or_default();
+    let body = std::fs::read(&b).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn url(listen: SocketAddr, path: &str) -> String {
+    format!("http://{listen}{path}")
+}
+
+/// Sends raw bytes and returns everything the proxy answers before closing (or 5 s).
+fn raw(listen: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(listen).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn routes_respond_redirect_and_forward_by_host_path_method_and_header() {
+    let (a, b) = (EchoBackend::start("a"), EchoBackend::start("b"));
+    let routes = r#"
+[[listeners.web.routes]]
+path = "/hello"
+method = "GET"
+respond = { status = 200, body = "hi\n", headers = { x-made-by = "corelane" } }
+[[listeners.web.routes]]
+path_prefix = "/old/"
+redirect = { location = "https://example.com/new", status = 301 }
+[[listeners.web.routes]]
+host = "*.b.test"
+cluster = "other"
+[[listeners.web.routes]]
+header = { name = "x-canary", value = "yes" }
+cluster = "other"
+"#;
+    let other = format!(
+        "[clusters.other]\nendpoints = [{{ addr = \"{}\" }}]\n",
+        b.addr
+    );
+    let (_p, listen) = proxy(&[a.addr], routes, "", &other);
+
+    let r = curl(&[&url(listen, "/hello")]);
+    assert_eq!((r.status, r.text().as_str()), (200, "hi\n"));
+    assert_eq!(r.header("x-made-by").as_deref(), Some("corelane"));
+    let r = curl(&["-X", "POST", &url(listen, "/hello")]);
+    assert_eq!(
+        r.header("x-backend").as_deref(),
+        Some("a"),
+        "method must match"
+    );
+    let r = curl(&[&url(listen, "/old/page")]);
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("https://example.com/new")
+    );
+    let r = curl(&["-H", "Host: x.b.test", &url(listen, "/")]);
+    assert_eq!(r.header("x-backend").as_deref(), Some("b"));
+    let r = curl(&["-H", "Host: b.test", &url(listen, "/")]);
+    assert_eq!(
+        r.header("x-backend").as_deref(),
+        Some("a"),
+        "*.b.test is not b.test"
+    );
+    let r = curl(&["-H", "x-canary: yes", &url(listen, "/")]);
+    assert_eq!(r.header("x-backend").as_deref(), Some("b"));
+    let r = curl(&[&url(listen, "/nothing")]);
+    assert_eq!(r.header("x-backend").as_deref(), Some("a"));
+}
+
+#[test]
+fn header_rules_forwarded_headers_and_hop_by_hop() {
+    let a = EchoBackend::start("a");
+    let rules = r#"
+request_headers = { set = { x-env = "prod" }, add = { x-tag = "two" }, remove = ["x-secret"] }
+response_headers = { set = { server = "corelane" }, remove = ["x-backend"] }
+"#;
+    let (_p, listen) = proxy(&[a.addr], rules, "", "");
+    let r = curl(&[
+        "-H",
+        "x-env: dev",
+        "-H",
+        "x-tag: one",
+        "-H",
+        "x-secret: s3cret",
+        "-H",
+        "Connection: keep-alive, x-hop",
+        "-H",
+        "x-hop: 1",
+        "-H",
+        "X-Forwarded-For: 10.1.2.3",
+        &url(listen, "/path?q=1"),
+    ]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.text();
+    let has = |line: &str| seen.lines().any(|l| l == line);
+    assert!(has("path: /path?q=1"), "{seen}");
+    assert!(has("version: HTTP/1.1"), "{seen}");
+    assert!(has("x-env: prod"), "{seen}");
+    assert!(has("x-tag: one") && has("x-tag: two"), "{seen}");
+    assert!(
+        !seen.contains("x-secret") && !seen.contains("x-hop"),
+        "{seen}"
+    );
+    assert!(
+        !seen
+            .to_ascii_lowercase()
+            .contains("connection: keep-alive, x-hop"),
+        "{seen}"
+    );
+    assert!(has("x-forwarded-for: 10.1.2.3, 127.0.0.1"), "{seen}");
+    assert!(has("x-forwarded-proto: http"), "{seen}");
+    assert!(has(&format!("x-forwarded-host: {listen}")), "{seen}");
+    assert!(has(&format!("host: {listen}")), "{seen}");
+    assert_eq!(r.header("server").as_deref(), Some("corelane"));
+    assert_eq!(r.header("x-backend"), None);
+}
+
+#[test]
+fn large_chunked_bodies_arrive_identical_both_ways() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "", "", "");
+    let size = 24 << 20;
+    let data = pattern(size);
+    let dir = tempdir("upload");
+    let file = dir.join("up.bin");
+    std::fs::write(&file, &data).unwrap();
+    // Upload chunked, echoed back.
+    let r = curl(&[
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &url(listen, "/echo"),
+    ]);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body == data,
+        "echoed body differs ({} bytes back)",
+        r.body.len()
+    );
+    // Download a chunked response.
+    let r = curl(&[&url(listen, &format!("/big?n={size}"))]);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body == data,
+        "downloaded body differs ({} bytes)",
+        r.body.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn h2c_clients_reach_http1_upstreams() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "", "", "");
+    let r = curl(&["--http2-prior-knowledge", &url(listen, "/via-h2?x=1")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.headers.starts_with("HTTP/2 200"), "{}", r.headers);
+    let seen = r.text();
+    assert!(seen.contains("version: HTTP/1.1"), "{seen}");
+    assert!(seen.contains("path: /via-h2?x=1"), "{seen}");
+    assert!(seen.contains(&format!("host: {listen}")), "{seen}");
+    let r = curl(&[
+        "--http2-prior-knowledge",
+        "--data-binary",
+        "hello h2",
+        &url(listen, "/echo"),
+    ]);
+    assert_eq!(r.text(), "hello h2");
+}
+
+#[test]
+fn upstream_connections_are_kept_alive_and_reused() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "", "", "");
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut s = TcpStream::connect(listen).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut buf = vec![0u8; 64 * 1024];
+                for _ in 0..200 {
+                    s.write_all(b"GET /status/204 HTTP/1.1\r\nHost: t\r\n\r\n")
+                        .unwrap();
+                    let n = s.read(&mut buf).unwrap();
+                    assert!(
+                        buf[..n].starts_with(b"HTTP/1.1 204"),
+                        "{:?}",
+                        String::from_utf8_lossy(&buf[..n])
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(a.requests.load(Ordering::SeqCst), 1600);
+    let conns = a.connections.load(Ordering::SeqCst);
+    // At most one per concurrent request per worker: 8 clients over 2 workers.
+    assert!(
+        conns <= 8,
+        "backend saw {conns} connections for 1600 requests"
+    );
+}
+
+#[test]
+fn upstream_errors_are_502_503_504() {
+    let a = EchoBackend::start("a");
+    // 502: nothing listens.
+    let (_p, listen) = proxy(&[refused_addr()], "", "connect_attempts = 1\n", "");
+    let r = curl(&[&url(listen, "/")]);
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.text(), "502 Bad Gateway\n");
+    // 504: the upstream is slower than response_timeout.
+    let (_p, listen) = proxy(&[a.addr], "", "response_timeout = \"300ms\"\n", "");
+    let started = Instant::now();
+    let r = curl(&[&url(listen, "/slow?ms=3000")]);
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // 503: no healthy endpoint.
+    let check = "[clusters.app.health_check]\nkind = \"tcp\"\ninterval = \"100ms\"\nfall = 1\n";
+    let (p, listen) = proxy(&[refused_addr()], "", check, "");
+    assert!(eventually(3, || p.status()["clusters"][0]["endpoints"][0]
+        ["health"]["state"]
+        == "down"));
+    let r = curl(&[&url(listen, "/")]);
+    assert_eq!(r.status, 503, "{}", r.text());
+}
+
+#[test]
+fn client_errors_are_400_408_413_431() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(
+        &[a.addr],
+        "max_body = 1000\nheader_timeout = \"500ms\"\nmax_header_size = 8192\n",
+        "",
+        "",
+    );
+    // 413, declared and chunked.
+    let big = "x".repeat(2000);
+    let r = curl(&["--data-binary", &big, &url(listen, "/echo")]);
+    assert_eq!(r.status, 413);
+    let r = curl(&[
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        &big,
+        &url(listen, "/echo"),
+    ]);
+    assert_eq!(r.status, 413, "{}", r.text());
+    let r = curl(&["--data-binary", "small", &url(listen, "/echo")]);
+    assert_eq!(r.text(), "small");
+    // 431.
+    let huge = format!("x-big: {}", "y".repeat(20_000));
+    let r = curl(&["-H", &huge, &url(listen, "/")]);
+    assert_eq!(r.status, 431);
+    // 400.
+    assert!(
+        raw(listen, b"GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n").starts_with("HTTP/1.1 400")
+    );
+    // 408: headers not finished in time.
+    let started = Instant::now();
+    let out = raw(listen, b"GET / HTTP/1.1\r\nHost: t\r\n");
+    assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        a.requests.load(Ordering::SeqCst),
+        1,
+        "only the small body reached the backend"
+    );
+}
+
+#[test]
+fn request_smuggling_forms_are_refused_before_the_upstream() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "", "", "");
+    // Content-Length with Transfer-Encoding: the chunked framing wins (RFC 9112 6.1), the
+    // upstream sees one framing only, and the connection closes after the response, so bytes
+    // hidden behind the declared length never become a second request.
+    let out = raw(
+        listen,
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
+    assert!(out.contains("connection: close"), "{out:?}");
+    assert!(
+        !out.contains("content-length: 40"),
+        "the upstream saw both framings: {out:?}"
+    );
+    assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out:?}");
+    assert_eq!(
+        a.requests.load(Ordering::SeqCst),
+        1,
+        "the smuggled request was not served"
+    );
+
+    // Refused at the head: the upstream never hears of them.
+    let cases: [&[u8]; 3] = [
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+        b"GET / HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n b\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked, identity\r\n\r\n",
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        let out = raw(listen, c);
+        assert!(out.starts_with("HTTP/1.1 400"), "case {i}: {out:?}");
+    }
+    assert_eq!(
+        a.requests.load(Ordering::SeqCst),
+        1,
+        "none of these reached the backend"
+    );
+    // A bad chunk size is found while the body streams: the client gets 400 (not 502: the
+    // upstream is not to blame), and the next request is served on a sound connection.
+    let before = a.connections.load(Ordering::SeqCst);
+    let out = raw(
+        listen,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n",
+    );
+    assert!(out.starts_with("HTTP/1.1 400"), "{out:?}");
+    let r = curl(&[&url(listen, "/after")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        a.connections.load(Ordering::SeqCst),
+        before + 1,
+        "a fresh upstream connection"
+    );
+}
+
+#[test]
+fn a_thousand_slow_clients_do_not_stop_a_normal_one() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "header_timeout = \"3s\"\n", "", "");
+    let mut slow = Vec::new();
+    for _ in 0..1000 {
+        let mut s = TcpStream::connect(listen).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: slow\r\n").unwrap();
+        slow.push(s);
+    }
+    for _ in 0..20 {
+        let r = curl(&[&url(listen, "/fast")]);
+        assert_eq!(r.status, 200);
+    }
+    // The slow ones are cut off at header_timeout with 408.
+    thread::sleep(Duration::from_millis(3500));
+    let mut s = slow.pop().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
+}
+
+#[test]
+fn idempotent_requests_are_retried_after_a_reset_and_posts_are_not() {
+    let a = EchoBackend::start("a");
+    let bad = ResetBackend::start();
+    let (_p, listen) = proxy(&[bad.addr, a.addr], "", "connect_attempts = 2\n", "");
+    for _ in 0..6 {
+        let r = curl(&[&url(listen, "/x")]);
+        assert_eq!(r.status, 200, "a GET is retried on the other endpoint");
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(curl(&["--data-binary", "body", &url(listen, "/echo")]).status);
+    }
+    assert!(
+        statuses.contains(&502),
+        "a POST that was reset is not retried: {statuses:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+}
+
+#[test]
+fn upstream_5xx_ejects_an_endpoint() {
+    let good = EchoBackend::start("good");
+    let bad = EchoBackend::start("bad");
+    bad.fail.store(true, Ordering::SeqCst);
+    let outlier = "[clusters.app.outlier]\nconsecutive_failures = 3\nmax_ejection_percent = 50\n";
+    let (p, listen) = proxy(&[good.addr, bad.addr], "", outlier, "");
+    let statuses: Vec<u16> = (0..30).map(|_| curl(&[&url(listen, "/")]).status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 500).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[statuses.len() - 10..].iter().all(|s| *s == 200),
+        "{statuses:?}"
+    );
+    let h = &p.status()["clusters"][0]["endpoints"][1]["health"];
+    assert_eq!(h["state"], "ejected", "{h}");
+    assert!(h["reason"].as_str().unwrap().contains("HTTP 500"), "{h}");
+}
