@@ -473,3 +473,89 @@ fn upstream_5xx_ejects_an_endpoint() {
     assert_eq!(h["state"], "ejected", "{h}");
     assert!(h["reason"].as_str().unwrap().contains("HTTP 500"), "{h}");
 }
+
+/// `ketama` places keys exactly as nginx's `hash $arg_key consistent` does for the same
+/// upstream list: the real nginx is the reference.
+#[test]
+fn ketama_placement_equals_nginx_hash_consistent() {
+    let backends: Vec<EchoBackend> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| EchoBackend::start(n))
+        .collect();
+    let weights = [1, 1, 2, 1];
+    let dir = tempdir("nginx");
+    let nginx_port = free_port();
+    let servers: String = backends
+        .iter()
+        .zip(weights)
+        .map(|(b, w)| format!("server {} weight={w};\n", b.addr))
+        .collect();
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {dir};\n proxy_temp_path {dir};\n\
+         upstream b {{ hash $arg_key consistent;\n{servers} }}\n\
+         server {{ listen 127.0.0.1:{nginx_port}; location / {{ proxy_pass http://b; }} }}\n}}\n",
+        dir = dir.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let _nginx = StopOnDrop(
+        Command::new("nginx")
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .spawn()
+            .expect("nginx must be installed to run this test"),
+    );
+    let nginx_addr: SocketAddr = format!("127.0.0.1:{nginx_port}").parse().unwrap();
+    assert!(
+        eventually(5, || TcpStream::connect(nginx_addr).is_ok()),
+        "nginx did not start"
+    );
+
+    let (admin, listen) = (addr(), addr());
+    let eps: Vec<(SocketAddr, u32)> = backends
+        .iter()
+        .zip(weights)
+        .map(|(b, w)| (b.addr, w))
+        .collect();
+    let cfg = base_toml(admin, 2)
+        + &listener_toml("web", listen, "app", "protocol = \"http\"")
+        + &cluster_toml("app", "ketama", &eps, "hash_on = \"query:key\"\n");
+    let _p = Proxy::start(&cfg, admin);
+
+    let mut differ = Vec::new();
+    let mut spread = std::collections::HashMap::new();
+    for i in 0..300 {
+        let path = format!("/?key=user{i}");
+        let theirs = curl(&[&format!("http://{nginx_addr}{path}")]).header("x-backend");
+        let ours = curl(&[&url(listen, &path)]).header("x-backend");
+        assert!(theirs.is_some(), "nginx did not answer");
+        *spread.entry(ours.clone()).or_insert(0) += 1;
+        if theirs != ours {
+            differ.push((i, theirs, ours));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} of 300 keys differ: {:?}",
+        differ.len(),
+        &differ[..differ.len().min(5)]
+    );
+    assert_eq!(spread.len(), 4, "every backend gets keys: {spread:?}");
+}
+
+/// A child process stopped with SIGTERM when dropped (nginx's master then stops its workers;
+/// SIGKILL would orphan them).
+struct StopOnDrop(std::process::Child);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
+}
