@@ -559,3 +559,25 @@ impl Drop for StopOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// h2load (nghttp2) as an HTTP/2 client under load: many streams on few connections, all
+/// answered, over HTTP/1.1 upstream connections that are reused.
+#[test]
+fn h2load_streams_all_succeed() {
+    let a = EchoBackend::start("a");
+    // Room in the pool for every concurrent stream, so connections are reused, not churned.
+    let (_p, listen) = proxy(&[a.addr], "", "pool_max_idle = 256\n", "");
+    let out = Command::new("h2load")
+        .args(["-n", "4000", "-c", "8", "-m", "16"])
+        .arg(url(listen, "/status/200"))
+        .output()
+        .expect("h2load (nghttp2-client) must be installed to run this test");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("4000 total, 4000 started, 4000 done, 4000 succeeded, 0 failed, 0 errored"),
+        "{text}"
+    );
+    assert!(text.contains("status codes: 4000 2xx"), "{text}");
+    let conns = a.connections.load(Ordering::SeqCst);
+    assert!(conns <= 8 * 16, "{conns} upstream connections for 128 concurrent streams");
+}
