@@ -579,5 +579,65 @@ fn h2load_streams_all_succeed() {
     );
     assert!(text.contains("status codes: 4000 2xx"), "{text}");
     let conns = a.connections.load(Ordering::SeqCst);
-    assert!(conns <= 8 * 16, "{conns} upstream connections for 128 concurrent streams");
+    assert!(
+        conns <= 8 * 16,
+        "{conns} upstream connections for 128 concurrent streams"
+    );
+}
+
+const WS_SERVER: &str = r#"
+import asyncio, sys, websockets
+async def echo(ws):
+    async for m in ws:
+        await ws.send(m)
+async def main():
+    async with websockets.serve(echo, "127.0.0.1", int(sys.argv[1]), max_size=None):
+        print("ready", flush=True)
+        await asyncio.Future()
+asyncio.run(main())
+"#;
+
+const WS_CLIENT: &str = r#"
+import asyncio, sys, websockets
+async def main():
+    async with websockets.connect(sys.argv[1], max_size=None) as ws:
+        await ws.send("hello")
+        assert await ws.recv() == "hello"
+        big = bytes(i % 251 for i in range(1 << 20))
+        await ws.send(big)
+        assert await ws.recv() == big
+        for i in range(100):
+            await ws.send(f"m{i}")
+            assert await ws.recv() == f"m{i}"
+    print("ok")
+asyncio.run(main())
+"#;
+
+/// WebSocket through corelane, with the real `websockets` library on both ends.
+#[test]
+fn websocket_upgrade_is_tunnelled() {
+    let port = free_port();
+    let mut server = StopOnDrop(
+        Command::new("/usr/bin/python3")
+            .args(["-c", WS_SERVER, &port.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 with python3-websockets must be installed"),
+    );
+    let mut ready = String::new();
+    let stdout = server.0.stdout.take().unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let ws: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (_p, listen) = proxy(&[ws], "", "", "");
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", WS_CLIENT, &format!("ws://{listen}/chat")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,11 +1,11 @@
 //! The client socket as hyper sees it: reads and writes go straight to the worker's
-//! `TcpStream` (shared through an `Rc`, so the engine can still answer `408` on the socket
-//! after hyper has given up on a slow client) and are counted into the listener's byte
-//! counters.
+//! `TcpStream` and are counted into the listener's byte counters. The stream is shared (so the
+//! engine can still answer `408` on the socket after hyper has given up on a slow client)
+//! through an `Arc`, not an `Rc`, because hyper hands upgraded connections (WebSocket) over
+//! as `Send` objects; it is only ever used by the worker that accepted it.
 
 use std::io;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::metrics::stats::{ListenerCounters, ListenerStats};
 
 pub struct ClientIo {
-    pub stream: Rc<TcpStream>,
+    pub stream: Arc<TcpStream>,
     pub stats: Arc<ListenerStats>,
     pub worker: usize,
 }

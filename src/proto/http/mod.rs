@@ -27,11 +27,13 @@ mod headers;
 mod io;
 pub mod pool;
 mod route;
+mod tunnel;
 
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::http::{HeaderValue, StatusCode, Uri};
@@ -111,13 +113,13 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     worker
         .drain
         .subscribe(Rc::downgrade(&(drain.clone() as Rc<dyn Wake>)));
-    let stream = Rc::new(conn.stream);
+    let stream = Arc::new(conn.stream);
     let io = io::ClientIo {
         stream: stream.clone(),
         stats: listener.stats.clone(),
         worker: worker.id,
     };
-    let served = builder.serve_connection(TokioIo::new(io), svc);
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(served);
     let result = if worker.drain.started() {
         served.as_mut().graceful_shutdown();
@@ -155,7 +157,7 @@ fn routing(c: &Conn) -> (Rc<TableRef>, usize) {
     }
 }
 
-async fn handle(c: &Conn, req: Request<Incoming>) -> Response<ResponseBody> {
+async fn handle(c: &Conn, mut req: Request<Incoming>) -> Response<ResponseBody> {
     let started = Instant::now();
     let (table, li) = routing(c);
     let listener = &table.listeners[li];
@@ -198,11 +200,19 @@ async fn handle(c: &Conn, req: Request<Incoming>) -> Response<ResponseBody> {
     } else {
         Vec::new()
     };
+    // An upgrade (WebSocket): the client's side of the tunnel, once the upstream agrees.
+    let upgrade = upgrade_of(&req);
+    let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let fault = Rc::new(Cell::new(None));
-    let upstream_req = match prepare(req, c, cfg.max_body, route, cfg, &fault) {
+    let mut upstream_req = match prepare(req, c, cfg.max_body, route, cfg, &fault) {
         Ok(r) => r,
         Err(status) => return error(status, "bad request"),
     };
+    if let Some(u) = &upgrade {
+        let h = upstream_req.headers_mut();
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, u.clone());
+    }
     let deadline = (started + cfg.request_timeout).min(Instant::now() + http.response_timeout);
     let w = &c.worker;
     let fctx = Ctx {
@@ -211,13 +221,41 @@ async fn handle(c: &Conn, req: Request<Incoming>) -> Response<ResponseBody> {
         budget: &w.http_budget,
     };
     match forward::forward(&fctx, cluster, http, upstream_req, &key, deadline, &fault).await {
-        Ok(answer) => {
-            let (mut parts, inner) = answer.response.into_parts();
-            headers::strip_hop_by_hop(&mut parts.headers);
-            let body = ResponseBody::Upstream {
-                inner,
-                checkin: Some(answer.checkin),
+        Ok(mut answer) => {
+            let switching = answer.response.status() == StatusCode::SWITCHING_PROTOCOLS;
+            let tunnel = match (switching, client_side) {
+                (false, _) => None,
+                (true, Some(client_side)) => {
+                    let upstream_side = hyper::upgrade::on(&mut answer.response);
+                    Some((client_side, upstream_side))
+                }
+                (true, None) => {
+                    tracing::debug!(cluster = %cluster.name, "upstream switched protocols unasked");
+                    return error(StatusCode::BAD_GATEWAY, "Bad Gateway");
+                }
             };
+            let (mut parts, inner) = answer.response.into_parts();
+            let upgrade_to = parts.headers.get(header::UPGRADE).cloned();
+            headers::strip_hop_by_hop(&mut parts.headers);
+            let checkin = match tunnel {
+                None => Some(answer.checkin),
+                Some((client_side, upstream_side)) => {
+                    parts
+                        .headers
+                        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                    if let Some(u) = upgrade_to {
+                        parts.headers.insert(header::UPGRADE, u);
+                    }
+                    tokio::task::spawn_local(tunnel::run(
+                        client_side,
+                        upstream_side,
+                        listener.config.idle_timeout,
+                    ));
+                    // The connection now belongs to the tunnel.
+                    None
+                }
+            };
+            let body = ResponseBody::Upstream { inner, checkin };
             finish(Response::from_parts(parts, body), route, cfg)
         }
         Err(f) => {
@@ -229,6 +267,22 @@ async fn handle(c: &Conn, req: Request<Incoming>) -> Response<ResponseBody> {
             error(status, status.canonical_reason().unwrap_or("error"))
         }
     }
+}
+
+/// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` with an
+/// `Upgrade` header), if any.
+fn upgrade_of<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if req.version() != hyper::Version::HTTP_11 {
+        return None;
+    }
+    let asks = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| req.headers().get(header::UPGRADE).cloned())?
 }
 
 /// Applies the response header rules (route's, then listener's).

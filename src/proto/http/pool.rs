@@ -106,7 +106,8 @@ pub async fn connect(
     counters.connections.inc();
     counters.active.inc();
     tokio::task::spawn_local(async move {
-        if let Err(e) = conn.await {
+        // With upgrades: a 101 response hands the socket over to a tunnel.
+        if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(upstream = %addr, error = %e, "upstream connection ended");
         }
         stats.workers.get(worker).active.dec();
