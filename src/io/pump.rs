@@ -186,6 +186,18 @@ pub fn write_some(s: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// Writes what the send buffer takes from `bufs` (one `sendmsg`); a short write clears write
+/// readiness.
+pub fn write_vectored_some(s: &TcpStream, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    let len: usize = bufs.iter().map(|b| b.len()).sum();
+    match transfer(s, Interest::WRITABLE, len, |mut sock| {
+        sock.write_vectored(bufs)
+    }) {
+        Ok(0) if len > 0 => Err(io::ErrorKind::WriteZero.into()),
+        r => r,
+    }
+}
+
 /// Runs one read or write of up to `len` bytes when `s` is ready for `interest`. A transfer
 /// shorter than `len` has drained the socket (or filled its send buffer), so readiness is
 /// cleared as if the next call had returned EAGAIN, and the byte count is still returned.

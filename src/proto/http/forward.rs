@@ -159,9 +159,10 @@ pub async fn forward(
     fault: &Cell<Option<Fault>>,
 ) -> Result<Answer, Failure> {
     ctx.budget.request();
-    let replay = Replay::of(&req);
     let mut tried = [0usize; MAX_CONNECT_ATTEMPTS as usize];
     let attempts = cluster.connect_attempts.min(tried.len());
+    // A copy for a second try exists only where a second endpoint could take it.
+    let replay = if attempts > 1 { Replay::of(&req) } else { None };
     let mut n = 0;
     let healthy_only = !cluster.panicking();
     let mut last = Failure::NoUpstream(NoUpstream::NoneHealthy);

@@ -46,20 +46,30 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
-/// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto` and, when the
-/// client sent a host, `X-Forwarded-Host`.
+/// The client address as a header value, made once per connection.
+pub fn client_value(client: IpAddr) -> HeaderValue {
+    let mut buf = [0u8; 64];
+    HeaderValue::from_str(ip_text(client, &mut buf)).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// Appends the client (`client`, from [`client_value`]) to `X-Forwarded-For` and sets
+/// `X-Forwarded-Proto` and, when the client sent a host, `X-Forwarded-Host`.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
-    client: IpAddr,
+    client: &HeaderValue,
     proto: &'static str,
     host: Option<HeaderValue>,
 ) {
     let xff = HeaderName::from_static("x-forwarded-for");
-    let mut buf = [0u8; 64];
-    let ip = ip_text(client, &mut buf);
     let value = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => HeaderValue::from_str(&format!("{prev}, {ip}")).ok(),
-        _ => HeaderValue::from_str(ip).ok(),
+        Some(prev) if !prev.is_empty() => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + client.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(client.as_bytes());
+            HeaderValue::from_bytes(&v).ok()
+        }
+        _ => Some(client.clone()),
     };
     if let Some(v) = value {
         headers.insert(xff, v);
@@ -133,7 +143,7 @@ mod tests {
         let mut m = map(&[("x-forwarded-for", "10.0.0.1")]);
         add_forwarded(
             &mut m,
-            "192.0.2.7".parse().unwrap(),
+            &client_value("192.0.2.7".parse().unwrap()),
             "http",
             Some(HeaderValue::from_static("a.example")),
         );
@@ -141,7 +151,7 @@ mod tests {
         assert_eq!(m["x-forwarded-proto"], "http");
         assert_eq!(m["x-forwarded-host"], "a.example");
         let mut m = HeaderMap::new();
-        add_forwarded(&mut m, "::1".parse().unwrap(), "https", None);
+        add_forwarded(&mut m, &client_value("::1".parse().unwrap()), "https", None);
         assert_eq!(m["x-forwarded-for"], "::1");
         assert!(!m.contains_key("x-forwarded-host"));
     }

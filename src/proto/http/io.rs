@@ -1,33 +1,73 @@
-//! The client socket as hyper sees it: reads and writes go straight to the worker's
-//! `TcpStream` and are counted into the listener's byte counters. The stream is shared (so the
-//! engine can still answer `408` on the socket after hyper has given up on a slow client)
-//! through an `Arc`, not an `Rc`, because hyper hands upgraded connections (WebSocket) over
-//! as `Send` objects; it is only ever used by the worker that accepted it.
+//! Sockets as hyper sees them, on both sides of the proxy: reads and writes go straight to the
+//! worker's `TcpStream` through `io::pump`'s transfers (a read shorter than the buffer has
+//! drained the socket, so no extra `recv` is spent learning it would block) and are counted
+//! into the listener's or the endpoint's byte counters.
+//!
+//! The client's stream is shared (so the engine can still answer `408` on the socket after
+//! hyper has given up on a slow client) through an `Arc`, not an `Rc`, because hyper hands
+//! upgraded connections (WebSocket) over as `Send` objects; it is only ever used by the worker
+//! that accepted it.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use std::sync::Arc;
+use crate::io::pump::{read_some, write_some, write_vectored_some};
+use crate::metrics::counters::Counter;
+use crate::metrics::stats::{EndpointCounters, EndpointStats, ListenerCounters, ListenerStats};
 
-use crate::metrics::stats::{ListenerCounters, ListenerStats};
-
-pub struct ClientIo {
-    pub stream: Arc<TcpStream>,
-    pub stats: Arc<ListenerStats>,
-    pub worker: usize,
+/// Where a socket's byte counts go.
+pub trait Counted {
+    fn bytes_in(&self) -> &Counter;
+    fn bytes_out(&self) -> &Counter;
 }
 
-impl ClientIo {
-    fn counters(&self) -> &ListenerCounters {
-        self.stats.workers.get(self.worker)
+/// A listener's counters for one worker.
+pub struct ClientSide(pub Arc<ListenerStats>, pub usize);
+
+impl Counted for ClientSide {
+    fn bytes_in(&self) -> &Counter {
+        &self.counters().bytes_in
+    }
+    fn bytes_out(&self) -> &Counter {
+        &self.counters().bytes_out
     }
 }
 
-impl AsyncRead for ClientIo {
+impl ClientSide {
+    fn counters(&self) -> &ListenerCounters {
+        self.0.workers.get(self.1)
+    }
+}
+
+/// An endpoint's counters for one worker.
+pub struct UpstreamSide(pub Arc<EndpointStats>, pub usize);
+
+impl UpstreamSide {
+    fn counters(&self) -> &EndpointCounters {
+        self.0.workers.get(self.1)
+    }
+}
+
+impl Counted for UpstreamSide {
+    fn bytes_in(&self) -> &Counter {
+        &self.counters().bytes_in
+    }
+    fn bytes_out(&self) -> &Counter {
+        &self.counters().bytes_out
+    }
+}
+
+pub struct Io<C> {
+    pub stream: Arc<TcpStream>,
+    pub counted: C,
+}
+
+impl<C: Counted + Unpin> AsyncRead for Io<C> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -35,11 +75,10 @@ impl AsyncRead for ClientIo {
     ) -> Poll<io::Result<()>> {
         loop {
             ready!(self.stream.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            match self.stream.try_read(unfilled) {
+            match read_some(&self.stream, buf.initialize_unfilled()) {
                 Ok(n) => {
                     buf.advance(n);
-                    self.counters().bytes_in.add(n as u64);
+                    self.counted.bytes_in().add(n as u64);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -49,7 +88,7 @@ impl AsyncRead for ClientIo {
     }
 }
 
-impl AsyncWrite for ClientIo {
+impl<C: Counted + Unpin> AsyncWrite for Io<C> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -57,9 +96,9 @@ impl AsyncWrite for ClientIo {
     ) -> Poll<io::Result<usize>> {
         loop {
             ready!(self.stream.poll_write_ready(cx))?;
-            match self.stream.try_write(data) {
+            match write_some(&self.stream, data) {
                 Ok(n) => {
-                    self.counters().bytes_out.add(n as u64);
+                    self.counted.bytes_out().add(n as u64);
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -75,9 +114,9 @@ impl AsyncWrite for ClientIo {
     ) -> Poll<io::Result<usize>> {
         loop {
             ready!(self.stream.poll_write_ready(cx))?;
-            match self.stream.try_write_vectored(bufs) {
+            match write_vectored_some(&self.stream, bufs) {
                 Ok(n) => {
-                    self.counters().bytes_out.add(n as u64);
+                    self.counted.bytes_out().add(n as u64);
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

@@ -24,7 +24,7 @@
 pub mod body;
 mod forward;
 mod headers;
-mod io;
+pub(crate) mod io;
 pub mod pool;
 mod route;
 mod tunnel;
@@ -61,6 +61,8 @@ struct Conn {
     listener: usize,
     local: Option<SocketAddr>,
     peer: SocketAddr,
+    /// `peer`'s address as an `X-Forwarded-For` value.
+    peer_value: HeaderValue,
 }
 
 /// Runs `hyper::rt` tasks (HTTP/2 streams) on this worker.
@@ -93,6 +95,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         listener: conn.listener,
         local: conn.stream.local_addr().ok(),
         peer: conn.peer,
+        peer_value: headers::client_value(conn.peer.ip()),
     });
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
@@ -114,10 +117,9 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         .drain
         .subscribe(Rc::downgrade(&(drain.clone() as Rc<dyn Wake>)));
     let stream = Arc::new(conn.stream);
-    let io = io::ClientIo {
+    let io = io::Io {
         stream: stream.clone(),
-        stats: listener.stats.clone(),
-        worker: worker.id,
+        counted: io::ClientSide(listener.stats.clone(), worker.id),
     };
     let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(served);
@@ -331,7 +333,7 @@ fn prepare(
     }
     parts.version = hyper::Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, c.peer.ip(), "http", host);
+    headers::add_forwarded(&mut parts.headers, &c.peer_value, "http", host);
     headers::apply(&mut parts.headers, &cfg.request_headers);
     if let Some(r) = route {
         headers::apply(&mut parts.headers, &r.request_headers);

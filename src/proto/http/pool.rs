@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::body::RequestBody;
+use super::io::{Io, UpstreamSide};
 use crate::metrics::stats::EndpointStats;
 use std::sync::Arc;
 
@@ -98,8 +99,12 @@ pub async fn connect(
         Err(_) => return Err("connect timed out".to_owned()),
     };
     let _ = stream.set_nodelay(true);
+    let io = Io {
+        stream: Arc::new(stream),
+        counted: UpstreamSide(stats.clone(), worker),
+    };
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(io))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     let counters = stats.workers.get(worker);

@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# L7 (HTTP) benchmark: corelane vs HAProxy (mode http) vs nginx (proxy_pass) vs a direct
+# connection, all in ONE run with rounds interleaved, against the same nginx backend.
+#
+#   bench/http.sh [--workers N] [--rounds R] [--duration S] [--conns C] [--no-pin]
+#
+# Per target and round:
+#   - wrk, C keep-alive connections, small response (`/`, 22 bytes);
+#   - wrk, C keep-alive connections, 16 KiB response (`/16k`);
+#   - h2load, HTTP/2 with prior knowledge (h2c), C connections x 10 streams, small response
+#     (not for `direct`: the backend speaks HTTP/1.1 only).
+# Reported: median req/s, p99 (wrk), the proxy's CPU time per request (user+sys from /proc:
+# what a request costs, whichever process is the bottleneck), and ratios against the better
+# of HAProxy and nginx. Every proxy keeps its upstream connections alive (HAProxy
+# `http-reuse always`, nginx `keepalive` + HTTP/1.1 upstream).
+#
+# By default the proxy under test is pinned to CPU 1 and the load generator and the backend to
+# CPU 0 (--no-pin to let the scheduler place them). Equal worker counts for every proxy.
+#
+# Needs: wrk, h2load (nghttp2-client), haproxy, nginx, python3. Everything listens on
+# 127.0.0.1 and stops by itself; results go to bench/out/http/.
+set -euo pipefail
+
+WORKERS=1 ROUNDS=5 DURATION=10 CONNS=64 PIN=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --workers) WORKERS=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --conns) CONNS=$2; shift 2 ;;
+    --no-pin) PIN=0; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+CMDLINE="bench/http.sh --workers $WORKERS --rounds $ROUNDS --duration $DURATION --conns $CONNS"
+[ $PIN = 0 ] && CMDLINE="$CMDLINE --no-pin"
+
+ulimit -n "$(ulimit -Hn)"
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=$ROOT/bench/out/http
+BIN=$ROOT/target/release/corelane
+mkdir -p "$OUT"
+rm -f "$OUT"/*.pid "$OUT"/raw.tsv
+for tool in wrk h2load haproxy nginx python3; do
+  command -v $tool >/dev/null || { echo "missing $tool (see the header of this script)" >&2; exit 1; }
+done
+(cd "$ROOT" && cargo build --release --quiet)
+
+BACKEND=127.0.0.1:18080
+declare -A PORT=([direct]=18080 [corelane]=7180 [haproxy]=7181 [nginx]=7182)
+TARGETS=(direct corelane haproxy nginx)
+if [ $PIN = 1 ]; then LOAD=(taskset -c 0) PROXY=(taskset -c 1); else LOAD=() PROXY=(); fi
+
+cleanup() {
+  for f in "$OUT"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  sleep 1
+}
+trap cleanup EXIT
+
+head -c 16384 /dev/zero | tr '\0' 'x' > "$OUT/16k.txt"
+cat > "$OUT/backend.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $OUT/backend.nginx.pid;
+error_log $OUT/backend.err warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  default_type text/plain;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  server {
+    listen $BACKEND backlog=4096;
+    location = / { return 200 "hello, corelane bench\n"; }
+    location = /16k { alias $OUT/16k.txt; }
+  }
+}
+EOF
+"${LOAD[@]}" nginx -c "$OUT/backend.conf" -e "$OUT/backend.err" & echo $! > "$OUT/backend.pid"
+
+cat > "$OUT/corelane.toml" <<EOF
+workers = $WORKERS
+shutdown_timeout = "1s"
+[admin]
+listen = "127.0.0.1:9912"
+[log]
+level = "warn"
+[listeners.bench]
+listen = "127.0.0.1:${PORT[corelane]}"
+protocol = "http"
+cluster = "backend"
+backlog = 4096
+[clusters.backend]
+endpoints = [{ addr = "$BACKEND" }]
+pool_max_idle = 1024
+EOF
+"${PROXY[@]}" "$BIN" run -c "$OUT/corelane.toml" 2> "$OUT/corelane.err" & echo $! > "$OUT/corelane.pid"
+
+cat > "$OUT/haproxy.cfg" <<EOF
+global
+  nbthread $WORKERS
+  maxconn 9000
+defaults
+  mode http
+  option http-keep-alive
+  timeout connect 2s
+  timeout client 1h
+  timeout server 1h
+  timeout http-keep-alive 1h
+frontend bench
+  bind 127.0.0.1:${PORT[haproxy]} proto h2 alpn h2,http/1.1
+  bind 127.0.0.1:$((PORT[haproxy] + 10))
+  default_backend backend
+backend backend
+  http-reuse always
+  server b1 $BACKEND
+EOF
+# HAProxy needs `proto h2` to take h2c, which then refuses HTTP/1.1 on that bind: h2load uses
+# the first bind, wrk the second.
+"${PROXY[@]}" haproxy -f "$OUT/haproxy.cfg" -db > "$OUT/haproxy.err" 2>&1 & echo $! > "$OUT/haproxy.pid"
+
+cat > "$OUT/nginx-proxy.conf" <<EOF
+worker_processes $WORKERS;
+daemon off;
+pid $OUT/proxy.nginx.pid;
+error_log $OUT/nginx-proxy.err warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  upstream backend { server $BACKEND; keepalive 1024; keepalive_requests 100000000; keepalive_timeout 300s; }
+  server {
+    listen 127.0.0.1:${PORT[nginx]} backlog=4096;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+  server {
+    listen 127.0.0.1:$((PORT[nginx] + 10)) http2 backlog=4096;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+EOF
+"${PROXY[@]}" nginx -c "$OUT/nginx-proxy.conf" -e "$OUT/nginx-proxy.err" & echo $! > "$OUT/nginx.pid"
+
+sleep 1
+h1_url() { # wrk's port for target $1
+  case $1 in haproxy) echo "http://127.0.0.1:$((PORT[haproxy] + 10))" ;; *) echo "http://127.0.0.1:${PORT[$1]}" ;; esac
+}
+h2_url() {
+  case $1 in nginx) echo "http://127.0.0.1:$((PORT[nginx] + 10))" ;; *) echo "http://127.0.0.1:${PORT[$1]}" ;; esac
+}
+for t in "${TARGETS[@]}"; do
+  curl -fsS -o /dev/null "$(h1_url $t)/" || { echo "$t is not answering" >&2; exit 1; }
+done
+
+pids_of() {
+  local todo all p
+  todo=$(cat "$OUT/$1.pid") all=""
+  while [ -n "$todo" ]; do
+    all="$all $todo"
+    p=""
+    for t in $todo; do p="$p $(pgrep -P "$t" | tr '\n' ' ')"; done
+    todo=$(echo $p)
+  done
+  echo $all
+}
+cpu_ticks() {
+  local sum=0 p
+  for p in "$@"; do
+    [ -r /proc/$p/stat ] && sum=$((sum + $(awk '{print $14 + $15}' /proc/$p/stat)))
+  done
+  echo $sum
+}
+p99_ms() {
+  awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$1"
+}
+
+HZ=$(getconf CLK_TCK)
+echo -e "round\ttarget\tkind\tvalue" > "$OUT/raw.tsv"
+record() { printf '%s\t%s\t%s\t%s\n' "$@" >> "$OUT/raw.tsv"; }
+for r in $(seq 1 "$ROUNDS"); do
+  order=("${TARGETS[@]:$((r % 4))}" "${TARGETS[@]:0:$((r % 4))}")
+  for test in small 16k h2; do
+    for t in "${order[@]}"; do
+      [ $test = h2 ] && [ $t = direct ] && continue
+      pids=""
+      [ "$t" != direct ] && pids=$(pids_of "$t")
+      f="$OUT/$test-$t-$r.txt"
+      c0=$(cpu_ticks $pids)
+      case $test in
+        small) "${LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$(h1_url $t)/" > "$f" ;;
+        16k) "${LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$(h1_url $t)/16k" > "$f" ;;
+        h2) "${LOAD[@]}" h2load -t1 -c"$CONNS" -m10 -D"$DURATION" "$(h2_url $t)/" > "$f" 2>&1 ;;
+      esac
+      c1=$(cpu_ticks $pids)
+      if [ $test = h2 ]; then
+        rps=$(awk '/^finished in/ {print $4}' "$f")
+        reqs=$(awk '/^requests:/ {print $8}' "$f")
+        fails=$(awk '/^requests:/ {print $10 + $12}' "$f")
+      else
+        rps=$(awk '/^Requests\/sec/ {print $2}' "$f")
+        reqs=$(awk '/requests in/ {print $1}' "$f")
+        fails=$(awk '/Socket errors|Non-2xx/ {print}' "$f" | tr '\n' ' ')
+        record "$r" "$t" "${test}_p99_ms" "$(p99_ms "$f")"
+      fi
+      record "$r" "$t" "${test}_rps" "$rps"
+      if [ "$t" != direct ] && [ -n "$reqs" ] && [ "$reqs" != 0 ]; then
+        record "$r" "$t" "${test}_cpu_us_per_req" "$(python3 -c "print(($c1-$c0)/$HZ*1e6/$reqs)")"
+      fi
+      echo "round $r $test $t: $rps req/s ${fails:+(errors: $fails)}" >&2
+    done
+  done
+done
+
+python3 - "$OUT/raw.tsv" "$CMDLINE" "$WORKERS" <<'PY' | tee "$OUT/summary.md"
+import statistics, sys
+from collections import defaultdict
+raw, cmdline, workers = sys.argv[1:4]
+v = defaultdict(list)
+with open(raw) as f:
+    next(f)
+    for line in f:
+        _, t, kind, value = line.rstrip("\n").split("\t")
+        if value:
+            v[(t, kind)].append(float(value))
+med = lambda t, k: statistics.median(v[(t, k)]) if v.get((t, k)) else None
+fmt = lambda x, d=0: "-" if x is None else f"{x:,.{d}f}"
+print(f"command: `{cmdline}`  ({workers} worker(s) per proxy)\n")
+for test, title in [("small", "keep-alive, small response (wrk)"), ("16k", "keep-alive, 16 KiB response (wrk)"), ("h2", "h2c, 10 streams per connection (h2load)")]:
+    best = max((med(t, f"{test}_rps") or 0) for t in ["haproxy", "nginx"])
+    print(f"**{title}**\n")
+    print("| target | req/s | vs better of haproxy/nginx | p99 ms | proxy CPU µs/req |")
+    print("|---|---:|---:|---:|---:|")
+    for t in ["direct", "corelane", "haproxy", "nginx"]:
+        rps = med(t, f"{test}_rps")
+        if rps is None:
+            continue
+        print(f"| {t} | {fmt(rps)} | {rps / best:.2f}x | {fmt(med(t, f'{test}_p99_ms'), 2)} | {fmt(med(t, f'{test}_cpu_us_per_req'), 2)} |")
+    print()
+    for t in ["corelane", "haproxy", "nginx"]:
+        rs = v.get((t, f"{test}_rps"), [])
+        print(f"- {t} req/s per round: {' / '.join(f'{x:,.0f}' for x in rs)}")
+    print()
+PY
