@@ -4,7 +4,8 @@
 //! - [`config`]: control file -> validated [`config::Config`] -> [`config::table::RoutingTable`].
 //! - [`control`]: the control plane (main thread): start-up, reload, admin API, signals.
 //! - [`worker`]: one thread per core with its own runtime and SO_REUSEPORT sockets.
-//! - [`proto`]: protocol engines run per connection (TCP today).
+//! - [`proto`]: protocol engines run per connection (tcp, http, redis, memcache).
+//! - [`tls`]: TLS termination (rustls) configurations built from the control file.
 //! - [`upstream`]: clusters, load-balancing policies, connecting with failover.
 //! - [`io`]: the byte-moving driver under the engines.
 //! - [`metrics`]: per-worker counters, histograms, Prometheus exposition.
@@ -22,6 +23,7 @@ pub mod log;
 pub mod metrics;
 pub mod proto;
 pub mod shard;
+pub mod tls;
 pub mod upstream;
 pub mod worker;
 
@@ -33,6 +35,7 @@ use std::rc::Rc;
 /// Returns a one-line summary.
 pub fn check(path: &Path) -> Result<String, config::ConfigError> {
     let cfg = config::load(path)?;
+    tls::load(&cfg)?;
     let probe = |key: String, addr| {
         worker::listener::probe(addr).map_err(|e| config::ConfigError::Invalid {
             key,

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use super::http::{HeaderRulesFile, RouteFile};
+pub use super::tls::TlsFile;
 pub use crate::shard::{Distribution, HashFn};
 
 /// The whole control file.
@@ -87,6 +88,8 @@ pub struct ListenerFile {
     pub routes: Vec<RouteFile>,
     pub request_headers: Option<HeaderRulesFile>,
     pub response_headers: Option<HeaderRulesFile>,
+    /// TLS termination (tcp and http listeners).
+    pub tls: Option<TlsFile>,
 }
 
 /// What a listener speaks. A later protocol engine (mysql) adds a variant.

@@ -11,6 +11,7 @@ mod health;
 pub mod http;
 pub mod model;
 pub mod table;
+pub mod tls;
 mod validate;
 
 use std::fmt;
@@ -63,7 +64,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    parse(&text)
+    let mut config = parse(&text)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for l in &mut config.listeners {
+        if let Some(t) = &mut l.tls {
+            t.resolve(dir);
+        }
+    }
+    Ok(config)
 }
 
 /// Parses and validates control-file text.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub use super::file::{CheckKind, InitialHealth, LbPolicy, LogFormat, Protocol, ReadFrom};
 pub use super::http::{HttpCluster, HttpListener};
+pub use super::tls::TlsListener;
 pub use crate::shard::{Distribution, HashFn};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +52,8 @@ pub struct ListenerConfig {
     pub keyed: KeyedListener,
     /// Routes, limits and timeouts of HTTP listeners (defaults on other listeners).
     pub http: HttpListener,
+    /// TLS termination, if configured (paths resolved against the control file's directory).
+    pub tls: Option<TlsListener>,
 }
 
 /// Settings of a redis or memcache listener (present, and ignored, on TCP listeners).

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use super::model::{ClusterConfig, Config, InitialHealth, ListenerConfig};
 use crate::metrics::stats::{ClusterStats, EndpointStats, ListenerStats};
 use crate::shard::ring::{self, Ring, RingError};
+use crate::tls::TlsSet;
 use crate::upstream::balancer::Balancer;
 use crate::upstream::health::Health;
 use crate::upstream::{Cluster, Endpoint};
@@ -35,6 +36,8 @@ pub struct RoutingTable {
 pub struct Listener {
     pub config: ListenerConfig,
     pub stats: Arc<ListenerStats>,
+    /// TLS termination, built from this load's certificate files.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl RoutingTable {
@@ -43,6 +46,7 @@ impl RoutingTable {
         generation: u64,
         workers: usize,
         prev: Option<&RoutingTable>,
+        tls: &TlsSet,
     ) -> Self {
         let clusters: Box<[Cluster]> = config
             .clusters
@@ -92,6 +96,7 @@ impl RoutingTable {
             .listeners
             .iter()
             .map(|l| Listener {
+                tls: tls.get(&l.name),
                 config: l.clone(),
                 stats: prev
                     .and_then(|p| p.listeners.iter().find(|o| o.config.name == l.name))
@@ -163,7 +168,7 @@ mod tests {
 
     #[test]
     fn counters_survive_for_what_stays() {
-        let t1 = RoutingTable::build(parse(A).unwrap(), 1, 2, None);
+        let t1 = RoutingTable::build(parse(A).unwrap(), 1, 2, None, &TlsSet::default());
         t1.listeners[0].stats.workers.get(0).accepted.add(3);
         t1.clusters[0].endpoints[0]
             .stats
@@ -172,7 +177,7 @@ mod tests {
             .connections
             .add(5);
         let b = A.replace("127.0.0.1:9001", "127.0.0.1:9003");
-        let t2 = RoutingTable::build(parse(&b).unwrap(), 2, 2, Some(&t1));
+        let t2 = RoutingTable::build(parse(&b).unwrap(), 2, 2, Some(&t1), &TlsSet::default());
         assert_eq!(t2.listeners[0].stats.workers.sum(|c| &c.accepted), 3);
         let e = |t: &RoutingTable, port: u16| {
             t.clusters[0]

@@ -216,6 +216,16 @@ fn listener(
         }
     }
     let http = super::http::listener(key, http_keys, clusters)?;
+    let tls = match l.tls {
+        None => None,
+        Some(_) if matches!(protocol, Protocol::Redis | Protocol::Memcache) => {
+            return Err(invalid(
+                format!("{key}.tls"),
+                "TLS is terminated on tcp and http listeners only",
+            ));
+        }
+        Some(t) => Some(super::tls::listener(&format!("{key}.tls"), t)?),
+    };
     Ok(ListenerConfig {
         name,
         listen,
@@ -226,6 +236,7 @@ fn listener(
         idle_timeout,
         keyed,
         http,
+        tls,
     })
 }
 

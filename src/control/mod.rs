@@ -8,6 +8,7 @@
 //!
 //! Reload, step by step (a failure at any step before the swap changes nothing):
 //! 1. read and validate the file;
+//!    (TLS listeners: read and check their certificate files);
 //! 2. bind the sockets of listeners that are new (by address), one per worker; put them in the
 //!    listening state only once all are bound;
 //! 3. build the new table, handing on counters of what stays;
@@ -74,11 +75,13 @@ impl Control {
             .into_iter()
             .collect();
 
+        let tls = crate::tls::load(&config)?;
         let tables = Arc::new(ArcSwap::from_pointee(RoutingTable::build(
             config.clone(),
             1,
             n,
             None,
+            &tls,
         )));
         let cores = if config.pin_workers {
             worker::allowed_cores()
@@ -187,6 +190,8 @@ impl Control {
             });
         }
 
+        // Certificates are read now: a bad or missing file fails the reload here.
+        let tls = crate::tls::load(&new)?;
         let d = diff::listeners(&self.bound, &new);
         let n = self.workers.len();
         let mut per_worker: Vec<Vec<(SocketAddr, std::net::TcpListener)>> =
@@ -195,7 +200,7 @@ impl Control {
         let removed = d.removed;
 
         let generation = old.generation + 1;
-        let table = RoutingTable::build(new, generation, n, Some(&old));
+        let table = RoutingTable::build(new, generation, n, Some(&old), &tls);
         self.tables.store(Arc::new(table));
         self.checks.reconcile(&self.tables.load());
 

@@ -11,6 +11,8 @@
 
 pub mod buffers;
 pub mod clock;
+pub mod counted;
 pub mod notify;
 pub mod pump;
 pub mod readbuf;
+pub mod splice;

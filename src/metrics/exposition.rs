@@ -318,7 +318,13 @@ mod tests {
             "#,
         )
         .unwrap();
-        let table = Arc::new(RoutingTable::build(cfg, 7, 2, None));
+        let table = Arc::new(RoutingTable::build(
+            cfg,
+            7,
+            2,
+            None,
+            &crate::tls::TlsSet::default(),
+        ));
         let l = &table.listeners[0].stats.workers;
         l.get(0).accepted.add(3);
         l.get(1).accepted.add(4);

@@ -12,11 +12,14 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use crate::io::counted::{ClientSide, Io, UpstreamSide};
 use crate::io::pump::{End, Side, pump};
+use crate::io::splice::{Spliced, splice};
 use crate::metrics::counters::GaugeGuard;
 use crate::upstream::connect::connect;
 use crate::worker::{Accepted, Worker};
@@ -24,6 +27,9 @@ use crate::worker::{Accepted, Worker};
 pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     let table = &*conn.table;
     let listener = &table.listeners[conn.listener];
+    if let Some(tls) = listener.tls.clone() {
+        return serve_tls(&worker, conn, tls).await;
+    }
     let lc = listener.stats.workers.get(worker.id);
     let _active = GaugeGuard::new(&lc.active);
     let cluster = table.cluster_of(listener);
@@ -90,6 +96,63 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
                 Side::A => &upstream.stream,
                 Side::B => &conn.stream,
             });
+        }
+    }
+}
+
+/// TLS termination: the handshake (rustls), then bytes both ways between the decrypted client
+/// stream and a plain upstream connection ([`splice`]), until both sides close, one fails, or
+/// the idle timeout passes.
+async fn serve_tls(worker: &Worker, conn: Accepted, tls: Arc<rustls::ServerConfig>) {
+    let table_ref = conn.table.clone();
+    let table = &*table_ref;
+    let listener = &table.listeners[conn.listener];
+    let lc = listener.stats.workers.get(worker.id);
+    let _active = GaugeGuard::new(&lc.active);
+    let cluster = table.cluster_of(listener);
+    let handshake = listener
+        .config
+        .tls
+        .as_ref()
+        .map_or(Duration::from_secs(10), |t| t.handshake_timeout);
+    let peer = conn.peer;
+    let io = Io {
+        stream: Arc::new(conn.stream),
+        counted: ClientSide(listener.stats.clone(), worker.id),
+    };
+    let accept = tokio_rustls::TlsAcceptor::from(tls).accept(io);
+    let client = match tokio::time::timeout(handshake, accept).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(error)) => {
+            tracing::debug!(listener = %listener.config.name, %peer, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(listener = %listener.config.name, %peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let connecting = Box::pin(connect(cluster, worker.id, &worker.histograms, peer.ip()));
+    let upstream = match connecting.await {
+        Ok(u) => u,
+        Err(why) => {
+            cluster.stats.workers.get(worker.id).unavailable.inc();
+            tracing::debug!(listener = %listener.config.name, cluster = %cluster.name, %peer, reason = why.reason(), "closing client");
+            return;
+        }
+    };
+    let endpoint = &cluster.endpoints[upstream.endpoint];
+    let up = Io {
+        stream: Arc::new(upstream.stream),
+        counted: UpstreamSide(endpoint.stats.clone(), worker.id),
+    };
+    match splice(client, up, listener.config.idle_timeout).await {
+        Spliced::Done(..) => cluster.succeeded(upstream.endpoint),
+        Spliced::Idle => {
+            tracing::debug!(listener = %listener.config.name, %peer, "idle timeout");
+        }
+        Spliced::Failed(error) => {
+            tracing::debug!(listener = %listener.config.name, %peer, upstream = %endpoint.addr, %error, "connection aborted");
         }
     }
 }

@@ -19,12 +19,14 @@
 //! (upstream failed or unreachable), 503 (no healthy endpoint), 504 (no response within
 //! `response_timeout` / `request_timeout`). No error panics or ends other requests.
 //!
-//! Not yet here: TLS, upgrades (WebSocket), HTTP/2 to upstreams, access log, per-route metrics.
+//! TLS listeners do the handshake first (rustls, `crate::tls`; ALPN picks h2 or HTTP/1.1).
+//!
+//! Not yet here: HTTP/2 and TLS to upstreams, access log, per-route metrics.
 
 pub mod body;
 mod forward;
 mod headers;
-pub(crate) mod io;
+mod io;
 pub mod pool;
 mod route;
 mod tunnel;
@@ -63,6 +65,8 @@ struct Conn {
     peer: SocketAddr,
     /// `peer`'s address as an `X-Forwarded-For` value.
     peer_value: HeaderValue,
+    /// `X-Forwarded-Proto`.
+    scheme: &'static str,
 }
 
 /// Runs `hyper::rt` tasks (HTTP/2 streams) on this worker.
@@ -96,6 +100,11 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         local: conn.stream.local_addr().ok(),
         peer: conn.peer,
         peer_value: headers::client_value(conn.peer.ip()),
+        scheme: if listener.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
     });
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
@@ -112,37 +121,73 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(cfg.max_header_size).unwrap_or(u32::MAX));
-    let drain = Rc::new(DrainSignal(LocalNotify::default()));
-    worker
-        .drain
-        .subscribe(Rc::downgrade(&(drain.clone() as Rc<dyn Wake>)));
     let stream = Arc::new(conn.stream);
     let io = io::Io {
         stream: stream.clone(),
         counted: io::ClientSide(listener.stats.clone(), worker.id),
     };
-    let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(served);
-    let result = if worker.drain.started() {
-        served.as_mut().graceful_shutdown();
-        served.await
-    } else {
-        tokio::select! {
-            r = served.as_mut() => r,
-            () = drain.0.notified() => {
-                served.as_mut().graceful_shutdown();
-                served.await
+    let result = match (&listener.tls, &listener.config.tls) {
+        (Some(tls), Some(t)) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+            match tokio::time::timeout(t.handshake_timeout, acceptor.accept(io)).await {
+                Ok(Ok(tls)) => run(&builder, TokioIo::new(tls), svc, &worker).await,
+                Ok(Err(e)) => {
+                    tracing::debug!(listener = %listener.config.name, peer = %conn.peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(listener = %listener.config.name, peer = %conn.peer, "TLS handshake timed out");
+                    return;
+                }
             }
         }
+        _ => run(&builder, TokioIo::new(io), svc, &worker).await,
     };
     if let Err(e) = result {
         let timed_out = e
             .downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_timeout);
-        if timed_out {
+        if timed_out && listener.tls.is_none() {
             io::send_408(&stream);
         }
         tracing::debug!(listener = %listener.config.name, peer = %conn.peer, error = %e, "client connection ended with an error");
+    }
+}
+
+type ConnError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves one client connection until it ends, closing it gracefully when the worker drains.
+async fn run<I, S>(
+    builder: &auto::Builder<LocalExec>,
+    io: I,
+    svc: S,
+    worker: &Worker,
+) -> Result<(), ConnError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<ResponseBody>,
+            Error = Infallible,
+        >,
+    S::Future: 'static,
+{
+    let drain = Rc::new(DrainSignal(LocalNotify::default()));
+    worker
+        .drain
+        .subscribe(Rc::downgrade(&(drain.clone() as Rc<dyn Wake>)));
+    let served = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(served);
+    if worker.drain.started() {
+        served.as_mut().graceful_shutdown();
+        return served.await;
+    }
+    tokio::select! {
+        r = served.as_mut() => r,
+        () = drain.0.notified() => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
     }
 }
 
@@ -333,7 +378,7 @@ fn prepare(
     }
     parts.version = hyper::Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, &c.peer_value, "http", host);
+    headers::add_forwarded(&mut parts.headers, &c.peer_value, c.scheme, host);
     headers::apply(&mut parts.headers, &cfg.request_headers);
     if let Some(r) = route {
         headers::apply(&mut parts.headers, &r.request_headers);

@@ -1,0 +1,313 @@
+//! TLS termination through the real corelane binary: real clients (curl, openssl s_client)
+//! and the test-only certificates of config/examples/certs (scripts/gen-test-certs.sh).
+
+mod common;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use common::echo::EchoBackend;
+use common::*;
+
+fn addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+fn certs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/certs")
+}
+
+fn cert(name: &str) -> String {
+    certs().join(name).display().to_string()
+}
+
+/// `[listeners.web.tls]` with localhost (default) and *.example.test certificates.
+fn tls_table(localhost: &str, extra: &str) -> String {
+    format!(
+        "[listeners.web.tls]\ncertificates = [\n  {{ cert = \"{}\", key = \"{}\", names = [\"localhost\"] }},\n  {{ cert = \"{}\", key = \"{}\", names = [\"www.example.test\", \"*.example.test\"] }},\n]\n{extra}",
+        cert(&format!("{localhost}.crt")),
+        cert(&format!("{localhost}.key")),
+        cert("example.crt"),
+        cert("example.key"),
+    )
+}
+
+fn config(
+    admin: SocketAddr,
+    listen: SocketAddr,
+    protocol: &str,
+    backend: SocketAddr,
+    tls: &str,
+) -> String {
+    base_toml(admin, 2)
+        + &listener_toml(
+            "web",
+            listen,
+            "app",
+            &format!("protocol = \"{protocol}\"\n{tls}"),
+        )
+        + &cluster_toml("app", "round_robin", &[(backend, 1)], "")
+}
+
+/// curl over HTTPS to `host`:port (resolved to 127.0.0.1), trusting the test CA.
+fn curl(listen: SocketAddr, host: &str, extra: &[&str]) -> (u16, String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert", &cert("ca.crt")])
+        .args(["--resolve", &format!("{host}:{}:127.0.0.1", listen.port())])
+        .args(["-w", "\n%{http_code} %{http_version}"])
+        .args(extra)
+        .arg(format!("https://{host}:{}/who", listen.port()))
+        .output()
+        .expect("curl must be installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let mut t = tail.split(' ');
+    let status = t.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let version = t.next().unwrap_or("").to_owned();
+    (
+        status,
+        version,
+        body.to_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The subject CN of the certificate the server presents for `sni` (none: no SNI).
+fn presented(listen: SocketAddr, sni: Option<&str>) -> String {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", &listen.to_string()]);
+    match sni {
+        Some(n) => cmd.args(["-servername", n]),
+        None => cmd.arg("-noservername"),
+    };
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .expect("openssl must be installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("subject=CN = ")
+                .or_else(|| l.strip_prefix("subject=CN="))
+        })
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn https_with_alpn_h2_and_http1() {
+    let a = EchoBackend::start("a");
+    let (admin, listen) = (addr(), addr());
+    let _p = Proxy::start(
+        &config(admin, listen, "http", a.addr, &tls_table("localhost", "")),
+        admin,
+    );
+    let (status, version, body) = curl(listen, "localhost", &["--http2"]);
+    assert_eq!((status, version.as_str()), (200, "2"), "{body}");
+    assert!(body.contains("x-forwarded-proto: https"), "{body}");
+    let (status, version, _) = curl(listen, "localhost", &["--http1.1"]);
+    assert_eq!((status, version.as_str()), (200, "1.1"));
+    // TLS 1.0/1.1 are refused.
+    let (status, _, err) = curl(listen, "localhost", &["--tlsv1.1", "--tls-max", "1.1"]);
+    assert_eq!(status, 0, "{err}");
+}
+
+#[test]
+fn sni_chooses_the_certificate() {
+    let a = EchoBackend::start("a");
+    let (admin, listen) = (addr(), addr());
+    let _p = Proxy::start(
+        &config(admin, listen, "http", a.addr, &tls_table("localhost", "")),
+        admin,
+    );
+    assert_eq!(presented(listen, Some("localhost")), "localhost");
+    assert_eq!(
+        presented(listen, Some("www.example.test")),
+        "www.example.test"
+    );
+    assert_eq!(
+        presented(listen, Some("api.example.test")),
+        "www.example.test",
+        "wildcard"
+    );
+    assert_eq!(
+        presented(listen, Some("unknown.test")),
+        "localhost",
+        "default"
+    );
+    assert_eq!(presented(listen, None), "localhost", "no SNI: default");
+    let (status, _, body) = curl(listen, "api.example.test", &[]);
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn tls_sessions_are_resumed() {
+    let a = EchoBackend::start("a");
+    let (admin, listen) = (addr(), addr());
+    let _p = Proxy::start(
+        &config(admin, listen, "http", a.addr, &tls_table("localhost", "")),
+        admin,
+    );
+    let dir = tempdir("sess");
+    for version in ["-tls1_3", "-tls1_2"] {
+        let sess = dir.join(format!("s{version}"));
+        let run = |flag: &str| {
+            let out = Command::new("openssl")
+                .args([
+                    "s_client",
+                    version,
+                    "-connect",
+                    &listen.to_string(),
+                    "-servername",
+                    "localhost",
+                    flag,
+                ])
+                .arg(&sess)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .and_then(|mut c| {
+                    // Give TLS 1.3 tickets (sent after the handshake) time to arrive.
+                    thread::sleep(Duration::from_millis(300));
+                    if let Some(mut i) = c.stdin.take() {
+                        let _ = i.write_all(b"Q\n");
+                    }
+                    c.wait_with_output()
+                })
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let first = run("-sess_out");
+        assert!(first.contains("New, TLSv1."), "{version}: {first}");
+        let second = run("-sess_in");
+        assert!(
+            second.contains("Reused, TLSv1."),
+            "{version}: not resumed:\n{second}"
+        );
+    }
+}
+
+#[test]
+fn client_certificates_are_required_when_configured() {
+    let a = EchoBackend::start("a");
+    let (admin, listen) = (addr(), addr());
+    let mtls = format!("client_ca = \"{}\"\n", cert("ca.crt"));
+    let _p = Proxy::start(
+        &config(
+            admin,
+            listen,
+            "http",
+            a.addr,
+            &tls_table("localhost", &mtls),
+        ),
+        admin,
+    );
+    let (status, _, err) = curl(listen, "localhost", &[]);
+    assert_eq!(status, 0, "no client certificate: refused ({err})");
+    let (status, _, err) = curl(
+        listen,
+        "localhost",
+        &[
+            "--cert",
+            &cert("other-client.crt"),
+            "--key",
+            &cert("other-client.key"),
+        ],
+    );
+    assert_eq!(status, 0, "untrusted client certificate: refused ({err})");
+    let (status, _, body) = curl(
+        listen,
+        "localhost",
+        &["--cert", &cert("client.crt"), "--key", &cert("client.key")],
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn tls_on_a_tcp_listener() {
+    let a = EchoBackend::start("a");
+    let (admin, listen) = (addr(), addr());
+    let _p = Proxy::start(
+        &config(admin, listen, "tcp", a.addr, &tls_table("localhost", "")),
+        admin,
+    );
+    let (status, version, body) = curl(listen, "localhost", &[]);
+    assert_eq!((status, version.as_str()), (200, "1.1"), "{body}");
+    assert!(body.contains("path: /who"), "{body}");
+    assert!(
+        !body.contains("x-forwarded-proto"),
+        "L4: bytes pass untouched"
+    );
+}
+
+/// Certificates are re-read on SIGHUP: new handshakes get the new certificate, requests in
+/// flight keep going, and a reload with a broken certificate changes nothing.
+#[test]
+fn certificates_reload_under_traffic() {
+    let a = EchoBackend::start("a");
+    let (admin, listen) = (addr(), addr());
+    let p = Proxy::start(
+        &config(admin, listen, "http", a.addr, &tls_table("localhost", "")),
+        admin,
+    );
+    assert_eq!(presented(listen, Some("localhost")), "localhost");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let (status, _, _) = curl(listen, "localhost", &[]);
+                    if status == 200 { &ok } else { &failed }.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    p.write_config(&config(
+        admin,
+        listen,
+        "http",
+        a.addr,
+        &tls_table("localhost-rotated", ""),
+    ));
+    let s = p.sighup_and_wait();
+    assert_eq!(s["last_reload"]["result"], "ok", "{s}");
+    assert_eq!(presented(listen, Some("localhost")), "localhost rotated");
+    thread::sleep(Duration::from_millis(300));
+
+    // A key that does not match its certificate: the reload is refused, nothing changes.
+    let broken = tls_table("localhost", "").replace("localhost.key", "example.key");
+    p.write_config(&config(admin, listen, "http", a.addr, &broken));
+    let s = p.sighup_and_wait();
+    assert_eq!(s["last_reload"]["result"], "error", "{s}");
+    assert!(
+        s["last_reload"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("listeners.web.tls.certificates[0]"),
+        "{s}"
+    );
+    assert_eq!(presented(listen, Some("localhost")), "localhost rotated");
+    thread::sleep(Duration::from_millis(300));
+
+    stop.store(true, Ordering::SeqCst);
+    for t in load {
+        t.join().unwrap();
+    }
+    assert!(ok.load(Ordering::SeqCst) > 10, "too little traffic");
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "requests failed during certificate reloads"
+    );
+}
