@@ -8,7 +8,9 @@
 #   - wrk, C keep-alive connections, small response (`/`, 22 bytes);
 #   - wrk, C keep-alive connections, 16 KiB response (`/16k`);
 #   - h2load, HTTP/2 with prior knowledge (h2c), C connections x 10 streams, small response
-#     (not for `direct`: the backend speaks HTTP/1.1 only).
+#     (not for `direct`: the backend speaks HTTP/1.1 only);
+#   - wrk over TLS (HTTPS, keep-alive, small response), each proxy terminating TLS with the
+#     same test certificate (config/examples/certs/localhost.*) (not for `direct`).
 # Reported: median req/s, p99 (wrk), the proxy's CPU time per request (user+sys from /proc:
 # what a request costs, whichever process is the bottleneck), and ratios against the better
 # of HAProxy and nginx. Every proxy keeps its upstream connections alive (HAProxy
@@ -48,6 +50,9 @@ done
 
 BACKEND=127.0.0.1:18080
 declare -A PORT=([direct]=18080 [corelane]=7180 [haproxy]=7181 [nginx]=7182)
+declare -A TLS_PORT=([corelane]=7183 [haproxy]=7184 [nginx]=7185)
+CERT=$ROOT/config/examples/certs/localhost.crt KEY=$ROOT/config/examples/certs/localhost.key
+cat "$CERT" "$KEY" > "$OUT/haproxy.pem"
 TARGETS=(direct corelane haproxy nginx)
 if [ $PIN = 1 ]; then LOAD=(taskset -c 0) PROXY=(taskset -c 1); else LOAD=() PROXY=(); fi
 
@@ -90,6 +95,13 @@ listen = "127.0.0.1:${PORT[corelane]}"
 protocol = "http"
 cluster = "backend"
 backlog = 4096
+[listeners.bench_tls]
+listen = "127.0.0.1:${TLS_PORT[corelane]}"
+protocol = "http"
+cluster = "backend"
+backlog = 4096
+[listeners.bench_tls.tls]
+certificates = [{ cert = "$CERT", key = "$KEY", names = ["localhost"] }]
 [clusters.backend]
 endpoints = [{ addr = "$BACKEND" }]
 pool_max_idle = 1024
@@ -110,6 +122,7 @@ defaults
 frontend bench
   bind 127.0.0.1:${PORT[haproxy]} proto h2 alpn h2,http/1.1
   bind 127.0.0.1:$((PORT[haproxy] + 10))
+  bind 127.0.0.1:${TLS_PORT[haproxy]} ssl crt $OUT/haproxy.pem alpn http/1.1
   default_backend backend
 backend backend
   http-reuse always
@@ -132,6 +145,13 @@ http {
   upstream backend { server $BACKEND; keepalive 1024; keepalive_requests 100000000; keepalive_timeout 300s; }
   server {
     listen 127.0.0.1:${PORT[nginx]} backlog=4096;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+  server {
+    listen 127.0.0.1:${TLS_PORT[nginx]} ssl backlog=4096;
+    ssl_certificate $CERT;
+    ssl_certificate_key $KEY;
+    ssl_session_cache shared:SSL:10m;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
   server {
@@ -180,9 +200,9 @@ echo -e "round\ttarget\tkind\tvalue" > "$OUT/raw.tsv"
 record() { printf '%s\t%s\t%s\t%s\n' "$@" >> "$OUT/raw.tsv"; }
 for r in $(seq 1 "$ROUNDS"); do
   order=("${TARGETS[@]:$((r % 4))}" "${TARGETS[@]:0:$((r % 4))}")
-  for test in small 16k h2; do
+  for test in small 16k h2 tls; do
     for t in "${order[@]}"; do
-      [ $test = h2 ] && [ $t = direct ] && continue
+      [ $test != small ] && [ $test != 16k ] && [ $t = direct ] && continue
       pids=""
       [ "$t" != direct ] && pids=$(pids_of "$t")
       f="$OUT/$test-$t-$r.txt"
@@ -191,6 +211,7 @@ for r in $(seq 1 "$ROUNDS"); do
         small) "${LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$(h1_url $t)/" > "$f" ;;
         16k) "${LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$(h1_url $t)/16k" > "$f" ;;
         h2) "${LOAD[@]}" h2load -t1 -c"$CONNS" -m10 -D"$DURATION" "$(h2_url $t)/" > "$f" 2>&1 ;;
+        tls) "${LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "https://localhost:${TLS_PORT[$t]}/" > "$f" ;;
       esac
       c1=$(cpu_ticks $pids)
       if [ $test = h2 ]; then
@@ -226,7 +247,7 @@ with open(raw) as f:
 med = lambda t, k: statistics.median(v[(t, k)]) if v.get((t, k)) else None
 fmt = lambda x, d=0: "-" if x is None else f"{x:,.{d}f}"
 print(f"command: `{cmdline}`  ({workers} worker(s) per proxy)\n")
-for test, title in [("small", "keep-alive, small response (wrk)"), ("16k", "keep-alive, 16 KiB response (wrk)"), ("h2", "h2c, 10 streams per connection (h2load)")]:
+for test, title in [("small", "keep-alive, small response (wrk)"), ("16k", "keep-alive, 16 KiB response (wrk)"), ("h2", "h2c, 10 streams per connection (h2load)"), ("tls", "HTTPS keep-alive, small response (wrk)")]:
     best = max((med(t, f"{test}_rps") or 0) for t in ["haproxy", "nginx"])
     print(f"**{title}**\n")
     print("| target | req/s | vs better of haproxy/nginx | p99 ms | proxy CPU µs/req |")

@@ -125,6 +125,8 @@ mod tests {
         for f in files {
             let c = load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             assert!(!c.listeners.is_empty(), "{}", f.display());
+            // Certificate files load too.
+            crate::tls::load(&c).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         }
     }
 }
