@@ -641,3 +641,95 @@ fn websocket_upgrade_is_tunnelled() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Requests are counted by route and status class (and timed) in /metrics, and written to the
+/// access log as JSON lines.
+#[test]
+fn metrics_by_route_and_class_and_the_access_log() {
+    let a = EchoBackend::start("a");
+    let (admin, listen) = (addr(), addr());
+    let dir = tempdir("alog");
+    let log = dir.join("access.log");
+    let cfg = format!(
+        "workers = 2\n[admin]\nlisten = \"{admin}\"\n[log]\nlevel = \"info\"\naccess_log = \"{}\"\n",
+        log.display()
+    ) + &listener_toml(
+        "web",
+        listen,
+        "app",
+        "protocol = \"http\"\naccess_log = true\n[[listeners.web.routes]]\nname = \"hello\"\npath = \"/hello\"\nrespond = { status = 200, body = \"hi\" }\n",
+    ) + &cluster_toml("app", "round_robin", &[(a.addr, 1)], "");
+    let p = Proxy::start(&cfg, admin);
+    for _ in 0..3 {
+        assert_eq!(curl(&[&url(listen, "/hello")]).status, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(curl(&[&url(listen, "/status/503")]).status, 503);
+    }
+    assert_eq!(curl(&[&url(listen, "/x")]).status, 200);
+    let m = p.metrics();
+    let get = |series: &str| metric(&m, series).unwrap_or_else(|| panic!("no {series} in\n{m}"));
+    assert_eq!(
+        get("corelane_http_responses_total{listener=\"web\",route=\"hello\",class=\"2xx\"}"),
+        3.0
+    );
+    assert_eq!(
+        get("corelane_http_responses_total{listener=\"web\",route=\"default\",class=\"5xx\"}"),
+        2.0
+    );
+    assert_eq!(
+        get("corelane_http_responses_total{listener=\"web\",route=\"default\",class=\"2xx\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("corelane_cluster_http_responses_total{cluster=\"app\",class=\"5xx\"}"),
+        2.0
+    );
+    assert_eq!(
+        get("corelane_cluster_http_responses_total{cluster=\"app\",class=\"2xx\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("corelane_http_response_duration_seconds_count{listener=\"web\",route=\"hello\"}"),
+        3.0
+    );
+    assert_eq!(
+        get("corelane_cluster_http_response_duration_seconds_count{cluster=\"app\"}"),
+        3.0
+    );
+
+    let mut lines = Vec::new();
+    assert!(
+        eventually(5, || {
+            lines = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            lines.len() == 6
+        }),
+        "{lines:?}"
+    );
+    let entries: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let e = entries.iter().find(|e| e["path"] == "/status/503").unwrap();
+    assert_eq!(e["method"], "GET");
+    assert_eq!(e["status"], 503);
+    assert_eq!(e["route"], "default");
+    assert_eq!(e["listener"], "web");
+    assert_eq!(e["client"], "127.0.0.1");
+    assert_eq!(e["upstream"], a.addr.to_string());
+    assert_eq!(e["host"], listen.to_string());
+    assert!(e["duration_ms"].as_f64().unwrap() >= 0.0);
+    let e = entries.iter().find(|e| e["path"] == "/hello").unwrap();
+    assert_eq!(
+        (
+            e["route"].as_str(),
+            e["bytes"].as_u64(),
+            e["upstream"].is_null()
+        ),
+        (Some("hello"), Some(2), true)
+    );
+}

@@ -311,3 +311,97 @@ fn certificates_reload_under_traffic() {
         "requests failed during certificate reloads"
     );
 }
+
+/// An nginx serving HTTPS with the test `localhost` certificate.
+struct NginxTls {
+    addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl NginxTls {
+    fn start() -> NginxTls {
+        let dir = tempdir("nginx-tls");
+        let port = free_port();
+        let conf = format!(
+            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d};\n\
+             server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {c}; ssl_certificate_key {k};\n\
+             location / {{ return 200 \"tls backend $ssl_protocol $ssl_server_name\\n\"; }} }} }}\n",
+            d = dir.display(),
+            c = cert("localhost.crt"),
+            k = cert("localhost.key"),
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .spawn()
+            .expect("nginx must be installed to run this test");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        assert!(eventually(5, || std::net::TcpStream::connect(addr).is_ok()));
+        NginxTls { addr, child }
+    }
+}
+
+impl Drop for NginxTls {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// TLS to an upstream (real nginx over HTTPS): verified against the configured CA and name,
+/// refused (502) when the certificate does not check out, accepted with `verify = false`.
+#[test]
+fn tls_to_upstreams_is_verified() {
+    let backend = NginxTls::start();
+    let plain_get = |tls: &str| {
+        let (admin, listen) = (addr(), addr());
+        let cfg = base_toml(admin, 2)
+            + &listener_toml("web", listen, "app", "protocol = \"http\"")
+            + &cluster_toml(
+                "app",
+                "round_robin",
+                &[(backend.addr, 1)],
+                &format!("[clusters.app.tls]\n{tls}"),
+            );
+        let _p = Proxy::start(&cfg, admin);
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+            .arg(format!("http://{listen}/"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ok = plain_get(&format!(
+        "ca = \"{}\"\nserver_name = \"localhost\"\n",
+        cert("ca.crt")
+    ));
+    assert!(ok.starts_with("tls backend TLSv1."), "{ok}");
+    assert!(ok.contains("localhost"), "SNI sent: {ok}");
+    assert!(ok.ends_with("200"), "{ok}");
+    // The endpoint's IP is in the certificate too.
+    let by_ip = plain_get(&format!("ca = \"{}\"\n", cert("ca.crt")));
+    assert!(by_ip.ends_with("200"), "{by_ip}");
+    let wrong_ca = plain_get(&format!(
+        "ca = \"{}\"\nserver_name = \"localhost\"\n",
+        cert("other-ca.crt")
+    ));
+    assert!(wrong_ca.ends_with("502"), "{wrong_ca}");
+    let wrong_name = plain_get(&format!(
+        "ca = \"{}\"\nserver_name = \"www.example.test\"\n",
+        cert("ca.crt")
+    ));
+    assert!(wrong_name.ends_with("502"), "{wrong_name}");
+    let unverified = plain_get(&format!(
+        "ca = \"{}\"\nverify = false\n",
+        cert("other-ca.crt")
+    ));
+    assert!(unverified.ends_with("200"), "{unverified}");
+}

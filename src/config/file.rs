@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use super::http::{HeaderRulesFile, RouteFile};
-pub use super::tls::TlsFile;
+pub use super::tls::{TlsFile, UpstreamTlsFile};
 pub use crate::shard::{Distribution, HashFn};
 
 /// The whole control file.
@@ -47,6 +47,8 @@ pub struct AdminFile {
 pub struct LogFile {
     pub level: Option<String>,
     pub format: Option<LogFormat>,
+    /// Where HTTP access logs go (listeners with `access_log = true`); default: stdout.
+    pub access_log: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -90,6 +92,8 @@ pub struct ListenerFile {
     pub response_headers: Option<HeaderRulesFile>,
     /// TLS termination (tcp and http listeners).
     pub tls: Option<TlsFile>,
+    /// HTTP: one JSON line per request (see `[log] access_log`).
+    pub access_log: Option<bool>,
 }
 
 /// What a listener speaks. A later protocol engine (mysql) adds a variant.
@@ -138,6 +142,8 @@ pub struct ClusterFile {
     pub pool_max_idle: Option<u32>,
     pub pool_idle_timeout: Option<String>,
     pub hash_on: Option<String>,
+    /// TLS to the endpoints (HTTP listeners).
+    pub tls: Option<UpstreamTlsFile>,
 }
 
 /// `[clusters.NAME.health_check]`: an active check of each endpoint (HAProxy's defaults).

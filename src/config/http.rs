@@ -266,6 +266,29 @@ pub fn listener(
         .enumerate()
         .map(|(i, r)| route(&format!("{key}.routes[{i}]"), i, r, clusters))
         .collect::<Result<Vec<_>, _>>()?;
+    for (i, r) in routes.iter().enumerate() {
+        let ok = !r.name.is_empty()
+            && r.name.len() <= 64
+            && r.name != "default"
+            && r.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !ok {
+            return Err(invalid(
+                format!("{key}.routes[{i}].name"),
+                format!(
+                    "{:?} must be 1..=64 characters of A-Z a-z 0-9 _ - . and not \"default\" (the name of unmatched requests)",
+                    r.name
+                ),
+            ));
+        }
+        if let Some(j) = routes[..i].iter().position(|o| o.name == r.name) {
+            return Err(invalid(
+                format!("{key}.routes[{i}].name"),
+                format!("{:?} is also the name of routes[{j}]", r.name),
+            ));
+        }
+    }
     Ok(HttpListener {
         header_timeout: dur(
             "header_timeout",

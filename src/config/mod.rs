@@ -71,6 +71,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             t.resolve(dir);
         }
     }
+    for c in &mut config.clusters {
+        if let Some(t) = &mut c.tls {
+            t.resolve(dir);
+        }
+    }
+    if let Some(p) = &mut config.log.access_log {
+        if p.is_relative() {
+            *p = dir.join(&*p);
+        }
+    }
     Ok(config)
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 pub use super::file::{CheckKind, InitialHealth, LbPolicy, LogFormat, Protocol, ReadFrom};
 pub use super::http::{HttpCluster, HttpListener};
-pub use super::tls::TlsListener;
+pub use super::tls::{TlsListener, UpstreamTls};
 pub use crate::shard::{Distribution, HashFn};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +36,8 @@ pub struct AdminConfig {
 pub struct LogConfig {
     pub level: String,
     pub format: LogFormat,
+    /// Where HTTP access logs go; `None`: standard output.
+    pub access_log: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +56,8 @@ pub struct ListenerConfig {
     pub http: HttpListener,
     /// TLS termination, if configured (paths resolved against the control file's directory).
     pub tls: Option<TlsListener>,
+    /// HTTP: log every request (JSON lines).
+    pub access_log: bool,
 }
 
 /// Settings of a redis or memcache listener (present, and ignored, on TCP listeners).
@@ -81,6 +85,8 @@ pub struct ClusterConfig {
     pub panic_threshold: u32,
     /// Used when an HTTP listener forwards to this cluster.
     pub http: HttpCluster,
+    /// TLS to the endpoints (HTTP listeners only).
+    pub tls: Option<UpstreamTls>,
 }
 
 /// An active check of every endpoint of a cluster.

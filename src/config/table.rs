@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::model::{ClusterConfig, Config, InitialHealth, ListenerConfig};
-use crate::metrics::stats::{ClusterStats, EndpointStats, ListenerStats};
+use crate::metrics::stats::{ClusterStats, EndpointStats, ListenerStats, RouteStats};
 use crate::shard::ring::{self, Ring, RingError};
 use crate::tls::TlsSet;
 use crate::upstream::balancer::Balancer;
@@ -38,6 +38,8 @@ pub struct Listener {
     pub stats: Arc<ListenerStats>,
     /// TLS termination, built from this load's certificate files.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// HTTP listeners: one per route, in order, then one for requests no route matched.
+    pub routes: Box<[Arc<RouteStats>]>,
 }
 
 impl RoutingTable {
@@ -89,6 +91,7 @@ impl RoutingTable {
                         .map_or_else(|| Arc::new(ClusterStats::new(workers)), |o| o.stats.clone()),
                     outlier: c.outlier.clone(),
                     panic_threshold: c.panic_threshold,
+                    tls: tls.cluster(&c.name),
                 }
             })
             .collect();
@@ -97,6 +100,7 @@ impl RoutingTable {
             .iter()
             .map(|l| Listener {
                 tls: tls.get(&l.name),
+                routes: route_stats(l, prev, workers),
                 config: l.clone(),
                 stats: prev
                     .and_then(|p| p.listeners.iter().find(|o| o.config.name == l.name))
@@ -131,14 +135,58 @@ impl RoutingTable {
         &self.clusters[listener.config.cluster]
     }
 
-    /// The `uid`s of every endpoint in the table (to prune worker histograms).
-    pub fn endpoint_uids(&self) -> HashSet<u64> {
-        self.clusters
+    /// The histogram `uid`s of every endpoint, cluster and route in the table (to prune
+    /// worker histograms of those that left).
+    pub fn histogram_uids(&self) -> HashSet<u64> {
+        let endpoints = self
+            .clusters
             .iter()
-            .flat_map(|c| c.endpoints.iter().map(|e| e.stats.uid))
-            .collect()
+            .flat_map(|c| c.endpoints.iter().map(|e| e.stats.uid));
+        let clusters = self.clusters.iter().map(|c| c.stats.uid);
+        let routes = self
+            .listeners
+            .iter()
+            .flat_map(|l| l.routes.iter().map(|r| r.uid));
+        endpoints.chain(clusters).chain(routes).collect()
     }
 }
+
+/// The route counters of an HTTP listener, handed on from `prev` for routes of the same
+/// listener and name.
+fn route_stats(
+    l: &ListenerConfig,
+    prev: Option<&RoutingTable>,
+    workers: usize,
+) -> Box<[Arc<RouteStats>]> {
+    if l.protocol != crate::config::model::Protocol::Http {
+        return Box::new([]);
+    }
+    let old = prev.and_then(|p| p.listeners.iter().find(|o| o.config.name == l.name));
+    let names = l
+        .http
+        .routes
+        .iter()
+        .map(|r| r.name.as_str())
+        .chain(std::iter::once(DEFAULT_ROUTE));
+    names
+        .map(|name| {
+            old.and_then(|o| {
+                o.config
+                    .http
+                    .routes
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .chain(std::iter::once(DEFAULT_ROUTE))
+                    .position(|n| n == name)
+                    .and_then(|i| o.routes.get(i).cloned())
+            })
+            .unwrap_or_else(|| Arc::new(RouteStats::new(workers)))
+        })
+        .collect()
+}
+
+/// The route name under which an HTTP listener counts requests no route matched.
+pub const DEFAULT_ROUTE: &str = "default";
 
 /// The placement ring of a cluster's endpoints (validation builds it once to check it).
 pub fn ring_of(c: &ClusterConfig) -> Result<Ring, RingError> {

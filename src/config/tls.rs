@@ -146,3 +146,52 @@ impl TlsListener {
         }
     }
 }
+
+/// `[clusters.NAME.tls]`: TLS to the cluster's endpoints (HTTP listeners).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsFile {
+    /// PEM CA bundle the endpoints' certificates must chain to; default: the system bundle.
+    pub ca: Option<String>,
+    /// The name sent as SNI and checked in the certificate; default: the endpoint's IP.
+    pub server_name: Option<String>,
+    /// Check the endpoint's certificate (default true).
+    pub verify: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    pub ca: PathBuf,
+    pub server_name: Option<String>,
+    pub verify: bool,
+}
+
+/// Debian's (and most distributions') CA bundle.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+pub fn upstream(key: &str, f: UpstreamTlsFile) -> Result<UpstreamTls, ConfigError> {
+    if let Some(n) = &f.server_name {
+        if rustls::pki_types::ServerName::try_from(n.as_str()).is_err() {
+            return Err(invalid(
+                format!("{key}.server_name"),
+                format!("{n:?} is not a DNS name or IP address"),
+            ));
+        }
+    }
+    Ok(UpstreamTls {
+        ca: f
+            .ca
+            .map_or_else(|| PathBuf::from(SYSTEM_CA_BUNDLE), PathBuf::from),
+        server_name: f.server_name,
+        verify: f.verify.unwrap_or(true),
+    })
+}
+
+impl UpstreamTls {
+    /// Makes a relative CA path relative to `dir`.
+    pub fn resolve(&mut self, dir: &Path) {
+        if self.ca.is_relative() {
+            self.ca = dir.join(&self.ca);
+        }
+    }
+}

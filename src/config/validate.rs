@@ -53,6 +53,7 @@ pub fn validate(file: File) -> Result<Config, ConfigError> {
     let log = LogConfig {
         level: log.level.unwrap_or_else(|| defaults::LOG_LEVEL.to_owned()),
         format: log.format.unwrap_or_default(),
+        access_log: log.access_log.filter(|p| p != "-").map(Into::into),
     };
     tracing_subscriber::EnvFilter::try_new(&log.level)
         .map_err(|e| invalid("log.level", format!("{:?}: {e}", log.level)))?;
@@ -78,6 +79,12 @@ pub fn validate(file: File) -> Result<Config, ConfigError> {
             return Err(invalid(
                 format!("{key}.listen"),
                 format!("address {} is already used by {other}", l.listen),
+            ));
+        }
+        if l.protocol != Protocol::Http && clusters[l.cluster].tls.is_some() {
+            return Err(invalid(
+                format!("clusters.{}.tls", clusters[l.cluster].name),
+                format!("{key} is not an http listener: TLS to upstreams is for http listeners"),
             ));
         }
         if matches!(l.protocol, Protocol::Redis | Protocol::Memcache)
@@ -206,6 +213,7 @@ fn listener(
         ("routes", !http_keys.routes.is_empty()),
         ("request_headers", http_keys.request_headers.is_some()),
         ("response_headers", http_keys.response_headers.is_some()),
+        ("access_log", l.access_log.is_some()),
     ];
     if protocol != Protocol::Http {
         if let Some((field, _)) = given.iter().find(|(_, set)| *set) {
@@ -237,6 +245,7 @@ fn listener(
         keyed,
         http,
         tls,
+        access_log: l.access_log.unwrap_or(false),
     })
 }
 
@@ -334,6 +343,10 @@ fn cluster(name: String, c: ClusterFile) -> Result<ClusterConfig, ConfigError> {
                 hash_on: c.hash_on,
             },
         )?,
+        tls: c
+            .tls
+            .map(|t| super::tls::upstream(&format!("{key}.tls"), t))
+            .transpose()?,
         panic_threshold: match c.panic_threshold {
             None => 0,
             Some(p) if p <= 100 => p,

@@ -115,7 +115,7 @@ async fn metrics(ctl: &Rc<RefCell<Control>>) -> String {
         };
         (c.worker_channels(), table, process)
     };
-    let live = Arc::new(table.endpoint_uids());
+    let live = Arc::new(table.histogram_uids());
     let mut pending = Vec::with_capacity(channels.len());
     for tx in channels {
         let (reply, rx) = oneshot::channel();

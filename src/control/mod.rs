@@ -98,6 +98,7 @@ impl Control {
                 })?;
             workers.push(h);
         }
+        start_access_log(&config)?;
         let mut checks = checks::Checkers::default();
         checks.reconcile(&tables.load());
         let now = SystemTime::now();
@@ -192,6 +193,7 @@ impl Control {
 
         // Certificates are read now: a bad or missing file fails the reload here.
         let tls = crate::tls::load(&new)?;
+        start_access_log(&new)?;
         let d = diff::listeners(&self.bound, &new);
         let n = self.workers.len();
         let mut per_worker: Vec<Vec<(SocketAddr, std::net::TcpListener)>> =
@@ -255,6 +257,19 @@ impl Control {
         }
         done
     }
+}
+
+/// Starts the access log writer if a listener wants one (once; its file is restart-only).
+fn start_access_log(config: &Config) -> Result<(), ConfigError> {
+    if !config.listeners.iter().any(|l| l.access_log) {
+        return Ok(());
+    }
+    crate::proto::http::access_log::start(config.log.access_log.as_deref()).map_err(|e| {
+        ConfigError::Invalid {
+            key: "log.access_log".into(),
+            reason: format!("cannot open the access log: {e}"),
+        }
+    })
 }
 
 /// Binds all `listeners` (every worker's socket) before putting any into the listening state,

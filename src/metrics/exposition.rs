@@ -18,7 +18,8 @@ use prometheus_client::registry::Registry;
 use super::counters::Counter;
 use super::histogram::{Exported, Merged};
 use super::stats::{EndpointCounters, ListenerCounters};
-use crate::config::table::RoutingTable;
+use super::stats::{RouteStats, StatusClasses};
+use crate::config::table::{DEFAULT_ROUTE, RoutingTable};
 use crate::upstream::Endpoint;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -247,8 +248,92 @@ impl Collector for Scrape {
             CONNECT_HELP,
             endpoint_hist,
         )?;
-        health(e, endpoints)
+        health(e, endpoints)?;
+        http(e, t, &self.histograms)
     }
+}
+
+/// HTTP series: responses by status class and latency to the response headers, per route
+/// (`route="default"`: no route matched) and per cluster.
+fn http(e: &mut DescriptorEncoder, t: &RoutingTable, hist: &Merged) -> fmt::Result {
+    let routes: Vec<(&str, &str, &RouteStats)> = t
+        .listeners
+        .iter()
+        .flat_map(|l| {
+            let names = l
+                .config
+                .http
+                .routes
+                .iter()
+                .map(|r| r.name.as_str())
+                .chain(std::iter::once(DEFAULT_ROUTE));
+            names
+                .zip(l.routes.iter())
+                .map(move |(n, r)| (l.config.name.as_str(), n, &**r))
+        })
+        .collect();
+    let rows = routes.iter().flat_map(|(l, n, r)| {
+        StatusClasses::LABELS
+            .iter()
+            .enumerate()
+            .map(move |(i, class)| {
+                (
+                    [("listener", *l), ("route", *n), ("class", *class)],
+                    r.workers.sum(|c| &c.responses.0[i]),
+                )
+            })
+    });
+    family::<L3>(
+        e,
+        "corelane_http_responses",
+        "HTTP responses by route and status class (corelane's own error responses included).",
+        MetricType::Counter,
+        rows,
+    )?;
+    let latency = routes.iter().map(|(l, n, r)| {
+        let mut h = Exported::empty();
+        if let Some(x) = hist.get(r.uid) {
+            h.add(x);
+        }
+        ([("listener", *l), ("route", *n)], h)
+    });
+    histograms::<L2>(
+        e,
+        "corelane_http_response_duration_seconds",
+        "Time from a request's arrival to its response headers, by route.",
+        latency,
+    )?;
+    let rows = t.clusters.iter().flat_map(|c| {
+        StatusClasses::LABELS
+            .iter()
+            .enumerate()
+            .map(move |(i, class)| {
+                (
+                    [("cluster", c.name.as_str()), ("class", *class)],
+                    c.stats.workers.sum(|k| &k.http_responses.0[i]),
+                )
+            })
+    });
+    family::<L2>(
+        e,
+        "corelane_cluster_http_responses",
+        "HTTP responses to requests forwarded to the cluster, by status class.",
+        MetricType::Counter,
+        rows,
+    )?;
+    let latency = t.clusters.iter().map(|c| {
+        let mut h = Exported::empty();
+        if let Some(x) = hist.get(c.stats.uid) {
+            h.add(x);
+        }
+        ([("cluster", c.name.as_str())], h)
+    });
+    histograms::<L1>(
+        e,
+        "corelane_cluster_http_response_duration_seconds",
+        "Time from a request's arrival to its response headers, for requests forwarded to the cluster.",
+        latency,
+    )
 }
 
 /// Health series per endpoint: usable or not, transitions, ejections, check latencies.
@@ -334,7 +419,7 @@ mod tests {
         let w = crate::metrics::histogram::WorkerHistograms::default();
         w.record(eps[0].stats.uid, Duration::from_micros(300));
         let mut histograms = Merged::default();
-        histograms.add(w.snapshot(&table.endpoint_uids()));
+        histograms.add(w.snapshot(&table.histogram_uids()));
         let text = render(Scrape {
             table,
             histograms,

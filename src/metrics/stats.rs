@@ -57,19 +57,66 @@ impl ListenerStats {
 pub struct ClusterCounters {
     /// Connections that failed because no endpoint could be reached within the attempts.
     pub unavailable: Counter,
+    /// HTTP responses to requests forwarded to the cluster, by status class (1xx..5xx),
+    /// corelane's own error responses included.
+    pub http_responses: StatusClasses,
 }
 
 #[derive(Debug)]
 pub struct ClusterStats {
+    /// Process-unique id; keys this cluster's HTTP latency histograms in each worker.
+    pub uid: u64,
     pub workers: PerWorker<ClusterCounters>,
 }
 
 impl ClusterStats {
     pub fn new(workers: usize) -> Self {
         ClusterStats {
+            uid: next_uid(),
             workers: PerWorker::new(workers),
         }
     }
+}
+
+/// Counters of HTTP responses by status class: `[1xx, 2xx, 3xx, 4xx, 5xx]`.
+#[derive(Debug, Default)]
+pub struct StatusClasses(pub [Counter; 5]);
+
+impl StatusClasses {
+    pub const LABELS: [&'static str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+    pub fn count(&self, status: u16) {
+        let i = usize::from(status / 100).clamp(1, 5) - 1;
+        self.0[i].inc();
+    }
+}
+
+/// An HTTP route's counters (the listener's requests that no route matched have one too).
+#[derive(Debug, Default)]
+pub struct RouteCounters {
+    pub responses: StatusClasses,
+}
+
+#[derive(Debug)]
+pub struct RouteStats {
+    /// Process-unique id; keys this route's latency histograms in each worker.
+    pub uid: u64,
+    pub workers: PerWorker<RouteCounters>,
+}
+
+impl RouteStats {
+    pub fn new(workers: usize) -> Self {
+        RouteStats {
+            uid: next_uid(),
+            workers: PerWorker::new(workers),
+        }
+    }
+}
+
+/// Ids for histogram keys, unique across endpoints, clusters and routes.
+fn next_uid() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Relaxed)
 }
 
 #[derive(Debug, Default)]
@@ -100,9 +147,8 @@ pub struct EndpointStats {
 
 impl EndpointStats {
     pub fn new(workers: usize) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
         EndpointStats {
-            uid: NEXT.fetch_add(1, Relaxed),
+            uid: next_uid(),
             workers: PerWorker::new(workers),
         }
     }

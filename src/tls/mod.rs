@@ -10,7 +10,9 @@
 //! works on every worker and across reloads); optional client certificates (mTLS) checked
 //! against `client_ca`.
 //!
-//! Not here: TLS to upstreams.
+//! TLS to upstreams is [`client`].
+
+pub mod client;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -31,11 +33,16 @@ use crate::config::tls::{ClientAuth, TlsListener};
 #[derive(Debug, Default)]
 pub struct TlsSet {
     by_listener: HashMap<String, Arc<ServerConfig>>,
+    by_cluster: HashMap<String, client::ClusterTls>,
 }
 
 impl TlsSet {
     pub fn get(&self, listener: &str) -> Option<Arc<ServerConfig>> {
         self.by_listener.get(listener).cloned()
+    }
+
+    pub fn cluster(&self, cluster: &str) -> Option<client::ClusterTls> {
+        self.by_cluster.get(cluster).cloned()
     }
 }
 
@@ -49,6 +56,12 @@ pub fn load(config: &Config) -> Result<TlsSet, ConfigError> {
                 l.name.clone(),
                 Arc::new(server_config(&key, t, l.protocol)?),
             );
+        }
+    }
+    for c in &config.clusters {
+        if let Some(t) = &c.tls {
+            let key = format!("clusters.{}.tls", c.name);
+            set.by_cluster.insert(c.name.clone(), client::cluster(&key, t)?);
         }
     }
     Ok(set)

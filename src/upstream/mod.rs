@@ -34,6 +34,8 @@ pub struct Cluster {
     pub stats: Arc<ClusterStats>,
     pub outlier: Option<crate::config::model::Outlier>,
     pub panic_threshold: u32,
+    /// TLS to the endpoints (HTTP listeners).
+    pub tls: Option<crate::tls::client::ClusterTls>,
 }
 
 impl Cluster {

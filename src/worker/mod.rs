@@ -162,6 +162,16 @@ pub fn spawn(
     })
 }
 
+/// Hands this worker's HTTP access log lines to the writer thread every quarter second.
+async fn flush_access_log() {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        crate::proto::http::access_log::flush();
+    }
+}
+
 /// The cores this process may run on, in order, for pinning.
 pub fn allowed_cores() -> Vec<usize> {
     use nix::sched::{CpuSet, sched_getaffinity};
@@ -199,6 +209,7 @@ fn run(
     local.block_on(&rt, async move {
         let mut accepting: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
         add_listeners(&worker, &mut accepting, listeners);
+        tokio::task::spawn_local(flush_access_log());
         let _ = ready.send(Ok(()));
         while let Some(cmd) = rx.recv().await {
             match cmd {

@@ -147,6 +147,8 @@ pub struct Ctx<'a> {
 pub struct Answer {
     pub response: Response<Incoming>,
     pub checkin: Checkin,
+    /// Index into the cluster's endpoints.
+    pub endpoint: usize,
 }
 
 pub async fn forward(
@@ -190,6 +192,7 @@ pub async fn forward(
                 None => match pool::connect(
                     ep.addr,
                     cluster.connect_timeout,
+                    cluster.tls.as_ref(),
                     ep.stats.clone(),
                     ctx.worker,
                 )
@@ -231,6 +234,7 @@ pub async fn forward(
                             sender,
                             max_idle: http.max_idle,
                         },
+                        endpoint: i,
                     });
                 }
                 Err(_) => {

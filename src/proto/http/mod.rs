@@ -23,6 +23,7 @@
 //!
 //! Not yet here: HTTP/2 and TLS to upstreams, access log, per-route metrics.
 
+pub mod access_log;
 pub mod body;
 mod forward;
 mod headers;
@@ -204,12 +205,67 @@ fn routing(c: &Conn) -> (Rc<TableRef>, usize) {
     }
 }
 
-async fn handle(c: &Conn, mut req: Request<Incoming>) -> Response<ResponseBody> {
+/// Answers one request and counts it: by status class and latency (to the response headers)
+/// for its route and, when forwarded, its cluster.
+async fn handle(c: &Conn, req: Request<Incoming>) -> Response<ResponseBody> {
     let started = Instant::now();
     let (table, li) = routing(c);
     let listener = &table.listeners[li];
+    let found = route::find(&listener.config.http.routes, &req);
+    let slot = found.map_or(listener.config.http.routes.len(), |(i, _)| i);
+    let route = found.map(|(_, r)| r);
+    // What the access log needs from the request, taken before it is forwarded.
+    let logged = listener.config.access_log.then(|| {
+        (
+            req.method().clone(),
+            route::host_with_port(req.headers(), req.uri()).map(str::to_owned),
+            req.uri().path().to_owned(),
+            std::time::SystemTime::now(),
+        )
+    });
+    let (resp, cluster, upstream) = answer(c, &table, li, route, started, req).await;
+    let w = c.worker.id;
+    let status = resp.status().as_u16();
+    let took = started.elapsed();
+    if let Some((method, host, path, at)) = logged {
+        access_log::record(&access_log::Entry {
+            ts: crate::control::unix_seconds(at),
+            listener: &listener.config.name,
+            route: route.map_or(crate::config::table::DEFAULT_ROUTE, |r| r.name.as_str()),
+            client: c.peer_value.to_str().unwrap_or(""),
+            method: method.as_str(),
+            host: host.as_deref(),
+            path: &path,
+            status,
+            bytes: hyper::body::Body::size_hint(resp.body()).exact(),
+            upstream: upstream.map(|a| a.to_string()),
+            duration_ms: took.as_secs_f64() * 1e3,
+        });
+    }
+    if let Some(r) = listener.routes.get(slot) {
+        r.workers.get(w).responses.count(status);
+        c.worker.histograms.record(r.uid, took);
+    }
+    if let Some(i) = cluster {
+        let stats = &table.clusters[i].stats;
+        stats.workers.get(w).http_responses.count(status);
+        c.worker.histograms.record(stats.uid, took);
+    }
+    resp
+}
+
+/// The response to one request, the cluster it was forwarded to and the endpoint that
+/// answered, if any.
+async fn answer(
+    c: &Conn,
+    table: &TableRef,
+    li: usize,
+    route: Option<&Route>,
+    started: Instant,
+    req: Request<Incoming>,
+) -> (Response<ResponseBody>, Option<usize>, Option<SocketAddr>) {
+    let listener = &table.listeners[li];
     let cfg = &listener.config.http;
-    let route = route::find(&cfg.routes, &req);
     let cluster_index = match route.map(|r| &r.action) {
         None => listener.config.cluster,
         Some(Action::Forward(i)) => *i,
@@ -223,22 +279,41 @@ async fn handle(c: &Conn, mut req: Request<Incoming>) -> Response<ResponseBody> 
             for (n, v) in headers {
                 resp.headers_mut().append(n.clone(), v.clone());
             }
-            return finish(resp, route, cfg);
+            return (finish(resp, route, cfg), None, None);
         }
         Some(Action::Redirect { status, location }) => {
             let mut resp = Response::new(ResponseBody::Full(None));
             *resp.status_mut() = *status;
             resp.headers_mut()
                 .insert(header::LOCATION, location.clone());
-            return finish(resp, route, cfg);
+            return (finish(resp, route, cfg), None, None);
         }
     };
+    let (resp, upstream) = forward_to(c, table, li, route, cluster_index, started, req).await;
+    (resp, Some(cluster_index), upstream)
+}
+
+/// Forwards a request to cluster `cluster_index`; the response and the endpoint that answered.
+async fn forward_to(
+    c: &Conn,
+    table: &TableRef,
+    li: usize,
+    route: Option<&Route>,
+    cluster_index: usize,
+    started: Instant,
+    mut req: Request<Incoming>,
+) -> (Response<ResponseBody>, Option<SocketAddr>) {
+    let listener = &table.listeners[li];
+    let cfg = &listener.config.http;
     let cluster = &table.clusters[cluster_index];
     let http = &table.config.clusters[cluster_index].http;
 
     if let (Some(max), Some(len)) = (cfg.max_body, content_length(&req)) {
         if len > max {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            return (
+                error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+                None,
+            );
         }
     }
     let mut key_buf = [0u8; 64];
@@ -253,7 +328,7 @@ async fn handle(c: &Conn, mut req: Request<Incoming>) -> Response<ResponseBody> 
     let fault = Rc::new(Cell::new(None));
     let mut upstream_req = match prepare(req, c, cfg.max_body, route, cfg, &fault) {
         Ok(r) => r,
-        Err(status) => return error(status, "bad request"),
+        Err(status) => return (error(status, "bad request"), None),
     };
     if let Some(u) = &upgrade {
         let h = upstream_req.headers_mut();
@@ -278,7 +353,7 @@ async fn handle(c: &Conn, mut req: Request<Incoming>) -> Response<ResponseBody> 
                 }
                 (true, None) => {
                     tracing::debug!(cluster = %cluster.name, "upstream switched protocols unasked");
-                    return error(StatusCode::BAD_GATEWAY, "Bad Gateway");
+                    return (error(StatusCode::BAD_GATEWAY, "Bad Gateway"), None);
                 }
             };
             let (mut parts, inner) = answer.response.into_parts();
@@ -303,7 +378,8 @@ async fn handle(c: &Conn, mut req: Request<Incoming>) -> Response<ResponseBody> 
                 }
             };
             let body = ResponseBody::Upstream { inner, checkin };
-            finish(Response::from_parts(parts, body), route, cfg)
+            let from = cluster.endpoints.get(answer.endpoint).map(|e| e.addr);
+            (finish(Response::from_parts(parts, body), route, cfg), from)
         }
         Err(f) => {
             if let Failure::NoUpstream(_) = f {
@@ -311,7 +387,10 @@ async fn handle(c: &Conn, mut req: Request<Incoming>) -> Response<ResponseBody> 
             }
             tracing::debug!(cluster = %cluster.name, peer = %c.peer, failure = %f, "request failed");
             let status = f.status();
-            error(status, status.canonical_reason().unwrap_or("error"))
+            (
+                error(status, status.canonical_reason().unwrap_or("error")),
+                None,
+            )
         }
     }
 }

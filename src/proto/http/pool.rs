@@ -20,7 +20,10 @@ use tokio::time::Instant;
 use super::body::RequestBody;
 use super::io::{Io, UpstreamSide};
 use crate::metrics::stats::EndpointStats;
+use crate::tls::client::ClusterTls;
+use rustls::pki_types::ServerName;
 use std::sync::Arc;
+use tokio_rustls::TlsConnector;
 
 pub type Sender = SendRequest<RequestBody>;
 
@@ -85,11 +88,12 @@ impl Checkin {
     }
 }
 
-/// Opens a connection to `addr` and starts its hyper connection task on this worker. The
-/// endpoint's `active` gauge counts it while it lives.
+/// Opens a connection to `addr` (over TLS when the cluster has `tls`) and starts its hyper
+/// connection task on this worker. The endpoint's `active` gauge counts it while it lives.
 pub async fn connect(
     addr: SocketAddr,
     timeout: Duration,
+    tls: Option<&ClusterTls>,
     stats: Arc<EndpointStats>,
     worker: usize,
 ) -> Result<Sender, String> {
@@ -103,8 +107,35 @@ pub async fn connect(
         stream: Arc::new(stream),
         counted: UpstreamSide(stats.clone(), worker),
     };
+    match tls {
+        None => start(TokioIo::new(io), addr, stats, worker).await,
+        Some(t) => {
+            let name = t
+                .server_name
+                .clone()
+                .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+            let handshake = TlsConnector::from(t.config.clone()).connect(name, io);
+            match tokio::time::timeout(timeout, handshake).await {
+                Ok(Ok(s)) => start(TokioIo::new(s), addr, stats, worker).await,
+                Ok(Err(e)) => Err(format!("TLS: {e}")),
+                Err(_) => Err("TLS handshake timed out".to_owned()),
+            }
+        }
+    }
+}
+
+/// The HTTP/1.1 handshake on an open connection, and its connection task.
+async fn start<I>(
+    io: I,
+    addr: SocketAddr,
+    stats: Arc<EndpointStats>,
+    worker: usize,
+) -> Result<Sender, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(io))
+        .handshake(io)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     let counters = stats.workers.get(worker);

@@ -31,10 +31,10 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
-/// The first of `routes` that matches.
-pub fn find<'r, B>(routes: &'r [Route], req: &Request<B>) -> Option<&'r Route> {
+/// The first of `routes` that matches, with its index.
+pub fn find<'r, B>(routes: &'r [Route], req: &Request<B>) -> Option<(usize, &'r Route)> {
     let parts_host = || host_with_port(req.headers(), req.uri()).map(strip_port);
-    routes.iter().find(|r| {
+    routes.iter().enumerate().find(|(_, r)| {
         if let Some(m) = &r.method {
             if req.method() != m {
                 return false;
@@ -104,7 +104,7 @@ mod tests {
     }
 
     fn which(rs: &[Route], r: &Request<()>) -> Option<String> {
-        find(rs, r).map(|r| r.name.clone())
+        find(rs, r).map(|(_, r)| r.name.clone())
     }
 
     #[test]

@@ -1,0 +1,101 @@
+//! The HTTP access log: one JSON line per request, for listeners with `access_log = true`.
+//!
+//! Off the hot path: a request appends its line to its worker's buffer (no lock, no syscall);
+//! a full buffer (32 KiB), or the worker's flush every quarter second, hands the whole buffer
+//! to one writer thread through a channel, and only that thread writes to the file (or
+//! standard output). A line is written when the response headers are sent, so `bytes` is the
+//! response body's length when it is known then (`Content-Length`), else null.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::sync::OnceLock;
+use std::sync::mpsc::{Sender, channel};
+
+use serde::Serialize;
+
+/// Bytes a worker gathers before handing them to the writer.
+const BATCH: usize = 32 * 1024;
+
+static SINK: OnceLock<Sender<Vec<u8>>> = OnceLock::new();
+
+thread_local! {
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Starts the writer thread, writing to `path` (`None`: standard output). Only the first
+/// call does anything.
+pub fn start(path: Option<&std::path::Path>) -> std::io::Result<()> {
+    if SINK.get().is_some() {
+        return Ok(());
+    }
+    let mut out: Box<dyn Write + Send> = match path {
+        Some(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let (tx, rx) = channel::<Vec<u8>>();
+    std::thread::Builder::new()
+        .name("corelane-log".into())
+        .spawn(move || {
+            for batch in rx {
+                if out.write_all(&batch).and_then(|()| out.flush()).is_err() {
+                    // Nowhere left to report to; keep draining so workers never block.
+                    continue;
+                }
+            }
+        })?;
+    let _ = SINK.set(tx);
+    Ok(())
+}
+
+/// One request, as logged.
+#[derive(Debug, Serialize)]
+pub struct Entry<'a> {
+    /// Unix time (seconds) the request arrived.
+    pub ts: f64,
+    pub listener: &'a str,
+    pub route: &'a str,
+    pub client: &'a str,
+    pub method: &'a str,
+    pub host: Option<&'a str>,
+    pub path: &'a str,
+    pub status: u16,
+    pub bytes: Option<u64>,
+    pub upstream: Option<String>,
+    /// Milliseconds from the request's arrival to its response headers.
+    pub duration_ms: f64,
+}
+
+/// Appends `e` to this worker's buffer; hands the buffer over when it is full.
+pub fn record(e: &Entry<'_>) {
+    BUF.with(|b| {
+        let mut b = b.borrow_mut();
+        if serde_json::to_writer(&mut *b, e).is_ok() {
+            b.push(b'\n');
+        }
+        if b.len() >= BATCH {
+            hand_over(&mut b);
+        }
+    });
+}
+
+/// Hands what this worker has gathered to the writer (the worker's periodic flush).
+pub fn flush() {
+    BUF.with(|b| {
+        let mut b = b.borrow_mut();
+        if !b.is_empty() {
+            hand_over(&mut b);
+        }
+    });
+}
+
+fn hand_over(b: &mut Vec<u8>) {
+    let batch = std::mem::replace(b, Vec::with_capacity(BATCH + 1024));
+    if let Some(tx) = SINK.get() {
+        let _ = tx.send(batch);
+    }
+}
