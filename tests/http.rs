@@ -733,3 +733,43 @@ fn metrics_by_route_and_class_and_the_access_log() {
         (Some("hello"), Some(2), true)
     );
 }
+
+/// An HTTP/2 connection with nothing to do is closed (GOAWAY) after the listener's
+/// `idle_timeout`; one that is busy is not.
+#[test]
+fn idle_http2_connections_are_closed() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "idle_timeout = \"600ms\"\n", "", "");
+    let mut s = TcpStream::connect(listen).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The h2 preface and an empty SETTINGS frame.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    let started = Instant::now();
+    let mut frames = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => frames.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("not closed: {e}"),
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(500),
+        "closed too early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "closed late: {took:?}");
+    // Walk the frames: a GOAWAY (type 7) must be among them.
+    let mut i = 0;
+    let mut types = Vec::new();
+    while i + 9 <= frames.len() {
+        let len = (usize::from(frames[i]) << 16)
+            | (usize::from(frames[i + 1]) << 8)
+            | usize::from(frames[i + 2]);
+        types.push(frames[i + 3]);
+        i += 9 + len;
+    }
+    assert!(types.contains(&7), "no GOAWAY among frame types {types:?}");
+}

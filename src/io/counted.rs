@@ -10,36 +10,58 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::pump::{read_some, write_some, write_vectored_some};
-use crate::metrics::counters::Counter;
 use crate::metrics::stats::{EndpointCounters, EndpointStats, ListenerCounters, ListenerStats};
 
 /// Where a socket's byte counts go.
 pub trait Counted {
-    fn bytes_in(&self) -> &Counter;
-    fn bytes_out(&self) -> &Counter;
+    fn count_in(&self, n: u64);
+    fn count_out(&self, n: u64);
 }
 
-/// A listener's counters for one worker.
-pub struct ClientSide(pub Arc<ListenerStats>, pub usize);
+/// A listener's counters for one worker, and the connection's own byte count (its activity,
+/// which an idle timeout watches).
+pub struct ClientSide {
+    pub stats: Arc<ListenerStats>,
+    pub worker: usize,
+    /// Bytes moved either way on this connection; written by its worker only.
+    pub activity: Arc<AtomicU64>,
+}
 
 impl Counted for ClientSide {
-    fn bytes_in(&self) -> &Counter {
-        &self.counters().bytes_in
+    fn count_in(&self, n: u64) {
+        self.counters().bytes_in.add(n);
+        self.moved(n);
     }
-    fn bytes_out(&self) -> &Counter {
-        &self.counters().bytes_out
+    fn count_out(&self, n: u64) {
+        self.counters().bytes_out.add(n);
+        self.moved(n);
     }
 }
 
 impl ClientSide {
+    pub fn new(stats: Arc<ListenerStats>, worker: usize) -> Self {
+        ClientSide {
+            stats,
+            worker,
+            activity: Arc::default(),
+        }
+    }
+
     fn counters(&self) -> &ListenerCounters {
-        self.0.workers.get(self.1)
+        self.stats.workers.get(self.worker)
+    }
+
+    fn moved(&self, n: u64) {
+        // One writer (this connection's worker): a plain load and store, no read-modify-write.
+        self.activity
+            .store(self.activity.load(Relaxed).wrapping_add(n), Relaxed);
     }
 }
 
@@ -53,11 +75,11 @@ impl UpstreamSide {
 }
 
 impl Counted for UpstreamSide {
-    fn bytes_in(&self) -> &Counter {
-        &self.counters().bytes_in
+    fn count_in(&self, n: u64) {
+        self.counters().bytes_in.add(n);
     }
-    fn bytes_out(&self) -> &Counter {
-        &self.counters().bytes_out
+    fn count_out(&self, n: u64) {
+        self.counters().bytes_out.add(n);
     }
 }
 
@@ -77,7 +99,7 @@ impl<C: Counted + Unpin> AsyncRead for Io<C> {
             match read_some(&self.stream, buf.initialize_unfilled()) {
                 Ok(n) => {
                     buf.advance(n);
-                    self.counted.bytes_in().add(n as u64);
+                    self.counted.count_in(n as u64);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -97,7 +119,7 @@ impl<C: Counted + Unpin> AsyncWrite for Io<C> {
             ready!(self.stream.poll_write_ready(cx))?;
             match write_some(&self.stream, data) {
                 Ok(n) => {
-                    self.counted.bytes_out().add(n as u64);
+                    self.counted.count_out(n as u64);
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -115,7 +137,7 @@ impl<C: Counted + Unpin> AsyncWrite for Io<C> {
             ready!(self.stream.poll_write_ready(cx))?;
             match write_vectored_some(&self.stream, bufs) {
                 Ok(n) => {
-                    self.counted.bytes_out().add(n as u64);
+                    self.counted.count_out(n as u64);
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

@@ -118,7 +118,7 @@ async fn serve_tls(worker: &Worker, conn: Accepted, tls: Arc<rustls::ServerConfi
     let peer = conn.peer;
     let io = Io {
         stream: Arc::new(conn.stream),
-        counted: ClientSide(listener.stats.clone(), worker.id),
+        counted: ClientSide::new(listener.stats.clone(), worker.id),
     };
     let accept = tokio_rustls::TlsAcceptor::from(tls).accept(io);
     let client = match tokio::time::timeout(handshake, accept).await {

@@ -61,7 +61,8 @@ pub fn load(config: &Config) -> Result<TlsSet, ConfigError> {
     for c in &config.clusters {
         if let Some(t) = &c.tls {
             let key = format!("clusters.{}.tls", c.name);
-            set.by_cluster.insert(c.name.clone(), client::cluster(&key, t)?);
+            set.by_cluster
+                .insert(c.name.clone(), client::cluster(&key, t)?);
         }
     }
     Ok(set)

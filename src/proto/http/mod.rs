@@ -123,15 +123,20 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(cfg.max_header_size).unwrap_or(u32::MAX));
     let stream = Arc::new(conn.stream);
+    let counted = io::ClientSide::new(listener.stats.clone(), worker.id);
+    let idle = Idle {
+        activity: counted.activity.clone(),
+        timeout: listener.config.idle_timeout,
+    };
     let io = io::Io {
         stream: stream.clone(),
-        counted: io::ClientSide(listener.stats.clone(), worker.id),
+        counted,
     };
     let result = match (&listener.tls, &listener.config.tls) {
         (Some(tls), Some(t)) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
             match tokio::time::timeout(t.handshake_timeout, acceptor.accept(io)).await {
-                Ok(Ok(tls)) => run(&builder, TokioIo::new(tls), svc, &worker).await,
+                Ok(Ok(tls)) => run(&builder, TokioIo::new(tls), svc, &worker, idle).await,
                 Ok(Err(e)) => {
                     tracing::debug!(listener = %listener.config.name, peer = %conn.peer, error = %e, "TLS handshake failed");
                     return;
@@ -142,7 +147,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
                 }
             }
         }
-        _ => run(&builder, TokioIo::new(io), svc, &worker).await,
+        _ => run(&builder, TokioIo::new(io), svc, &worker, idle).await,
     };
     if let Err(e) = result {
         let timed_out = e
@@ -157,12 +162,21 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
 
 type ConnError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Serves one client connection until it ends, closing it gracefully when the worker drains.
+/// A client connection's byte count, and how long it may stay still.
+struct Idle {
+    activity: Arc<std::sync::atomic::AtomicU64>,
+    timeout: std::time::Duration,
+}
+
+/// Serves one client connection until it ends, closing it gracefully when the worker drains
+/// or when no byte has moved either way for the listener's `idle_timeout` (an HTTP/2
+/// connection with no streams, a client that stopped reading).
 async fn run<I, S>(
     builder: &auto::Builder<LocalExec>,
     io: I,
     svc: S,
     worker: &Worker,
+    idle: Idle,
 ) -> Result<(), ConnError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -183,14 +197,39 @@ where
         served.as_mut().graceful_shutdown();
         return served.await;
     }
-    tokio::select! {
-        r = served.as_mut() => r,
-        () = drain.0.notified() => {
-            served.as_mut().graceful_shutdown();
-            served.await
+    let check = idle.timeout / 4;
+    let mut seen = idle.activity.load(std::sync::atomic::Ordering::Relaxed);
+    let mut still_since = Instant::now();
+    loop {
+        tokio::select! {
+            r = served.as_mut() => return r,
+            () = drain.0.notified() => {
+                served.as_mut().graceful_shutdown();
+                return served.await;
+            }
+            () = tokio::time::sleep(check) => {
+                let now = idle.activity.load(std::sync::atomic::Ordering::Relaxed);
+                if now != seen {
+                    seen = now;
+                    still_since = Instant::now();
+                } else if still_since.elapsed() >= idle.timeout {
+                    break;
+                }
+            }
         }
     }
+    // Idle: say goodbye (GOAWAY for HTTP/2), and close for good if the client does not
+    // finish the goodbye (HTTP/2's wants a PING answered) within a moment.
+    tracing::debug!(timeout = ?idle.timeout, "client connection idle; closing");
+    served.as_mut().graceful_shutdown();
+    match tokio::time::timeout(IDLE_GRACE, served).await {
+        Ok(r) => r,
+        Err(_) => Ok(()),
+    }
 }
+
+/// How long an idle connection's goodbye may take before it is closed regardless.
+const IDLE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The table and listener a request is routed by: the current table if it still has this
 /// listener, else the one the connection was accepted with (its listener is draining).
