@@ -773,3 +773,74 @@ fn idle_http2_connections_are_closed() {
     }
     assert!(types.contains(&7), "no GOAWAY among frame types {types:?}");
 }
+
+/// Reloads under load lose no request: keep-alive clients keep their connections and follow
+/// the new table on their next request (a response header set by the listener changes).
+#[test]
+fn reloads_under_load_lose_no_request() {
+    let (a, b) = (EchoBackend::start("a"), EchoBackend::start("b"));
+    let (admin, listen) = (addr(), addr());
+    let cfg = |generation: usize| {
+        let eps: Vec<(SocketAddr, u32)> = if generation % 2 == 0 {
+            vec![(a.addr, 1)]
+        } else {
+            vec![(a.addr, 1), (b.addr, 1)]
+        };
+        base_toml(admin, 2)
+            + &listener_toml(
+                "web",
+                listen,
+                "app",
+                &format!(
+                    "protocol = \"http\"\nresponse_headers = {{ set = {{ x-gen = \"{generation}\" }} }}\n"
+                ),
+            )
+            + &cluster_toml("app", "round_robin", &eps, "")
+    };
+    let p = Proxy::start(&cfg(0), admin);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut s = TcpStream::connect(listen).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let (mut ok, mut gens) = (0usize, std::collections::BTreeSet::new());
+                let mut buf = vec![0u8; 16 * 1024];
+                while !stop.load(Ordering::SeqCst) {
+                    s.write_all(b"GET /status/200 HTTP/1.1\r\nHost: t\r\n\r\n")
+                        .unwrap();
+                    let n = s.read(&mut buf).unwrap();
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+                    if let Some(g) = text
+                        .split("x-gen: ")
+                        .nth(1)
+                        .and_then(|t| t.split("\r\n").next())
+                    {
+                        gens.insert(g.to_owned());
+                    }
+                    ok += 1;
+                }
+                (ok, gens)
+            })
+        })
+        .collect();
+    for generation in 1..=20 {
+        p.write_config(&cfg(generation));
+        let s = p.sighup_and_wait();
+        assert_eq!(s["last_reload"]["result"], "ok", "{s}");
+        let r = curl(&[&url(listen, "/status/200")]);
+        assert_eq!(r.status, 200, "a new connection after reload {generation}");
+        assert_eq!(r.header("x-gen"), Some(generation.to_string()));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        let (ok, gens) = c.join().expect("a keep-alive client failed");
+        assert!(ok > 50, "{ok} requests");
+        assert!(
+            gens.len() > 5,
+            "keep-alive connections followed the new tables: {gens:?}"
+        );
+    }
+}
