@@ -844,3 +844,39 @@ fn reloads_under_load_lose_no_request() {
         );
     }
 }
+
+/// `upstream_protocol = "h2"`: requests travel to the upstream as HTTP/2 streams over one
+/// connection per worker.
+#[test]
+fn http2_to_upstreams_multiplexes_requests() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "", "upstream_protocol = \"h2\"\n", "");
+    let r = curl(&[&url(listen, "/seen?x=1")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.text();
+    assert!(seen.contains("version: HTTP/2.0"), "{seen}");
+    assert!(
+        seen.contains("path: /seen?x=1")
+            || seen.contains(&format!("path: http://{listen}/seen?x=1")),
+        "{seen}"
+    );
+    let r = curl(&["--data-binary", "over h2", &url(listen, "/echo")]);
+    assert_eq!(r.text(), "over h2");
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            thread::spawn(move || {
+                for _ in 0..25 {
+                    assert_eq!(curl(&[&url(listen, "/status/204")]).status, 204);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let conns = a.connections.load(Ordering::SeqCst);
+    assert!(
+        conns <= 2,
+        "{conns} upstream connections: one per worker expected"
+    );
+}

@@ -142,6 +142,8 @@ pub struct ClusterFile {
     pub pool_max_idle: Option<u32>,
     pub pool_idle_timeout: Option<String>,
     pub hash_on: Option<String>,
+    /// `http1` (default) or `h2`.
+    pub upstream_protocol: Option<super::http::UpstreamProtocol>,
     /// TLS to the endpoints (HTTP listeners).
     pub tls: Option<UpstreamTlsFile>,
 }

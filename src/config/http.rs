@@ -99,6 +99,18 @@ pub struct HttpClusterFile {
     /// What the hash policies hash: `client_ip`, `path`, `header:NAME`, `cookie:NAME`,
     /// `query:NAME`.
     pub hash_on: Option<String>,
+    pub upstream_protocol: Option<UpstreamProtocol>,
+}
+
+/// What corelane speaks to a cluster's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive, a pool of connections.
+    #[default]
+    Http1,
+    /// HTTP/2: h2c with prior knowledge, or ALPN `h2` over TLS; one connection per worker.
+    H2,
 }
 
 /// A validated HTTP listener.
@@ -190,6 +202,8 @@ pub struct HttpCluster {
     pub max_idle: usize,
     pub idle_timeout: Duration,
     pub hash_on: HashOn,
+    /// Speak HTTP/2 to the endpoints (`upstream_protocol = "h2"`).
+    pub h2: bool,
 }
 
 impl Default for HttpCluster {
@@ -199,6 +213,7 @@ impl Default for HttpCluster {
             max_idle: defaults::MAX_IDLE,
             idle_timeout: defaults::POOL_IDLE_TIMEOUT,
             hash_on: HashOn::ClientIp,
+            h2: false,
         }
     }
 }
@@ -521,5 +536,6 @@ pub fn cluster(key: &str, f: HttpClusterFile) -> Result<HttpCluster, ConfigError
             None => d.idle_timeout,
         },
         hash_on,
+        h2: f.upstream_protocol == Some(UpstreamProtocol::H2),
     })
 }

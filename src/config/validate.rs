@@ -341,6 +341,7 @@ fn cluster(name: String, c: ClusterFile) -> Result<ClusterConfig, ConfigError> {
                 pool_max_idle: c.pool_max_idle,
                 pool_idle_timeout: c.pool_idle_timeout,
                 hash_on: c.hash_on,
+                upstream_protocol: c.upstream_protocol,
             },
         )?,
         tls: c

@@ -21,7 +21,7 @@ pub struct ClusterTls {
     pub server_name: Option<ServerName<'static>>,
 }
 
-pub fn cluster(key: &str, t: &UpstreamTls) -> Result<ClusterTls, ConfigError> {
+pub fn cluster(key: &str, t: &UpstreamTls, h2: bool) -> Result<ClusterTls, ConfigError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -42,7 +42,11 @@ pub fn cluster(key: &str, t: &UpstreamTls) -> Result<ClusterTls, ConfigError> {
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
             .with_no_client_auth()
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![if h2 {
+        b"h2".to_vec()
+    } else {
+        b"http/1.1".to_vec()
+    }];
     let server_name = match &t.server_name {
         None => None,
         Some(n) => Some(

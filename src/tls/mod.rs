@@ -62,7 +62,7 @@ pub fn load(config: &Config) -> Result<TlsSet, ConfigError> {
         if let Some(t) = &c.tls {
             let key = format!("clusters.{}.tls", c.name);
             set.by_cluster
-                .insert(c.name.clone(), client::cluster(&key, t)?);
+                .insert(c.name.clone(), client::cluster(&key, t, c.http.h2)?);
         }
     }
     Ok(set)

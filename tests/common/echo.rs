@@ -1,4 +1,4 @@
-//! An HTTP/1.1 backend (hyper) for the HTTP engine's tests. Every response carries
+//! An HTTP/1.1 and h2c backend (hyper) for the HTTP engine's tests. Every response carries
 //! `x-backend: NAME`. Paths:
 //! - `/echo`: the request body, streamed back as it arrives;
 //! - `/big?n=N`: N bytes of a fixed pattern, chunked;
@@ -73,9 +73,12 @@ impl EchoBackend {
                                     r.fetch_add(1, Ordering::SeqCst);
                                     handle(n.clone(), f.load(Ordering::SeqCst), req)
                                 });
-                                let _ = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(TokioIo::new(s), svc)
-                                    .await;
+                                // HTTP/1.1, or HTTP/2 with prior knowledge (h2c).
+                                let _ = hyper_util::server::conn::auto::Builder::new(
+                                    hyper_util::rt::TokioExecutor::new(),
+                                )
+                                .serve_connection(TokioIo::new(s), svc)
+                                .await;
                             });
                         }
                     }

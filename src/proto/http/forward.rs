@@ -193,6 +193,7 @@ pub async fn forward(
                     ep.addr,
                     cluster.connect_timeout,
                     cluster.tls.as_ref(),
+                    http.h2,
                     ep.stats.clone(),
                     ctx.worker,
                 )
@@ -208,6 +209,9 @@ pub async fn forward(
                     }
                 },
             };
+            if fresh {
+                ctx.pool.share(uid, &sender);
+            }
             if sender.ready().await.is_err() {
                 if fresh {
                     counters.connect_errors.inc();
@@ -218,7 +222,7 @@ pub async fn forward(
                 continue;
             }
             counters.requests.inc();
-            let sent = tokio::time::timeout_at(deadline, sender.try_send_request(req)).await;
+            let sent = tokio::time::timeout_at(deadline, sender.send(req)).await;
             match sent {
                 Ok(Ok(response)) => {
                     if response.status().is_server_error() {

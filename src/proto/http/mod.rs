@@ -72,7 +72,7 @@ struct Conn {
 
 /// Runs `hyper::rt` tasks (HTTP/2 streams) on this worker.
 #[derive(Clone, Copy)]
-struct LocalExec;
+pub(crate) struct LocalExec;
 
 impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExec {
     fn execute(&self, fut: F) {
@@ -365,7 +365,16 @@ async fn forward_to(
     let upgrade = upgrade_of(&req);
     let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let fault = Rc::new(Cell::new(None));
-    let mut upstream_req = match prepare(req, c, cfg.max_body, route, cfg, &fault) {
+    if upgrade.is_some() && http.h2 {
+        return (
+            error(
+                StatusCode::NOT_IMPLEMENTED,
+                "upgrades need an HTTP/1.1 upstream",
+            ),
+            None,
+        );
+    }
+    let mut upstream_req = match prepare(req, c, http.h2, route, cfg, &fault) {
         Ok(r) => r,
         Err(status) => return (error(status, "bad request"), None),
     };
@@ -477,7 +486,7 @@ fn content_length<B>(req: &Request<B>) -> Option<u64> {
 fn prepare(
     req: Request<Incoming>,
     c: &Conn,
-    max_body: Option<u64>,
+    h2: bool,
     route: Option<&Route>,
     cfg: &crate::config::http::HttpListener,
     fault: &Rc<Cell<Option<body::Fault>>>,
@@ -494,7 +503,21 @@ fn prepare(
         let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         parts.uri = pq.parse::<Uri>().map_err(|_| StatusCode::BAD_REQUEST)?;
     }
-    parts.version = hyper::Version::HTTP_11;
+    if h2 {
+        // HTTP/2 carries the host as `:authority`, from an absolute URI.
+        let authority = host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = format!("http://{authority}{pq}")
+            .parse::<Uri>()
+            .map_err(|_| StatusCode::BAD_REQUEST)?;
+        parts.headers.remove(header::HOST);
+        parts.version = hyper::Version::HTTP_2;
+    } else {
+        parts.version = hyper::Version::HTTP_11;
+    }
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_forwarded(&mut parts.headers, &c.peer_value, c.scheme, host);
     headers::apply(&mut parts.headers, &cfg.request_headers);
@@ -506,7 +529,7 @@ fn prepare(
     } else {
         RequestBody::Stream {
             inner,
-            left: max_body,
+            left: cfg.max_body,
             fault: fault.clone(),
         }
     };

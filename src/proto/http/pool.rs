@@ -1,10 +1,15 @@
-//! Each worker's keep-alive connections to HTTP upstreams, per endpoint: a request takes the
-//! most recently used idle connection (LIFO keeps few connections warm and lets the rest time
-//! out), or opens a new one; the response body gives it back when it ends.
+//! Each worker's connections to HTTP upstreams, per endpoint.
 //!
-//! A pooled connection is dropped when it has been idle longer than the cluster's
-//! `pool_idle_timeout`, when the pool already holds `pool_max_idle` for that endpoint, or when
-//! the upstream has closed it. Nothing here is shared between workers.
+//! HTTP/1.1: a request takes the most recently used idle connection (LIFO keeps few
+//! connections warm and lets the rest time out), or opens a new one; the response body gives
+//! it back when it ends. A pooled connection is dropped when it has been idle longer than the
+//! cluster's `pool_idle_timeout`, when the pool already holds `pool_max_idle` for that
+//! endpoint, or when the upstream has closed it.
+//!
+//! HTTP/2 (`upstream_protocol = "h2"`): one connection per endpoint per worker carries every
+//! request of that worker as streams; it is replaced when it closes.
+//!
+//! Nothing here is shared between workers.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -12,7 +17,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use hyper::client::conn::http1::SendRequest;
+use hyper::body::Incoming;
+use hyper::client::conn::{TrySendError, http1, http2};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -25,35 +32,84 @@ use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use tokio_rustls::TlsConnector;
 
-pub type Sender = SendRequest<RequestBody>;
+/// A request sender on an upstream connection.
+#[derive(Debug)]
+pub enum Sender {
+    H1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
+}
+
+impl Sender {
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+
+    pub async fn ready(&mut self) -> hyper::Result<()> {
+        match self {
+            Sender::H1(s) => s.ready().await,
+            Sender::H2(s) => s.ready().await,
+        }
+    }
+
+    /// Sends `req`; if it could not be written at all, the error gives it back.
+    pub async fn send(
+        &mut self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
+        match self {
+            Sender::H1(s) => s.try_send_request(req).await,
+            Sender::H2(s) => s.try_send_request(req).await,
+        }
+    }
+}
 
 #[derive(Debug)]
 struct Idle {
-    sender: Sender,
+    sender: http1::SendRequest<RequestBody>,
     since: Instant,
 }
 
-/// One worker's idle upstream connections, by endpoint (its stats `uid`).
+/// One worker's upstream connections, by endpoint (its stats `uid`).
 #[derive(Debug, Default)]
 pub struct Pool {
     idle: RefCell<HashMap<u64, Vec<Idle>>>,
+    shared: RefCell<HashMap<u64, http2::SendRequest<RequestBody>>>,
 }
 
 impl Pool {
-    /// An idle connection to endpoint `uid` that is still open and was used within `max_age`.
+    /// A connection to endpoint `uid` that is still open: its HTTP/2 connection, or an idle
+    /// HTTP/1.1 one used within `max_age`.
     pub fn checkout(&self, uid: u64, max_age: Duration) -> Option<Sender> {
+        if let Some(s) = self.shared.borrow().get(&uid) {
+            if !s.is_closed() {
+                return Some(Sender::H2(s.clone()));
+            }
+        }
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&uid)?;
         let now = Instant::now();
         while let Some(i) = list.pop() {
             if !i.sender.is_closed() && now.duration_since(i.since) < max_age {
-                return Some(i.sender);
+                return Some(Sender::H1(i.sender));
             }
         }
         None
     }
 
+    /// Keeps a new HTTP/2 connection for the next requests to `uid`.
+    pub fn share(&self, uid: u64, sender: &Sender) {
+        if let Sender::H2(s) = sender {
+            self.shared.borrow_mut().insert(uid, s.clone());
+        }
+    }
+
     fn put(&self, uid: u64, sender: Sender, max_idle: usize) {
+        let Sender::H1(sender) = sender else {
+            return; // HTTP/2 connections stay shared, not pooled.
+        };
         if sender.is_closed() {
             return;
         }
@@ -88,12 +144,14 @@ impl Checkin {
     }
 }
 
-/// Opens a connection to `addr` (over TLS when the cluster has `tls`) and starts its hyper
-/// connection task on this worker. The endpoint's `active` gauge counts it while it lives.
+/// Opens a connection to `addr` (over TLS when the cluster has `tls`; HTTP/2 when `h2`) and
+/// starts its hyper connection task on this worker. The endpoint's `active` gauge counts it
+/// while it lives.
 pub async fn connect(
     addr: SocketAddr,
     timeout: Duration,
     tls: Option<&ClusterTls>,
+    h2: bool,
     stats: Arc<EndpointStats>,
     worker: usize,
 ) -> Result<Sender, String> {
@@ -108,7 +166,7 @@ pub async fn connect(
         counted: UpstreamSide(stats.clone(), worker),
     };
     match tls {
-        None => start(TokioIo::new(io), addr, stats, worker).await,
+        None => start(TokioIo::new(io), h2, addr, stats, worker).await,
         Some(t) => {
             let name = t
                 .server_name
@@ -116,7 +174,7 @@ pub async fn connect(
                 .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
             let handshake = TlsConnector::from(t.config.clone()).connect(name, io);
             match tokio::time::timeout(timeout, handshake).await {
-                Ok(Ok(s)) => start(TokioIo::new(s), addr, stats, worker).await,
+                Ok(Ok(s)) => start(TokioIo::new(s), h2, addr, stats, worker).await,
                 Ok(Err(e)) => Err(format!("TLS: {e}")),
                 Err(_) => Err("TLS handshake timed out".to_owned()),
             }
@@ -124,9 +182,10 @@ pub async fn connect(
     }
 }
 
-/// The HTTP/1.1 handshake on an open connection, and its connection task.
+/// The HTTP handshake on an open connection, and its connection task.
 async fn start<I>(
     io: I,
+    h2: bool,
     addr: SocketAddr,
     stats: Arc<EndpointStats>,
     worker: usize,
@@ -134,19 +193,37 @@ async fn start<I>(
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(io)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
     let counters = stats.workers.get(worker);
+    let sender = if h2 {
+        let (sender, conn) = http2::Builder::new(super::LocalExec)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(|e| format!("h2 handshake: {e}"))?;
+        tokio::task::spawn_local(watch(conn, addr, stats.clone(), worker));
+        Sender::H2(sender)
+    } else {
+        let (sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        // With upgrades: a 101 response hands the socket over to a tunnel.
+        tokio::task::spawn_local(watch(conn.with_upgrades(), addr, stats.clone(), worker));
+        Sender::H1(sender)
+    };
     counters.connections.inc();
     counters.active.inc();
-    tokio::task::spawn_local(async move {
-        // With upgrades: a 101 response hands the socket over to a tunnel.
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(upstream = %addr, error = %e, "upstream connection ended");
-        }
-        stats.workers.get(worker).active.dec();
-    });
     Ok(sender)
+}
+
+/// Runs a connection until it ends, keeping the endpoint's `active` gauge.
+async fn watch<F, E>(conn: F, addr: SocketAddr, stats: Arc<EndpointStats>, worker: usize)
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    if let Err(e) = conn.await {
+        tracing::debug!(upstream = %addr, error = %e, "upstream connection ended");
+    }
+    stats.workers.get(worker).active.dec();
 }
