@@ -173,27 +173,7 @@ for t in "${TARGETS[@]}"; do
   curl -fsS -o /dev/null "$(h1_url $t)/" || { echo "$t is not answering" >&2; exit 1; }
 done
 
-pids_of() {
-  local todo all p
-  todo=$(cat "$OUT/$1.pid") all=""
-  while [ -n "$todo" ]; do
-    all="$all $todo"
-    p=""
-    for t in $todo; do p="$p $(pgrep -P "$t" | tr '\n' ' ')"; done
-    todo=$(echo $p)
-  done
-  echo $all
-}
-cpu_ticks() {
-  local sum=0 p
-  for p in "$@"; do
-    [ -r /proc/$p/stat ] && sum=$((sum + $(awk '{print $14 + $15}' /proc/$p/stat)))
-  done
-  echo $sum
-}
-p99_ms() {
-  awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$1"
-}
+. "$ROOT/bench/lib.sh"
 
 HZ=$(getconf CLK_TCK)
 echo -e "round\ttarget\tkind\tvalue" > "$OUT/raw.tsv"

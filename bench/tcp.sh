@@ -148,25 +148,7 @@ for t in "${TARGETS[@]}"; do
   curl -fsS -o /dev/null "http://127.0.0.1:${PORT[$t]}/" || { echo "$t is not answering" >&2; exit 1; }
 done
 
-# All pids of a target's process tree (nginx forks workers; threads share the pid).
-pids_of() {
-  local todo all p
-  todo=$(cat "$OUT/$1.pid") all=""
-  while [ -n "$todo" ]; do
-    all="$all $todo"
-    p=""
-    for t in $todo; do p="$p $(pgrep -P "$t" | tr '\n' ' ')"; done
-    todo=$(echo $p)
-  done
-  echo $all
-}
-cpu_ticks() { # user+sys clock ticks summed over pids
-  local sum=0 p
-  for p in "$@"; do
-    [ -r /proc/$p/stat ] && sum=$((sum + $(awk '{print $14 + $15}' /proc/$p/stat)))
-  done
-  echo $sum
-}
+. "$ROOT/bench/lib.sh"
 rss_kib() {
   local sum=0 p
   for p in "$@"; do

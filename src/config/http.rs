@@ -126,6 +126,19 @@ pub struct HttpListener {
     pub response_headers: HeaderRules,
 }
 
+/// The route name under which an HTTP listener counts requests no route matched.
+pub const DEFAULT_ROUTE: &str = "default";
+
+impl HttpListener {
+    /// The names its requests are counted under: each route's, then [`DEFAULT_ROUTE`].
+    pub fn route_names(&self) -> impl Iterator<Item = &str> {
+        self.routes
+            .iter()
+            .map(|r| r.name.as_str())
+            .chain(std::iter::once(DEFAULT_ROUTE))
+    }
+}
+
 impl Default for HttpListener {
     fn default() -> Self {
         HttpListener {

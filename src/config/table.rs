@@ -162,21 +162,13 @@ fn route_stats(
         return Box::new([]);
     }
     let old = prev.and_then(|p| p.listeners.iter().find(|o| o.config.name == l.name));
-    let names = l
-        .http
-        .routes
-        .iter()
-        .map(|r| r.name.as_str())
-        .chain(std::iter::once(DEFAULT_ROUTE));
-    names
+    l.http
+        .route_names()
         .map(|name| {
             old.and_then(|o| {
                 o.config
                     .http
-                    .routes
-                    .iter()
-                    .map(|r| r.name.as_str())
-                    .chain(std::iter::once(DEFAULT_ROUTE))
+                    .route_names()
                     .position(|n| n == name)
                     .and_then(|i| o.routes.get(i).cloned())
             })
@@ -185,8 +177,7 @@ fn route_stats(
         .collect()
 }
 
-/// The route name under which an HTTP listener counts requests no route matched.
-pub const DEFAULT_ROUTE: &str = "default";
+pub use super::http::DEFAULT_ROUTE;
 
 /// The placement ring of a cluster's endpoints (validation builds it once to check it).
 pub fn ring_of(c: &ClusterConfig) -> Result<Ring, RingError> {

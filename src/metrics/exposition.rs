@@ -19,7 +19,7 @@ use super::counters::Counter;
 use super::histogram::{Exported, Merged};
 use super::stats::{EndpointCounters, ListenerCounters};
 use super::stats::{RouteStats, StatusClasses};
-use crate::config::table::{DEFAULT_ROUTE, RoutingTable};
+use crate::config::table::RoutingTable;
 use crate::upstream::Endpoint;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -260,14 +260,9 @@ fn http(e: &mut DescriptorEncoder, t: &RoutingTable, hist: &Merged) -> fmt::Resu
         .listeners
         .iter()
         .flat_map(|l| {
-            let names = l
-                .config
+            l.config
                 .http
-                .routes
-                .iter()
-                .map(|r| r.name.as_str())
-                .chain(std::iter::once(DEFAULT_ROUTE));
-            names
+                .route_names()
                 .zip(l.routes.iter())
                 .map(move |(n, r)| (l.config.name.as_str(), n, &**r))
         })
