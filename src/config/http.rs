@@ -552,3 +552,124 @@ pub fn cluster(key: &str, f: HttpClusterFile) -> Result<HttpCluster, ConfigError
         h2: f.upstream_protocol == Some(UpstreamProtocol::H2),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+
+    fn with(listener: &str, cluster: &str) -> String {
+        format!(
+            "[listeners.l]\nlisten = \"127.0.0.1:7001\"\nprotocol = \"http\"\ncluster = \"c\"\n{listener}\n\
+             [clusters.c]\nendpoints = [{{ addr = \"127.0.0.1:9001\" }}]\n{cluster}\n"
+        )
+    }
+
+    fn error_key(listener: &str, cluster: &str) -> String {
+        parse(&with(listener, cluster))
+            .unwrap_err()
+            .key()
+            .to_owned()
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let r = "[[listeners.l.routes]]\n";
+        for (listener, cluster, key) in [
+            (format!("{r}path = \"/a\""), "", "listeners.l.routes[0]"),
+            (
+                format!("{r}cluster = \"c\"\nrespond = {{ status = 200 }}"),
+                "",
+                "listeners.l.routes[0]",
+            ),
+            (
+                format!("{r}cluster = \"nope\""),
+                "",
+                "listeners.l.routes[0].cluster",
+            ),
+            (
+                format!("{r}path = \"a\"\ncluster = \"c\""),
+                "",
+                "listeners.l.routes[0].path",
+            ),
+            (
+                format!("{r}path = \"/a\"\npath_prefix = \"/b\"\ncluster = \"c\""),
+                "",
+                "listeners.l.routes[0].path_prefix",
+            ),
+            (
+                format!("{r}host = \"a.*.com\"\ncluster = \"c\""),
+                "",
+                "listeners.l.routes[0].host",
+            ),
+            (
+                format!("{r}method = \"get\"\ncluster = \"c\""),
+                "",
+                "listeners.l.routes[0].method",
+            ),
+            (
+                format!("{r}respond = {{ status = 99 }}"),
+                "",
+                "listeners.l.routes[0].respond.status",
+            ),
+            (
+                format!("{r}redirect = {{ location = \"/x\", status = 200 }}"),
+                "",
+                "listeners.l.routes[0].redirect.status",
+            ),
+            (
+                format!("{r}name = \"default\"\ncluster = \"c\""),
+                "",
+                "listeners.l.routes[0].name",
+            ),
+            (
+                format!("{r}name = \"x\"\ncluster = \"c\"\n{r}name = \"x\"\ncluster = \"c\""),
+                "",
+                "listeners.l.routes[1].name",
+            ),
+            (
+                "request_headers = { set = { \"bad header\" = \"1\" } }".to_owned(),
+                "",
+                "listeners.l.request_headers.set.bad header",
+            ),
+            (
+                "max_header_size = 100".to_owned(),
+                "",
+                "listeners.l.max_header_size",
+            ),
+            ("max_body = 0".to_owned(), "", "listeners.l.max_body"),
+            (String::new(), "hash_on = \"body\"", "clusters.c.hash_on"),
+            (
+                String::new(),
+                "pool_max_idle = 100000",
+                "clusters.c.pool_max_idle",
+            ),
+            (
+                String::new(),
+                "upstream_protocol = \"h3\"",
+                "clusters.c.upstream_protocol",
+            ),
+            (
+                String::new(),
+                "[clusters.c.tls]\nserver_name = \"bad name\"",
+                "clusters.c.tls.server_name",
+            ),
+        ] {
+            assert_eq!(error_key(&listener, cluster), key, "{listener} / {cluster}");
+        }
+    }
+
+    #[test]
+    fn http_keys_are_refused_on_other_listeners() {
+        let text = with("max_body = 10", "").replace("protocol = \"http\"", "protocol = \"tcp\"");
+        assert_eq!(parse(&text).unwrap_err().key(), "listeners.l.max_body");
+        let text = with("", "[clusters.c.tls]\nverify = false")
+            .replace("protocol = \"http\"", "protocol = \"tcp\"");
+        assert_eq!(parse(&text).unwrap_err().key(), "clusters.c.tls");
+        let text = with(
+            "[listeners.l.tls]\ncertificates = [{ cert = \"a\", key = \"b\" }]",
+            "",
+        )
+        .replace("protocol = \"http\"", "protocol = \"redis\"");
+        assert_eq!(parse(&text).unwrap_err().key(), "listeners.l.tls");
+    }
+}

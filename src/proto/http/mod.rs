@@ -537,9 +537,9 @@ fn prepare(
 }
 
 /// What a hash policy hashes for this request.
-fn hash_key<'a>(
+fn hash_key<'a, B>(
     on: &HashOn,
-    req: &'a Request<Incoming>,
+    req: &'a Request<B>,
     peer: SocketAddr,
     buf: &'a mut [u8; 64],
 ) -> &'a [u8] {
@@ -585,4 +585,60 @@ fn error(status: StatusCode, text: &str) -> Response<ResponseBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(uri: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().uri(uri);
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn hash_keys_come_from_where_hash_on_says() {
+        let peer: SocketAddr = "192.0.2.9:5555".parse().unwrap();
+        let r = req(
+            "/a/b?x=1&user=alice&y",
+            &[("x-user", "bob"), ("cookie", "a=1; session=s3; b=2")],
+        );
+        let key = |on: HashOn| {
+            let mut buf = [0u8; 64];
+            String::from_utf8(hash_key(&on, &r, peer, &mut buf).to_vec()).unwrap()
+        };
+        assert_eq!(key(HashOn::ClientIp), "192.0.2.9");
+        assert_eq!(key(HashOn::Path), "/a/b");
+        assert_eq!(
+            key(HashOn::Header(hyper::header::HeaderName::from_static(
+                "x-user"
+            ))),
+            "bob"
+        );
+        assert_eq!(key(HashOn::Cookie("session".into())), "s3");
+        assert_eq!(key(HashOn::Query("user".into())), "alice");
+        assert_eq!(key(HashOn::Query("y".into())), "");
+        assert_eq!(key(HashOn::Query("missing".into())), "");
+        assert_eq!(key(HashOn::Cookie("missing".into())), "");
+    }
+
+    #[test]
+    fn upgrades_need_connection_upgrade_and_an_upgrade_header() {
+        let ws = req(
+            "/",
+            &[
+                ("connection", "keep-alive, Upgrade"),
+                ("upgrade", "websocket"),
+            ],
+        );
+        assert_eq!(upgrade_of(&ws).unwrap(), "websocket");
+        assert!(upgrade_of(&req("/", &[("upgrade", "websocket")])).is_none());
+        assert!(upgrade_of(&req("/", &[("connection", "upgrade")])).is_none());
+        let mut h10 = req("/", &[("connection", "upgrade"), ("upgrade", "websocket")]);
+        *h10.version_mut() = hyper::Version::HTTP_10;
+        assert!(upgrade_of(&h10).is_none(), "HTTP/1.1 only");
+    }
 }
