@@ -1,0 +1,435 @@
+//! One request, start to finish: route it against the table in use now, answer `respond` and
+//! `redirect` routes, or prepare it (hop-by-hop headers, `X-Forwarded-*`, header rules, URI
+//! form) and forward it to its cluster; then count it (status class and latency per route and
+//! cluster) and log it if the listener keeps an access log.
+//!
+//! Not here: the connection around the requests (`super::serve`), the upstream exchange and
+//! its retries (`super::forward`).
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use hyper::body::Incoming;
+use hyper::http::{HeaderValue, StatusCode, Uri};
+use hyper::{Request, Response, header};
+use tokio::time::Instant;
+
+use super::body::{self, RequestBody, ResponseBody};
+use super::forward::{self, Ctx, Failure};
+use super::{Conn, access_log, headers, route, tunnel};
+use crate::config::http::{Action, HashOn, Route};
+use crate::config::model::Protocol;
+use crate::worker::TableRef;
+
+/// The table and listener a request is routed by: the current table if it still has this
+/// listener, else the one the connection was accepted with (its listener is draining).
+fn routing(c: &Conn) -> (Rc<TableRef>, usize) {
+    let now = c.worker.table();
+    if Rc::ptr_eq(&now, &c.table) {
+        return (now, c.listener);
+    }
+    match c.local.and_then(|a| now.listener_index(a)) {
+        Some(i) if now.listeners[i].config.protocol == Protocol::Http => (now, i),
+        _ => (c.table.clone(), c.listener),
+    }
+}
+
+/// Answers one request and counts it: by status class and latency (to the response headers)
+/// for its route and, when forwarded, its cluster.
+pub(super) async fn handle(c: &Conn, req: Request<Incoming>) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let (table, li) = routing(c);
+    let listener = &table.listeners[li];
+    let found = route::find(&listener.config.http.routes, &req);
+    let slot = found.map_or(listener.config.http.routes.len(), |(i, _)| i);
+    let route = found.map(|(_, r)| r);
+    // What the access log needs from the request, taken before it is forwarded.
+    let logged = listener.config.access_log.then(|| {
+        (
+            req.method().clone(),
+            route::host_with_port(req.headers(), req.uri()).map(str::to_owned),
+            req.uri().path().to_owned(),
+            std::time::SystemTime::now(),
+        )
+    });
+    let (resp, cluster, upstream) = answer(c, &table, li, route, started, req).await;
+    let w = c.worker.id;
+    let status = resp.status().as_u16();
+    let took = started.elapsed();
+    if let Some((method, host, path, at)) = logged {
+        access_log::record(&access_log::Entry {
+            ts: crate::control::unix_seconds(at),
+            listener: &listener.config.name,
+            route: route.map_or(crate::config::table::DEFAULT_ROUTE, |r| r.name.as_str()),
+            client: c.peer_value.to_str().unwrap_or(""),
+            method: method.as_str(),
+            host: host.as_deref(),
+            path: &path,
+            status,
+            bytes: hyper::body::Body::size_hint(resp.body()).exact(),
+            upstream: upstream.map(|a| a.to_string()),
+            duration_ms: took.as_secs_f64() * 1e3,
+        });
+    }
+    if let Some(r) = listener.routes.get(slot) {
+        r.workers.get(w).responses.count(status);
+        c.worker.histograms.record(r.uid, took);
+    }
+    if let Some(i) = cluster {
+        let stats = &table.clusters[i].stats;
+        stats.workers.get(w).http_responses.count(status);
+        c.worker.histograms.record(stats.uid, took);
+    }
+    resp
+}
+
+/// The response to one request, the cluster it was forwarded to and the endpoint that
+/// answered, if any.
+async fn answer(
+    c: &Conn,
+    table: &TableRef,
+    li: usize,
+    route: Option<&Route>,
+    started: Instant,
+    req: Request<Incoming>,
+) -> (Response<ResponseBody>, Option<usize>, Option<SocketAddr>) {
+    let listener = &table.listeners[li];
+    let cfg = &listener.config.http;
+    let cluster_index = match route.map(|r| &r.action) {
+        None => listener.config.cluster,
+        Some(Action::Forward(i)) => *i,
+        Some(Action::Respond {
+            status,
+            headers,
+            body,
+        }) => {
+            let mut resp = Response::new(ResponseBody::full(body.clone()));
+            *resp.status_mut() = *status;
+            for (n, v) in headers {
+                resp.headers_mut().append(n.clone(), v.clone());
+            }
+            return (finish(resp, route, cfg), None, None);
+        }
+        Some(Action::Redirect { status, location }) => {
+            let mut resp = Response::new(ResponseBody::Full(None));
+            *resp.status_mut() = *status;
+            resp.headers_mut()
+                .insert(header::LOCATION, location.clone());
+            return (finish(resp, route, cfg), None, None);
+        }
+    };
+    let (resp, upstream) = forward_to(c, table, li, route, cluster_index, started, req).await;
+    (resp, Some(cluster_index), upstream)
+}
+
+/// Forwards a request to cluster `cluster_index`; the response and the endpoint that answered.
+async fn forward_to(
+    c: &Conn,
+    table: &TableRef,
+    li: usize,
+    route: Option<&Route>,
+    cluster_index: usize,
+    started: Instant,
+    mut req: Request<Incoming>,
+) -> (Response<ResponseBody>, Option<SocketAddr>) {
+    let listener = &table.listeners[li];
+    let cfg = &listener.config.http;
+    let cluster = &table.clusters[cluster_index];
+    let http = &table.config.clusters[cluster_index].http;
+
+    if let (Some(max), Some(len)) = (cfg.max_body, content_length(&req)) {
+        if len > max {
+            return (
+                error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+                None,
+            );
+        }
+    }
+    let mut key_buf = [0u8; 64];
+    let key: Vec<u8> = if cluster.balancer.uses_key() {
+        hash_key(&http.hash_on, &req, c.peer, &mut key_buf).to_vec()
+    } else {
+        Vec::new()
+    };
+    // An upgrade (WebSocket): the client's side of the tunnel, once the upstream agrees.
+    let upgrade = upgrade_of(&req);
+    let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    let fault = Rc::new(Cell::new(None));
+    if upgrade.is_some() && http.h2 {
+        return (
+            error(
+                StatusCode::NOT_IMPLEMENTED,
+                "upgrades need an HTTP/1.1 upstream",
+            ),
+            None,
+        );
+    }
+    let mut upstream_req = match prepare(req, c, http.h2, route, cfg, &fault) {
+        Ok(r) => r,
+        Err(status) => return (error(status, "bad request"), None),
+    };
+    if let Some(u) = &upgrade {
+        let h = upstream_req.headers_mut();
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, u.clone());
+    }
+    let deadline = (started + cfg.request_timeout).min(Instant::now() + http.response_timeout);
+    let w = &c.worker;
+    let fctx = Ctx {
+        worker: w.id,
+        pool: &w.http_pool,
+        budget: &w.http_budget,
+    };
+    match forward::forward(&fctx, cluster, http, upstream_req, &key, deadline, &fault).await {
+        Ok(mut answer) => {
+            let switching = answer.response.status() == StatusCode::SWITCHING_PROTOCOLS;
+            let tunnel = match (switching, client_side) {
+                (false, _) => None,
+                (true, Some(client_side)) => {
+                    let upstream_side = hyper::upgrade::on(&mut answer.response);
+                    Some((client_side, upstream_side))
+                }
+                (true, None) => {
+                    tracing::debug!(cluster = %cluster.name, "upstream switched protocols unasked");
+                    return (error(StatusCode::BAD_GATEWAY, "Bad Gateway"), None);
+                }
+            };
+            let (mut parts, inner) = answer.response.into_parts();
+            let upgrade_to = parts.headers.get(header::UPGRADE).cloned();
+            headers::strip_hop_by_hop(&mut parts.headers);
+            let checkin = match tunnel {
+                None => Some(answer.checkin),
+                Some((client_side, upstream_side)) => {
+                    parts
+                        .headers
+                        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                    if let Some(u) = upgrade_to {
+                        parts.headers.insert(header::UPGRADE, u);
+                    }
+                    tokio::task::spawn_local(tunnel::run(
+                        client_side,
+                        upstream_side,
+                        listener.config.idle_timeout,
+                    ));
+                    // The connection now belongs to the tunnel.
+                    None
+                }
+            };
+            let body = ResponseBody::Upstream { inner, checkin };
+            let from = cluster.endpoints.get(answer.endpoint).map(|e| e.addr);
+            (finish(Response::from_parts(parts, body), route, cfg), from)
+        }
+        Err(f) => {
+            if let Failure::NoUpstream(_) = f {
+                cluster.stats.workers.get(w.id).unavailable.inc();
+            }
+            tracing::debug!(cluster = %cluster.name, peer = %c.peer, failure = %f, "request failed");
+            let status = f.status();
+            (
+                error(status, status.canonical_reason().unwrap_or("error")),
+                None,
+            )
+        }
+    }
+}
+
+/// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` with an
+/// `Upgrade` header), if any.
+fn upgrade_of<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if req.version() != hyper::Version::HTTP_11 {
+        return None;
+    }
+    let asks = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| req.headers().get(header::UPGRADE).cloned())?
+}
+
+/// Applies the response header rules (route's, then listener's).
+fn finish(
+    mut resp: Response<ResponseBody>,
+    route: Option<&Route>,
+    cfg: &crate::config::http::HttpListener,
+) -> Response<ResponseBody> {
+    if let Some(r) = route {
+        headers::apply(resp.headers_mut(), &r.response_headers);
+    }
+    headers::apply(resp.headers_mut(), &cfg.response_headers);
+    resp
+}
+
+fn content_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The request as the upstream gets it: origin-form URI, `Host` kept (or taken from an h2
+/// authority), hop-by-hop headers out, forwarding headers and rules in.
+fn prepare(
+    req: Request<Incoming>,
+    c: &Conn,
+    h2: bool,
+    route: Option<&Route>,
+    cfg: &crate::config::http::HttpListener,
+    fault: &Rc<Cell<Option<body::Fault>>>,
+) -> Result<Request<RequestBody>, StatusCode> {
+    let (mut parts, inner) = req.into_parts();
+    let host = route::host_with_port(&parts.headers, &parts.uri)
+        .and_then(|h| HeaderValue::from_str(h).ok());
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(h) = &host {
+            parts.headers.insert(header::HOST, h.clone());
+        }
+    }
+    if parts.uri.authority().is_some() || parts.uri.scheme().is_some() {
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = pq.parse::<Uri>().map_err(|_| StatusCode::BAD_REQUEST)?;
+    }
+    if h2 {
+        // HTTP/2 carries the host as `:authority`, from an absolute URI.
+        let authority = host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = format!("http://{authority}{pq}")
+            .parse::<Uri>()
+            .map_err(|_| StatusCode::BAD_REQUEST)?;
+        parts.headers.remove(header::HOST);
+        parts.version = hyper::Version::HTTP_2;
+    } else {
+        parts.version = hyper::Version::HTTP_11;
+    }
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::add_forwarded(&mut parts.headers, &c.peer_value, c.scheme, host);
+    headers::apply(&mut parts.headers, &cfg.request_headers);
+    if let Some(r) = route {
+        headers::apply(&mut parts.headers, &r.request_headers);
+    }
+    let body = if hyper::body::Body::is_end_stream(&inner) {
+        RequestBody::Empty
+    } else {
+        RequestBody::Stream {
+            inner,
+            left: cfg.max_body,
+            fault: fault.clone(),
+        }
+    };
+    Ok(Request::from_parts(parts, body))
+}
+
+/// What a hash policy hashes for this request.
+fn hash_key<'a, B>(
+    on: &HashOn,
+    req: &'a Request<B>,
+    peer: SocketAddr,
+    buf: &'a mut [u8; 64],
+) -> &'a [u8] {
+    match on {
+        HashOn::ClientIp => {
+            use std::io::Write;
+            let mut cur = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cur, "{}", peer.ip());
+            let n = cur.position() as usize;
+            &buf[..n]
+        }
+        HashOn::Path => req.uri().path().as_bytes(),
+        HashOn::Header(n) => req.headers().get(n).map_or(&[], |v| v.as_bytes()),
+        HashOn::Cookie(name) => req
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|kv| {
+                let (k, v) = kv.trim().split_once('=')?;
+                (k == name).then_some(v.as_bytes())
+            })
+            .unwrap_or(&[]),
+        HashOn::Query(name) => req
+            .uri()
+            .query()
+            .and_then(|q| {
+                q.split('&').find_map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (k == name).then_some(v.as_bytes())
+                })
+            })
+            .unwrap_or(&[]),
+    }
+}
+
+fn error(status: StatusCode, text: &str) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::full(format!("{} {text}\n", status.as_u16())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(uri: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().uri(uri);
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn hash_keys_come_from_where_hash_on_says() {
+        let peer: SocketAddr = "192.0.2.9:5555".parse().unwrap();
+        let r = req(
+            "/a/b?x=1&user=alice&y",
+            &[("x-user", "bob"), ("cookie", "a=1; session=s3; b=2")],
+        );
+        let key = |on: HashOn| {
+            let mut buf = [0u8; 64];
+            String::from_utf8(hash_key(&on, &r, peer, &mut buf).to_vec()).unwrap()
+        };
+        assert_eq!(key(HashOn::ClientIp), "192.0.2.9");
+        assert_eq!(key(HashOn::Path), "/a/b");
+        assert_eq!(
+            key(HashOn::Header(hyper::header::HeaderName::from_static(
+                "x-user"
+            ))),
+            "bob"
+        );
+        assert_eq!(key(HashOn::Cookie("session".into())), "s3");
+        assert_eq!(key(HashOn::Query("user".into())), "alice");
+        assert_eq!(key(HashOn::Query("y".into())), "");
+        assert_eq!(key(HashOn::Query("missing".into())), "");
+        assert_eq!(key(HashOn::Cookie("missing".into())), "");
+    }
+
+    #[test]
+    fn upgrades_need_connection_upgrade_and_an_upgrade_header() {
+        let ws = req(
+            "/",
+            &[
+                ("connection", "keep-alive, Upgrade"),
+                ("upgrade", "websocket"),
+            ],
+        );
+        assert_eq!(upgrade_of(&ws).unwrap(), "websocket");
+        assert!(upgrade_of(&req("/", &[("upgrade", "websocket")])).is_none());
+        assert!(upgrade_of(&req("/", &[("connection", "upgrade")])).is_none());
+        let mut h10 = req("/", &[("connection", "upgrade"), ("upgrade", "websocket")]);
+        *h10.version_mut() = hyper::Version::HTTP_10;
+        assert!(upgrade_of(&h10).is_none(), "HTTP/1.1 only");
+    }
+}
