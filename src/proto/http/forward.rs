@@ -185,8 +185,16 @@ pub async fn forward(
         let counters = ep.stats.workers.get(ctx.worker);
         // Pooled connections first; one found closed is replaced without counting an attempt.
         loop {
-            let pooled = ctx.pool.checkout(uid, http.idle_timeout);
+            let mut pooled = ctx.pool.checkout(uid, http.idle_timeout);
+            if pooled.is_none() && http.h2 {
+                // One HTTP/2 connection per endpoint: wait for one being opened, if any.
+                if let Some(opening) = ctx.pool.opening(uid) {
+                    opening.notified().await;
+                    pooled = ctx.pool.checkout(uid, http.idle_timeout);
+                }
+            }
             let fresh = pooled.is_none();
+            let opening = (fresh && http.h2).then(|| ctx.pool.open(uid));
             let mut sender = match pooled {
                 Some(s) => s,
                 None => match pool::connect(
@@ -212,6 +220,8 @@ pub async fn forward(
             if fresh {
                 ctx.pool.share(uid, &sender);
             }
+            // Requests waiting for this HTTP/2 connection may use it now.
+            drop(opening);
             if sender.ready().await.is_err() {
                 if fresh {
                     counters.connect_errors.inc();

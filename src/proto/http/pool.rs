@@ -77,6 +77,9 @@ struct Idle {
 pub struct Pool {
     idle: RefCell<HashMap<u64, Vec<Idle>>>,
     shared: RefCell<HashMap<u64, http2::SendRequest<RequestBody>>>,
+    /// HTTP/2 connections being opened, so other requests wait for them instead of opening
+    /// more.
+    opening: RefCell<HashMap<u64, Rc<tokio::sync::Notify>>>,
 }
 
 impl Pool {
@@ -97,6 +100,22 @@ impl Pool {
             }
         }
         None
+    }
+
+    /// The HTTP/2 connection to `uid` being opened now, if any, to wait for.
+    pub fn opening(&self, uid: u64) -> Option<Rc<tokio::sync::Notify>> {
+        self.opening.borrow().get(&uid).cloned()
+    }
+
+    /// Marks an HTTP/2 connection to `uid` as being opened until the guard drops.
+    pub fn open(self: &Rc<Self>, uid: u64) -> Opening {
+        self.opening
+            .borrow_mut()
+            .insert(uid, Rc::new(tokio::sync::Notify::new()));
+        Opening {
+            pool: self.clone(),
+            uid,
+        }
     }
 
     /// Keeps a new HTTP/2 connection for the next requests to `uid`.
@@ -126,6 +145,21 @@ impl Pool {
     /// Idle connections held now (all endpoints).
     pub fn idle_count(&self) -> usize {
         self.idle.borrow().values().map(Vec::len).sum()
+    }
+}
+
+/// Wakes the requests waiting for an HTTP/2 connection when it is open (or failed).
+#[derive(Debug)]
+pub struct Opening {
+    pool: Rc<Pool>,
+    uid: u64,
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        if let Some(n) = self.pool.opening.borrow_mut().remove(&self.uid) {
+            n.notify_waiters();
+        }
     }
 }
 
