@@ -24,9 +24,21 @@ fn config(
     eps: &[SocketAddr],
     extra: &str,
 ) -> String {
+    config_for("tcp", admin, listen, lb, eps, extra)
+}
+
+/// [`config`] with a listener of `protocol` (`tcp` or `http`).
+fn config_for(
+    protocol: &str,
+    admin: SocketAddr,
+    listen: SocketAddr,
+    lb: &str,
+    eps: &[SocketAddr],
+    extra: &str,
+) -> String {
     let eps: Vec<(SocketAddr, u32)> = eps.iter().map(|a| (*a, 1)).collect();
     base_toml(admin, 2)
-        + &listener_toml("l", listen, "c", "")
+        + &listener_toml("l", listen, "c", &format!("protocol = \"{protocol}\""))
         + &cluster_toml("c", lb, &eps, &format!("connect_attempts = 1\n{extra}"))
 }
 
@@ -59,12 +71,19 @@ fn up_metric(p: &Proxy, ep: SocketAddr) -> Option<f64> {
 /// Stops one of two backends under load and starts it again: requests fail only until the
 /// check notices (fall = 2 checks 200 ms apart), none fail after that, and traffic returns
 /// once `rise` checks pass.
-fn stop_and_start_under_load(check: &str) {
+fn stop_and_start_under_load(check: &str, protocol: &str) {
     let a = WebBackend::start("a");
     let mut b = WebBackend::start("b");
     let (admin, listen) = (addr(), addr());
     let p = Proxy::start(
-        &config(admin, listen, "round_robin", &[a.addr, b.addr], check),
+        &config_for(
+            protocol,
+            admin,
+            listen,
+            "round_robin",
+            &[a.addr, b.addr],
+            check,
+        ),
         admin,
     );
     assert!(eventually(5, || get(listen, None).is_ok()));
@@ -152,12 +171,17 @@ fn stop_and_start_under_load(check: &str) {
 
 #[test]
 fn http_checks_take_a_stopped_backend_out_and_bring_it_back() {
-    stop_and_start_under_load(HTTP_CHECK);
+    stop_and_start_under_load(HTTP_CHECK, "tcp");
+}
+
+#[test]
+fn http_checks_on_an_http_listener_take_a_stopped_backend_out_and_bring_it_back() {
+    stop_and_start_under_load(HTTP_CHECK, "http");
 }
 
 #[test]
 fn tcp_checks_take_a_stopped_backend_out_and_bring_it_back() {
-    stop_and_start_under_load(TCP_CHECK);
+    stop_and_start_under_load(TCP_CHECK, "tcp");
 }
 
 #[test]
@@ -239,6 +263,15 @@ fn passive_ejection_without_active_checks() {
 /// active check and is ejected by the passive detector.
 #[test]
 fn a_backend_that_passes_checks_but_resets_requests_is_ejected() {
+    resets_are_ejected("tcp", "reset before any reply");
+}
+
+#[test]
+fn an_http_listener_ejects_a_backend_that_passes_checks_but_resets_requests() {
+    resets_are_ejected("http", "failed before a response");
+}
+
+fn resets_are_ejected(protocol: &str, reason: &str) {
     let a = WebBackend::start("a");
     let bad = ResetBackend::start();
     let (admin, listen) = (addr(), addr());
@@ -246,7 +279,14 @@ fn a_backend_that_passes_checks_but_resets_requests_is_ejected() {
         "{HTTP_CHECK}[clusters.c.outlier]\nconsecutive_failures = 3\nbase_ejection_time = \"30s\"\n"
     );
     let p = Proxy::start(
-        &config(admin, listen, "round_robin", &[a.addr, bad.addr], &extra),
+        &config_for(
+            protocol,
+            admin,
+            listen,
+            "round_robin",
+            &[a.addr, bad.addr],
+            &extra,
+        ),
         admin,
     );
     let mut failures = 0;
@@ -265,13 +305,7 @@ fn a_backend_that_passes_checks_but_resets_requests_is_ejected() {
         h["last_check"]["ok"], true,
         "the active check still passes: {h}"
     );
-    assert!(
-        h["reason"]
-            .as_str()
-            .unwrap()
-            .contains("reset before any reply"),
-        "{h}"
-    );
+    assert!(h["reason"].as_str().unwrap().contains(reason), "{h}");
 }
 
 /// Consistent hashing under failure: taking one of three endpoints down moves only its keys
