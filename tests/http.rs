@@ -880,3 +880,28 @@ fn http2_to_upstreams_multiplexes_requests() {
         "{conns} upstream connections: one per worker expected"
     );
 }
+
+/// `Expect: 100-continue`: the client gets `100 Continue` from corelane (curl would otherwise
+/// wait a second before sending its body) and the body reaches the upstream.
+#[test]
+fn expect_100_continue_is_answered() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "", "", "");
+    let body = "y".repeat(100_000);
+    let started = Instant::now();
+    let r = curl(&[
+        "-H",
+        "Expect: 100-continue",
+        "--expect100-timeout",
+        "5",
+        "--data-binary",
+        &body,
+        &url(listen, "/echo"),
+    ]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), body.len());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "curl waited for a 100 that never came"
+    );
+}
