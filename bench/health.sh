@@ -7,7 +7,9 @@
 #
 # The backend is one nginx listening on N ports (one per endpoint), pinned to CPU 0 with wrk.
 # corelane (1 worker) is pinned to CPU 1: its control thread, which runs the checks, shares
-# that core with the worker, so any cost of the checks shows up in the worker's req/s. Each
+# that core with the worker, so any cost of the checks shows up in the worker's req/s; with
+# --control-core C the control thread is moved to core C after start (the worker keeps CPU 1
+# to itself), which is how the data path and the control plane are meant to share a machine. Each
 # round starts each variant fresh (so the idle one's checks do not run during the other's
 # measurement), waits 3 s for the checks to settle in, then measures:
 #   - keep-alive: wrk, C connections kept open (the endpoint is picked per connection);
@@ -21,7 +23,7 @@
 # results go to bench/out/health/ and the summary table to stdout.
 set -euo pipefail
 
-ENDPOINTS=1000 KIND=tcp INTERVAL=1s ROUNDS=5 DURATION=10 CONNS=64
+ENDPOINTS=1000 KIND=tcp INTERVAL=1s ROUNDS=5 DURATION=10 CONNS=64 CONTROL_CORE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --endpoints) ENDPOINTS=$2; shift 2 ;;
@@ -30,10 +32,12 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --conns) CONNS=$2; shift 2 ;;
+    --control-core) CONTROL_CORE=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 CMDLINE="bench/health.sh --endpoints $ENDPOINTS --kind $KIND --interval $INTERVAL --rounds $ROUNDS --duration $DURATION --conns $CONNS"
+[ -n "$CONTROL_CORE" ] && CMDLINE="$CMDLINE --control-core $CONTROL_CORE"
 
 ulimit -n "$(ulimit -Hn)"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -106,6 +110,11 @@ for r in $(seq 1 "$ROUNDS"); do
     for _ in $(seq 50); do curl -fsS -o /dev/null "http://127.0.0.1:$LISTEN/" 2>/dev/null && break; sleep 0.1; done
     sleep 3
     tid=$(worker_tid $pid)
+    if [ -n "$CONTROL_CORE" ]; then
+      # The control thread (the main thread: it runs the checks) moves to its own core; the
+      # worker keeps CPU 1 to itself.
+      taskset -p -c "$CONTROL_CORE" $pid > /dev/null
+    fi
     k0=$(checks_total)
     for mode in keepalive close; do
       hdr=()
