@@ -7,5 +7,6 @@
 pub mod http;
 pub mod keyed;
 pub mod memcache;
+pub mod mysql;
 pub mod redis;
 pub mod tcp;
