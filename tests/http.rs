@@ -862,6 +862,12 @@ fn http2_to_upstreams_multiplexes_requests() {
     );
     let r = curl(&["--data-binary", "over h2", &url(listen, "/echo")]);
     assert_eq!(r.text(), "over h2");
+    // A Host that is more than an authority cannot reach the upstream's :path.
+    let out = raw(
+        listen,
+        b"GET /public HTTP/1.1\r\nHost: a.test/admin?\r\nConnection: close\r\n\r\n",
+    );
+    assert!(out.starts_with("HTTP/1.1 400"), "{out:?}");
     let threads: Vec<_> = (0..8)
         .map(|_| {
             thread::spawn(move || {

@@ -230,6 +230,71 @@ fn client_certificates_are_required_when_configured() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// A session (ticket) from a listener without client certificates does not resume on one
+/// that requires them: rustls would carry the session's (absent) certificate over.
+#[test]
+fn sessions_from_elsewhere_do_not_skip_client_certificates() {
+    let a = EchoBackend::start("a");
+    let (admin, open_listen, mtls_listen) = (addr(), addr(), addr());
+    let mtls = format!("client_ca = \"{}\"\n", cert("ca.crt"));
+    let cfg = base_toml(admin, 2)
+        + &listener_toml(
+            "open",
+            open_listen,
+            "app",
+            &format!(
+                "protocol = \"http\"\n{}",
+                tls_table("localhost", "").replace("listeners.web", "listeners.open")
+            ),
+        )
+        + &listener_toml(
+            "strict",
+            mtls_listen,
+            "app",
+            &format!(
+                "protocol = \"http\"\n{}",
+                tls_table("localhost", &mtls).replace("listeners.web", "listeners.strict")
+            ),
+        )
+        + &cluster_toml("app", "round_robin", &[(a.addr, 1)], "");
+    let _p = Proxy::start(&cfg, admin);
+    let dir = tempdir("sess-mtls");
+    let sess = dir.join("s");
+    let run = |listen: SocketAddr, flag: &str| {
+        let out = Command::new("openssl")
+            .args([
+                "s_client",
+                "-tls1_3",
+                "-connect",
+                &listen.to_string(),
+                "-servername",
+                "localhost",
+                flag,
+            ])
+            .arg(&sess)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .and_then(|mut c| {
+                thread::sleep(Duration::from_millis(300));
+                if let Some(mut i) = c.stdin.take() {
+                    let _ = i.write_all(b"Q\n");
+                }
+                c.wait_with_output()
+            })
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = run(open_listen, "-sess_out");
+    assert!(first.contains("New, TLSv1.3"), "{first}");
+    let second = run(mtls_listen, "-sess_in");
+    assert!(
+        !second.contains("Reused"),
+        "resumed past client authentication:\n{second}"
+    );
+}
+
 #[test]
 fn tls_on_a_tcp_listener() {
     let a = EchoBackend::start("a");

@@ -74,7 +74,12 @@ impl RoutingTable {
                             ),
                             health: kept.map_or_else(
                                 || Arc::new(Health::new(initially_up)),
-                                |oe| oe.health.clone(),
+                                |oe| {
+                                    if c.outlier.is_none() {
+                                        oe.health.end_ejection();
+                                    }
+                                    oe.health.clone()
+                                },
                             ),
                         }
                     })

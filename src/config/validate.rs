@@ -487,12 +487,16 @@ fn parse_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 pub(super) fn parse_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(s).map_err(|e| {
+    let d = humantime::parse_duration(s).map_err(|e| {
         invalid(
             key,
             format!("{s:?} is not a duration like \"500ms\" or \"30s\": {e}"),
         )
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(invalid(key, format!("{s:?} is longer than 30 days")));
+    }
+    Ok(d)
 }
 
 pub(super) fn positive_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
@@ -502,6 +506,9 @@ pub(super) fn positive_duration(key: &str, s: &str) -> Result<Duration, ConfigEr
     }
     Ok(d)
 }
+
+/// The longest duration any setting takes: deadlines computed from it must not overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 pub(super) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {

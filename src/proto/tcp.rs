@@ -9,6 +9,10 @@
 //!
 //! Health: down and ejected endpoints are not picked (`upstream::connect`); connect failures
 //! and an upstream reset before its first byte count as failures for outlier detection.
+//!
+//! TLS listeners terminate TLS, then copy through [`splice`]: connect failures still count
+//! for outlier detection, but an upstream reset is not told from a close there, so it is
+//! neither counted nor passed on as a reset (the client's TLS connection is closed).
 
 use std::cell::Cell;
 use std::rc::Rc;

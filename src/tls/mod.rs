@@ -6,9 +6,10 @@
 //! What a listener gets: TLS 1.3 and 1.2 only (rustls offers nothing older); a certificate
 //! chosen by SNI ([`Sni`]: exact names, then `*.domain` wildcards, else the first certificate);
 //! ALPN `h2` and `http/1.1` on HTTP listeners; resumption by session ID (an in-memory cache
-//! per listener) and by tickets (one process-wide ticket key, rotated by rustls, so a ticket
-//! works on every worker and across reloads); optional client certificates (mTLS) checked
-//! against `client_ca`.
+//! per listener and load) and by tickets (one process-wide ticket key, rotated by rustls, so
+//! a ticket works on every worker and across reloads; a listener with `client_ca` has keys of
+//! its own per load, since a resumed session keeps the client certificate it was made with);
+//! optional client certificates (mTLS) checked against `client_ca`.
 //!
 //! TLS to upstreams is [`client`].
 
@@ -133,7 +134,15 @@ fn server_config(
     } else {
         Arc::new(rustls::server::NoServerSessionStorage {})
     };
-    if let Some(ticketer) = ticketer() {
+    // A listener that checks client certificates gets ticket keys of its own, made anew on
+    // every load: rustls resumes a session with the client certificate it had, so a ticket
+    // issued elsewhere (or before `client_ca` changed) must not be accepted here.
+    let ticketer = if t.client_ca.is_some() {
+        rustls::crypto::ring::Ticketer::new().ok()
+    } else {
+        ticketer()
+    };
+    if let Some(ticketer) = ticketer {
         cfg.ticketer = ticketer;
     }
     Ok(cfg)

@@ -17,9 +17,10 @@
 //!   ejections and drops by one for every `base_ejection_time` spent in service.
 //!
 //! Workers read [`Health::usable`] when they pick an endpoint: two relaxed loads. They never
-//! wait for the checker. The timer brings an ejected endpoint back (its next failure ejects it
-//! again, for longer); an active check that sees a down endpoint come back up also ends its
-//! ejection.
+//! wait for the checker. The timer brings an ejected endpoint back (another run of
+//! `consecutive_failures` ejects it again, for longer); an active check that sees a down
+//! endpoint come back up also ends its ejection. `max_ejection_percent` is checked without a
+//! lock, so workers ejecting at the same instant may overshoot it by one each.
 //!
 //! Not here: which endpoint is picked (`balancer`), running checks (`control::checks`).
 
@@ -261,6 +262,14 @@ impl Health {
             return Some(Transition::Up);
         }
         None
+    }
+
+    /// The cluster no longer has outlier detection: an ejection in force ends now.
+    pub fn end_ejection(&self) {
+        if self.ejected_until.swap(0, Relaxed) != 0 {
+            self.last_return.store(now_ms(), Relaxed);
+            EPOCH.fetch_add(1, Relaxed);
+        }
     }
 
     /// The cluster no longer checks this endpoint: it counts as up again.

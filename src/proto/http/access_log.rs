@@ -2,21 +2,28 @@
 //!
 //! Off the hot path: a request appends its line to its worker's buffer (no lock, no syscall);
 //! a full buffer (32 KiB), or the worker's flush every quarter second, hands the whole buffer
-//! to one writer thread through a channel, and only that thread writes to the file (or
-//! standard output). A line is written when the response headers are sent, so `bytes` is the
+//! to one writer thread through a bounded channel, and only that thread writes to the file
+//! (or standard output). If the writer falls 256 batches behind (a stalled pipe), batches are
+//! dropped with a warning rather than held in memory. A line is written when the response headers are sent, so `bytes` is the
 //! response body's length when it is known then (`Content-Length`), else null.
 
 use std::cell::RefCell;
 use std::io::Write;
 use std::sync::OnceLock;
-use std::sync::mpsc::{Sender, channel};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
 use serde::Serialize;
 
 /// Bytes a worker gathers before handing them to the writer.
 const BATCH: usize = 32 * 1024;
 
-static SINK: OnceLock<Sender<Vec<u8>>> = OnceLock::new();
+static SINK: OnceLock<SyncSender<Vec<u8>>> = OnceLock::new();
+/// Batches waiting for the writer at most; past it, batches are dropped (and counted) rather
+/// than kept in memory without bound.
+const QUEUED: usize = 256;
+/// Lines' batches dropped because the writer could not keep up.
+pub static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -37,7 +44,7 @@ pub fn start(path: Option<&std::path::Path>) -> std::io::Result<()> {
         ),
         None => Box::new(std::io::stdout()),
     };
-    let (tx, rx) = channel::<Vec<u8>>();
+    let (tx, rx) = sync_channel::<Vec<u8>>(QUEUED);
     std::thread::Builder::new()
         .name("corelane-log".into())
         .spawn(move || {
@@ -96,6 +103,10 @@ pub fn flush() {
 fn hand_over(b: &mut Vec<u8>) {
     let batch = std::mem::replace(b, Vec::with_capacity(BATCH + 1024));
     if let Some(tx) = SINK.get() {
-        let _ = tx.send(batch);
+        if let Err(TrySendError::Full(_)) = tx.try_send(batch) {
+            if DROPPED.fetch_add(1, Relaxed) == 0 {
+                tracing::warn!("access log writer is behind; dropping batches of lines");
+            }
+        }
     }
 }

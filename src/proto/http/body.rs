@@ -43,6 +43,14 @@ pub enum Fault {
     Malformed,
 }
 
+/// What the engine learns of a request body as it streams: how it failed, if it did, and
+/// whether it has been sent to its end.
+#[derive(Debug, Default)]
+pub struct BodyState {
+    pub fault: Cell<Option<Fault>>,
+    pub done: Cell<bool>,
+}
+
 /// A client's request body on its way upstream.
 #[derive(Debug)]
 pub enum RequestBody {
@@ -52,8 +60,8 @@ pub enum RequestBody {
         /// Bytes still allowed under `max_body`, if set.
         left: Option<u64>,
         /// Set when the client's body failed (too large, malformed), so the engine answers
-        /// 413 or 400 rather than blaming the upstream.
-        fault: Rc<Cell<Option<Fault>>>,
+        /// 413 or 400 rather than blaming the upstream; and when it has ended.
+        state: Rc<BodyState>,
     },
 }
 
@@ -67,12 +75,12 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
-            RequestBody::Stream { inner, left, fault } => match Pin::new(inner).poll_frame(cx) {
+            RequestBody::Stream { inner, left, state } => match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let (Some(left), Some(data)) = (left.as_mut(), frame.data_ref()) {
                         let n = data.len() as u64;
                         if n > *left {
-                            fault.set(Some(Fault::TooLarge));
+                            state.fault.set(Some(Fault::TooLarge));
                             return Poll::Ready(Some(Err(BodyError::TooLarge)));
                         }
                         *left -= n;
@@ -80,10 +88,13 @@ impl Body for RequestBody {
                     Poll::Ready(Some(Ok(frame)))
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    fault.set(Some(Fault::Malformed));
+                    state.fault.set(Some(Fault::Malformed));
                     Poll::Ready(Some(Err(BodyError::Client(e))))
                 }
-                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Ready(None) => {
+                    state.done.set(true);
+                    Poll::Ready(None)
+                }
                 Poll::Pending => Poll::Pending,
             },
         }

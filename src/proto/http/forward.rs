@@ -20,7 +20,7 @@ use hyper::http::{HeaderMap, Method, StatusCode, Uri, Version};
 use hyper::{Request, Response};
 use tokio::time::Instant;
 
-use super::body::{Fault, RequestBody};
+use super::body::{BodyState, Fault, RequestBody};
 use super::pool::{self, Checkin, Pool};
 use crate::config::model::limits::MAX_CONNECT_ATTEMPTS;
 use crate::upstream::Cluster;
@@ -158,9 +158,10 @@ pub async fn forward(
     mut req: Request<RequestBody>,
     key: &[u8],
     deadline: Instant,
-    fault: &Cell<Option<Fault>>,
+    body: &Rc<BodyState>,
 ) -> Result<Answer, Failure> {
     ctx.budget.request();
+    let has_body = !matches!(req.body(), RequestBody::Empty);
     let mut tried = [0usize; MAX_CONNECT_ATTEMPTS as usize];
     let attempts = cluster.connect_attempts.min(tried.len());
     // A copy for a second try exists only where a second endpoint could take it.
@@ -181,20 +182,36 @@ pub async fn forward(
         tried[n] = i;
         n += 1;
         let ep = &cluster.endpoints[i];
-        let uid = ep.stats.uid;
+        // Pooled connections are per endpoint and per kind (plain or TLS, HTTP/1.1 or 2), so
+        // a reload that changes the kind does not reuse connections of the old one.
+        let flavor = u64::from(http.h2) | u64::from(cluster.tls.is_some()) << 1;
+        let uid = ep.stats.uid.wrapping_mul(4) | flavor;
         let counters = ep.stats.workers.get(ctx.worker);
         // Pooled connections first; one found closed is replaced without counting an attempt.
         loop {
             let mut pooled = ctx.pool.checkout(uid, http.idle_timeout);
+            let mut opening = None;
             if pooled.is_none() && http.h2 {
-                // One HTTP/2 connection per endpoint: wait for one being opened, if any.
-                if let Some(opening) = ctx.pool.opening(uid) {
-                    opening.notified().await;
+                // One HTTP/2 connection per endpoint: open it, or wait (within the deadline)
+                // for the request opening it.
+                loop {
+                    if let Some(o) = ctx.pool.open(uid) {
+                        opening = Some(o);
+                        break;
+                    }
+                    if let Some(n) = ctx.pool.opening(uid) {
+                        let wait = n.notified();
+                        if tokio::time::timeout_at(deadline, wait).await.is_err() {
+                            return Err(Failure::Timeout);
+                        }
+                    }
                     pooled = ctx.pool.checkout(uid, http.idle_timeout);
+                    if pooled.is_some() {
+                        break;
+                    }
                 }
             }
             let fresh = pooled.is_none();
-            let opening = (fresh && http.h2).then(|| ctx.pool.open(uid));
             let mut sender = match pooled {
                 Some(s) => s,
                 None => match pool::connect(
@@ -222,7 +239,11 @@ pub async fn forward(
             }
             // Requests waiting for this HTTP/2 connection may use it now.
             drop(opening);
-            if sender.ready().await.is_err() {
+            let ready = match tokio::time::timeout_at(deadline, sender.ready()).await {
+                Ok(r) => r,
+                Err(_) => return Err(Failure::Timeout),
+            };
+            if ready.is_err() {
                 if fresh {
                     counters.connect_errors.inc();
                     cluster.failed(i, "connection closed at once");
@@ -247,13 +268,20 @@ pub async fn forward(
                             uid,
                             sender,
                             max_idle: http.max_idle,
+                            max_age: http.idle_timeout,
+                            // A connection whose request is still uploading (the upstream
+                            // answered early) is not given to the next request.
+                            request: has_body.then(|| body.clone()),
                         },
                         endpoint: i,
                     });
                 }
                 Err(_) => {
                     counters.request_errors.inc();
-                    cluster.failed(i, "no response before the deadline");
+                    // A client still sending its body is slow, not the endpoint.
+                    if body.done.get() || !has_body {
+                        cluster.failed(i, "no response before the deadline");
+                    }
                     return Err(Failure::Timeout);
                 }
                 Ok(Err(mut e)) => {
@@ -269,7 +297,7 @@ pub async fn forward(
                         continue;
                     }
                     counters.request_errors.inc();
-                    if let Some(f) = fault.get() {
+                    if let Some(f) = body.fault.get() {
                         // The client's fault, not the endpoint's.
                         return Err(Failure::Client(f));
                     }

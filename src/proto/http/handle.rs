@@ -6,11 +6,11 @@
 //! Not here: the connection around the requests (`super::serve`), the upstream exchange and
 //! its retries (`super::forward`).
 
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
 use hyper::body::Incoming;
+use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::http::{HeaderValue, StatusCode, Uri};
 use hyper::{Request, Response, header};
 use tokio::time::Instant;
@@ -23,16 +23,20 @@ use crate::config::model::Protocol;
 use crate::worker::TableRef;
 
 /// The table and listener a request is routed by: the current table if it still has this
-/// listener, else the one the connection was accepted with (its listener is draining).
+/// listener, else the one the connection last used (its listener is draining).
 fn routing(c: &Conn) -> (Rc<TableRef>, usize) {
     let now = c.worker.table();
-    if Rc::ptr_eq(&now, &c.table) {
-        return (now, c.listener);
+    let mut current = c.table.borrow_mut();
+    if !Rc::ptr_eq(&now, &current) {
+        if let Some(i) = now.listener_index(c.listen) {
+            if now.listeners[i].config.protocol == Protocol::Http {
+                // Adopt it, so the old table is not kept alive by this connection.
+                *current = now;
+                c.listener.set(i);
+            }
+        }
     }
-    match c.local.and_then(|a| now.listener_index(a)) {
-        Some(i) if now.listeners[i].config.protocol == Protocol::Http => (now, i),
-        _ => (c.table.clone(), c.listener),
-    }
+    (current.clone(), c.listener.get())
 }
 
 /// Answers one request and counts it: by status class and latency (to the response headers)
@@ -155,7 +159,7 @@ async fn forward_to(
     // An upgrade (WebSocket): the client's side of the tunnel, once the upstream agrees.
     let upgrade = upgrade_of(&req);
     let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-    let fault = Rc::new(Cell::new(None));
+    let body_state = Rc::new(body::BodyState::default());
     if upgrade.is_some() && http.h2 {
         return (
             error(
@@ -165,7 +169,13 @@ async fn forward_to(
             None,
         );
     }
-    let mut upstream_req = match prepare(req, c, http.h2, route, cfg, &fault) {
+    // HTTP/2 upstreams take an absolute URI: its scheme follows the cluster's TLS.
+    let h2 = http.h2.then_some(if cluster.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    });
+    let mut upstream_req = match prepare(req, c, h2, route, cfg, &body_state) {
         Ok(r) => r,
         Err(status) => return (error(status, "bad request"), None),
     };
@@ -181,7 +191,17 @@ async fn forward_to(
         pool: &w.http_pool,
         budget: &w.http_budget,
     };
-    match forward::forward(&fctx, cluster, http, upstream_req, &key, deadline, &fault).await {
+    match forward::forward(
+        &fctx,
+        cluster,
+        http,
+        upstream_req,
+        &key,
+        deadline,
+        &body_state,
+    )
+    .await
+    {
         Ok(mut answer) => {
             let switching = answer.response.status() == StatusCode::SWITCHING_PROTOCOLS;
             let tunnel = match (switching, client_side) {
@@ -277,10 +297,10 @@ fn content_length<B>(req: &Request<B>) -> Option<u64> {
 fn prepare(
     req: Request<Incoming>,
     c: &Conn,
-    h2: bool,
+    h2: Option<&'static str>,
     route: Option<&Route>,
     cfg: &crate::config::http::HttpListener,
-    fault: &Rc<Cell<Option<body::Fault>>>,
+    state: &Rc<body::BodyState>,
 ) -> Result<Request<RequestBody>, StatusCode> {
     let (mut parts, inner) = req.into_parts();
     let host = route::host_with_port(&parts.headers, &parts.uri)
@@ -294,15 +314,23 @@ fn prepare(
         let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         parts.uri = pq.parse::<Uri>().map_err(|_| StatusCode::BAD_REQUEST)?;
     }
-    if h2 {
-        // HTTP/2 carries the host as `:authority`, from an absolute URI.
-        let authority = host
-            .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = format!("http://{authority}{pq}")
-            .parse::<Uri>()
+    if let Some(scheme) = h2 {
+        // HTTP/2 carries the host as `:authority`. It must be an authority and nothing more
+        // (a `Host: a.com/admin?` must not become part of the path the upstream sees).
+        let authority = match &host {
+            Some(h) => Authority::try_from(h.as_bytes()).map_err(|_| StatusCode::BAD_REQUEST)?,
+            None => Authority::from_static("localhost"),
+        };
+        let pq = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query(pq)
+            .build()
             .map_err(|_| StatusCode::BAD_REQUEST)?;
         parts.headers.remove(header::HOST);
         parts.version = hyper::Version::HTTP_2;
@@ -321,7 +349,7 @@ fn prepare(
         RequestBody::Stream {
             inner,
             left: cfg.max_body,
-            fault: fault.clone(),
+            state: state.clone(),
         }
     };
     Ok(Request::from_parts(parts, body))

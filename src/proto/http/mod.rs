@@ -60,10 +60,13 @@ pub use pool::Pool;
 /// What the tasks of one client connection share.
 struct Conn {
     worker: Rc<Worker>,
-    /// The table the connection was accepted with, and its listener there.
-    table: Rc<TableRef>,
-    listener: usize,
-    local: Option<SocketAddr>,
+    /// The table the connection's last request was routed by, and its listener there;
+    /// adopted anew when a reload publishes a table that still has the listener.
+    table: std::cell::RefCell<Rc<TableRef>>,
+    listener: std::cell::Cell<usize>,
+    /// The listener's configured address (what tables are keyed by; for a wildcard listener
+    /// it is not the socket's local address).
+    listen: SocketAddr,
     peer: SocketAddr,
     /// `peer`'s address as an `X-Forwarded-For` value.
     peer_value: HeaderValue,
@@ -97,9 +100,9 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     let cfg = &listener.config.http;
     let ctx = Rc::new(Conn {
         worker: worker.clone(),
-        table: conn.table.clone(),
-        listener: conn.listener,
-        local: conn.stream.local_addr().ok(),
+        table: std::cell::RefCell::new(conn.table.clone()),
+        listener: std::cell::Cell::new(conn.listener),
+        listen: listener.config.listen,
         peer: conn.peer,
         peer_value: headers::client_value(conn.peer.ip()),
         scheme: if listener.tls.is_some() {

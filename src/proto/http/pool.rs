@@ -24,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::body::RequestBody;
+use super::body::{BodyState, RequestBody};
 use super::io::{Io, UpstreamSide};
 use crate::metrics::stats::EndpointStats;
 use crate::tls::client::ClusterTls;
@@ -72,7 +72,7 @@ struct Idle {
     since: Instant,
 }
 
-/// One worker's upstream connections, by endpoint (its stats `uid`).
+/// One worker's upstream connections, by endpoint (its stats `uid` and the connection kind).
 #[derive(Debug, Default)]
 pub struct Pool {
     idle: RefCell<HashMap<u64, Vec<Idle>>>,
@@ -107,15 +107,20 @@ impl Pool {
         self.opening.borrow().get(&uid).cloned()
     }
 
-    /// Marks an HTTP/2 connection to `uid` as being opened until the guard drops.
-    pub fn open(self: &Rc<Self>, uid: u64) -> Opening {
-        self.opening
-            .borrow_mut()
-            .insert(uid, Rc::new(tokio::sync::Notify::new()));
-        Opening {
+    /// Marks an HTTP/2 connection to `uid` as being opened until the guard drops; `None` if
+    /// another request is opening one already.
+    pub fn open(self: &Rc<Self>, uid: u64) -> Option<Opening> {
+        let mut opening = self.opening.borrow_mut();
+        if opening.contains_key(&uid) {
+            return None;
+        }
+        let notify = Rc::new(tokio::sync::Notify::new());
+        opening.insert(uid, notify.clone());
+        Some(Opening {
             pool: self.clone(),
             uid,
-        }
+            notify,
+        })
     }
 
     /// Keeps a new HTTP/2 connection for the next requests to `uid`.
@@ -125,20 +130,20 @@ impl Pool {
         }
     }
 
-    fn put(&self, uid: u64, sender: Sender, max_idle: usize) {
+    fn put(&self, uid: u64, sender: Sender, max_idle: usize, max_age: Duration) {
         let Sender::H1(sender) = sender else {
             return; // HTTP/2 connections stay shared, not pooled.
         };
         if sender.is_closed() {
             return;
         }
+        let now = Instant::now();
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(uid).or_default();
+        // Connections closed or too old anywhere in the stack go now, not only from its top.
+        list.retain(|i| !i.sender.is_closed() && now.duration_since(i.since) < max_age);
         if list.len() < max_idle {
-            list.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+            list.push(Idle { sender, since: now });
         }
     }
 
@@ -153,13 +158,19 @@ impl Pool {
 pub struct Opening {
     pool: Rc<Pool>,
     uid: u64,
+    notify: Rc<tokio::sync::Notify>,
 }
 
 impl Drop for Opening {
     fn drop(&mut self) {
-        if let Some(n) = self.pool.opening.borrow_mut().remove(&self.uid) {
-            n.notify_waiters();
+        let mut opening = self.pool.opening.borrow_mut();
+        if opening
+            .get(&self.uid)
+            .is_some_and(|n| Rc::ptr_eq(n, &self.notify))
+        {
+            opening.remove(&self.uid);
         }
+        self.notify.notify_waiters();
     }
 }
 
@@ -170,11 +181,18 @@ pub struct Checkin {
     pub uid: u64,
     pub sender: Sender,
     pub max_idle: usize,
+    pub max_age: Duration,
+    /// The request's body, if it had one: the connection is reused only once it was sent whole.
+    pub request: Option<Rc<BodyState>>,
 }
 
 impl Checkin {
     pub fn give_back(self) {
-        self.pool.put(self.uid, self.sender, self.max_idle);
+        if self.request.as_ref().is_some_and(|b| !b.done.get()) {
+            return;
+        }
+        self.pool
+            .put(self.uid, self.sender, self.max_idle, self.max_age);
     }
 }
 
@@ -229,8 +247,12 @@ where
 {
     let counters = stats.workers.get(worker);
     let sender = if h2 {
+        // Flow-control windows large enough that a few clients not reading their responses
+        // cannot stall the other streams of the connection.
         let (sender, conn) = http2::Builder::new(super::LocalExec)
             .timer(hyper_util::rt::TokioTimer::new())
+            .initial_stream_window_size(2 << 20)
+            .initial_connection_window_size(256 << 20)
             .handshake(io)
             .await
             .map_err(|e| format!("h2 handshake: {e}"))?;
