@@ -169,6 +169,11 @@ pub struct HealthCheckFile {
     pub host: Option<String>,
     pub expect_status: Option<Vec<u16>>,
     pub expect_body: Option<String>,
+    // kind = "mysql" only.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// Check as a replica: `read_only`, and `Seconds_Behind_Master` at most this.
+    pub max_replication_lag: Option<String>,
 }
 
 /// What an active check does.
@@ -183,6 +188,8 @@ pub enum CheckKind {
     Redis,
     /// `version`, expecting `VERSION ...`.
     Memcache,
+    /// Log in (`mysql_native_password`), `SELECT 1`; for replicas also `read_only` and lag.
+    Mysql,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::ConfigError;
 use super::file::{CheckKind, HealthCheckFile, OutlierFile};
-use super::model::{HealthCheck, HttpCheck, Outlier, defaults, limits};
+use super::model::{HealthCheck, HttpCheck, MysqlCheck, Outlier, defaults, limits};
 use super::validate::{invalid, parse_duration, positive_duration};
 
 pub fn check(key: &str, h: HealthCheckFile) -> Result<HealthCheck, ConfigError> {
@@ -39,6 +39,35 @@ pub fn check(key: &str, h: HealthCheckFile) -> Result<HealthCheck, ConfigError> 
             format!("{n} is outside 1..={}", limits::MAX_RISE_FALL),
         )),
     };
+    let mysql = match h.kind {
+        CheckKind::Mysql => Some(MysqlCheck {
+            user: h.user.clone().ok_or_else(|| {
+                invalid(
+                    format!("{key}.user"),
+                    "a mysql check needs the user it logs in as",
+                )
+            })?,
+            password: h.password.clone().unwrap_or_default(),
+            max_replication_lag: match &h.max_replication_lag {
+                Some(s) => Some(parse_duration(&format!("{key}.max_replication_lag"), s)?),
+                None => None,
+            },
+        }),
+        _ => {
+            let mysql_only = [
+                ("user", h.user.is_some()),
+                ("password", h.password.is_some()),
+                ("max_replication_lag", h.max_replication_lag.is_some()),
+            ];
+            if let Some((field, _)) = mysql_only.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    format!("{key}.{field}"),
+                    "applies to kind = \"mysql\" only",
+                ));
+            }
+            None
+        }
+    };
     let rise = count("rise", h.rise, defaults::CHECK_RISE)?;
     let fall = count("fall", h.fall, defaults::CHECK_FALL)?;
     if h.kind != CheckKind::Http {
@@ -58,6 +87,7 @@ pub fn check(key: &str, h: HealthCheckFile) -> Result<HealthCheck, ConfigError> 
     }
     Ok(HealthCheck {
         kind: h.kind,
+        mysql,
         interval,
         timeout,
         jitter,

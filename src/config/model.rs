@@ -102,6 +102,17 @@ pub struct HealthCheck {
     pub initial: InitialHealth,
     /// `kind = "http"` only (defaults otherwise).
     pub http: HttpCheck,
+    /// `kind = "mysql"` only.
+    pub mysql: Option<MysqlCheck>,
+}
+
+/// What a `mysql` check logs in with and asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MysqlCheck {
+    pub user: String,
+    pub password: String,
+    /// Check as a replica: `read_only`, and lagging at most this much.
+    pub max_replication_lag: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -127,6 +127,11 @@ fn probe_for(check: &HealthCheck, cfg: &ClusterConfig, addr: SocketAddr) -> Prob
             auth: cfg.sharding.redis_auth.clone(),
         },
         CheckKind::Memcache => Probe::Memcache,
+        CheckKind::Mysql => match &check.mysql {
+            Some(m) => Probe::Mysql(m.clone()),
+            // Validation gives every mysql check its settings; a TCP connect is the fallback.
+            None => Probe::Tcp,
+        },
     }
 }
 

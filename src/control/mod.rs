@@ -19,6 +19,7 @@
 pub mod admin;
 mod checks;
 pub mod probe;
+pub mod probe_mysql;
 pub mod signals;
 mod status;
 

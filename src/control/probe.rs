@@ -53,6 +53,9 @@ pub enum Probe {
     Redis { auth: Option<String> },
     /// memcached: `version\r\n`, expects a line starting with `VERSION `.
     Memcache,
+    /// MySQL/MariaDB: log in, `SELECT 1`, and for replicas read-only and lag
+    /// ([`super::probe_mysql`]).
+    Mysql(super::probe_mysql::MysqlCheck),
 }
 
 /// Runs one probe against `addr`. Ok(()) when healthy, Err(reason) otherwise; the reason is a
@@ -84,6 +87,7 @@ pub async fn run(probe: &Probe, addr: SocketAddr) -> Result<(), String> {
         }
         Probe::Redis { auth } => redis(connect(addr).await?, auth.as_deref()).await,
         Probe::Memcache => memcache(connect(addr).await?).await,
+        Probe::Mysql(c) => super::probe_mysql::check(connect(addr).await?, c).await,
     }
 }
 

@@ -424,6 +424,38 @@ pub fn put_err(out: &mut Vec<u8>, code: u16, sql_state: &[u8; 5], message: &str)
     out.extend_from_slice(message.as_bytes());
 }
 
+/// The name (alias) of a result set column, from its ColumnDefinition41 payload.
+pub fn column_name(payload: &[u8]) -> Result<&[u8]> {
+    let mut r = Reader::new(payload);
+    for _ in 0..4 {
+        r.lenenc_bytes()?; // catalog, schema, table, org_table
+    }
+    r.lenenc_bytes()
+}
+
+/// The values of a text-protocol row (`None`: SQL NULL).
+pub fn text_row(payload: &[u8]) -> Result<Vec<Option<&[u8]>>> {
+    let mut r = Reader::new(payload);
+    let mut values = Vec::new();
+    while !r.is_empty() {
+        if r.clone().u8() == Ok(0xFB) {
+            r.u8()?;
+            values.push(None);
+        } else {
+            values.push(Some(r.lenenc_bytes()?));
+        }
+    }
+    Ok(values)
+}
+
+/// Command bytes.
+pub mod command {
+    pub const QUIT: u8 = 0x01;
+    pub const INIT_DB: u8 = 0x02;
+    pub const QUERY: u8 = 0x03;
+    pub const PING: u8 = 0x0E;
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -574,6 +606,28 @@ pub(crate) mod tests {
                 "login prefix {n}"
             );
         }
+    }
+
+    #[test]
+    fn result_set_pieces() {
+        // A column definition: catalog "def", schema "", table "", org_table "", name "x", ...
+        let mut col = Vec::new();
+        for f in [&b"def"[..], b"", b"", b"", b"x", b"x"] {
+            put_lenenc(&mut col, f.len() as u64);
+            col.extend_from_slice(f);
+        }
+        col.extend_from_slice(&[0x0c, 0x3f, 0, 1, 0, 0, 0, 3, 0x81, 0, 0, 0, 0]);
+        assert_eq!(column_name(&col), Ok(&b"x"[..]));
+        for n in 0..col.len() {
+            if n < 9 {
+                assert!(column_name(&col[..n]).is_err(), "prefix {n}");
+            }
+        }
+        assert_eq!(
+            text_row(b"\x011\xfb\x02ab").unwrap(),
+            vec![Some(&b"1"[..]), None, Some(&b"ab"[..])]
+        );
+        assert_eq!(text_row(b"\x05ab"), Err(WireError::Truncated));
     }
 
     #[test]
