@@ -911,3 +911,13 @@ fn expect_100_continue_is_answered() {
         "curl waited for a 100 that never came"
     );
 }
+
+/// A request waiting for a slow upstream keeps its connection: idleness counts only
+/// connections with nothing in flight.
+#[test]
+fn a_slow_response_is_not_cut_by_the_idle_timeout() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "idle_timeout = \"300ms\"\n", "", "");
+    let r = curl(&[&url(listen, "/slow?ms=1500")]);
+    assert_eq!((r.status, r.text().as_str()), (200, "slow\n"));
+}

@@ -89,6 +89,10 @@ impl RetryBudget {
             .set((self.tokens.get() + Self::PER_REQUEST).min(Self::RESERVE));
     }
 
+    fn can_take(&self) -> bool {
+        self.tokens.get() >= Self::PER_RETRY
+    }
+
     fn take(&self) -> bool {
         let t = self.tokens.get();
         if t < Self::PER_RETRY {
@@ -165,7 +169,11 @@ pub async fn forward(
     let mut tried = [0usize; MAX_CONNECT_ATTEMPTS as usize];
     let attempts = cluster.connect_attempts.min(tried.len());
     // A copy for a second try exists only where a second endpoint could take it.
-    let replay = if attempts > 1 { Replay::of(&req) } else { None };
+    let replay = if attempts > 1 && ctx.budget.can_take() {
+        Replay::of(&req)
+    } else {
+        None
+    };
     let mut n = 0;
     let healthy_only = !cluster.panicking();
     let mut last = Failure::NoUpstream(NoUpstream::NoneHealthy);

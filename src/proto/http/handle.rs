@@ -43,6 +43,7 @@ fn routing(c: &Conn) -> (Rc<TableRef>, usize) {
 /// for its route and, when forwarded, its cluster.
 pub(super) async fn handle(c: &Conn, req: Request<Incoming>) -> Response<ResponseBody> {
     let started = Instant::now();
+    let _waiting = Waiting::new(&c.waiting);
     let (table, li) = routing(c);
     let listener = &table.listeners[li];
     let found = route::find(&listener.config.http.routes, &req);
@@ -86,6 +87,22 @@ pub(super) async fn handle(c: &Conn, req: Request<Incoming>) -> Response<Respons
         c.worker.histograms.record(stats.uid, took);
     }
     resp
+}
+
+/// Counts a request as waiting for its response headers while it lives.
+struct Waiting<'a>(&'a std::cell::Cell<usize>);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a std::cell::Cell<usize>) -> Self {
+        n.set(n.get() + 1);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
 }
 
 /// The response to one request, the cluster it was forwarded to and the endpoint that

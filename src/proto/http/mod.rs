@@ -72,6 +72,8 @@ struct Conn {
     peer_value: HeaderValue,
     /// `X-Forwarded-Proto`.
     scheme: &'static str,
+    /// Requests of this connection waiting for their response headers.
+    waiting: Rc<std::cell::Cell<usize>>,
 }
 
 /// Runs `hyper::rt` tasks (HTTP/2 streams) on this worker.
@@ -98,6 +100,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     let lc = listener.stats.workers.get(worker.id);
     let _active = GaugeGuard::new(&lc.active);
     let cfg = &listener.config.http;
+    let waiting = Rc::new(std::cell::Cell::new(0));
     let ctx = Rc::new(Conn {
         worker: worker.clone(),
         table: std::cell::RefCell::new(conn.table.clone()),
@@ -110,6 +113,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         } else {
             "http"
         },
+        waiting: waiting.clone(),
     });
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
@@ -131,6 +135,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     let idle = Idle {
         activity: counted.activity.clone(),
         timeout: listener.config.idle_timeout,
+        waiting: waiting.clone(),
     };
     let io = io::Io {
         stream: stream.clone(),
@@ -170,6 +175,8 @@ type ConnError = Box<dyn std::error::Error + Send + Sync>;
 struct Idle {
     activity: Arc<std::sync::atomic::AtomicU64>,
     timeout: std::time::Duration,
+    /// Requests waiting for their response headers: a connection with one is not idle.
+    waiting: Rc<std::cell::Cell<usize>>,
 }
 
 /// Serves one client connection until it ends, closing it gracefully when the worker drains
@@ -213,7 +220,7 @@ where
             }
             () = tokio::time::sleep(check) => {
                 let now = idle.activity.load(std::sync::atomic::Ordering::Relaxed);
-                if now != seen {
+                if now != seen || idle.waiting.get() > 0 {
                     seen = now;
                     still_since = Instant::now();
                 } else if still_since.elapsed() >= idle.timeout {
