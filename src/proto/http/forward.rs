@@ -252,6 +252,7 @@ pub async fn forward(
                 Err(_) => return Err(Failure::Timeout),
             };
             if ready.is_err() {
+                ctx.pool.forget_shared(uid);
                 if fresh {
                     counters.connect_errors.inc();
                     cluster.failed(i, "connection closed at once");
@@ -297,6 +298,7 @@ pub async fn forward(
                         // Not written: the connection was already gone. A pooled one is
                         // replaced; a fresh one counts as a failed attempt.
                         req = r;
+                        ctx.pool.forget_shared(uid);
                         if fresh {
                             cluster.failed(i, "connection closed before the request");
                             last = Failure::NoUpstream(NoUpstream::Unreachable);

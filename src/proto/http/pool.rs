@@ -123,6 +123,11 @@ impl Pool {
         })
     }
 
+    /// Forgets the HTTP/2 connection to `uid` (it failed; the next request opens another).
+    pub fn forget_shared(&self, uid: u64) {
+        self.shared.borrow_mut().remove(&uid);
+    }
+
     /// Keeps a new HTTP/2 connection for the next requests to `uid`.
     pub fn share(&self, uid: u64, sender: &Sender) {
         if let Sender::H2(s) = sender {
