@@ -921,3 +921,44 @@ fn a_slow_response_is_not_cut_by_the_idle_timeout() {
     let r = curl(&[&url(listen, "/slow?ms=1500")]);
     assert_eq!((r.status, r.text().as_str()), (200, "slow\n"));
 }
+
+/// `total_timeout` bounds the whole exchange, response body included: a body still streaming
+/// when it passes is cut, rather than running on.
+#[test]
+fn total_timeout_cuts_a_body_that_streams_too_long() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "total_timeout = \"700ms\"\n", "", "");
+    let dir = tempdir("slow-upload");
+    let file = dir.join("up.bin");
+    std::fs::write(&file, vec![b'z'; 60_000]).unwrap();
+    let started = Instant::now();
+    // Uploaded at 20 KB/s and echoed back as it arrives: 3 s for the whole body.
+    let r = curl(&[
+        "--limit-rate",
+        "20k",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &url(listen, "/echo"),
+    ]);
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "not cut: {took:?}");
+    assert!(
+        r.body.len() < 60_000,
+        "the whole body came through: {}",
+        r.body.len()
+    );
+    // Without a total timeout the same exchange completes.
+    let (_p2, listen2) = proxy(&[a.addr], "", "", "");
+    let r = curl(&[
+        "--limit-rate",
+        "200k",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &url(listen2, "/echo"),
+    ]);
+    assert_eq!(r.body.len(), 60_000);
+}

@@ -83,6 +83,7 @@ pub struct ListenerFile {
     // HTTP listeners (see `config::http`).
     pub header_timeout: Option<String>,
     pub request_timeout: Option<String>,
+    pub total_timeout: Option<String>,
     pub max_header_size: Option<u64>,
     pub max_headers: Option<u32>,
     pub max_body: Option<u64>,

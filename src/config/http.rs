@@ -23,6 +23,8 @@ pub struct HttpListenerFile {
     pub header_timeout: Option<String>,
     /// Longest wait from a request's headers to the upstream's response headers.
     pub request_timeout: Option<String>,
+    /// Longest a whole exchange may take, response body included (none by default).
+    pub total_timeout: Option<String>,
     pub max_header_size: Option<u64>,
     pub max_headers: Option<u32>,
     pub max_body: Option<u64>,
@@ -118,6 +120,7 @@ pub enum UpstreamProtocol {
 pub struct HttpListener {
     pub header_timeout: Duration,
     pub request_timeout: Duration,
+    pub total_timeout: Option<Duration>,
     pub max_header_size: usize,
     pub max_headers: usize,
     pub max_body: Option<u64>,
@@ -144,6 +147,7 @@ impl Default for HttpListener {
         HttpListener {
             header_timeout: defaults::HEADER_TIMEOUT,
             request_timeout: defaults::REQUEST_TIMEOUT,
+            total_timeout: None,
             max_header_size: defaults::MAX_HEADER_SIZE,
             max_headers: defaults::MAX_HEADERS,
             max_body: None,
@@ -328,6 +332,11 @@ pub fn listener(
             &f.request_timeout,
             defaults::REQUEST_TIMEOUT,
         )?,
+        total_timeout: f
+            .total_timeout
+            .as_ref()
+            .map(|t| positive_duration(&format!("{key}.total_timeout"), t))
+            .transpose()?,
         max_header_size,
         max_headers,
         max_body: f.max_body,

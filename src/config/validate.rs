@@ -197,6 +197,7 @@ fn listener(
     let http_keys = HttpListenerFile {
         header_timeout: l.header_timeout,
         request_timeout: l.request_timeout,
+        total_timeout: l.total_timeout,
         max_header_size: l.max_header_size,
         max_headers: l.max_headers,
         max_body: l.max_body,
@@ -207,6 +208,7 @@ fn listener(
     let given = [
         ("header_timeout", http_keys.header_timeout.is_some()),
         ("request_timeout", http_keys.request_timeout.is_some()),
+        ("total_timeout", http_keys.total_timeout.is_some()),
         ("max_header_size", http_keys.max_header_size.is_some()),
         ("max_headers", http_keys.max_headers.is_some()),
         ("max_body", http_keys.max_body.is_some()),

@@ -8,6 +8,7 @@
 //! its connection with it (the rest of the message is still on that connection).
 
 use std::cell::Cell;
+use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -124,6 +125,9 @@ pub enum ResponseBody {
         inner: Incoming,
         /// The connection it came on, given back to the pool at the end of the body.
         checkin: Option<Checkin>,
+        /// `total_timeout`: the body is cut (and its connection closed) if it has not ended
+        /// by then. Boxed, and only there when configured.
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     },
 }
 
@@ -134,18 +138,64 @@ impl ResponseBody {
     }
 }
 
+/// Why a response body stopped.
+#[derive(Debug)]
+pub enum ResponseError {
+    Upstream(hyper::Error),
+    /// `total_timeout` passed.
+    Cut,
+}
+
+/// The `total_timeout` cut, as an error value.
+struct BodyCut;
+
+impl From<BodyCut> for ResponseError {
+    fn from(_: BodyCut) -> Self {
+        ResponseError::Cut
+    }
+}
+
+impl From<hyper::Error> for ResponseError {
+    fn from(e: hyper::Error) -> Self {
+        ResponseError::Upstream(e)
+    }
+}
+
+impl std::fmt::Display for ResponseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResponseError::Upstream(e) => write!(f, "upstream body: {e}"),
+            ResponseError::Cut => f.write_str("total_timeout passed"),
+        }
+    }
+}
+
+impl std::error::Error for ResponseError {}
+
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ResponseError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ResponseError>>> {
         match self.get_mut() {
             ResponseBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            ResponseBody::Upstream { inner, checkin } => {
-                let polled = Pin::new(&mut *inner).poll_frame(cx);
+            ResponseBody::Upstream {
+                inner,
+                checkin,
+                deadline,
+            } => {
+                if let Some(d) = deadline {
+                    if d.as_mut().poll(cx).is_ready() {
+                        checkin.take();
+                        return Poll::Ready(Some(Err(BodyCut.into())));
+                    }
+                }
+                let polled = Pin::new(&mut *inner)
+                    .poll_frame(cx)
+                    .map_err(ResponseError::from);
                 match &polled {
                     Poll::Ready(None) => {
                         if let Some(c) = checkin.take() {
@@ -181,7 +231,7 @@ impl Drop for ResponseBody {
     fn drop(&mut self) {
         // A response with no body (HEAD, 204, 304) may never be polled: its connection is
         // still good.
-        if let ResponseBody::Upstream { inner, checkin } = self {
+        if let ResponseBody::Upstream { inner, checkin, .. } = self {
             if inner.is_end_stream() {
                 if let Some(c) = checkin.take() {
                     c.give_back();

@@ -201,7 +201,10 @@ async fn forward_to(
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, u.clone());
     }
-    let deadline = (started + cfg.request_timeout).min(Instant::now() + http.response_timeout);
+    let mut deadline = (started + cfg.request_timeout).min(Instant::now() + http.response_timeout);
+    if let Some(t) = cfg.total_timeout {
+        deadline = deadline.min(started + t);
+    }
     let w = &c.worker;
     let fctx = Ctx {
         worker: w.id,
@@ -253,7 +256,14 @@ async fn forward_to(
                     None
                 }
             };
-            let body = ResponseBody::Upstream { inner, checkin };
+            let deadline = cfg
+                .total_timeout
+                .map(|t| Box::pin(tokio::time::sleep_until(started + t)));
+            let body = ResponseBody::Upstream {
+                inner,
+                checkin,
+                deadline,
+            };
             let from = cluster.endpoints.get(answer.endpoint).map(|e| e.addr);
             (finish(Response::from_parts(parts, body), route, cfg), from)
         }
