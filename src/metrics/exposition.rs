@@ -159,6 +159,16 @@ impl Collector for Scrape {
             MetricType::Counter,
             reloads,
         )?;
+        family(
+            e,
+            "corelane_access_log_dropped_batches",
+            "Batches of access log lines dropped because the writer could not keep up.",
+            MetricType::Counter,
+            [(
+                [("log", "access")],
+                crate::proto::http::access_log::DROPPED.load(Relaxed),
+            )],
+        )?;
         let last_ok = p.last_reload_success_unix as u64;
         gauge(
             e,
