@@ -73,6 +73,8 @@ pub struct Worker {
     pub http_pool: Rc<crate::proto::http::Pool>,
     /// This worker's HTTP retry budget.
     pub http_budget: crate::proto::http::RetryBudget,
+    /// This worker's HTTP client connections, swept for idleness once a second.
+    pub idle: Rc<crate::proto::http::IdleSweep>,
     conns: Rc<ConnTracker>,
     /// Tells long-lived client connections (redis, memcache) that the worker is draining.
     pub drain: Drain,
@@ -145,6 +147,7 @@ pub fn spawn(
                 memcache: Registry::new(id, |_| None),
                 http_pool: Rc::default(),
                 http_budget: Default::default(),
+                idle: Rc::default(),
                 conns: Rc::new(ConnTracker::default()),
                 drain: Drain::default(),
             });
@@ -210,6 +213,7 @@ fn run(
         let mut accepting: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
         add_listeners(&worker, &mut accepting, listeners);
         tokio::task::spawn_local(flush_access_log());
+        tokio::task::spawn_local(crate::proto::http::idle_sweep(worker.idle.clone()));
         let _ = ready.send(Ok(()));
         while let Some(cmd) = rx.recv().await {
             match cmd {

@@ -31,6 +31,7 @@ pub mod body;
 mod forward;
 mod handle;
 mod headers;
+mod idle;
 mod io;
 pub mod pool;
 mod route;
@@ -47,7 +48,6 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::time::Instant;
 
 use crate::io::notify::LocalNotify;
 use crate::metrics::counters::GaugeGuard;
@@ -86,7 +86,7 @@ impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExec {
     }
 }
 
-struct DrainSignal(LocalNotify);
+pub(crate) struct DrainSignal(LocalNotify);
 
 impl Wake for DrainSignal {
     fn wake(&self) {
@@ -171,13 +171,8 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
 
 type ConnError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A client connection's byte count, and how long it may stay still.
-struct Idle {
-    activity: Arc<std::sync::atomic::AtomicU64>,
-    timeout: std::time::Duration,
-    /// Requests waiting for their response headers: a connection with one is not idle.
-    waiting: Rc<std::cell::Cell<usize>>,
-}
+use idle::Idle;
+pub use idle::{IdleSweep, run as idle_sweep};
 
 /// Serves one client connection until it ends, closing it gracefully when the worker drains
 /// or when no byte has moved either way for the listener's `idle_timeout` (an HTTP/2
@@ -198,41 +193,29 @@ where
         >,
     S::Future: 'static,
 {
-    let drain = Rc::new(DrainSignal(LocalNotify::default()));
+    // One signal for both reasons to stop early: the worker drains, or the worker's idle
+    // sweep finds the connection idle (a sweep per worker, not a timer per connection that
+    // the connection task would poll on every wake-up).
+    let stop = Rc::new(DrainSignal(LocalNotify::default()));
     worker
         .drain
-        .subscribe(Rc::downgrade(&(drain.clone() as Rc<dyn Wake>)));
+        .subscribe(Rc::downgrade(&(stop.clone() as Rc<dyn Wake>)));
+    let _watched = worker.idle.watch(idle, stop.clone());
     let served = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(served);
-    if worker.drain.started() {
-        served.as_mut().graceful_shutdown();
-        return served.await;
-    }
-    let check = idle.timeout / 4;
-    let mut seen = idle.activity.load(std::sync::atomic::Ordering::Relaxed);
-    let mut still_since = Instant::now();
-    loop {
+    if !worker.drain.started() {
         tokio::select! {
             r = served.as_mut() => return r,
-            () = drain.0.notified() => {
-                served.as_mut().graceful_shutdown();
-                return served.await;
-            }
-            () = tokio::time::sleep(check) => {
-                let now = idle.activity.load(std::sync::atomic::Ordering::Relaxed);
-                if now != seen || idle.waiting.get() > 0 {
-                    seen = now;
-                    still_since = Instant::now();
-                } else if still_since.elapsed() >= idle.timeout {
-                    break;
-                }
-            }
+            () = stop.0.notified() => {}
         }
+    }
+    served.as_mut().graceful_shutdown();
+    if worker.drain.started() {
+        return served.await;
     }
     // Idle: say goodbye (GOAWAY for HTTP/2), and close for good if the client does not
     // finish the goodbye (HTTP/2's wants a PING answered) within a moment.
-    tracing::debug!(timeout = ?idle.timeout, "client connection idle; closing");
-    served.as_mut().graceful_shutdown();
+    tracing::debug!("client connection idle; closing");
     match tokio::time::timeout(IDLE_GRACE, served).await {
         Ok(r) => r,
         Err(_) => Ok(()),
