@@ -222,14 +222,17 @@ pub async fn forward(
             let fresh = pooled.is_none();
             let mut sender = match pooled {
                 Some(s) => s,
-                None => match pool::connect(
+                // Boxed: opening a connection (TLS handshake included) is rare and its state
+                // is large; inline, it would make every request's future that large, and the
+                // HTTP/2 server moves that future on every stream.
+                None => match Box::pin(pool::connect(
                     ep.addr,
                     cluster.connect_timeout,
                     cluster.tls.as_ref(),
                     http.h2,
                     ep.stats.clone(),
                     ctx.worker,
-                )
+                ))
                 .await
                 {
                     Ok(s) => s,

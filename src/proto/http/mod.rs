@@ -117,7 +117,9 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     });
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+        // Boxed: a request's future is several KB (routing, forwarding, retries) and hyper
+        // moves it into its stream task for every HTTP/2 stream; a box moves as a pointer.
+        Box::pin(async move { Ok::<_, Infallible>(handle(&ctx, req).await) })
     });
     let mut builder = auto::Builder::new(LocalExec);
     builder

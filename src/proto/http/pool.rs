@@ -12,7 +12,7 @@
 //! Nothing here is shared between workers.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -75,7 +75,9 @@ struct Idle {
 /// One worker's upstream connections, by endpoint (its stats `uid` and the connection kind).
 #[derive(Debug, Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<u64, Vec<Idle>>>,
+    /// Per endpoint, oldest first: requests take from the back (LIFO), pruning takes stale
+    /// connections from the front.
+    idle: RefCell<HashMap<u64, VecDeque<Idle>>>,
     shared: RefCell<HashMap<u64, http2::SendRequest<RequestBody>>>,
     /// HTTP/2 connections being opened, so other requests wait for them instead of opening
     /// more.
@@ -94,7 +96,7 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&uid)?;
         let now = Instant::now();
-        while let Some(i) = list.pop() {
+        while let Some(i) = list.pop_back() {
             if !i.sender.is_closed() && now.duration_since(i.since) < max_age {
                 return Some(Sender::H1(i.sender));
             }
@@ -145,16 +147,22 @@ impl Pool {
         let now = Instant::now();
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(uid).or_default();
-        // Connections closed or too old anywhere in the stack go now, not only from its top.
-        list.retain(|i| !i.sender.is_closed() && now.duration_since(i.since) < max_age);
+        // The oldest connections sink to the front: drop those closed or too old there, so
+        // a burst's leftovers do not stay for ever (O(1) per connection given back).
+        while list
+            .front()
+            .is_some_and(|i| i.sender.is_closed() || now.duration_since(i.since) >= max_age)
+        {
+            list.pop_front();
+        }
         if list.len() < max_idle {
-            list.push(Idle { sender, since: now });
+            list.push_back(Idle { sender, since: now });
         }
     }
 
     /// Idle connections held now (all endpoints).
     pub fn idle_count(&self) -> usize {
-        self.idle.borrow().values().map(Vec::len).sum()
+        self.idle.borrow().values().map(VecDeque::len).sum()
     }
 }
 
