@@ -146,6 +146,41 @@ fn sni_chooses_the_certificate() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// One `openssl s_client` connection to `listen` (SNI localhost) that saves its session to
+/// `sess` (`flag` = `-sess_out`) or resumes it (`-sess_in`); its output.
+fn s_client_session(
+    listen: SocketAddr,
+    version: &str,
+    flag: &str,
+    sess: &std::path::Path,
+) -> String {
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            version,
+            "-connect",
+            &listen.to_string(),
+            "-servername",
+            "localhost",
+            flag,
+        ])
+        .arg(sess)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            // Give TLS 1.3 tickets (sent after the handshake) time to arrive.
+            thread::sleep(Duration::from_millis(300));
+            if let Some(mut i) = c.stdin.take() {
+                let _ = i.write_all(b"Q\n");
+            }
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn tls_sessions_are_resumed() {
     let a = EchoBackend::start("a");
@@ -157,33 +192,7 @@ fn tls_sessions_are_resumed() {
     let dir = tempdir("sess");
     for version in ["-tls1_3", "-tls1_2"] {
         let sess = dir.join(format!("s{version}"));
-        let run = |flag: &str| {
-            let out = Command::new("openssl")
-                .args([
-                    "s_client",
-                    version,
-                    "-connect",
-                    &listen.to_string(),
-                    "-servername",
-                    "localhost",
-                    flag,
-                ])
-                .arg(&sess)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .and_then(|mut c| {
-                    // Give TLS 1.3 tickets (sent after the handshake) time to arrive.
-                    thread::sleep(Duration::from_millis(300));
-                    if let Some(mut i) = c.stdin.take() {
-                        let _ = i.write_all(b"Q\n");
-                    }
-                    c.wait_with_output()
-                })
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
+        let run = |flag: &str| s_client_session(listen, version, flag, &sess);
         let first = run("-sess_out");
         assert!(first.contains("New, TLSv1."), "{version}: {first}");
         let second = run("-sess_in");
@@ -260,32 +269,7 @@ fn sessions_from_elsewhere_do_not_skip_client_certificates() {
     let _p = Proxy::start(&cfg, admin);
     let dir = tempdir("sess-mtls");
     let sess = dir.join("s");
-    let run = |listen: SocketAddr, flag: &str| {
-        let out = Command::new("openssl")
-            .args([
-                "s_client",
-                "-tls1_3",
-                "-connect",
-                &listen.to_string(),
-                "-servername",
-                "localhost",
-                flag,
-            ])
-            .arg(&sess)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .and_then(|mut c| {
-                thread::sleep(Duration::from_millis(300));
-                if let Some(mut i) = c.stdin.take() {
-                    let _ = i.write_all(b"Q\n");
-                }
-                c.wait_with_output()
-            })
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let run = |listen: SocketAddr, flag: &str| s_client_session(listen, "-tls1_3", flag, &sess);
     let first = run(open_listen, "-sess_out");
     assert!(first.contains("New, TLSv1.3"), "{first}");
     let second = run(mtls_listen, "-sess_in");

@@ -62,6 +62,16 @@ impl Conn {
             .map_err(|e| format!("write: {e}"))
     }
 
+    /// The first value of the first row of a query (`None`: no row, or NULL).
+    async fn scalar(&mut self, sql: &str) -> Result<Option<String>, String> {
+        let (_, rows) = self.query(sql).await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .flatten())
+    }
+
     /// Runs a text query and returns its column names and rows.
     async fn query(
         &mut self,
@@ -123,27 +133,11 @@ pub async fn check(stream: TcpStream, c: &MysqlCheck) -> Result<(), String> {
         seq: 0,
     };
     login(&mut conn, c).await?;
-    let (_, rows) = conn.query("SELECT 1").await?;
-    if rows
-        .first()
-        .and_then(|r| r.first())
-        .cloned()
-        .flatten()
-        .as_deref()
-        != Some("1")
-    {
+    if conn.scalar("SELECT 1").await?.as_deref() != Some("1") {
         return Err("SELECT 1 did not return 1".to_owned());
     }
     if let Some(max) = c.max_replication_lag {
-        let (_, rows) = conn.query("SELECT @@read_only").await?;
-        if rows
-            .first()
-            .and_then(|r| r.first())
-            .cloned()
-            .flatten()
-            .as_deref()
-            != Some("1")
-        {
+        if conn.scalar("SELECT @@read_only").await?.as_deref() != Some("1") {
             return Err("replica is not read_only".to_owned());
         }
         let (names, rows) = conn.query("SHOW SLAVE STATUS").await?;

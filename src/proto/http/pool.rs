@@ -159,11 +159,6 @@ impl Pool {
             list.push_back(Idle { sender, since: now });
         }
     }
-
-    /// Idle connections held now (all endpoints).
-    pub fn idle_count(&self) -> usize {
-        self.idle.borrow().values().map(VecDeque::len).sum()
-    }
 }
 
 /// Wakes the requests waiting for an HTTP/2 connection when it is open (or failed).
