@@ -4,64 +4,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Command;
 
+use common::mariadb::Pair;
 use common::*;
-
-/// A primary and a replica, stopped on drop.
-struct Pair {
-    dir: PathBuf,
-    primary: SocketAddr,
-    replica: SocketAddr,
-}
-
-impl Pair {
-    fn start() -> Pair {
-        let dir = tempdir("mariadb");
-        let ports = free_ports(2);
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/mariadb-pair.sh");
-        let out = Command::new(&script)
-            .arg("start")
-            .arg(&dir)
-            .args([ports[0].to_string(), ports[1].to_string()])
-            .output()
-            .expect("scripts/mariadb-pair.sh (mariadb-server, mariadb-client) must be installed");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Pair {
-            dir,
-            primary: SocketAddr::from(([127, 0, 0, 1], ports[0])),
-            replica: SocketAddr::from(([127, 0, 0, 1], ports[1])),
-        }
-    }
-
-    /// Runs SQL as root on one server (through its socket).
-    fn sql(&self, server: &str, sql: &str) {
-        let out = Command::new("mariadb")
-            .args(["--protocol=socket", "-uroot", "-S"])
-            .arg(self.dir.join(format!("{server}.sock")))
-            .args(["-e", sql])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/mariadb-pair.sh");
-        let _ = Command::new(script).arg("stop").arg(&self.dir).output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn health(p: &Proxy, cluster: &str) -> serde_json::Value {
     let s = p.status();

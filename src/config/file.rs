@@ -95,9 +95,11 @@ pub struct ListenerFile {
     pub tls: Option<TlsFile>,
     /// HTTP: one JSON line per request (see `[log] access_log`).
     pub access_log: Option<bool>,
+    /// MySQL listeners: users, replicas, read-your-writes (see `config::mysql`).
+    pub mysql: Option<super::mysql::MysqlListenerFile>,
 }
 
-/// What a listener speaks. A later protocol engine (mysql) adds a variant.
+/// What a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
@@ -110,6 +112,8 @@ pub enum Protocol {
     Memcache,
     /// HTTP/1.1 and HTTP/2 (h2c), each request routed and forwarded on its own.
     Http,
+    /// MySQL/MariaDB client protocol, each statement routed to the primary or a replica.
+    Mysql,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,6 +10,7 @@ pub mod file;
 mod health;
 pub mod http;
 pub mod model;
+pub mod mysql;
 pub mod table;
 pub mod tls;
 mod validate;

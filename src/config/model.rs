@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub use super::file::{CheckKind, InitialHealth, LbPolicy, LogFormat, Protocol, ReadFrom};
 pub use super::http::{HttpCluster, HttpListener};
+pub use super::mysql::{MysqlListener, MysqlUser, NoReplica, ReadYourWrites};
 pub use super::tls::{TlsListener, UpstreamTls};
 pub use crate::shard::{Distribution, HashFn};
 
@@ -58,6 +59,8 @@ pub struct ListenerConfig {
     pub tls: Option<TlsListener>,
     /// HTTP: log every request (JSON lines).
     pub access_log: bool,
+    /// Present on `protocol = "mysql"` listeners only.
+    pub mysql: Option<MysqlListener>,
 }
 
 /// Settings of a redis or memcache listener (present, and ignored, on TCP listeners).

@@ -87,6 +87,9 @@ pub fn validate(file: File) -> Result<Config, ConfigError> {
                 format!("{key} is not an http listener: TLS to upstreams is for http listeners"),
             ));
         }
+        if let Some(r) = l.mysql.as_ref().and_then(|m| m.replicas) {
+            super::mysql::check_replicas(&key, &clusters[r])?;
+        }
         if matches!(l.protocol, Protocol::Redis | Protocol::Memcache)
             && clusters[l.cluster].outlier.is_some()
         {
@@ -226,6 +229,22 @@ fn listener(
         }
     }
     let http = super::http::listener(key, http_keys, clusters)?;
+    let mysql = match (protocol, l.mysql) {
+        (Protocol::Mysql, Some(m)) => Some(super::mysql::listener(key, m, cluster, clusters)?),
+        (Protocol::Mysql, None) => {
+            return Err(invalid(
+                format!("{key}.mysql"),
+                "protocol = \"mysql\" needs a [mysql] table with the users clients log in as",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(invalid(
+                format!("{key}.mysql"),
+                "applies to protocol = \"mysql\" listeners only",
+            ));
+        }
+        (_, None) => None,
+    };
     let tls = match l.tls {
         None => None,
         Some(_) if matches!(protocol, Protocol::Redis | Protocol::Memcache) => {
@@ -248,6 +267,7 @@ fn listener(
         http,
         tls,
         access_log: l.access_log.unwrap_or(false),
+        mysql,
     })
 }
 

@@ -96,6 +96,9 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, addr: Socket
             Protocol::Http => {
                 tokio::task::spawn_local(proto::http::serve(worker.clone(), accepted));
             }
+            Protocol::Mysql => {
+                tokio::task::spawn_local(proto::mysql::session::serve(worker.clone(), accepted));
+            }
         }
     }
 }

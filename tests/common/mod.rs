@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod echo;
+pub mod mariadb;
 pub mod nutcracker;
 pub mod redis;
 pub mod web;

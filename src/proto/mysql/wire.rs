@@ -12,8 +12,16 @@
 /// Capability flags (the ones corelane reads or sets).
 pub mod caps {
     pub const LONG_PASSWORD: u32 = 1;
+    pub const FOUND_ROWS: u32 = 1 << 1;
+    pub const LONG_FLAG: u32 = 1 << 2;
     pub const CONNECT_WITH_DB: u32 = 1 << 3;
+    pub const NO_SCHEMA: u32 = 1 << 4;
+    pub const COMPRESS: u32 = 1 << 5;
+    pub const ODBC: u32 = 1 << 6;
+    pub const LOCAL_FILES: u32 = 1 << 7;
+    pub const IGNORE_SPACE: u32 = 1 << 8;
     pub const PROTOCOL_41: u32 = 1 << 9;
+    pub const INTERACTIVE: u32 = 1 << 10;
     pub const SSL: u32 = 1 << 11;
     pub const TRANSACTIONS: u32 = 1 << 13;
     pub const SECURE_CONNECTION: u32 = 1 << 15;
@@ -32,6 +40,8 @@ pub mod status {
     pub const IN_TRANS: u16 = 1;
     pub const AUTOCOMMIT: u16 = 1 << 1;
     pub const MORE_RESULTS_EXISTS: u16 = 1 << 3;
+    pub const CURSOR_EXISTS: u16 = 1 << 6;
+    pub const LAST_ROW_SENT: u16 = 1 << 7;
     pub const IN_TRANS_READONLY: u16 = 1 << 13;
 }
 
@@ -453,7 +463,18 @@ pub mod command {
     pub const QUIT: u8 = 0x01;
     pub const INIT_DB: u8 = 0x02;
     pub const QUERY: u8 = 0x03;
+    pub const FIELD_LIST: u8 = 0x04;
+    pub const STATISTICS: u8 = 0x09;
     pub const PING: u8 = 0x0E;
+    pub const CHANGE_USER: u8 = 0x11;
+    pub const STMT_PREPARE: u8 = 0x16;
+    pub const STMT_EXECUTE: u8 = 0x17;
+    pub const STMT_SEND_LONG_DATA: u8 = 0x18;
+    pub const STMT_CLOSE: u8 = 0x19;
+    pub const STMT_RESET: u8 = 0x1A;
+    pub const SET_OPTION: u8 = 0x1B;
+    pub const STMT_FETCH: u8 = 0x1C;
+    pub const RESET_CONNECTION: u8 = 0x1F;
 }
 
 #[cfg(test)]

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# MySQL benchmark: sysbench through corelane (read/write splitting over a MariaDB primary and
+# replica) and directly to the primary, in ONE run with rounds interleaved.
+#
+#   bench/mysql.sh [--workers N] [--rounds R] [--time S] [--threads T] [--no-build]
+#
+# Servers: a MariaDB primary and replica from scripts/mariadb-pair.sh on 127.0.0.1:13406 and
+# 13407 (not the example's ports), in a temporary directory, default settings. sysbench
+# prepares 4 tables of 10,000 rows through the primary, waits for the replica, then per round,
+# per target (the order alternates every round):
+#   oltp_point_select            one primary-key SELECT per event: corelane sends it to the
+#                                replica (autocommit read), "direct" to the primary;
+#   oltp_read_only --skip_trx=on the read-only mix (point, range, sum, order, distinct)
+#                                without BEGIN/COMMIT: replica through corelane;
+#   oltp_read_only               the same inside BEGIN/COMMIT: all on the primary;
+#   oltp_read_write              transactions with writes: all on the primary.
+# Each run: --threads T (default 8) for --time S seconds (default 10), prepared statements
+# (--db-ps-mode=auto, the binary protocol). Reported: QPS and 95th-percentile latency (median
+# over rounds), errors, and the ratio corelane/direct. Nothing is pinned: corelane, sysbench
+# and both servers share the machine's cores, so corelane's CPU cost shows in QPS.
+#
+# Needs: mariadb-server, mariadb-client, sysbench, python3 (Debian packages of those names).
+# Everything listens on 127.0.0.1 only and is stopped on exit; raw outputs go to
+# bench/out/mysql/ and the summary table to stdout.
+set -euo pipefail
+
+WORKERS=1 ROUNDS=3 TIME=10 THREADS=8 BUILD=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --workers) WORKERS=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --time) TIME=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
+  esac
+done
+CMDLINE="bench/mysql.sh --workers $WORKERS --rounds $ROUNDS --time $TIME --threads $THREADS"
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=$ROOT/bench/out/mysql
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/corelane
+mkdir -p "$OUT"
+rm -f "$OUT"/*.txt "$OUT"/*.log "$OUT"/raw.tsv
+for tool in mariadbd sysbench python3; do
+  command -v $tool >/dev/null || { echo "missing $tool (see the header of this script)" >&2; exit 1; }
+done
+if [ $BUILD = 1 ]; then (cd "$ROOT" && cargo build --release --quiet); fi
+[ -x "$BIN" ] || { echo "no corelane binary at $BIN" >&2; exit 1; }
+
+DB=$(mktemp -d /tmp/corelane-bench-mysql.XXXXXX)
+CL_PID=""
+cleanup() {
+  [ -n "$CL_PID" ] && kill "$CL_PID" 2>/dev/null || true
+  "$ROOT/scripts/mariadb-pair.sh" stop "$DB" || true
+  rm -rf "$DB"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+"$ROOT/scripts/mariadb-pair.sh" start "$DB" 13406 13407
+cat > "$OUT/corelane.toml" <<EOF
+workers = $WORKERS
+[admin]
+listen = "127.0.0.1:9913"
+[log]
+level = "warn"
+[listeners.db]
+listen = "127.0.0.1:7316"
+protocol = "mysql"
+cluster = "primary"
+[listeners.db.mysql]
+users = [{ user = "app", password = "app" }]
+replicas = "replicas"
+[clusters.primary]
+endpoints = [{ addr = "127.0.0.1:13406" }]
+[clusters.primary.health_check]
+kind = "mysql"
+user = "corelane_check"
+password = "corelane_check"
+[clusters.replicas]
+endpoints = [{ addr = "127.0.0.1:13407" }]
+[clusters.replicas.health_check]
+kind = "mysql"
+user = "corelane_check"
+password = "corelane_check"
+max_replication_lag = "10s"
+EOF
+"$BIN" run -c "$OUT/corelane.toml" 2> "$OUT/corelane.log" &
+CL_PID=$!
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/7316) 2>/dev/null && break; sleep 0.1; done
+
+declare -A PORT=([direct]=13406 [corelane]=7316)
+sb() { # port, test, extra args...
+  local port=$1 test=$2
+  shift 2
+  sysbench "$test" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$port" \
+    --mysql-user=app --mysql-password=app --mysql-db=shop --tables=4 --table-size=10000 \
+    --db-ps-mode=auto "$@"
+}
+sb 13406 oltp_read_write --threads=4 prepare > "$OUT/prepare.log"
+pos=$(mariadb --protocol=socket -S "$DB/primary.sock" -uroot -N -B -e "SELECT @@gtid_binlog_pos")
+mariadb --protocol=socket -S "$DB/replica.sock" -uroot -N -B -e "SELECT MASTER_GTID_WAIT('$pos', 60)" > /dev/null
+# Placement check: through corelane a point select is answered by the replica (server_id 2).
+sid=$(mariadb -h127.0.0.1 -P7316 -uapp -papp shop -N -B -e "SELECT @@server_id")
+[ "$sid" = 2 ] || { echo "corelane sent a read to server_id $sid, not the replica" >&2; exit 1; }
+
+TESTS=("oltp_point_select" "oltp_read_only --skip_trx=on" "oltp_read_only" "oltp_read_write")
+printf 'round\ttest\ttarget\tqps\tp95_ms\terrors\n' > "$OUT/raw.tsv"
+for round in $(seq "$ROUNDS"); do
+  if [ $((round % 2)) = 1 ]; then order=(direct corelane); else order=(corelane direct); fi
+  for t in "${TESTS[@]}"; do
+    for target in "${order[@]}"; do
+      name=$(echo "$t" | tr -d ' -' | tr '=' '_')
+      f="$OUT/$round-$name-$target.txt"
+      # shellcheck disable=SC2086
+      sb "${PORT[$target]}" $t --threads="$THREADS" --time="$TIME" --report-interval=0 run > "$f" 2>&1 \
+        || { echo "sysbench failed, see $f" >&2; exit 1; }
+      qps=$(awk '/queries:/ {gsub(/[(]/, "", $3); print $3}' "$f")
+      p95=$(awk '/95th percentile:/ {print $3}' "$f")
+      errs=$(awk '/ignored errors:/ {print $3}' "$f")
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$t" "$target" "$qps" "$p95" "$errs" >> "$OUT/raw.tsv"
+      kill -0 "$CL_PID" || { echo "corelane exited, see $OUT/corelane.log" >&2; exit 1; }
+    done
+  done
+done
+
+echo "# $CMDLINE"
+echo "# $(nproc) cores; corelane workers = $WORKERS; sysbench threads = $THREADS, $TIME s per run"
+python3 - "$OUT/raw.tsv" <<'EOF'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+tests = list(dict.fromkeys(r["test"] for r in rows))
+print("| test | direct QPS | corelane QPS | QPS ratio | direct p95 ms | corelane p95 ms | p95 ratio | errors (direct/corelane) |")
+print("|---|---|---|---|---|---|---|---|")
+for t in tests:
+    m = {}
+    for tgt in ("direct", "corelane"):
+        rs = [r for r in rows if r["test"] == t and r["target"] == tgt]
+        m[tgt] = (statistics.median(float(r["qps"]) for r in rs),
+                  statistics.median(float(r["p95_ms"]) for r in rs),
+                  sum(int(r["errors"]) for r in rs))
+    d, c = m["direct"], m["corelane"]
+    print(f"| {t} | {d[0]:.0f} | {c[0]:.0f} | {c[0]/d[0]:.2f}x | {d[1]:.2f} | {c[1]:.2f} | {c[1]/d[1]:.2f}x | {d[2]}/{c[2]} |")
+EOF

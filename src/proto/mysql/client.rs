@@ -1,0 +1,361 @@
+//! The client side of a session: packet I/O on the client's connection (plain or TLS) and the
+//! login corelane terminates: the greeting, the optional switch to TLS, the password check
+//! against the listener's users (`mysql_native_password`, or `caching_sha2_password` by its
+//! fast path), an auth switch for clients that answered with another method, and
+//! COM_CHANGE_USER.
+//!
+//! Not here: anything after the login (`super::session`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::auth::{caching_sha2_password, native_password, same};
+use super::packet::{self, Frame, FrameError};
+use super::wire::{self, HandshakeResponse41, HandshakeV10, caps, status};
+use crate::config::model::{MysqlListener, MysqlUser};
+use crate::config::mysql::AuthPlugin;
+
+/// Capabilities corelane offers clients. Not offered, because the engine forwards replies
+/// unchanged and these would change their shape or need support it lacks: COMPRESS,
+/// LOCAL_FILES, SESSION_TRACK, DEPRECATE_EOF, QUERY_ATTRIBUTES and MariaDB's extended
+/// capabilities.
+pub const OFFERED: u32 = caps::LONG_PASSWORD
+    | caps::FOUND_ROWS
+    | caps::LONG_FLAG
+    | caps::CONNECT_WITH_DB
+    | caps::NO_SCHEMA
+    | caps::ODBC
+    | caps::IGNORE_SPACE
+    | caps::PROTOCOL_41
+    | caps::INTERACTIVE
+    | caps::TRANSACTIONS
+    | caps::SECURE_CONNECTION
+    | caps::MULTI_STATEMENTS
+    | caps::MULTI_RESULTS
+    | caps::PS_MULTI_RESULTS
+    | caps::PLUGIN_AUTH
+    | caps::CONNECT_ATTRS
+    | caps::PLUGIN_AUTH_LENENC_DATA;
+
+const NATIVE: &[u8] = b"mysql_native_password";
+const SHA2: &[u8] = b"caching_sha2_password";
+/// utf8mb4_general_ci, announced in the greeting.
+const CHARSET: u8 = 45;
+
+/// Connection ids shown to clients (process-wide; they are not the backends' thread ids).
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+
+/// Why a client connection ends.
+#[derive(Debug)]
+pub enum End {
+    /// The client closed, or its connection failed.
+    Gone,
+    /// A protocol violation; the ERR payload to send, if any, before closing.
+    Refused(Vec<u8>),
+}
+
+/// Packet I/O on a client connection.
+#[derive(Debug)]
+pub struct Client<S> {
+    pub stream: S,
+    pub rbuf: Vec<u8>,
+    pub wbuf: Vec<u8>,
+    pub max_packet: usize,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    pub fn new(stream: S, max_packet: usize) -> Self {
+        Client {
+            stream,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            max_packet,
+        }
+    }
+
+    /// Waits for a whole packet at the front of `rbuf`.
+    pub async fn next(&mut self) -> Result<Frame, End> {
+        loop {
+            match packet::frame(&self.rbuf, self.max_packet) {
+                Ok(Some(f)) => return Ok(f),
+                Ok(None) => {}
+                Err(FrameError::TooLarge { .. }) => {
+                    return Err(End::Refused(err_payload(
+                        1153,
+                        b"08S01",
+                        "Got a packet bigger than 'max_allowed_packet' bytes",
+                    )));
+                }
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < 512 {
+                self.rbuf.reserve(4096);
+            }
+            match self.stream.read_buf(&mut self.rbuf).await {
+                Ok(0) | Err(_) => return Err(End::Gone),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Drops the first `n` bytes of `rbuf` (a packet that was handled), and gives back the
+    /// memory of a large one so an idle session holds little.
+    pub fn consume(&mut self, n: usize) {
+        self.rbuf.drain(..n);
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 64 * 1024 {
+            self.rbuf = Vec::new();
+        }
+    }
+
+    /// Queues one packet.
+    pub fn push(&mut self, seq: u8, payload: &[u8]) -> u8 {
+        packet::write(&mut self.wbuf, seq, payload)
+    }
+
+    /// Writes what is queued.
+    pub async fn flush(&mut self) -> Result<(), End> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let r = self.stream.write_all(&self.wbuf).await;
+        self.wbuf.clear();
+        if self.wbuf.capacity() > 64 * 1024 {
+            self.wbuf = Vec::new();
+        }
+        r.map_err(|_| End::Gone)
+    }
+
+    /// Sends one packet now.
+    pub async fn send(&mut self, seq: u8, payload: &[u8]) -> Result<u8, End> {
+        let next = self.push(seq, payload);
+        self.flush().await?;
+        Ok(next)
+    }
+
+    /// The next packet's payload, owned, and its sequence id (login phase only).
+    async fn read_owned(&mut self) -> Result<(Vec<u8>, u8), End> {
+        let f = self.next().await?;
+        let p = packet::payload(&self.rbuf, &f).into_owned();
+        self.consume(f.consumed);
+        Ok((p, f.last_seq))
+    }
+}
+
+/// An ERR payload.
+pub fn err_payload(code: u16, state: &[u8; 5], message: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(message.len() + 9);
+    wire::put_err(&mut p, code, state, message);
+    p
+}
+
+/// An OK payload with `status`.
+pub fn ok_payload(status: u16) -> Vec<u8> {
+    let mut p = Vec::with_capacity(7);
+    wire::put_ok(
+        &mut p,
+        &wire::OkPacket {
+            affected_rows: 0,
+            last_insert_id: 0,
+            status,
+            warnings: 0,
+            info: b"",
+        },
+    );
+    p
+}
+
+/// A 20-byte scramble of printable characters, as servers send.
+fn scramble() -> [u8; 20] {
+    let mut s = [0u8; 20];
+    for b in &mut s {
+        *b = fastrand::u8(33..127);
+    }
+    s
+}
+
+/// The greeting; returns its scramble.
+pub fn greeting(cfg: &MysqlListener, tls: bool, out: &mut Vec<u8>) -> [u8; 20] {
+    let s = scramble();
+    let h = HandshakeV10 {
+        server_version: cfg.server_version.as_bytes(),
+        connection_id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        scramble: s.to_vec(),
+        capabilities: OFFERED | if tls { caps::SSL } else { 0 },
+        charset: CHARSET,
+        status: status::AUTOCOMMIT,
+        mariadb_capabilities: 0,
+        auth_plugin: Some(cfg.auth_plugin.name()),
+    };
+    let mut p = Vec::with_capacity(96);
+    h.encode(&mut p);
+    packet::write(out, 0, &p);
+    s
+}
+
+/// Who logged in, and how.
+#[derive(Debug, Clone)]
+pub struct LoggedIn<'c> {
+    pub user: &'c MysqlUser,
+    /// Capabilities both sides have: what backends are asked for too.
+    pub capabilities: u32,
+    pub charset: u8,
+    pub database: Option<Vec<u8>>,
+}
+
+/// What the client's login packet said, before the password is checked.
+pub struct Response {
+    pub payload: Vec<u8>,
+    pub seq: u8,
+}
+
+/// Reads the client's login packet.
+pub async fn read_response<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Client<S>,
+) -> Result<Response, End> {
+    let (payload, seq) = client.read_owned().await?;
+    Ok(Response { payload, seq })
+}
+
+/// Whether a login packet is an SSL request (the client switches to TLS next).
+pub fn is_ssl_request(r: &Response) -> bool {
+    HandshakeResponse41::parse(&r.payload).is_ok_and(|h| h.ssl_request)
+}
+
+/// Checks the login against the listener's users and answers it (OK, or ERR and `End`).
+pub async fn login<'c, S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Client<S>,
+    cfg: &'c MysqlListener,
+    scramble: &[u8; 20],
+    r: Response,
+    peer: SocketAddr,
+) -> Result<LoggedIn<'c>, End> {
+    let h = HandshakeResponse41::parse(&r.payload)
+        .map_err(|_| End::Refused(err_payload(1043, b"08S01", "Bad handshake")))?;
+    if h.ssl_request {
+        return Err(End::Refused(err_payload(
+            1043,
+            b"08S01",
+            "Bad handshake: TLS is not configured on this listener",
+        )));
+    }
+    let mut seq = r.seq.wrapping_add(1);
+    let plugin = h.auth_plugin.unwrap_or(NATIVE);
+    let user = cfg.user(h.user);
+    let mut verified = match (user, plugin) {
+        (Some(u), NATIVE) => Some(same(
+            &native_password(scramble, u.password.as_bytes()),
+            h.auth_response,
+        )),
+        (Some(u), SHA2) => Some(same(
+            &caching_sha2_password(scramble, u.password.as_bytes()),
+            h.auth_response,
+        )),
+        (None, NATIVE | SHA2) => Some(false),
+        _ => None,
+    };
+    let mut used_sha2 = plugin == SHA2;
+    let mut sent_password = !h.auth_response.is_empty();
+    if verified.is_none() {
+        // Another method (ed25519, dialog, ...): ask for ours instead.
+        let (response, s) = switch(client, seq, scramble, AuthPlugin::MysqlNativePassword).await?;
+        seq = s;
+        sent_password = !response.is_empty();
+        used_sha2 = false;
+        verified =
+            Some(user.is_some_and(|u| {
+                same(&native_password(scramble, u.password.as_bytes()), &response)
+            }));
+    }
+    let capabilities = h.capabilities & OFFERED;
+    let Some(u) = user.filter(|_| verified == Some(true)) else {
+        let who = String::from_utf8_lossy(h.user);
+        let msg = format!(
+            "Access denied for user '{who}'@'{}' (using password: {})",
+            peer.ip(),
+            if sent_password { "YES" } else { "NO" }
+        );
+        client.push(seq, &err_payload(1045, b"28000", &msg));
+        let _ = client.flush().await;
+        return Err(End::Gone);
+    };
+    if used_sha2 {
+        // fast_auth_success, then the OK.
+        seq = client.push(seq, &[0x01, 0x03]);
+    }
+    client.push(seq, &ok_payload(status::AUTOCOMMIT));
+    client.flush().await?;
+    Ok(LoggedIn {
+        user: u,
+        capabilities,
+        charset: h.charset,
+        database: h
+            .database
+            .filter(|d| !d.is_empty() && capabilities & caps::CONNECT_WITH_DB != 0)
+            .map(<[u8]>::to_vec),
+    })
+}
+
+/// Sends an auth switch request and returns the client's answer and the next sequence id.
+async fn switch<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Client<S>,
+    seq: u8,
+    scramble: &[u8; 20],
+    plugin: AuthPlugin,
+) -> Result<(Vec<u8>, u8), End> {
+    let mut p = Vec::with_capacity(48);
+    p.push(0xFE);
+    p.extend_from_slice(plugin.name());
+    p.push(0);
+    p.extend_from_slice(scramble);
+    p.push(0);
+    client.send(seq, &p).await?;
+    let (response, last) = client.read_owned().await?;
+    Ok((response, last.wrapping_add(1)))
+}
+
+/// COM_CHANGE_USER: re-authenticates the client (always through an auth switch with a fresh
+/// scramble) and returns the new login; the caller resets the session. A failed change is
+/// answered with ERR and ends the connection, as servers do.
+pub async fn change_user<'c, S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Client<S>,
+    cfg: &'c MysqlListener,
+    payload: &[u8],
+    capabilities: u32,
+    peer: SocketAddr,
+) -> Result<LoggedIn<'c>, End> {
+    let bad = || End::Refused(err_payload(1047, b"08S01", "Malformed COM_CHANGE_USER"));
+    let mut r = wire::Reader::new(payload.get(1..).ok_or_else(bad)?);
+    let name = r.nul_bytes().map_err(|_| bad())?;
+    if capabilities & caps::SECURE_CONNECTION != 0 {
+        let n = usize::from(r.u8().map_err(|_| bad())?);
+        r.bytes(n).map_err(|_| bad())?;
+    } else {
+        r.nul_bytes().map_err(|_| bad())?;
+    }
+    let database = r.nul_bytes().unwrap_or_default();
+    let charset = r.u16().map(|c| c as u8).unwrap_or(CHARSET);
+    let s = scramble();
+    let (response, seq) = switch(client, 1, &s, AuthPlugin::MysqlNativePassword).await?;
+    let user = cfg.user(name);
+    let ok = user.is_some_and(|u| same(&native_password(&s, u.password.as_bytes()), &response));
+    let Some(u) = user.filter(|_| ok) else {
+        let msg = format!(
+            "Access denied for user '{}'@'{}' (using password: {})",
+            String::from_utf8_lossy(name),
+            peer.ip(),
+            if response.is_empty() { "NO" } else { "YES" }
+        );
+        client.push(seq, &err_payload(1045, b"28000", &msg));
+        let _ = client.flush().await;
+        return Err(End::Gone);
+    };
+    client.push(seq, &ok_payload(status::AUTOCOMMIT));
+    client.flush().await?;
+    Ok(LoggedIn {
+        user: u,
+        capabilities,
+        charset,
+        database: (!database.is_empty()).then(|| database.to_vec()),
+    })
+}

@@ -1,0 +1,1181 @@
+//! One client session of a `protocol = "mysql"` listener: the login (terminated by corelane,
+//! see [`super::client`]), then each command routed to the session's primary connection or
+//! to its replica connection, both opened lazily, and the reply relayed back packet by packet
+//! without being decoded ([`super::reply`] finds its end and its status flags).
+//!
+//! Routing, in order (the README's MySQL section says the same for users):
+//! 1. inside a transaction on the replica (`START TRANSACTION READ ONLY`), everything goes
+//!    there; inside one on the primary (the server's `IN_TRANS` flag, or `AUTOCOMMIT` off),
+//!    everything goes to the primary. Transaction state comes from the status flags of the
+//!    servers' OK and EOF packets, never from statement text.
+//! 2. a pinned session (temporary tables, LOCK TABLES, user variables read) uses the primary;
+//! 3. a `/* corelane:primary */` or `/* corelane:replica */` hint;
+//! 4. the statement's class ([`super::classify`]): reads to a usable replica (healthy, not
+//!    ejected, lag within the replica cluster's check), unless read-your-writes sends them to
+//!    the primary; everything else to the primary.
+//!
+//! Session state (SET, USE, COM_INIT_DB, COM_SET_OPTION) runs on every open connection and is
+//! replayed, in order, on a connection opened later. Prepared statements are mapped per
+//! backend ([`super::stmt`]).
+//!
+//! Failures: a backend that cannot be reached or refuses the login gives the client an ERR
+//! (the server's own ERR when it sent one). A backend lost between statements gives an ERR for
+//! the statement and is reopened for the next one; a read is retried once on a fresh
+//! connection. A session whose transaction, pinned state or half-sent reply was on the lost
+//! connection is closed after the ERR, since what the client relies on is gone.
+//!
+//! Not here: packet formats, the classifier, TLS to backends, connection pooling across
+//! sessions (each session has its own backend connections, as with ProxySQL's
+//! `multiplexing=false`).
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+use super::backend::{Conn, Failure, Login};
+use super::classify::{Class, Hint, Route, classify};
+use super::client::{self, Client, End, LoggedIn, err_payload, ok_payload};
+use super::packet::{self, HEADER, MAX_CHUNK};
+use super::reply::{Expect, PrepareOk, ReplyReader, Step};
+use super::stmt::{self, Role, Stmts};
+use super::wire::{command, status};
+use crate::config::model::{MysqlListener, NoReplica, ReadYourWrites};
+use crate::metrics::counters::GaugeGuard;
+use crate::upstream::Cluster;
+use crate::upstream::connect::connect;
+use crate::worker::{Accepted, Worker};
+
+/// Session commands kept for replay; past this the session is pinned to the primary.
+const MAX_REPLAY: usize = 128;
+/// Reply bytes gathered before they are written to the client.
+const FLUSH_AT: usize = 64 * 1024;
+
+pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
+    let table = conn.table.clone();
+    let listener = &table.listeners[conn.listener];
+    let Some(cfg) = listener.config.mysql.as_ref() else {
+        return;
+    };
+    let lc = listener.stats.workers.get(worker.id);
+    let _active = GaugeGuard::new(&lc.active);
+    let _ = conn.stream.set_nodelay(true);
+    let peer = conn.peer;
+    let mut c = Client::new(conn.stream, cfg.max_packet);
+    let tls = listener.tls.clone();
+    let scramble = client::greeting(cfg, tls.is_some(), &mut c.wbuf);
+    let handshake = listener
+        .config
+        .tls
+        .as_ref()
+        .map_or(Duration::from_secs(10), |t| t.handshake_timeout);
+    let first = match tokio::time::timeout(handshake, async {
+        c.flush().await?;
+        client::read_response(&mut c).await
+    })
+    .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return refuse(&mut c, e).await,
+        Err(_) => return,
+    };
+    let clusters = [
+        Some(table.cluster_of(listener)),
+        cfg.replicas.map(|i| &table.clusters[i]),
+    ];
+    let ctx = Ctx {
+        worker: &worker,
+        cfg,
+        clusters,
+        peer,
+        idle: listener.config.idle_timeout,
+    };
+    match (tls, client::is_ssl_request(&first)) {
+        (Some(tls), true) => {
+            if !c.rbuf.is_empty() {
+                return;
+            }
+            let accepted = tokio::time::timeout(
+                handshake,
+                tokio_rustls::TlsAcceptor::from(tls).accept(c.stream),
+            )
+            .await;
+            let Ok(Ok(stream)) = accepted else {
+                tracing::debug!(%peer, "mysql client TLS handshake failed");
+                return;
+            };
+            let mut c = Client::new(stream, cfg.max_packet);
+            let r = match tokio::time::timeout(handshake, client::read_response(&mut c)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return refuse(&mut c, e).await,
+                Err(_) => return,
+            };
+            run(ctx, c, &scramble, r).await;
+        }
+        _ => run(ctx, c, &scramble, first).await,
+    }
+}
+
+/// Sends a refusal's ERR, if it has one.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(c: &mut Client<S>, e: End) {
+    if let End::Refused(p) = e {
+        let _ = c.send(2, &p).await;
+    }
+}
+
+/// What a session needs from its listener and worker.
+struct Ctx<'t> {
+    worker: &'t Worker,
+    cfg: &'t MysqlListener,
+    /// The primary cluster and the replica cluster, by [`Role`].
+    clusters: [Option<&'t Cluster>; 2],
+    peer: SocketAddr,
+    idle: Duration,
+}
+
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    ctx: Ctx<'_>,
+    mut c: Client<S>,
+    scramble: &[u8; 20],
+    first: client::Response,
+) {
+    let login = match client::login(&mut c, ctx.cfg, scramble, first, ctx.peer).await {
+        Ok(l) => l,
+        Err(e) => return refuse(&mut c, e).await,
+    };
+    let mut s = Session {
+        ctx,
+        login,
+        backends: [None, None],
+        replay: Vec::new(),
+        pinned: false,
+        last: Role::Primary,
+        wrote: false,
+        last_write: None,
+        last_gtid: None,
+        stmts: Stmts::default(),
+        req: Vec::new(),
+    };
+    if let Err(End::Refused(p)) = s.serve(&mut c).await {
+        let _ = c.send(1, &p).await;
+    }
+    s.quit().await;
+}
+
+/// One open backend connection.
+struct Backend<'t> {
+    conn: Conn,
+    cluster: &'t Cluster,
+    endpoint: usize,
+    _active: GaugeGuard<'t>,
+    /// Server status after its last reply.
+    status: u16,
+    /// The last GTID this (replica) connection is known to have applied.
+    gtid_seen: Option<String>,
+}
+
+impl Backend<'_> {
+    fn in_transaction(&self) -> bool {
+        self.status & status::IN_TRANS != 0 || self.status & status::AUTOCOMMIT == 0
+    }
+}
+
+/// How relaying one reply ended.
+enum Relayed {
+    Done {
+        error: bool,
+        prepare: Option<PrepareOk>,
+    },
+    /// The backend failed before any of its reply reached the client.
+    Lost(String),
+    /// The backend failed or broke the protocol after part of its reply was sent.
+    Broken(String),
+    ClientGone,
+}
+
+struct Session<'t> {
+    ctx: Ctx<'t>,
+    login: LoggedIn<'t>,
+    backends: [Option<Backend<'t>>; 2],
+    /// Session commands (whole command payloads) to replay on new connections; `true` marks a
+    /// database change (only the last one is kept).
+    replay: Vec<(bool, Box<[u8]>)>,
+    pinned: bool,
+    /// Where the previous statement ran (SHOW WARNINGS goes there).
+    last: Role,
+    /// A write ran on the primary since the session last left a transaction.
+    wrote: bool,
+    last_write: Option<Instant>,
+    last_gtid: Option<String>,
+    stmts: Stmts,
+    /// The raw packet(s) of the command being handled.
+    req: Vec<u8>,
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Primary => "primary",
+        Role::Replica => "replica",
+    }
+}
+
+fn unknown_stmt(id: u32, what: &str) -> Vec<u8> {
+    err_payload(
+        1243,
+        b"HY000",
+        &format!("Unknown prepared statement handler ({id}) given to {what}"),
+    )
+}
+
+/// `KILL ...` would reach a backend with a connection id it does not know.
+fn is_kill(sql: &[u8]) -> bool {
+    let t = sql.trim_ascii_start();
+    t.len() >= 5 && t[..4].eq_ignore_ascii_case(b"KILL") && t[4].is_ascii_whitespace()
+}
+
+impl<'t> Session<'t> {
+    fn replica_txn(&self) -> bool {
+        self.backends[Role::Replica as usize]
+            .as_ref()
+            .is_some_and(|b| b.status & status::IN_TRANS != 0)
+    }
+
+    fn primary_txn(&self) -> bool {
+        self.backends[Role::Primary as usize]
+            .as_ref()
+            .is_some_and(Backend::in_transaction)
+    }
+
+    /// The status flags a locally answered OK carries.
+    fn status(&self) -> u16 {
+        let b = if self.replica_txn() {
+            &self.backends[Role::Replica as usize]
+        } else {
+            &self.backends[Role::Primary as usize]
+        };
+        b.as_ref().map_or(status::AUTOCOMMIT, |b| {
+            b.status & (status::IN_TRANS | status::AUTOCOMMIT | status::IN_TRANS_READONLY)
+        })
+    }
+
+    /// Where a statement of `class` should run; `commit` applies its side effects (pinning).
+    fn want(&mut self, class: Class, commit: bool) -> Role {
+        if self.replica_txn() {
+            return Role::Replica;
+        }
+        if self.primary_txn() || self.pinned || class.hint == Some(Hint::Primary) {
+            return Role::Primary;
+        }
+        if class.route == Route::Pin {
+            if commit {
+                self.pinned = true;
+            }
+            return Role::Primary;
+        }
+        if self.ctx.clusters[Role::Replica as usize].is_none() {
+            return Role::Primary;
+        }
+        if class.hint == Some(Hint::Replica) {
+            return Role::Replica;
+        }
+        match class.route {
+            Route::Read | Route::BeginReadOnly => {
+                if let ReadYourWrites::Primary(d) = self.ctx.cfg.read_your_writes {
+                    if self.last_write.is_some_and(|t| t.elapsed() < d) {
+                        return Role::Primary;
+                    }
+                }
+                Role::Replica
+            }
+            Route::Previous => self.last,
+            _ => Role::Primary,
+        }
+    }
+
+    /// Picks and opens the backend for a statement of `class`; `Err` is the ERR to answer.
+    async fn route(&mut self, class: Class, commit: bool) -> Result<Role, Vec<u8>> {
+        let role = self.want(class, commit);
+        if role == Role::Replica {
+            match self.replica().await {
+                Ok(()) => return Ok(Role::Replica),
+                Err(ReplicaOut::Behind) => {}
+                Err(ReplicaOut::None(why)) => {
+                    if self.ctx.cfg.no_replica == NoReplica::Error {
+                        return Err(err_payload(
+                            1105,
+                            b"HY000",
+                            &format!("corelane: no usable replica for this read ({why})"),
+                        ));
+                    }
+                }
+            }
+        }
+        self.open(Role::Primary)
+            .await
+            .map_err(|e| failure_payload(Role::Primary, &e))?;
+        Ok(Role::Primary)
+    }
+
+    /// Makes the replica connection ready for a read: open, healthy, caught up with the
+    /// session's writes when read-your-writes waits for GTIDs.
+    async fn replica(&mut self) -> Result<(), ReplicaOut> {
+        let r = Role::Replica as usize;
+        if !self.replica_txn() {
+            if let Some(b) = &self.backends[r] {
+                if !b.cluster.endpoints[b.endpoint].health.usable() {
+                    self.drop_backend(Role::Replica);
+                }
+            }
+        }
+        if self.backends[r].is_none() {
+            self.open(Role::Replica)
+                .await
+                .map_err(|e| ReplicaOut::None(e.to_string()))?;
+        }
+        let (ReadYourWrites::Gtid(wait), Some(gtid)) =
+            (self.ctx.cfg.read_your_writes, self.last_gtid.clone())
+        else {
+            return Ok(());
+        };
+        let in_txn = self.replica_txn();
+        let Some(b) = self.backends[r].as_mut() else {
+            return Err(ReplicaOut::Behind);
+        };
+        if b.gtid_seen.as_deref() == Some(gtid.as_str()) || in_txn {
+            return Ok(());
+        }
+        let sql = format!(
+            "SELECT MASTER_GTID_WAIT('{gtid}', {:.3})",
+            wait.as_secs_f64()
+        );
+        match b.conn.scalar(&sql).await {
+            Ok(Some(v)) if v == "0" => {
+                b.gtid_seen = Some(gtid);
+                Ok(())
+            }
+            Ok(_) => Err(ReplicaOut::Behind),
+            Err(e) => {
+                tracing::debug!(error = %e, "MASTER_GTID_WAIT failed");
+                self.drop_backend(Role::Replica);
+                Err(ReplicaOut::Behind)
+            }
+        }
+    }
+
+    /// Opens the connection for `role` if it is not open: connect, log in as the user's
+    /// backend user, replay the session's state.
+    async fn open(&mut self, role: Role) -> Result<(), Failure> {
+        if self.backends[role as usize].is_some() {
+            return Ok(());
+        }
+        let Some(cluster) = self.ctx.clusters[role as usize] else {
+            return Err(Failure::Io("no replica cluster".to_owned()));
+        };
+        let w = self.ctx.worker;
+        let up = connect(cluster, w.id, &w.histograms, self.ctx.peer.ip())
+            .await
+            .map_err(|e| Failure::Io(format!("cluster {}: {}", cluster.name, e.reason())))?;
+        let endpoint = up.endpoint;
+        let mut conn = Conn::new(up.stream, self.ctx.cfg.max_packet);
+        let u = self.login.user;
+        let login = Login {
+            user: &u.backend_user,
+            password: &u.backend_password,
+            database: self.login.database.as_deref(),
+            capabilities: self.login.capabilities,
+            charset: Some(self.login.charset),
+            max_packet: self.ctx.cfg.max_packet.min(u32::MAX as usize) as u32,
+        };
+        let replay = &self.replay;
+        let setup = async {
+            let mut st = conn.login(&login).await?;
+            for (_, cmd) in replay {
+                st = conn.run(cmd).await?;
+            }
+            Ok::<u16, Failure>(st)
+        };
+        let limit = cluster.connect_timeout.max(Duration::from_secs(1));
+        let addr = cluster.endpoints[endpoint].addr;
+        let status = match tokio::time::timeout(limit, setup).await {
+            Ok(Ok(st)) => st,
+            Ok(Err(e)) => {
+                if let Failure::Io(why) = &e {
+                    cluster.failed(endpoint, why);
+                }
+                tracing::debug!(%addr, error = %e, "mysql backend login failed");
+                return Err(match e {
+                    Failure::Io(why) => Failure::Io(format!("{addr}: {why}")),
+                    server => server,
+                });
+            }
+            Err(_) => {
+                cluster.failed(endpoint, "login timed out");
+                return Err(Failure::Io(format!("{addr}: login timed out")));
+            }
+        };
+        cluster.succeeded(endpoint);
+        self.backends[role as usize] = Some(Backend {
+            conn,
+            cluster,
+            endpoint,
+            _active: up.active,
+            status,
+            gtid_seen: None,
+        });
+        Ok(())
+    }
+
+    fn drop_backend(&mut self, role: Role) {
+        self.backends[role as usize] = None;
+        self.stmts.forget(role);
+    }
+
+    /// Sends QUIT to the open backends.
+    async fn quit(&mut self) {
+        for b in self.backends.iter_mut().flatten() {
+            let _ =
+                tokio::time::timeout(Duration::from_millis(100), b.conn.command(&[command::QUIT]))
+                    .await;
+        }
+        self.backends = [None, None];
+    }
+
+    /// The session's command loop.
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        c: &mut Client<S>,
+    ) -> Result<(), End> {
+        let idle = tokio::time::sleep(self.ctx.idle.min(Duration::from_secs(1)));
+        tokio::pin!(idle);
+        let mut last_active = Instant::now();
+        loop {
+            let f = tokio::select! {
+                biased;
+                f = c.next() => f?,
+                () = &mut idle => {
+                    let now = Instant::now();
+                    if self.ctx.worker.drain.started() || now >= last_active + self.ctx.idle {
+                        return Ok(());
+                    }
+                    idle.as_mut().reset(now + self.ctx.idle.min(Duration::from_secs(1)));
+                    continue;
+                }
+            };
+            last_active = Instant::now();
+            let mut req = std::mem::take(&mut self.req);
+            req.clear();
+            req.extend_from_slice(&c.rbuf[..f.consumed]);
+            c.consume(f.consumed);
+            let payload = packet::payload(&req, &f);
+            let go_on = self.command(c, &req, &payload).await;
+            drop(payload);
+            self.req = req;
+            if !go_on? {
+                return Ok(());
+            }
+            if self.ctx.worker.drain.started() && !self.primary_txn() && !self.replica_txn() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Handles one command; `Ok(false)` ends the session.
+    async fn command<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        c: &mut Client<S>,
+        raw: &[u8],
+        payload: &[u8],
+    ) -> Result<bool, End> {
+        let Some(&cmd) = payload.first() else {
+            return Err(End::Refused(err_payload(1047, b"08S01", "Unknown command")));
+        };
+        match cmd {
+            command::QUIT => return Ok(false),
+            command::PING => {
+                c.send(1, &ok_payload(self.status())).await?;
+            }
+            command::QUERY => {
+                let sql = &payload[1..];
+                if is_kill(sql) {
+                    c.send(
+                        1,
+                        &err_payload(1235, b"42000", "corelane: KILL is not supported through the proxy (its connection ids are not the servers')"),
+                    )
+                    .await?;
+                    return Ok(true);
+                }
+                let class = classify(sql);
+                match class.route {
+                    Route::Session => {
+                        return self
+                            .session_command(c, raw, payload, false, Expect::Results)
+                            .await;
+                    }
+                    Route::Use => {
+                        return self
+                            .session_command(c, raw, payload, true, Expect::Results)
+                            .await;
+                    }
+                    _ => return self.statement(c, raw, class, Expect::Results).await,
+                }
+            }
+            command::INIT_DB => {
+                return self
+                    .session_command(c, raw, payload, true, Expect::One)
+                    .await;
+            }
+            command::SET_OPTION => {
+                return self
+                    .session_command(c, raw, payload, false, Expect::One)
+                    .await;
+            }
+            command::FIELD_LIST => {
+                let class = Class {
+                    route: Route::Read,
+                    hint: None,
+                };
+                return self.statement(c, raw, class, Expect::Fields).await;
+            }
+            command::STATISTICS => {
+                let class = Class {
+                    route: Route::Write,
+                    hint: None,
+                };
+                return self.statement(c, raw, class, Expect::One).await;
+            }
+            command::RESET_CONNECTION => {
+                self.reset().await;
+                c.send(1, &ok_payload(status::AUTOCOMMIT)).await?;
+            }
+            command::CHANGE_USER => {
+                let login = client::change_user(
+                    c,
+                    self.ctx.cfg,
+                    payload,
+                    self.login.capabilities,
+                    self.ctx.peer,
+                )
+                .await?;
+                self.reset().await;
+                self.login = login;
+            }
+            command::STMT_PREPARE => return self.prepare(c, raw, payload).await,
+            command::STMT_EXECUTE => return self.execute(c, payload).await,
+            command::STMT_SEND_LONG_DATA => self.long_data(payload).await,
+            command::STMT_CLOSE => self.close_stmt(payload).await,
+            command::STMT_RESET => return self.reset_stmt(c, payload).await,
+            command::STMT_FETCH => return self.fetch(c, payload).await,
+            other => {
+                c.send(
+                    1,
+                    &err_payload(
+                        1047,
+                        b"08S01",
+                        &format!(
+                            "corelane: command 0x{other:02x} is not supported through the proxy"
+                        ),
+                    ),
+                )
+                .await?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Forgets the session's state and backend connections (COM_RESET_CONNECTION,
+    /// COM_CHANGE_USER).
+    async fn reset(&mut self) {
+        self.quit().await;
+        self.replay.clear();
+        self.stmts.clear();
+        self.pinned = false;
+        self.wrote = false;
+        self.last_write = None;
+        self.last_gtid = None;
+        self.last = Role::Primary;
+    }
+
+    /// A statement (or FIELD_LIST, STATISTICS): route it, relay the reply in `self.req`.
+    async fn statement<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        c: &mut Client<S>,
+        raw: &[u8],
+        class: Class,
+        expect: Expect,
+    ) -> Result<bool, End> {
+        let mut retried = false;
+        loop {
+            let role = match self.route(class, true).await {
+                Ok(r) => r,
+                Err(e) => {
+                    c.send(1, &e).await?;
+                    return Ok(true);
+                }
+            };
+            let r = self.relay(c, role, raw, expect, None, true).await;
+            if let Relayed::Lost(_) = &r {
+                // A read on a connection that died while idle: once more on a fresh one.
+                if class.route == Route::Read && !retried && !self.in_state(role) {
+                    retried = true;
+                    self.drop_backend(role);
+                    continue;
+                }
+            }
+            return self.settle(c, role, class, r).await;
+        }
+    }
+
+    /// Whether the connection of `role` holds state the client relies on (a transaction,
+    /// pinned session state).
+    fn in_state(&self, role: Role) -> bool {
+        match role {
+            Role::Primary => self.primary_txn() || self.pinned,
+            Role::Replica => self.replica_txn(),
+        }
+    }
+
+    /// Book-keeping after a reply: where it ran, writes for read-your-writes, lost backends.
+    async fn settle<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        c: &mut Client<S>,
+        role: Role,
+        class: Class,
+        r: Relayed,
+    ) -> Result<bool, End> {
+        match r {
+            Relayed::Done { error, .. } => {
+                self.last = role;
+                if role == Role::Primary
+                    && !error
+                    && !matches!(class.route, Route::Read | Route::Previous)
+                {
+                    self.wrote = true;
+                }
+                if self.wrote && !self.primary_txn() {
+                    self.wrote = false;
+                    self.written().await;
+                }
+                Ok(true)
+            }
+            Relayed::Lost(why) => {
+                let fatal = self.in_state(role);
+                self.drop_backend(role);
+                let msg = format!(
+                    "corelane: lost the connection to the {} during this statement: {why}{}",
+                    role_name(role),
+                    if fatal {
+                        "; the session's transaction or state on it is gone"
+                    } else {
+                        ""
+                    }
+                );
+                c.send(1, &err_payload(2013, b"HY000", &msg)).await?;
+                Ok(!fatal)
+            }
+            Relayed::Broken(why) => {
+                tracing::debug!(peer = %self.ctx.peer, backend = role_name(role), %why, "mysql reply broken off; closing the client");
+                Ok(false)
+            }
+            Relayed::ClientGone => Err(End::Gone),
+        }
+    }
+
+    /// A write has been committed: note when (and its GTID, for read-your-writes).
+    async fn written(&mut self) {
+        match self.ctx.cfg.read_your_writes {
+            ReadYourWrites::Off => {}
+            ReadYourWrites::Primary(_) => self.last_write = Some(Instant::now()),
+            ReadYourWrites::Gtid(_) => {
+                let Some(b) = self.backends[Role::Primary as usize].as_mut() else {
+                    return;
+                };
+                match b.conn.scalar("SELECT @@last_gtid").await {
+                    Ok(Some(g))
+                        if !g.is_empty()
+                            && g.bytes()
+                                .all(|c| c.is_ascii_digit() || c == b'-' || c == b',') =>
+                    {
+                        self.last_gtid = Some(g);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "reading @@last_gtid failed");
+                        self.drop_backend(Role::Primary);
+                    }
+                }
+            }
+        }
+    }
+
+    /// SET, USE, COM_INIT_DB, COM_SET_OPTION: run on every open connection (the primary's
+    /// reply goes to the client) and kept for replay.
+    async fn session_command<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        c: &mut Client<S>,
+        raw: &[u8],
+        payload: &[u8],
+        is_use: bool,
+        expect: Expect,
+    ) -> Result<bool, End> {
+        if self.backends.iter().all(Option::is_none) {
+            if let Err(e) = self.open(Role::Primary).await {
+                c.send(1, &failure_payload(Role::Primary, &e)).await?;
+                return Ok(true);
+            }
+        }
+        let lead = if self.backends[Role::Primary as usize].is_some() {
+            Role::Primary
+        } else {
+            Role::Replica
+        };
+        let r = self.relay(c, lead, raw, expect, None, true).await;
+        let ok = matches!(r, Relayed::Done { error: false, .. });
+        let class = Class {
+            route: Route::Session,
+            hint: None,
+        };
+        let go_on = self.settle(c, lead, class, r).await?;
+        if !ok {
+            return Ok(go_on);
+        }
+        let other = match lead {
+            Role::Primary => Role::Replica,
+            Role::Replica => Role::Primary,
+        };
+        if let Some(b) = self.backends[other as usize].as_mut() {
+            if let Err(e) = b.conn.run(payload).await {
+                tracing::warn!(peer = %self.ctx.peer, backend = role_name(other), error = %e, "session command failed on one backend only; closing that connection");
+                self.drop_backend(other);
+            }
+        }
+        if self.replay.len() >= MAX_REPLAY {
+            self.pinned = true;
+        } else {
+            if is_use {
+                self.replay.retain(|(u, _)| !u);
+            } else {
+                self.replay.retain(|(_, p)| **p != *payload);
+            }
+            self.replay.push((is_use, payload.into()));
+        }
+        Ok(go_on)
+    }
+
+    /// Sends `raw` (whole packets) to the backend of `role` and relays its reply to the client
+    /// (or drops it, with `to_client` false). With `prepare_id`, the statement id of a
+    /// COM_STMT_PREPARE OK is rewritten to it.
+    async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        c: &mut Client<S>,
+        role: Role,
+        raw: &[u8],
+        expect: Expect,
+        prepare_id: Option<u32>,
+        to_client: bool,
+    ) -> Relayed {
+        let Some(b) = self.backends[role as usize].as_mut() else {
+            return Relayed::Lost("not connected".to_owned());
+        };
+        relay(b, c, raw, expect, prepare_id, to_client).await
+    }
+
+    async fn prepare<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        c: &mut Client<S>,
+        raw: &[u8],
+        payload: &[u8],
+    ) -> Result<bool, End> {
+        if self.stmts.is_full() {
+            let msg = format!(
+                "Can't create more than max_prepared_stmt_count statements (current value: {})",
+                stmt::MAX_STATEMENTS
+            );
+            c.send(1, &err_payload(1461, b"42000", &msg)).await?;
+            return Ok(true);
+        }
+        let class = classify(&payload[1..]);
+        let role = match self.route(class, false).await {
+            Ok(r) => r,
+            Err(e) => {
+                c.send(1, &e).await?;
+                return Ok(true);
+            }
+        };
+        let id = self.stmts.peek_next();
+        let r = self
+            .relay(c, role, raw, Expect::Prepare, Some(id), true)
+            .await;
+        if let Relayed::Done {
+            prepare: Some(p),
+            error: false,
+            ..
+        } = &r
+        {
+            self.stmts.add(payload, class, p.params, role, p.statement);
+        }
+        let read = Class {
+            route: Route::Read,
+            hint: None,
+        };
+        self.settle(c, role, read, r).await
+    }
+
+    /// Makes sure statement `id` is prepared on `role`'s connection (which is open); returns
+    /// its id there.
+    async fn prepared_on(&mut self, id: u32, role: Role) -> Result<u32, Vec<u8>> {
+        let Some(st) = self.stmts.get_mut(id) else {
+            return Err(unknown_stmt(id, "mysqld_stmt_execute"));
+        };
+        if let Some(b) = st.on[role as usize] {
+            return Ok(b);
+        }
+        let mut raw = Vec::with_capacity(st.prepare.len() + HEADER);
+        packet::write(&mut raw, 0, &st.prepare);
+        let Some(b) = self.backends[role as usize].as_mut() else {
+            return Err(err_payload(
+                2013,
+                b"HY000",
+                "corelane: backend not connected",
+            ));
+        };
+        let mut sink = Client::new(tokio::io::empty(), 0);
+        match relay(b, &mut sink, &raw, Expect::Prepare, None, false).await {
+            Relayed::Done {
+                prepare: Some(p),
+                error: false,
+                ..
+            } => {
+                if let Some(st) = self.stmts.get_mut(id) {
+                    st.on[role as usize] = Some(p.statement);
+                    st.typed[role as usize] = false;
+                }
+                Ok(p.statement)
+            }
+            Relayed::Done { .. } => Err(err_payload(
+                1105,
+                b"HY000",
+                &format!(
+                    "corelane: preparing the statement on the {} failed",
+                    role_name(role)
+                ),
+            )),
+            Relayed::Lost(why) | Relayed::Broken(why) => {
+                self.drop_backend(role);
+                Err(err_payload(
+                    2013,
+                    b"HY000",
+                    &format!(
+                        "corelane: lost the connection to the {}: {why}",
+                        role_name(role)
+                    ),
+                ))
+            }
+            Relayed::ClientGone => Err(Vec::new()),
+        }
+    }
+
+    async fn execute<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        c: &mut Client<S>,
+        payload: &[u8],
+    ) -> Result<bool, End> {
+        let id = stmt::id_of(payload).unwrap_or(0);
+        let Some(st) = self.stmts.get_mut(id) else {
+            c.send(1, &unknown_stmt(id, "mysqld_stmt_execute")).await?;
+            return Ok(true);
+        };
+        let (class, forced) = (st.class, st.long_data.take());
+        let role = match forced {
+            Some(r) => r,
+            None => match self.route(class, true).await {
+                Ok(r) => r,
+                Err(e) => {
+                    c.send(1, &e).await?;
+                    return Ok(true);
+                }
+            },
+        };
+        let backend_id = match self.prepared_on(id, role).await {
+            Ok(b) => b,
+            Err(e) => {
+                if !e.is_empty() {
+                    c.send(1, &e).await?;
+                }
+                return Ok(!e.is_empty());
+            }
+        };
+        let Some(st) = self.stmts.get_mut(id) else {
+            return Ok(true);
+        };
+        let mut p = payload.to_vec();
+        if let Some(t) = stmt::bound_types(payload, st.params) {
+            st.types = Some(t.into());
+            st.typed[role as usize] = true;
+        } else if !st.typed[role as usize] {
+            if let Some(with) = st
+                .types
+                .as_deref()
+                .and_then(|t| stmt::with_types(payload, st.params, t))
+            {
+                p = with;
+                st.typed[role as usize] = true;
+            }
+        }
+        st.last = Some(role);
+        stmt::set_id(&mut p, backend_id);
+        let mut raw = Vec::with_capacity(p.len() + HEADER);
+        packet::write(&mut raw, 0, &p);
+        let r = self.relay(c, role, &raw, Expect::Results, None, true).await;
+        self.settle(c, role, class, r).await
+    }
+
+    async fn long_data(&mut self, payload: &[u8]) {
+        let id = stmt::id_of(payload).unwrap_or(0);
+        let Some(st) = self.stmts.get_mut(id) else {
+            return; // no reply exists for this command; the execute will report it
+        };
+        let (class, forced) = (st.class, st.long_data);
+        let role = match forced {
+            Some(r) => r,
+            None => match self.route(class, false).await {
+                Ok(r) => r,
+                Err(_) => return,
+            },
+        };
+        let Ok(backend_id) = self.prepared_on(id, role).await else {
+            return;
+        };
+        if let Some(st) = self.stmts.get_mut(id) {
+            st.long_data = Some(role);
+        }
+        let mut p = payload.to_vec();
+        stmt::set_id(&mut p, backend_id);
+        if let Some(b) = self.backends[role as usize].as_mut() {
+            b.conn.seq = 0;
+            if b.conn.write(&p).await.is_err() {
+                self.drop_backend(role);
+            }
+        }
+    }
+
+    async fn close_stmt(&mut self, payload: &[u8]) {
+        let id = stmt::id_of(payload).unwrap_or(0);
+        let Some(st) = self.stmts.remove(id) else {
+            return;
+        };
+        for role in [Role::Primary, Role::Replica] {
+            if let (Some(bid), Some(b)) =
+                (st.on[role as usize], self.backends[role as usize].as_mut())
+            {
+                let mut p = payload.to_vec();
+                stmt::set_id(&mut p, bid);
+                b.conn.seq = 0;
+                if b.conn.write(&p).await.is_err() {
+                    self.drop_backend(role);
+                }
+            }
+        }
+    }
+
+    async fn reset_stmt<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        c: &mut Client<S>,
+        payload: &[u8],
+    ) -> Result<bool, End> {
+        let id = stmt::id_of(payload).unwrap_or(0);
+        let Some(st) = self.stmts.get_mut(id) else {
+            c.send(1, &unknown_stmt(id, "mysqld_stmt_reset")).await?;
+            return Ok(true);
+        };
+        st.long_data = None;
+        let on = st.on;
+        let mut reply = ok_payload(self.status());
+        for role in [Role::Primary, Role::Replica] {
+            if let (Some(bid), Some(b)) = (on[role as usize], self.backends[role as usize].as_mut())
+            {
+                let mut p = payload.to_vec();
+                stmt::set_id(&mut p, bid);
+                match b.conn.run(&p).await {
+                    Ok(_) => {}
+                    Err(Failure::Server {
+                        code,
+                        state,
+                        message,
+                    }) => {
+                        reply = err_payload(code, &state, &message);
+                    }
+                    Err(Failure::Io(_)) => self.drop_backend(role),
+                }
+            }
+        }
+        c.send(1, &reply).await?;
+        Ok(true)
+    }
+
+    async fn fetch<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        c: &mut Client<S>,
+        payload: &[u8],
+    ) -> Result<bool, End> {
+        let id = stmt::id_of(payload).unwrap_or(0);
+        let (role, bid) = match self.stmts.get_mut(id) {
+            Some(st) => match st.last.and_then(|r| Some((r, st.on[r as usize]?))) {
+                Some(x) => x,
+                None => {
+                    c.send(
+                        1,
+                        &err_payload(1421, b"HY000", "The statement has no open cursor"),
+                    )
+                    .await?;
+                    return Ok(true);
+                }
+            },
+            None => {
+                c.send(1, &unknown_stmt(id, "mysqld_stmt_fetch")).await?;
+                return Ok(true);
+            }
+        };
+        let mut p = payload.to_vec();
+        stmt::set_id(&mut p, bid);
+        let mut raw = Vec::with_capacity(p.len() + HEADER);
+        packet::write(&mut raw, 0, &p);
+        let r = self.relay(c, role, &raw, Expect::Rows, None, true).await;
+        let read = Class {
+            route: Route::Read,
+            hint: None,
+        };
+        self.settle(c, role, read, r).await
+    }
+}
+
+/// Why the replica cannot take a read.
+enum ReplicaOut {
+    /// None is usable (down, lagging, unreachable): `no_replica` decides.
+    None(String),
+    /// It has not applied the session's last write in time: the primary takes the read.
+    Behind,
+}
+
+/// The ERR for a backend that could not be opened.
+fn failure_payload(role: Role, e: &Failure) -> Vec<u8> {
+    match e {
+        Failure::Server {
+            code,
+            state,
+            message,
+        } => err_payload(*code, state, message),
+        Failure::Io(why) => err_payload(
+            1105,
+            b"HY000",
+            &format!("corelane: the {} is unavailable: {why}", role_name(role)),
+        ),
+    }
+}
+
+/// Relays one command's reply from `b` to `c`.
+async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
+    b: &mut Backend<'_>,
+    c: &mut Client<S>,
+    raw: &[u8],
+    expect: Expect,
+    prepare_id: Option<u32>,
+    to_client: bool,
+) -> Relayed {
+    if !b.conn.buf.is_empty() {
+        return Relayed::Lost("the server sent bytes nobody asked for".to_owned());
+    }
+    if let Err(e) = b.conn.write_raw(raw).await {
+        return Relayed::Lost(e.to_string());
+    }
+    let mut reader = ReplyReader::new(expect);
+    let mut sent = false;
+    let mut first = true;
+    let mut prepare = None;
+    loop {
+        let mut at = 0;
+        let mut done = None;
+        while done.is_none() {
+            let f = match packet::frame(&b.conn.buf[at..], b.conn.max_packet) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    if !sent {
+                        c.wbuf.clear();
+                    }
+                    return broken(sent, e.to_string());
+                }
+            };
+            let start = at;
+            at += f.consumed;
+            if first && expect == Expect::Prepare && b.conn.buf.get(start + HEADER) == Some(&0) {
+                prepare = PrepareOk::parse(&b.conn.buf[start + HEADER..at]).ok();
+                if let Some(id) = prepare_id {
+                    let p = &mut b.conn.buf[start + HEADER..at];
+                    stmt::set_id(p, id);
+                }
+            }
+            first = false;
+            let head = &b.conn.buf[start + HEADER..(start + HEADER + f.len.min(MAX_CHUNK)).min(at)];
+            match reader.feed(head, f.len) {
+                Ok(Step::More) => {}
+                Ok(Step::Done { status, error }) => done = Some((status, error)),
+                Err(e) => return broken(sent, e.to_string()),
+            }
+        }
+        if to_client {
+            c.wbuf.extend_from_slice(&b.conn.buf[..at]);
+        }
+        b.conn.buf.drain(..at);
+        if let Some((status, error)) = done {
+            if !b.conn.buf.is_empty() {
+                return broken(sent, "the server sent more than its reply".to_owned());
+            }
+            if b.conn.buf.capacity() > FLUSH_AT * 2 {
+                b.conn.buf = Vec::new();
+            }
+            if let Some(s) = status {
+                b.status = s;
+            }
+            if to_client && c.flush().await.is_err() {
+                return Relayed::ClientGone;
+            }
+            return Relayed::Done { error, prepare };
+        }
+        if to_client && c.wbuf.len() >= FLUSH_AT {
+            sent = true;
+            if c.flush().await.is_err() {
+                return Relayed::ClientGone;
+            }
+        }
+        if let Err(e) = b.conn.fill().await {
+            if !sent {
+                c.wbuf.clear();
+            }
+            return broken(sent, e.to_string());
+        }
+    }
+}
+
+fn broken(sent: bool, why: String) -> Relayed {
+    if sent {
+        Relayed::Broken(why)
+    } else {
+        Relayed::Lost(why)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_is_spotted() {
+        assert!(is_kill(b"KILL 5"));
+        assert!(is_kill(b"  kill\tQUERY 5"));
+        assert!(!is_kill(b"KILLS"));
+        assert!(!is_kill(b"SELECT 1"));
+        assert!(!is_kill(b""));
+    }
+}

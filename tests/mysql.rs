@@ -1,0 +1,458 @@
+//! MySQL read/write splitting against a real MariaDB primary (server_id 1) and replica
+//! (server_id 2) from scripts/mariadb-pair.sh, with real clients: PyMySQL, the mariadb
+//! command-line client and sysbench (prepared statements, binary protocol).
+//!
+//! Which server ran a statement is read from the statement itself (`@@server_id`), from the
+//! servers' own counters (`Com_stmt_execute`), or from what only the primary accepts (the
+//! replica is read_only, so a write sent there fails).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use common::mariadb::{Pair, py};
+use common::*;
+
+const PRIMARY: &str = "1";
+const REPLICA: &str = "2";
+
+/// A control file: one mysql listener on `listen` over the pair, checks every 100 ms,
+/// `mysql` holding extra lines for `[listeners.db.mysql]`.
+fn config(admin: SocketAddr, listen: SocketAddr, pair: &Pair, mysql: &str, lag: &str) -> String {
+    let check = |lag: Option<&str>| {
+        format!(
+            "kind = \"mysql\"\ninterval = \"100ms\"\nrise = 1\nfall = 1\nuser = \"corelane_check\"\npassword = \"corelane_check\"\n{}",
+            lag.map(|l| format!("max_replication_lag = \"{l}\"\n"))
+                .unwrap_or_default()
+        )
+    };
+    format!(
+        "{}{}[listeners.db.mysql]\nusers = [{{ user = \"app\", password = \"app\" }}, {{ user = \"other\", password = \"pw\", backend_user = \"app\", backend_password = \"app\" }}]\nreplicas = \"replicas\"\n{mysql}\n[clusters.primary]\nendpoints = [{{ addr = \"{}\" }}]\nconnect_timeout = \"500ms\"\n[clusters.primary.health_check]\n{}[clusters.replicas]\nendpoints = [{{ addr = \"{}\" }}]\nconnect_timeout = \"500ms\"\n[clusters.replicas.health_check]\n{}",
+        base_toml(admin, 1),
+        listener_toml(
+            "db",
+            listen,
+            "primary",
+            "protocol = \"mysql\"\nidle_timeout = \"60s\""
+        ),
+        pair.primary,
+        check(None),
+        pair.replica,
+        check(Some(lag)),
+    )
+}
+
+fn addrs() -> (SocketAddr, SocketAddr) {
+    let p = free_ports(2);
+    (
+        SocketAddr::from(([127, 0, 0, 1], p[0])),
+        SocketAddr::from(([127, 0, 0, 1], p[1])),
+    )
+}
+
+/// Waits until corelane's checks see the replica in `state`.
+fn replica_state(p: &Proxy, state: &str) -> bool {
+    eventually(10, || {
+        let s = p.status();
+        s["clusters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == "replicas")
+            .is_some_and(|c| c["endpoints"][0]["health"]["state"] == state)
+    })
+}
+
+fn setup_schema(pair: &Pair) {
+    pair.sql(
+        "primary",
+        "CREATE TABLE shop.items (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(32)) ENGINE=InnoDB;
+         INSERT INTO shop.items (v) VALUES ('a'), ('b'), ('c');
+         CREATE SEQUENCE shop.seq;",
+    );
+    pair.sync();
+}
+
+/// Every routing rule, seen through PyMySQL and `@@server_id`.
+#[test]
+fn statements_go_where_they_must() {
+    let pair = Pair::start();
+    setup_schema(&pair);
+    let (admin, listen) = addrs();
+    let p = Proxy::start(&config(admin, listen, &pair, "", "10s"), admin);
+    assert!(replica_state(&p, "up"));
+
+    let out = py(
+        listen,
+        r#"
+c = connect()
+sid = lambda sql: str(one(c, sql)[0])
+print("select", sid("SELECT @@server_id"))
+print("show", one(c, "SHOW VARIABLES LIKE 'server_id'")[1])
+print("paren", sid("  ( SELECT @@server_id )"))
+print("comment", sid("/* hello */ select @@server_id -- tail"))
+print("for_update", sid("SELECT @@server_id FROM items WHERE id = 1 FOR UPDATE"))
+print("share_mode", sid("SELECT @@server_id FROM items WHERE id = 1 LOCK IN SHARE MODE"))
+print("get_lock", sid("SELECT @@server_id + GET_LOCK('k', 0) - 1"))
+print("release_lock", sid("SELECT @@server_id + RELEASE_LOCK('k') - 1"))
+print("is_free_lock", sid("SELECT @@server_id + IS_FREE_LOCK('k') - 1"))
+print("last_insert_id", sid("SELECT @@server_id + LAST_INSERT_ID() * 0"))
+print("identity", sid("SELECT @@server_id + COALESCE(@@identity, 0) * 0"))
+print("nextval", sid("SELECT @@server_id + NEXTVAL(seq) * 0"))
+print("hint_primary", sid("/* corelane:primary */ SELECT @@server_id"))
+print("hint_replica", sid("/* corelane:replica */ SELECT @@server_id"))
+# Writes: the replica is read_only, so any of these reaching it would fail.
+cur = c.cursor()
+cur.execute("INSERT INTO items (v) VALUES ('w')")
+cur.execute("UPDATE items SET v = 'x' WHERE id = 1")
+cur.execute("REPLACE INTO items (id, v) VALUES (2, 'y')")
+cur.execute("DELETE FROM items WHERE v = 'nothing'")
+cur.execute("CREATE TABLE IF NOT EXISTS ddl_test (x INT)")
+cur.execute("DROP TABLE ddl_test")
+print("writes ok")
+# A transaction: everything on the primary, and it sees its own write at once.
+cur.execute("BEGIN")
+print("in_trx", sid("SELECT @@server_id"))
+cur.execute("INSERT INTO items (v) VALUES ('trx')")
+print("own_write", one(c, "SELECT COUNT(*) FROM items WHERE v = 'trx'")[0])
+cur.execute("COMMIT")
+print("after_commit", sid("SELECT @@server_id"))
+cur.execute("START TRANSACTION")
+print("start_trx", sid("SELECT @@server_id"))
+cur.execute("ROLLBACK")
+# autocommit off: a transaction until it is back on.
+c.autocommit(False)
+print("autocommit0", sid("SELECT @@server_id"))
+c.commit()
+print("autocommit0_after_commit", sid("SELECT @@server_id"))
+c.autocommit(True)
+print("autocommit1", sid("SELECT @@server_id"))
+# A read-only transaction may run on the replica, all of it.
+cur.execute("START TRANSACTION READ ONLY")
+print("ro_trx", sid("SELECT @@server_id"), sid("SELECT @@server_id"))
+cur.execute("COMMIT")
+# SHOW WARNINGS goes where the previous statement ran.
+cur.execute("SELECT @@server_id + CAST('1x' AS INT) * 0")
+print("warnings_replica", len(one(c, "SHOW WARNINGS") or ()))
+"#,
+    );
+    let got: Vec<(&str, &str)> = out
+        .lines()
+        .map(|l| l.split_once(' ').unwrap_or((l, "")))
+        .collect();
+    let want = [
+        ("select", REPLICA),
+        ("show", REPLICA),
+        ("paren", REPLICA),
+        ("comment", REPLICA),
+        ("for_update", PRIMARY),
+        ("share_mode", PRIMARY),
+        ("get_lock", PRIMARY),
+        ("release_lock", PRIMARY),
+        ("is_free_lock", PRIMARY),
+        ("last_insert_id", PRIMARY),
+        ("identity", PRIMARY),
+        ("nextval", PRIMARY),
+        ("hint_primary", PRIMARY),
+        ("hint_replica", REPLICA),
+        ("writes", "ok"),
+        ("in_trx", PRIMARY),
+        ("own_write", "1"),
+        ("after_commit", REPLICA),
+        ("start_trx", PRIMARY),
+        ("autocommit0", PRIMARY),
+        ("autocommit0_after_commit", PRIMARY),
+        ("autocommit1", REPLICA),
+        ("ro_trx", "2 2"),
+        ("warnings_replica", "3"),
+    ];
+    assert_eq!(got, want, "full output:\n{out}");
+
+    // Session state: SET and USE replayed on a connection opened later; pinning.
+    let out = py(
+        listen,
+        r#"
+c = connect(database=None)
+cur = c.cursor()
+cur.execute("SET SESSION group_concat_max_len = 1234")   # opens the primary only
+cur.execute("USE shop")
+print("replayed", one(c, "SELECT @@server_id, @@group_concat_max_len, DATABASE()"))
+cur.execute("SET NAMES latin1")                            # now runs on both
+print("both", one(c, "SELECT @@server_id, @@character_set_client"),
+      one(c, "/* corelane:primary */ SELECT @@server_id, @@character_set_client"))
+c2 = connect()
+cur2 = c2.cursor()
+cur2.execute("SET @mine = 7")
+print("uservar", one(c2, "SELECT @@server_id, @mine"))
+print("pinned", one(c2, "SELECT @@server_id"))
+c3 = connect()
+c3.cursor().execute("CREATE TEMPORARY TABLE tmp (x INT)")
+print("temp", one(c3, "SELECT @@server_id"))
+c4 = connect(client_flag=CLIENT.MULTI_STATEMENTS)
+cur4 = c4.cursor()
+cur4.execute("SELECT @@server_id; SELECT 2")
+print("multi", cur4.fetchone()[0])
+print("after_multi", one(c4, "SELECT @@server_id")[0])
+"#,
+    );
+    let want = "replayed (2, 1234, 'shop')\nboth (2, 'latin1') (1, 'latin1')\nuservar (1, 7)\npinned (1,)\ntemp (1,)\nmulti 1\nafter_multi 2";
+    assert_eq!(out, want);
+
+    // The mariadb command-line client, and a user mapped to other backend credentials.
+    let out = Command::new("mariadb")
+        .args(["-h127.0.0.1", &format!("-P{}", listen.port()), "-uother", "-ppw", "shop", "-N", "-B"])
+        .args(["-e", "SELECT @@server_id; INSERT INTO items (v) VALUES ('cli'); SELECT @@server_id, COUNT(*) > 0 FROM items WHERE v = 'cli' FOR UPDATE"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2\n1\t1\n");
+
+    // Wrong password, unknown user: ERR 1045 from corelane, as a server would say it.
+    let out = py(
+        listen,
+        r#"
+print(err(lambda: connect(password="nope")), err(lambda: connect(user="nobody")))
+"#,
+    );
+    assert_eq!(out, "1045 1045");
+    // KILL would reach a server with an id it does not know: refused.
+    let out = py(
+        listen,
+        r#"print(err(lambda: connect().cursor().execute("KILL 1")))"#,
+    );
+    assert_eq!(out, "1235");
+}
+
+/// Prepared statements (binary protocol) from sysbench: reads executed on the replica,
+/// writes and transactions on the primary, with zero errors.
+#[test]
+fn prepared_statements_from_sysbench() {
+    let pair = Pair::start();
+    let (admin, listen) = addrs();
+    let p = Proxy::start(&config(admin, listen, &pair, "", "10s"), admin);
+    assert!(replica_state(&p, "up"));
+    let sysbench = |test: &str, extra: &[&str], cmd: &str| {
+        let out = Command::new("sysbench")
+            .arg(test)
+            .args([
+                "--db-driver=mysql",
+                "--mysql-host=127.0.0.1",
+                "--mysql-user=app",
+                "--mysql-password=app",
+                "--mysql-db=shop",
+            ])
+            .arg(format!("--mysql-port={}", listen.port()))
+            .args([
+                "--tables=1",
+                "--table-size=200",
+                "--threads=2",
+                "--time=2",
+                "--db-ps-mode=auto",
+            ])
+            .args(extra)
+            .arg(cmd)
+            .output()
+            .expect("sysbench must be installed");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "sysbench {test} {cmd}:\n{text}");
+        text
+    };
+    sysbench("oltp_read_write", &[], "prepare");
+    pair.sync();
+    let executes = |s: &str| pair.counter(s, "Com_stmt_execute");
+    let (p0, r0) = (executes("primary"), executes("replica"));
+    let out = sysbench("oltp_read_only", &["--skip_trx=on"], "run");
+    assert!(
+        out.contains("ignored errors:                      0"),
+        "{out}"
+    );
+    let (p1, r1) = (executes("primary"), executes("replica"));
+    assert!(r1 - r0 > 100, "reads executed on the replica: {}", r1 - r0);
+    assert!(p1 - p0 < 10, "reads executed on the primary: {}", p1 - p0);
+
+    // Read-write transactions: all on the primary (reads inside BEGIN included).
+    // (sysbench retries deadlocks, which two threads on a small table do meet: the run
+    // failing is what an error looks like.)
+    sysbench("oltp_read_write", &[], "run");
+    let (p2, r2) = (executes("primary"), executes("replica"));
+    assert!(
+        p2 - p1 > 100,
+        "transactions executed on the primary: {}",
+        p2 - p1
+    );
+    assert!(
+        r2 - r1 < 10,
+        "transaction statements executed on the replica: {}",
+        r2 - r1
+    );
+}
+
+/// The replica leaves reads when replication stops or lags past the limit, and when it is
+/// killed; reads fall back to the primary and come back when it recovers. A killed primary
+/// gives writes a clear error.
+#[test]
+fn replication_trouble_and_dead_backends() {
+    let pair = Pair::start();
+    setup_schema(&pair);
+    let (admin, listen) = addrs();
+    let p = Proxy::start(&config(admin, listen, &pair, "", "1s"), admin);
+    assert!(replica_state(&p, "up"));
+    let sid = || py(listen, r#"print(one(connect(), "SELECT @@server_id")[0])"#);
+    assert_eq!(sid(), REPLICA);
+
+    // Replication stopped: the lag is NULL, reads go to the primary.
+    pair.sql("replica", "STOP SLAVE");
+    assert!(replica_state(&p, "down"));
+    assert_eq!(sid(), PRIMARY);
+    pair.sql("replica", "START SLAVE");
+    assert!(replica_state(&p, "up"));
+    assert_eq!(sid(), REPLICA);
+
+    // Lag beyond max_replication_lag (1s): the replica applies events 4 s late.
+    pair.sql(
+        "replica",
+        "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 4; START SLAVE",
+    );
+    pair.sql("primary", "INSERT INTO shop.items (v) VALUES ('late')");
+    assert!(replica_state(&p, "down"), "a replica 4 s behind stays up");
+    assert_eq!(sid(), PRIMARY);
+    pair.sql(
+        "replica",
+        "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE",
+    );
+    assert!(replica_state(&p, "up"));
+
+    // A session whose replica dies: its next read goes to the primary at once.
+    let out = py(
+        listen,
+        &format!(
+            r#"
+import subprocess
+c = connect()
+print(one(c, "SELECT @@server_id")[0])
+subprocess.run(["kill", "-9", open("{}/replica.pid").read().strip()])
+time.sleep(0.3)
+print(one(c, "SELECT @@server_id")[0])
+c2 = connect()
+print(one(c2, "SELECT @@server_id")[0])
+"#,
+            pair.dir.display()
+        ),
+    );
+    assert_eq!(out, "2\n1\n1");
+
+    // The primary dies: a write gets an ERR that says so; the session is not hung.
+    pair.kill("primary");
+    let out = py(
+        listen,
+        r#"
+c = connect()
+try:
+    c.cursor().execute("INSERT INTO items (v) VALUES ('z')")
+    print("no error")
+except pymysql.MySQLError as e:
+    print(e.args[0], "unavailable" in e.args[1])
+"#,
+    );
+    assert_eq!(out, "1105 True");
+}
+
+/// Read-your-writes: by time, and by GTID (MASTER_GTID_WAIT on the replica).
+#[test]
+fn read_your_writes() {
+    let pair = Pair::start();
+    setup_schema(&pair);
+    let (admin, listen) = addrs();
+    let cfg = config(
+        admin,
+        listen,
+        &pair,
+        "read_your_writes = \"gtid\"\ngtid_wait_timeout = \"2s\"",
+        "10s",
+    ) + &listener_toml(
+        "timed",
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+        "primary",
+        "protocol = \"mysql\"",
+    ) + "[listeners.timed.mysql]\nusers = [{ user = \"app\", password = \"app\" }]\nreplicas = \"replicas\"\nread_your_writes = \"700ms\"\n";
+    let p = Proxy::start(&cfg, admin);
+    assert!(replica_state(&p, "up"));
+    let timed: SocketAddr = p.status()["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "timed")
+        .and_then(|l| l["listen"].as_str()?.parse().ok())
+        .unwrap();
+
+    // GTID: every read right after a write is served by the replica and sees the write.
+    let out = py(
+        listen,
+        r#"
+c = connect()
+cur = c.cursor()
+seen = set()
+for i in range(30):
+    cur.execute("INSERT INTO items (v) VALUES (%s)", ("g%d" % i,))
+    seen.add(one(c, "SELECT @@server_id, COUNT(*) FROM items WHERE v = %s", ("g%d" % i,)))
+print(sorted(seen))
+"#,
+    );
+    assert_eq!(out, "[(2, 1)]");
+
+    // Time: reads go to the primary for 700 ms after a write.
+    let out = py(
+        timed,
+        r#"
+c = connect()
+print(one(c, "SELECT @@server_id")[0])
+c.cursor().execute("INSERT INTO items (v) VALUES ('t')")
+print(one(c, "SELECT @@server_id")[0])
+time.sleep(0.9)
+print(one(c, "SELECT @@server_id")[0])
+"#,
+    );
+    assert_eq!(out, "2\n1\n2");
+}
+
+/// caching_sha2_password (MySQL 8's default) by its fast path, and COM_CHANGE_USER /
+/// COM_RESET_CONNECTION clearing session state.
+#[test]
+fn caching_sha2_and_session_reset() {
+    let pair = Pair::start();
+    let (admin, listen) = addrs();
+    let p = Proxy::start(
+        &config(
+            admin,
+            listen,
+            &pair,
+            "auth_plugin = \"caching_sha2_password\"",
+            "10s",
+        ),
+        admin,
+    );
+    assert!(replica_state(&p, "up"));
+    let out = py(
+        listen,
+        r#"
+c = connect()
+print(one(c, "SELECT @@server_id")[0])
+print(err(lambda: connect(password="bad")))
+c.cursor().execute("SET @x = 1")
+print(one(c, "SELECT @@server_id, @x"))
+c.ping()
+c2 = connect()
+c2.cursor().execute("SET @x = 5")
+c2._execute_command(31, b"")   # COM_RESET_CONNECTION
+c2._read_ok_packet()
+print(one(c2, "SELECT @@server_id, @x"))
+"#,
+    );
+    assert_eq!(out, "2\n1045\n(1, 1)\n(1, None)");
+}
