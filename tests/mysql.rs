@@ -456,3 +456,49 @@ print(one(c2, "SELECT @@server_id, @x"))
     );
     assert_eq!(out, "2\n1045\n(1, 1)\n(1, None)");
 }
+
+/// TLS from clients (rustls, the SSL request of the MySQL handshake), and hostile input: a
+/// malformed login, an oversized packet and an unknown command each get a MySQL ERR, and other
+/// clients are not disturbed.
+#[test]
+fn tls_and_bad_input() {
+    let pair = Pair::start();
+    let (admin, listen) = addrs();
+    let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/certs");
+    let cfg = config(admin, listen, &pair, "max_packet = 4096", "10s")
+        + &format!(
+            "[listeners.db.tls]\ncertificates = [{{ cert = \"{certs}/localhost.crt\", key = \"{certs}/localhost.key\", names = [\"localhost\"] }}]\n"
+        );
+    let p = Proxy::start(&cfg, admin);
+    assert!(replica_state(&p, "up"));
+    let out = py(
+        listen,
+        &format!(
+            r#"
+import ssl, socket, struct
+c = connect(ssl={{"ca": "{certs}/ca.crt"}}, host="localhost")
+print(type(c._sock).__name__, one(c, "SELECT @@server_id")[0])
+plain = connect()
+print(type(plain._sock).__name__, one(plain, "SELECT @@server_id")[0])
+
+def raw_err(send):
+    s = socket.create_connection(("127.0.0.1", {port}))
+    s.recv(4096)                       # the greeting
+    s.sendall(send)
+    r = s.recv(4096)
+    return r[4], struct.unpack("<H", r[5:7])[0]
+print("junk login", raw_err(b"\x05\x00\x00\x01junk!"))
+print("huge packet", raw_err(b"\xff\xff\xff\x01" + b"x" * 100))
+
+plain._execute_command(0x99, b"")
+print("unknown command", err(plain._read_ok_packet))
+print("still serving", one(plain, "SELECT 1")[0], one(c, "SELECT 1")[0])
+"#,
+            port = listen.port()
+        ),
+    );
+    assert_eq!(
+        out,
+        "SSLSocket 2\nsocket 2\njunk login (255, 1043)\nhuge packet (255, 1153)\nunknown command 1047\nstill serving 1 1"
+    );
+}

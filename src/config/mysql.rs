@@ -252,3 +252,110 @@ pub fn check_replicas(key: &str, c: &ClusterConfig) -> Result<(), ConfigError> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    fn file(mysql: &str, replica_check: &str) -> String {
+        format!(
+            r#"
+            [listeners.db]
+            listen = "127.0.0.1:7306"
+            protocol = "mysql"
+            cluster = "primary"
+            [listeners.db.mysql]
+            {mysql}
+            [clusters.primary]
+            endpoints = [{{ addr = "127.0.0.1:13306" }}]
+            [clusters.replicas]
+            endpoints = [{{ addr = "127.0.0.1:13307" }}]
+            {replica_check}
+            "#
+        )
+    }
+
+    const USERS: &str = r#"users = [{ user = "app", password = "app" }]"#;
+    const LAG_CHECK: &str = r#"
+            [clusters.replicas.health_check]
+            kind = "mysql"
+            user = "c"
+            password = "c"
+            max_replication_lag = "5s""#;
+
+    fn key_of(text: &str) -> String {
+        parse(text).unwrap_err().key().to_owned()
+    }
+
+    #[test]
+    fn a_full_listener_is_read() {
+        let c = parse(&file(
+            &format!(
+                "{USERS}\nreplicas = \"replicas\"\nread_your_writes = \"gtid\"\ngtid_wait_timeout = \"50ms\"\nno_replica = \"error\"\nauth_plugin = \"caching_sha2_password\"\nmax_packet = 4096"
+            ),
+            LAG_CHECK,
+        ))
+        .unwrap();
+        let m = c.listeners[0].mysql.as_ref().unwrap();
+        assert_eq!(m.replicas, Some(1));
+        assert_eq!(
+            m.read_your_writes,
+            ReadYourWrites::Gtid(Duration::from_millis(50))
+        );
+        assert_eq!(m.no_replica, NoReplica::Error);
+        assert_eq!(m.auth_plugin, AuthPlugin::CachingSha2Password);
+        assert_eq!(m.max_packet, 4096);
+        assert_eq!(m.users[0].backend_user, "app");
+        assert_eq!(m.server_version, DEFAULT_SERVER_VERSION);
+        let c = parse(&file(&format!("{USERS}\nread_your_writes = \"2s\""), "")).unwrap();
+        let m = c.listeners[0].mysql.as_ref().unwrap();
+        assert_eq!(
+            m.read_your_writes,
+            ReadYourWrites::Primary(Duration::from_secs(2))
+        );
+        assert_eq!(m.replicas, None);
+    }
+
+    #[test]
+    fn mistakes_name_their_key() {
+        // A replica cluster without lag checks could serve stale reads.
+        assert_eq!(
+            key_of(&file(&format!("{USERS}\nreplicas = \"replicas\""), "")),
+            "clusters.replicas.health_check"
+        );
+        assert_eq!(key_of(&file("users = []", "")), "listeners.db.mysql.users");
+        assert_eq!(
+            key_of(&file(&format!("{USERS}\nreplicas = \"nope\""), "")),
+            "listeners.db.mysql.replicas"
+        );
+        assert_eq!(
+            key_of(&file(&format!("{USERS}\nreplicas = \"primary\""), "")),
+            "listeners.db.mysql.replicas"
+        );
+        assert_eq!(
+            key_of(&file(&format!("{USERS}\nread_your_writes = \"soon\""), "")),
+            "listeners.db.mysql.read_your_writes"
+        );
+        assert_eq!(
+            key_of(&file(&format!("{USERS}\ngtid_wait_timeout = \"1s\""), "")),
+            "listeners.db.mysql.gtid_wait_timeout"
+        );
+        assert_eq!(
+            key_of(&file(&format!("{USERS}\nmax_packet = 10"), "")),
+            "listeners.db.mysql.max_packet"
+        );
+        assert_eq!(
+            key_of(&file(
+                r#"users = [{ user = "a", password = "x" }, { user = "a", password = "y" }]"#,
+                ""
+            )),
+            "listeners.db.mysql.users[1].user"
+        );
+        // The table is required on mysql listeners and refused on others.
+        let text = file("", "").replace("[listeners.db.mysql]", "");
+        assert_eq!(key_of(&text), "listeners.db.mysql");
+        let tcp = file(USERS, "").replace("protocol = \"mysql\"", "protocol = \"tcp\"");
+        assert_eq!(key_of(&tcp), "listeners.db.mysql");
+    }
+}

@@ -109,7 +109,7 @@ impl Conn {
     /// Reads more bytes into `buf`; a closed connection is an error.
     pub async fn fill(&mut self) -> Result<(), Failure> {
         if self.buf.capacity() - self.buf.len() < 4096 {
-            self.buf.reserve(16 * 1024);
+            self.buf.reserve(self.buf.len().clamp(4096, 1 << 20));
         }
         match self.stream.read_buf(&mut self.buf).await {
             Ok(0) => Err(Failure::Io("connection closed by the server".to_owned())),

@@ -16,6 +16,7 @@ use super::packet::{self, Frame, FrameError};
 use super::wire::{self, HandshakeResponse41, HandshakeV10, caps, status};
 use crate::config::model::{MysqlListener, MysqlUser};
 use crate::config::mysql::AuthPlugin;
+use crate::io::buffers::VecPool;
 
 /// Capabilities corelane offers clients. Not offered, because the engine forwards replies
 /// unchanged and these would change their shape or need support it lacks: COMPRESS,
@@ -56,28 +57,56 @@ pub enum End {
     Refused(Vec<u8>),
 }
 
-/// Packet I/O on a client connection.
+/// A client stream that can be waited on without a buffer (so an idle session holds none).
+pub trait Readable {
+    /// Returns when the stream may have bytes to read.
+    fn readable(&self) -> impl std::future::Future<Output = ()>;
+}
+
+impl Readable for tokio::net::TcpStream {
+    async fn readable(&self) {
+        let _ = tokio::net::TcpStream::readable(self).await;
+    }
+}
+
+impl<T> Readable for tokio_rustls::server::TlsStream<T> {
+    /// TLS may hold decrypted bytes the socket does not show: read at once.
+    async fn readable(&self) {}
+}
+
+impl Readable for tokio::io::Empty {
+    async fn readable(&self) {}
+}
+
+/// Packet I/O on a client connection. Its buffers come from the worker's pool while bytes are
+/// in flight and go back when a command has been answered.
 #[derive(Debug)]
-pub struct Client<S> {
+pub struct Client<'p, S> {
     pub stream: S,
     pub rbuf: Vec<u8>,
     pub wbuf: Vec<u8>,
     pub max_packet: usize,
+    pool: &'p VecPool,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
-    pub fn new(stream: S, max_packet: usize) -> Self {
+impl<'p, S: AsyncRead + AsyncWrite + Readable + Unpin> Client<'p, S> {
+    pub fn new(stream: S, max_packet: usize, pool: &'p VecPool) -> Self {
         Client {
             stream,
             rbuf: Vec::new(),
             wbuf: Vec::new(),
             max_packet,
+            pool,
         }
     }
 
     /// Waits for a whole packet at the front of `rbuf`.
     pub async fn next(&mut self) -> Result<Frame, End> {
         loop {
+            if self.rbuf.capacity() == 0 {
+                self.stream.readable().await;
+                self.rbuf = self.pool.take();
+            }
             match packet::frame(&self.rbuf, self.max_packet) {
                 Ok(Some(f)) => return Ok(f),
                 Ok(None) => {}
@@ -99,30 +128,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
-    /// Drops the first `n` bytes of `rbuf` (a packet that was handled), and gives back the
-    /// memory of a large one so an idle session holds little.
+    /// Drops the first `n` bytes of `rbuf` (a packet that was handled); an empty buffer goes
+    /// back to the pool.
     pub fn consume(&mut self, n: usize) {
         self.rbuf.drain(..n);
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 64 * 1024 {
-            self.rbuf = Vec::new();
+        if self.rbuf.is_empty() {
+            self.pool.put(&mut self.rbuf);
         }
+    }
+
+    /// Takes back the read buffer lent out with a command whose packets took its first
+    /// `consumed` bytes (anything read meanwhile goes after what followed the command).
+    pub fn restore(&mut self, mut req: Vec<u8>, consumed: usize) {
+        req.drain(..consumed);
+        if !self.rbuf.is_empty() {
+            req.extend_from_slice(&self.rbuf);
+        }
+        self.pool.put(&mut self.rbuf);
+        self.rbuf = req;
+        if self.rbuf.is_empty() {
+            self.pool.put(&mut self.rbuf);
+        }
+    }
+
+    /// The write buffer, taken from the pool if needed.
+    pub fn out(&mut self) -> &mut Vec<u8> {
+        if self.wbuf.capacity() == 0 {
+            self.wbuf = self.pool.take();
+        }
+        &mut self.wbuf
     }
 
     /// Queues one packet.
     pub fn push(&mut self, seq: u8, payload: &[u8]) -> u8 {
-        packet::write(&mut self.wbuf, seq, payload)
+        packet::write(self.out(), seq, payload)
     }
 
-    /// Writes what is queued.
+    /// Writes what is queued; the emptied buffer goes back to the pool.
     pub async fn flush(&mut self) -> Result<(), End> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
         let r = self.stream.write_all(&self.wbuf).await;
-        self.wbuf.clear();
-        if self.wbuf.capacity() > 64 * 1024 {
-            self.wbuf = Vec::new();
-        }
+        self.pool.put(&mut self.wbuf);
         r.map_err(|_| End::Gone)
     }
 
@@ -210,8 +258,8 @@ pub struct Response {
 }
 
 /// Reads the client's login packet.
-pub async fn read_response<S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut Client<S>,
+pub async fn read_response<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    client: &mut Client<'_, S>,
 ) -> Result<Response, End> {
     let (payload, seq) = client.read_owned().await?;
     Ok(Response { payload, seq })
@@ -223,8 +271,8 @@ pub fn is_ssl_request(r: &Response) -> bool {
 }
 
 /// Checks the login against the listener's users and answers it (OK, or ERR and `End`).
-pub async fn login<'c, S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut Client<S>,
+pub async fn login<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    client: &mut Client<'_, S>,
     cfg: &'c MysqlListener,
     scramble: &[u8; 20],
     r: Response,
@@ -297,8 +345,8 @@ pub async fn login<'c, S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Sends an auth switch request and returns the client's answer and the next sequence id.
-async fn switch<S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut Client<S>,
+async fn switch<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    client: &mut Client<'_, S>,
     seq: u8,
     scramble: &[u8; 20],
     plugin: AuthPlugin,
@@ -317,8 +365,8 @@ async fn switch<S: AsyncRead + AsyncWrite + Unpin>(
 /// COM_CHANGE_USER: re-authenticates the client (always through an auth switch with a fresh
 /// scramble) and returns the new login; the caller resets the session. A failed change is
 /// answered with ERR and ends the connection, as servers do.
-pub async fn change_user<'c, S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut Client<S>,
+pub async fn change_user<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    client: &mut Client<'_, S>,
     cfg: &'c MysqlListener,
     payload: &[u8],
     capabilities: u32,

@@ -37,12 +37,13 @@ use tokio::time::Instant;
 
 use super::backend::{Conn, Failure, Login};
 use super::classify::{Class, Hint, Route, classify};
-use super::client::{self, Client, End, LoggedIn, err_payload, ok_payload};
+use super::client::{self, Client, End, LoggedIn, Readable, err_payload, ok_payload};
 use super::packet::{self, HEADER, MAX_CHUNK};
 use super::reply::{Expect, PrepareOk, ReplyReader, Step};
 use super::stmt::{self, Role, Stmts};
 use super::wire::{command, status};
 use crate::config::model::{MysqlListener, NoReplica, ReadYourWrites};
+use crate::io::buffers::VecPool;
 use crate::metrics::counters::GaugeGuard;
 use crate::upstream::Cluster;
 use crate::upstream::connect::connect;
@@ -63,9 +64,9 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     let _active = GaugeGuard::new(&lc.active);
     let _ = conn.stream.set_nodelay(true);
     let peer = conn.peer;
-    let mut c = Client::new(conn.stream, cfg.max_packet);
+    let mut c = Client::new(conn.stream, cfg.max_packet, &worker.vecs);
     let tls = listener.tls.clone();
-    let scramble = client::greeting(cfg, tls.is_some(), &mut c.wbuf);
+    let scramble = client::greeting(cfg, tls.is_some(), c.out());
     let handshake = listener
         .config
         .tls
@@ -106,7 +107,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
                 tracing::debug!(%peer, "mysql client TLS handshake failed");
                 return;
             };
-            let mut c = Client::new(stream, cfg.max_packet);
+            let mut c = Client::new(stream, cfg.max_packet, &worker.vecs);
             let r = match tokio::time::timeout(handshake, client::read_response(&mut c)).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => return refuse(&mut c, e).await,
@@ -119,7 +120,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
 }
 
 /// Sends a refusal's ERR, if it has one.
-async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(c: &mut Client<S>, e: End) {
+async fn refuse<S: AsyncRead + AsyncWrite + Readable + Unpin>(c: &mut Client<'_, S>, e: End) {
     if let End::Refused(p) = e {
         let _ = c.send(2, &p).await;
     }
@@ -135,9 +136,9 @@ struct Ctx<'t> {
     idle: Duration,
 }
 
-async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+async fn run<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     ctx: Ctx<'_>,
-    mut c: Client<S>,
+    mut c: Client<'_, S>,
     scramble: &[u8; 20],
     first: client::Response,
 ) {
@@ -156,7 +157,6 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         last_write: None,
         last_gtid: None,
         stmts: Stmts::default(),
-        req: Vec::new(),
     };
     if let Err(End::Refused(p)) = s.serve(&mut c).await {
         let _ = c.send(1, &p).await;
@@ -210,8 +210,6 @@ struct Session<'t> {
     last_write: Option<Instant>,
     last_gtid: Option<String>,
     stmts: Stmts,
-    /// The raw packet(s) of the command being handled.
-    req: Vec<u8>,
 }
 
 fn role_name(r: Role) -> &'static str {
@@ -443,9 +441,9 @@ impl<'t> Session<'t> {
     }
 
     /// The session's command loop.
-    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn serve<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         &mut self,
-        c: &mut Client<S>,
+        c: &mut Client<'_, S>,
     ) -> Result<(), End> {
         let idle = tokio::time::sleep(self.ctx.idle.min(Duration::from_secs(1)));
         tokio::pin!(idle);
@@ -464,14 +462,13 @@ impl<'t> Session<'t> {
                 }
             };
             last_active = Instant::now();
-            let mut req = std::mem::take(&mut self.req);
-            req.clear();
-            req.extend_from_slice(&c.rbuf[..f.consumed]);
-            c.consume(f.consumed);
+            // The command is handled in place: the read buffer is lent to it, then given back
+            // with whatever followed the command.
+            let req = std::mem::take(&mut c.rbuf);
             let payload = packet::payload(&req, &f);
-            let go_on = self.command(c, &req, &payload).await;
+            let go_on = self.command(c, &req[..f.consumed], &payload).await;
             drop(payload);
-            self.req = req;
+            c.restore(req, f.consumed);
             if !go_on? {
                 return Ok(());
             }
@@ -482,9 +479,9 @@ impl<'t> Session<'t> {
     }
 
     /// Handles one command; `Ok(false)` ends the session.
-    async fn command<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn command<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         &mut self,
-        c: &mut Client<S>,
+        c: &mut Client<'_, S>,
         raw: &[u8],
         payload: &[u8],
     ) -> Result<bool, End> {
@@ -597,10 +594,10 @@ impl<'t> Session<'t> {
         self.last = Role::Primary;
     }
 
-    /// A statement (or FIELD_LIST, STATISTICS): route it, relay the reply in `self.req`.
-    async fn statement<S: AsyncRead + AsyncWrite + Unpin>(
+    /// A statement (or FIELD_LIST, STATISTICS) in `raw`: route it, relay the reply.
+    async fn statement<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         &mut self,
-        c: &mut Client<S>,
+        c: &mut Client<'_, S>,
         raw: &[u8],
         class: Class,
         expect: Expect,
@@ -637,9 +634,9 @@ impl<'t> Session<'t> {
     }
 
     /// Book-keeping after a reply: where it ran, writes for read-your-writes, lost backends.
-    async fn settle<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn settle<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         &mut self,
-        c: &mut Client<S>,
+        c: &mut Client<'_, S>,
         role: Role,
         class: Class,
         r: Relayed,
@@ -711,9 +708,9 @@ impl<'t> Session<'t> {
 
     /// SET, USE, COM_INIT_DB, COM_SET_OPTION: run on every open connection (the primary's
     /// reply goes to the client) and kept for replay.
-    async fn session_command<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn session_command<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         &mut self,
-        c: &mut Client<S>,
+        c: &mut Client<'_, S>,
         raw: &[u8],
         payload: &[u8],
         is_use: bool,
@@ -766,9 +763,9 @@ impl<'t> Session<'t> {
     /// Sends `raw` (whole packets) to the backend of `role` and relays its reply to the client
     /// (or drops it, with `to_client` false). With `prepare_id`, the statement id of a
     /// COM_STMT_PREPARE OK is rewritten to it.
-    async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn relay<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         &mut self,
-        c: &mut Client<S>,
+        c: &mut Client<'_, S>,
         role: Role,
         raw: &[u8],
         expect: Expect,
@@ -778,12 +775,21 @@ impl<'t> Session<'t> {
         let Some(b) = self.backends[role as usize].as_mut() else {
             return Relayed::Lost("not connected".to_owned());
         };
-        relay(b, c, raw, expect, prepare_id, to_client).await
+        relay(
+            b,
+            c,
+            raw,
+            expect,
+            prepare_id,
+            to_client,
+            &self.ctx.worker.vecs,
+        )
+        .await
     }
 
-    async fn prepare<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn prepare<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         &mut self,
-        c: &mut Client<S>,
+        c: &mut Client<'_, S>,
         raw: &[u8],
         payload: &[u8],
     ) -> Result<bool, End> {
@@ -840,8 +846,18 @@ impl<'t> Session<'t> {
                 "corelane: backend not connected",
             ));
         };
-        let mut sink = Client::new(tokio::io::empty(), 0);
-        match relay(b, &mut sink, &raw, Expect::Prepare, None, false).await {
+        let mut sink = Client::new(tokio::io::empty(), 0, &self.ctx.worker.vecs);
+        match relay(
+            b,
+            &mut sink,
+            &raw,
+            Expect::Prepare,
+            None,
+            false,
+            &self.ctx.worker.vecs,
+        )
+        .await
+        {
             Relayed::Done {
                 prepare: Some(p),
                 error: false,
@@ -876,9 +892,9 @@ impl<'t> Session<'t> {
         }
     }
 
-    async fn execute<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn execute<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         &mut self,
-        c: &mut Client<S>,
+        c: &mut Client<'_, S>,
         payload: &[u8],
     ) -> Result<bool, End> {
         let id = stmt::id_of(payload).unwrap_or(0);
@@ -979,9 +995,9 @@ impl<'t> Session<'t> {
         }
     }
 
-    async fn reset_stmt<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn reset_stmt<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         &mut self,
-        c: &mut Client<S>,
+        c: &mut Client<'_, S>,
         payload: &[u8],
     ) -> Result<bool, End> {
         let id = stmt::id_of(payload).unwrap_or(0);
@@ -1014,9 +1030,9 @@ impl<'t> Session<'t> {
         Ok(true)
     }
 
-    async fn fetch<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn fetch<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         &mut self,
-        c: &mut Client<S>,
+        c: &mut Client<'_, S>,
         payload: &[u8],
     ) -> Result<bool, End> {
         let id = stmt::id_of(payload).unwrap_or(0);
@@ -1075,16 +1091,20 @@ fn failure_payload(role: Role, e: &Failure) -> Vec<u8> {
 }
 
 /// Relays one command's reply from `b` to `c`.
-async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
+async fn relay<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     b: &mut Backend<'_>,
-    c: &mut Client<S>,
+    c: &mut Client<'_, S>,
     raw: &[u8],
     expect: Expect,
     prepare_id: Option<u32>,
     to_client: bool,
+    pool: &VecPool,
 ) -> Relayed {
     if !b.conn.buf.is_empty() {
         return Relayed::Lost("the server sent bytes nobody asked for".to_owned());
+    }
+    if b.conn.buf.capacity() == 0 {
+        b.conn.buf = pool.take();
     }
     if let Err(e) = b.conn.write_raw(raw).await {
         return Relayed::Lost(e.to_string());
@@ -1125,16 +1145,14 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         if to_client {
-            c.wbuf.extend_from_slice(&b.conn.buf[..at]);
+            c.out().extend_from_slice(&b.conn.buf[..at]);
         }
         b.conn.buf.drain(..at);
         if let Some((status, error)) = done {
             if !b.conn.buf.is_empty() {
                 return broken(sent, "the server sent more than its reply".to_owned());
             }
-            if b.conn.buf.capacity() > FLUSH_AT * 2 {
-                b.conn.buf = Vec::new();
-            }
+            pool.put(&mut b.conn.buf);
             if let Some(s) = status {
                 b.status = s;
             }
