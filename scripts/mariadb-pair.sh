@@ -14,6 +14,7 @@
 #   corelane_check  REPLICATION CLIENT, SLAVE MONITOR, PROCESS: health checks
 # Needs: mariadb-server, mariadb-client (Debian packages). Everything stays on 127.0.0.1.
 set -euo pipefail
+trap 'echo "mariadb-pair.sh: line $LINENO: a command failed (exit $?)" >&2' ERR
 
 cmd=${1:-}
 dir=${2:-}
@@ -44,7 +45,8 @@ start_server() { # name, port, server id, extra args...
   fi
   if [ ! -d "$dir/$name/mysql" ]; then
     mariadb-install-db --datadir="$dir/$name" "${user_args[@]}" \
-      --auth-root-authentication-method=socket --skip-test-db > "$dir/$name-install.log" 2>&1
+      --auth-root-authentication-method=socket --skip-test-db > "$dir/$name-install.log" 2>&1 \
+      || { echo "mariadb-install-db failed for $name:" >&2; tail -20 "$dir/$name-install.log" >&2; exit 1; }
   fi
   mariadbd --no-defaults --datadir="$dir/$name" "${user_args[@]}" --port="$port" \
     --bind-address=127.0.0.1 --socket="$dir/$name.sock" --pid-file="$dir/$name.pid" \

@@ -275,6 +275,26 @@ fn prepared_statements_from_sysbench() {
     let (p1, r1) = (executes("primary"), executes("replica"));
     assert!(r1 - r0 > 100, "reads executed on the replica: {}", r1 - r0);
     assert!(p1 - p0 < 10, "reads executed on the primary: {}", p1 - p0);
+    // corelane's own per-endpoint counters agree: the replica got the statements.
+    let m = p.metrics();
+    let sent = |cluster: &str, addr: SocketAddr| {
+        metric(
+            &m,
+            &format!(
+                "corelane_endpoint_requests_total{{cluster=\"{cluster}\",endpoint=\"{addr}\"}}"
+            ),
+        )
+        .unwrap_or(0.0) as u64
+    };
+    assert!(sent("replicas", pair.replica) >= r1 - r0, "{m}");
+    assert!(
+        metric(
+            &m,
+            "corelane_listener_received_bytes_total{listener=\"db\"}"
+        )
+        .unwrap_or(0.0)
+            > 0.0
+    );
 
     // Read-write transactions: all on the primary (reads inside BEGIN included).
     // (sysbench retries deadlocks, which two threads on a small table do meet: the run

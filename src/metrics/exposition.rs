@@ -119,8 +119,8 @@ const ENDPOINT_SERIES: [(&str, &str, MetricType, EndpointField); 7] = [
     ("connect_errors", "Upstream connect attempts that failed or timed out.", MetricType::Counter, |c| &c.connect_errors),
     ("received_bytes", "Bytes received from upstream.", MetricType::Counter, |c| &c.bytes_in),
     ("sent_bytes", "Bytes sent to upstream.", MetricType::Counter, |c| &c.bytes_out),
-    ("requests", "Requests sent to upstream (redis and memcache listeners).", MetricType::Counter, |c| &c.requests),
-    ("request_errors", "Requests answered with an error because the upstream failed, timed out or was backing off (redis and memcache listeners).", MetricType::Counter, |c| &c.request_errors),
+    ("requests", "Requests sent to upstream (redis and memcache listeners; statements and other commands on mysql listeners).", MetricType::Counter, |c| &c.requests),
+    ("request_errors", "Requests answered with an error because the upstream failed, timed out or was backing off (redis and memcache listeners; on mysql listeners, commands whose server connection was lost).", MetricType::Counter, |c| &c.request_errors),
 ];
 
 const CONNECT_HELP: &str = "Time to establish upstream connections.";

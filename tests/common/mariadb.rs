@@ -30,7 +30,9 @@ impl Pair {
             .expect("scripts/mariadb-pair.sh (mariadb-server, mariadb-client) must be installed");
         assert!(
             out.status.success(),
-            "{}",
+            "scripts/mariadb-pair.sh start failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
         Pair {

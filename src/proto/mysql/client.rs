@@ -87,6 +87,8 @@ pub struct Client<'p, S> {
     pub wbuf: Vec<u8>,
     pub max_packet: usize,
     pool: &'p VecPool,
+    /// Bytes written since the owner last took the count.
+    pub sent: u64,
 }
 
 impl<'p, S: AsyncRead + AsyncWrite + Readable + Unpin> Client<'p, S> {
@@ -97,6 +99,7 @@ impl<'p, S: AsyncRead + AsyncWrite + Readable + Unpin> Client<'p, S> {
             wbuf: Vec::new(),
             max_packet,
             pool,
+            sent: 0,
         }
     }
 
@@ -170,6 +173,7 @@ impl<'p, S: AsyncRead + AsyncWrite + Readable + Unpin> Client<'p, S> {
             return Ok(());
         }
         let r = self.stream.write_all(&self.wbuf).await;
+        self.sent += self.wbuf.len() as u64;
         self.pool.put(&mut self.wbuf);
         r.map_err(|_| End::Gone)
     }

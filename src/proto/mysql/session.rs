@@ -45,6 +45,7 @@ use super::wire::{command, status};
 use crate::config::model::{MysqlListener, NoReplica, ReadYourWrites};
 use crate::io::buffers::VecPool;
 use crate::metrics::counters::GaugeGuard;
+use crate::metrics::stats::{EndpointCounters, ListenerCounters};
 use crate::upstream::Cluster;
 use crate::upstream::connect::connect;
 use crate::worker::{Accepted, Worker};
@@ -92,6 +93,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         clusters,
         peer,
         idle: listener.config.idle_timeout,
+        lc,
     };
     match (tls, client::is_ssl_request(&first)) {
         (Some(tls), true) => {
@@ -134,6 +136,8 @@ struct Ctx<'t> {
     clusters: [Option<&'t Cluster>; 2],
     peer: SocketAddr,
     idle: Duration,
+    /// This worker's counters of the listener.
+    lc: &'t ListenerCounters,
 }
 
 async fn run<S: AsyncRead + AsyncWrite + Readable + Unpin>(
@@ -170,6 +174,8 @@ struct Backend<'t> {
     cluster: &'t Cluster,
     endpoint: usize,
     _active: GaugeGuard<'t>,
+    /// This worker's counters of the endpoint: statements, bytes, failures.
+    counters: &'t EndpointCounters,
     /// Server status after its last reply.
     status: u16,
     /// The last GTID this (replica) connection is known to have applied.
@@ -419,6 +425,7 @@ impl<'t> Session<'t> {
             cluster,
             endpoint,
             _active: up.active,
+            counters: cluster.endpoints[endpoint].stats.workers.get(w.id),
             status,
             gtid_seen: None,
         });
@@ -469,6 +476,8 @@ impl<'t> Session<'t> {
             let go_on = self.command(c, &req[..f.consumed], &payload).await;
             drop(payload);
             c.restore(req, f.consumed);
+            self.ctx.lc.bytes_in.add(f.consumed as u64);
+            self.ctx.lc.bytes_out.add(std::mem::take(&mut c.sent));
             if !go_on? {
                 return Ok(());
             }
@@ -1106,6 +1115,24 @@ async fn relay<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     if b.conn.buf.capacity() == 0 {
         b.conn.buf = pool.take();
     }
+    b.counters.requests.inc();
+    b.counters.bytes_out.add(raw.len() as u64);
+    let r = relay_reply(b, c, raw, expect, prepare_id, to_client, pool).await;
+    if matches!(r, Relayed::Lost(_) | Relayed::Broken(_)) {
+        b.counters.request_errors.inc();
+    }
+    r
+}
+
+async fn relay_reply<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    b: &mut Backend<'_>,
+    c: &mut Client<'_, S>,
+    raw: &[u8],
+    expect: Expect,
+    prepare_id: Option<u32>,
+    to_client: bool,
+    pool: &VecPool,
+) -> Relayed {
     if let Err(e) = b.conn.write_raw(raw).await {
         return Relayed::Lost(e.to_string());
     }
@@ -1144,6 +1171,7 @@ async fn relay<S: AsyncRead + AsyncWrite + Readable + Unpin>(
                 Err(e) => return broken(sent, e.to_string()),
             }
         }
+        b.counters.bytes_in.add(at as u64);
         if to_client {
             c.out().extend_from_slice(&b.conn.buf[..at]);
         }
