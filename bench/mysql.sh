@@ -2,12 +2,12 @@
 # MySQL benchmark: sysbench through corelane (read/write splitting over a MariaDB primary and
 # replica) and directly to the primary, in ONE run with rounds interleaved.
 #
-#   bench/mysql.sh [--workers N] [--rounds R] [--time S] [--threads T] [--no-build]
+#   bench/mysql.sh [--workers N] [--rounds R] [--time S] [--threads T] [--pin] [--no-build]
 #
 # Servers: a MariaDB primary and replica from scripts/mariadb-pair.sh on 127.0.0.1:13406 and
 # 13407 (not the example's ports), in a temporary directory, default settings. sysbench
 # prepares 4 tables of 10,000 rows through the primary, waits for the replica, then per round,
-# per target (the order alternates every round):
+# per target (the order rotates every round):
 #   oltp_point_select            one primary-key SELECT per event: corelane sends it to the
 #                                replica (autocommit read), "direct" to the primary;
 #   oltp_read_only --skip_trx=on the read-only mix (point, range, sum, order, distinct)
@@ -16,15 +16,22 @@
 #   oltp_read_write              transactions with writes: all on the primary.
 # Each run: --threads T (default 8) for --time S seconds (default 10), prepared statements
 # (--db-ps-mode=auto, the binary protocol). Reported: QPS and 95th-percentile latency (median
-# over rounds), errors, and the ratio corelane/direct. Nothing is pinned: corelane, sysbench
-# and both servers share the machine's cores, so corelane's CPU cost shows in QPS.
+# over rounds), errors, and the ratio corelane/direct. By default nothing is pinned:
+# corelane, sysbench and both servers share the machine's cores, so corelane's CPU cost shows
+# in QPS. With --pin the proxies run on CPU 1 and sysbench and the servers on CPU 0 (how
+# bench/redis.sh places them): the proxy has a core of its own, as in a deployment, and what
+# shows is the latency it adds.
+#
+# A third target, when haproxy is installed: HAProxy in `mode tcp` in front of the primary
+# (nbthread = workers). It splits nothing and parses nothing; it is the cost of one more hop
+# on this machine, the floor for any proxy.
 #
 # Needs: mariadb-server, mariadb-client, sysbench, python3 (Debian packages of those names).
 # Everything listens on 127.0.0.1 only and is stopped on exit; raw outputs go to
 # bench/out/mysql/ and the summary table to stdout.
 set -euo pipefail
 
-WORKERS=1 ROUNDS=3 TIME=10 THREADS=8 BUILD=1
+WORKERS=1 ROUNDS=3 TIME=10 THREADS=8 BUILD=1 PIN=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) WORKERS=$2; shift 2 ;;
@@ -32,15 +39,21 @@ while [ $# -gt 0 ]; do
     --time) TIME=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --pin) PIN=1; shift ;;
     *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
 CMDLINE="bench/mysql.sh --workers $WORKERS --rounds $ROUNDS --time $TIME --threads $THREADS"
+[ $PIN = 1 ] && CMDLINE="$CMDLINE --pin"
+ulimit -n "$(ulimit -Hn)"
+if [ $PIN = 1 ]; then LOAD=(taskset -c 0) PROXY=(taskset -c 1); else LOAD=() PROXY=(); fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$ROOT/bench/out/mysql
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/corelane
 mkdir -p "$OUT"
 rm -f "$OUT"/*.txt "$OUT"/*.log "$OUT"/raw.tsv
+HAPROXY=0
+command -v haproxy >/dev/null && HAPROXY=1
 for tool in mariadbd sysbench python3; do
   command -v $tool >/dev/null || { echo "missing $tool (see the header of this script)" >&2; exit 1; }
 done
@@ -48,9 +61,10 @@ if [ $BUILD = 1 ]; then (cd "$ROOT" && cargo build --release --quiet); fi
 [ -x "$BIN" ] || { echo "no corelane binary at $BIN" >&2; exit 1; }
 
 DB=$(mktemp -d /tmp/corelane-bench-mysql.XXXXXX)
-CL_PID=""
+CL_PID="" HA_PID=""
 cleanup() {
   [ -n "$CL_PID" ] && kill "$CL_PID" 2>/dev/null || true
+  [ -n "$HA_PID" ] && kill "$HA_PID" 2>/dev/null || true
   "$ROOT/scripts/mariadb-pair.sh" stop "$DB" || true
   rm -rf "$DB"
 }
@@ -58,7 +72,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-"$ROOT/scripts/mariadb-pair.sh" start "$DB" 13406 13407
+"${LOAD[@]}" "$ROOT/scripts/mariadb-pair.sh" start "$DB" 13406 13407
 cat > "$OUT/corelane.toml" <<EOF
 workers = $WORKERS
 [admin]
@@ -86,15 +100,36 @@ user = "corelane_check"
 password = "corelane_check"
 max_replication_lag = "10s"
 EOF
-"$BIN" run -c "$OUT/corelane.toml" 2> "$OUT/corelane.log" &
+"${PROXY[@]}" "$BIN" run -c "$OUT/corelane.toml" 2> "$OUT/corelane.log" &
 CL_PID=$!
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/7316) 2>/dev/null && break; sleep 0.1; done
 
-declare -A PORT=([direct]=13406 [corelane]=7316)
+TARGETS=(direct corelane)
+declare -A PORT=([direct]=13406 [corelane]=7316 [haproxy]=7317)
+if [ $HAPROXY = 1 ]; then
+  cat > "$OUT/haproxy.cfg" <<EOF
+global
+  nbthread $WORKERS
+  maxconn 1000
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+listen db
+  bind 127.0.0.1:7317
+  server primary 127.0.0.1:13406
+EOF
+  "${PROXY[@]}" haproxy -f "$OUT/haproxy.cfg" -db > "$OUT/haproxy.log" 2>&1 &
+  HA_PID=$!
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/7317) 2>/dev/null && break; sleep 0.1; done
+  kill -0 "$HA_PID" || { echo "haproxy exited, see $OUT/haproxy.log" >&2; exit 1; }
+  TARGETS+=(haproxy)
+fi
 sb() { # port, test, extra args...
   local port=$1 test=$2
   shift 2
-  sysbench "$test" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$port" \
+  "${LOAD[@]}" sysbench "$test" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$port" \
     --mysql-user=app --mysql-password=app --mysql-db=shop --tables=4 --table-size=10000 \
     --db-ps-mode=auto "$@"
 }
@@ -108,7 +143,9 @@ sid=$(mariadb -h127.0.0.1 -P7316 -uapp -papp shop -N -B -e "SELECT @@server_id")
 TESTS=("oltp_point_select" "oltp_read_only --skip_trx=on" "oltp_read_only" "oltp_read_write")
 printf 'round\ttest\ttarget\tqps\tp95_ms\terrors\n' > "$OUT/raw.tsv"
 for round in $(seq "$ROUNDS"); do
-  if [ $((round % 2)) = 1 ]; then order=(direct corelane); else order=(corelane direct); fi
+  # Rotate the order every round.
+  order=()
+  for i in "${!TARGETS[@]}"; do order+=("${TARGETS[$(( (i + round) % ${#TARGETS[@]} ))]}"); done
   for t in "${TESTS[@]}"; do
     for target in "${order[@]}"; do
       name=$(echo "$t" | tr -d ' -' | tr '=' '_')
@@ -121,25 +158,35 @@ for round in $(seq "$ROUNDS"); do
       errs=$(awk '/ignored errors:/ {print $3}' "$f")
       printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$t" "$target" "$qps" "$p95" "$errs" >> "$OUT/raw.tsv"
       kill -0 "$CL_PID" || { echo "corelane exited, see $OUT/corelane.log" >&2; exit 1; }
+      [ -z "$HA_PID" ] || kill -0 "$HA_PID" || { echo "haproxy exited, see $OUT/haproxy.log" >&2; exit 1; }
     done
   done
 done
 
 echo "# $CMDLINE"
-echo "# $(nproc) cores; corelane workers = $WORKERS; sysbench threads = $THREADS, $TIME s per run"
+echo "# $(nproc) cores; corelane workers = $WORKERS (haproxy nbthread = $WORKERS); sysbench threads = $THREADS, $TIME s per run; pinned: $PIN"
 python3 - "$OUT/raw.tsv" <<'EOF'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 tests = list(dict.fromkeys(r["test"] for r in rows))
-print("| test | direct QPS | corelane QPS | QPS ratio | direct p95 ms | corelane p95 ms | p95 ratio | errors (direct/corelane) |")
-print("|---|---|---|---|---|---|---|---|")
+targets = list(dict.fromkeys(r["target"] for r in rows))
+others = [t for t in targets if t != "direct"]
+head = ["test"] + [f"{t} QPS" for t in targets] + [f"{t}/direct QPS" for t in others]
+head += [f"{t} p95 ms" for t in targets] + [f"{t}/direct p95" for t in others]
+head += ["errors (" + "/".join(targets) + ")"]
+print("| " + " | ".join(head) + " |")
+print("|" + "---|" * len(head))
 for t in tests:
     m = {}
-    for tgt in ("direct", "corelane"):
+    for tgt in targets:
         rs = [r for r in rows if r["test"] == t and r["target"] == tgt]
         m[tgt] = (statistics.median(float(r["qps"]) for r in rs),
                   statistics.median(float(r["p95_ms"]) for r in rs),
-                  sum(int(r["errors"]) for r in rs))
-    d, c = m["direct"], m["corelane"]
-    print(f"| {t} | {d[0]:.0f} | {c[0]:.0f} | {c[0]/d[0]:.2f}x | {d[1]:.2f} | {c[1]:.2f} | {c[1]/d[1]:.2f}x | {d[2]}/{c[2]} |")
+                  sum(int(r["errors"] or 0) for r in rs))
+    cells = [t] + [f"{m[x][0]:.0f}" for x in targets]
+    cells += [f"{m[x][0] / m['direct'][0]:.2f}x" for x in others]
+    cells += [f"{m[x][1]:.2f}" for x in targets]
+    cells += [f"{m[x][1] / m['direct'][1]:.2f}x" for x in others]
+    cells += ["/".join(str(m[x][2]) for x in targets)]
+    print("| " + " | ".join(cells) + " |")
 EOF

@@ -422,9 +422,13 @@ for i in range(30):
     cur.execute("INSERT INTO items (v) VALUES (%s)", ("g%d" % i,))
     seen.add(one(c, "SELECT @@server_id, COUNT(*) FROM items WHERE v = %s", ("g%d" % i,)))
 print(sorted(seen))
+# The write's own warnings are still there to be read: the GTID is read later, before the
+# next replica read.
+cur.execute("INSERT IGNORE INTO items (v) VALUES (REPEAT('x', 40))")
+print(one(c, "SHOW WARNINGS")[1], one(c, "SELECT @@server_id, COUNT(*) FROM items WHERE v = REPEAT('x', 32)"))
 "#,
     );
-    assert_eq!(out, "[(2, 1)]");
+    assert_eq!(out, "[(2, 1)]\n1265 (2, 1)");
 
     // Time: reads go to the primary for 700 ms after a write.
     let out = py(

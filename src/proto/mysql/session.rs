@@ -159,6 +159,7 @@ async fn run<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         last: Role::Primary,
         wrote: false,
         last_write: None,
+        gtid_stale: false,
         last_gtid: None,
         stmts: Stmts::default(),
     };
@@ -214,6 +215,8 @@ struct Session<'t> {
     /// A write ran on the primary since the session last left a transaction.
     wrote: bool,
     last_write: Option<Instant>,
+    /// A write committed since `last_gtid` was read.
+    gtid_stale: bool,
     last_gtid: Option<String>,
     stmts: Stmts,
 }
@@ -301,6 +304,10 @@ impl<'t> Session<'t> {
     /// Picks and opens the backend for a statement of `class`; `Err` is the ERR to answer.
     async fn route(&mut self, class: Class, commit: bool) -> Result<Role, Vec<u8>> {
         let role = self.want(class, commit);
+        if class.route == Route::Previous && self.backends[role as usize].is_some() {
+            // Nothing may run there first: it would replace the warnings asked for.
+            return Ok(role);
+        }
         if role == Role::Replica {
             match self.replica().await {
                 Ok(()) => return Ok(Role::Replica),
@@ -338,9 +345,16 @@ impl<'t> Session<'t> {
                 .await
                 .map_err(|e| ReplicaOut::None(e.to_string()))?;
         }
-        let (ReadYourWrites::Gtid(wait), Some(gtid)) =
-            (self.ctx.cfg.read_your_writes, self.last_gtid.clone())
-        else {
+        let ReadYourWrites::Gtid(wait) = self.ctx.cfg.read_your_writes else {
+            return Ok(());
+        };
+        if self.gtid_stale {
+            self.gtid_stale = false;
+            if !self.read_last_gtid().await {
+                return Err(ReplicaOut::Behind);
+            }
+        }
+        let Some(gtid) = self.last_gtid.clone() else {
             return Ok(());
         };
         let in_txn = self.replica_txn();
@@ -600,6 +614,7 @@ impl<'t> Session<'t> {
         self.wrote = false;
         self.last_write = None;
         self.last_gtid = None;
+        self.gtid_stale = false;
         self.last = Role::Primary;
     }
 
@@ -661,7 +676,7 @@ impl<'t> Session<'t> {
                 }
                 if self.wrote && !self.primary_txn() {
                     self.wrote = false;
-                    self.written().await;
+                    self.written();
                 }
                 Ok(true)
             }
@@ -688,29 +703,37 @@ impl<'t> Session<'t> {
         }
     }
 
-    /// A write has been committed: note when (and its GTID, for read-your-writes).
-    async fn written(&mut self) {
+    /// A write has been committed: note when, or that its GTID is to be read (lazily, before
+    /// the next replica read: reading it now would replace the write's warnings).
+    fn written(&mut self) {
         match self.ctx.cfg.read_your_writes {
             ReadYourWrites::Off => {}
             ReadYourWrites::Primary(_) => self.last_write = Some(Instant::now()),
-            ReadYourWrites::Gtid(_) => {
-                let Some(b) = self.backends[Role::Primary as usize].as_mut() else {
-                    return;
-                };
-                match b.conn.scalar("SELECT @@last_gtid").await {
-                    Ok(Some(g))
-                        if !g.is_empty()
-                            && g.bytes()
-                                .all(|c| c.is_ascii_digit() || c == b'-' || c == b',') =>
-                    {
-                        self.last_gtid = Some(g);
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "reading @@last_gtid failed");
-                        self.drop_backend(Role::Primary);
-                    }
-                }
+            ReadYourWrites::Gtid(_) => self.gtid_stale = true,
+        }
+    }
+
+    /// Reads the GTID of the session's last write from the primary; `false` if it cannot be
+    /// known (the read must then go to the primary).
+    async fn read_last_gtid(&mut self) -> bool {
+        let Some(b) = self.backends[Role::Primary as usize].as_mut() else {
+            return false;
+        };
+        match b.conn.scalar("SELECT @@last_gtid").await {
+            Ok(Some(g))
+                if !g.is_empty()
+                    && g.bytes()
+                        .all(|c| c.is_ascii_digit() || c == b'-' || c == b',') =>
+            {
+                self.last_gtid = Some(g);
+                true
+            }
+            // Nothing was logged (the statement changed no row).
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading @@last_gtid failed");
+                self.drop_backend(Role::Primary);
+                false
             }
         }
     }
