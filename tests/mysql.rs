@@ -321,15 +321,32 @@ fn replication_trouble_and_dead_backends() {
     let pair = Pair::start();
     setup_schema(&pair);
     let (admin, listen) = addrs();
-    let p = Proxy::start(&config(admin, listen, &pair, "", "1s"), admin);
+    let strict = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let cfg = config(admin, listen, &pair, "", "1s")
+        + &listener_toml("strict", strict, "primary", "protocol = \"mysql\"")
+        + "[listeners.strict.mysql]\nusers = [{ user = \"app\", password = \"app\" }]\nreplicas = \"replicas\"\nno_replica = \"error\"\n";
+    let p = Proxy::start(&cfg, admin);
     assert!(replica_state(&p, "up"));
     let sid = || py(listen, r#"print(one(connect(), "SELECT @@server_id")[0])"#);
     assert_eq!(sid(), REPLICA);
 
-    // Replication stopped: the lag is NULL, reads go to the primary.
+    // Replication stopped: the lag is NULL, reads go to the primary (or, with
+    // no_replica = "error", get an error that says why).
     pair.sql("replica", "STOP SLAVE");
     assert!(replica_state(&p, "down"));
     assert_eq!(sid(), PRIMARY);
+    let out = py(
+        strict,
+        r#"
+c = connect()
+try:
+    one(c, "SELECT @@server_id")
+except pymysql.MySQLError as e:
+    print(e.args[0], "no usable replica" in e.args[1])
+print(one(c, "SELECT @@server_id FOR UPDATE")[0])
+"#,
+    );
+    assert_eq!(out, "1105 True\n1");
     pair.sql("replica", "START SLAVE");
     assert!(replica_state(&p, "up"));
     assert_eq!(sid(), REPLICA);
@@ -476,9 +493,30 @@ c2.cursor().execute("SET @x = 5")
 c2._execute_command(31, b"")   # COM_RESET_CONNECTION
 c2._read_ok_packet()
 print(one(c2, "SELECT @@server_id, @x"))
+# COM_CHANGE_USER, from libmariadb (python3-mysqldb): a new login, a fresh session.
+import MySQLdb
+m = MySQLdb.connect(host="127.0.0.1", port=c.port, user="app", password="app", database="shop")
+m.autocommit(True)
+def q(sql):
+    cur = m.cursor()
+    cur.execute(sql)
+    return cur.fetchall()
+q("SET @y = 3")
+print(q("SELECT @@server_id, @y"))
+m.change_user("other", "pw", "shop")
+# A fresh session: not pinned any more (the replica reads), the user variable gone.
+print(q("SELECT @@server_id"), q("SELECT @@server_id, @y"), q("SELECT CURRENT_USER()"))
+try:
+    m.change_user("other", "wrong", "shop")
+    print("changed")
+except MySQLdb.OperationalError as e:
+    print(e.args[0])
 "#,
     );
-    assert_eq!(out, "2\n1045\n(1, 1)\n(1, None)");
+    assert_eq!(
+        out,
+        "2\n1045\n(1, 1)\n(1, None)\n((1, 3),)\n((2,),) ((1, None),) (('app@%',),)\n1045"
+    );
 }
 
 /// TLS from clients (rustls, the SSL request of the MySQL handshake), and hostile input: a

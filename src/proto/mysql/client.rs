@@ -253,6 +253,8 @@ pub struct LoggedIn<'c> {
     pub capabilities: u32,
     pub charset: u8,
     pub database: Option<Vec<u8>>,
+    /// The scramble of the connection's greeting (COM_CHANGE_USER is checked against it).
+    pub scramble: [u8; 20],
 }
 
 /// What the client's login packet said, before the password is checked.
@@ -294,18 +296,7 @@ pub async fn login<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
     let mut seq = r.seq.wrapping_add(1);
     let plugin = h.auth_plugin.unwrap_or(NATIVE);
     let user = cfg.user(h.user);
-    let mut verified = match (user, plugin) {
-        (Some(u), NATIVE) => Some(same(
-            &native_password(scramble, u.password.as_bytes()),
-            h.auth_response,
-        )),
-        (Some(u), SHA2) => Some(same(
-            &caching_sha2_password(scramble, u.password.as_bytes()),
-            h.auth_response,
-        )),
-        (None, NATIVE | SHA2) => Some(false),
-        _ => None,
-    };
+    let mut verified = check(user, plugin, scramble, h.auth_response);
     let mut used_sha2 = plugin == SHA2;
     let mut sent_password = !h.auth_response.is_empty();
     if verified.is_none() {
@@ -345,6 +336,7 @@ pub async fn login<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
             .database
             .filter(|d| !d.is_empty() && capabilities & caps::CONNECT_WITH_DB != 0)
             .map(<[u8]>::to_vec),
+        scramble: *scramble,
     })
 }
 
@@ -366,42 +358,65 @@ async fn switch<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     Ok((response, last.wrapping_add(1)))
 }
 
-/// COM_CHANGE_USER: re-authenticates the client (always through an auth switch with a fresh
-/// scramble) and returns the new login; the caller resets the session. A failed change is
-/// answered with ERR and ends the connection, as servers do.
+/// COM_CHANGE_USER: checks the new user's credentials and returns the new login; the caller
+/// resets the session. As a server does, the response is checked against the scramble of the
+/// connection's login (clients compute it with that one), and a client answering with another
+/// method is switched to `mysql_native_password`. A failed change is answered with ERR and
+/// ends the connection.
 pub async fn change_user<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
     client: &mut Client<'_, S>,
     cfg: &'c MysqlListener,
     payload: &[u8],
-    capabilities: u32,
+    login: &LoggedIn<'_>,
     peer: SocketAddr,
 ) -> Result<LoggedIn<'c>, End> {
     let bad = || End::Refused(err_payload(1047, b"08S01", "Malformed COM_CHANGE_USER"));
+    let capabilities = login.capabilities;
     let mut r = wire::Reader::new(payload.get(1..).ok_or_else(bad)?);
     let name = r.nul_bytes().map_err(|_| bad())?;
-    if capabilities & caps::SECURE_CONNECTION != 0 {
+    let auth = if capabilities & caps::SECURE_CONNECTION != 0 {
         let n = usize::from(r.u8().map_err(|_| bad())?);
-        r.bytes(n).map_err(|_| bad())?;
+        r.bytes(n).map_err(|_| bad())?
     } else {
-        r.nul_bytes().map_err(|_| bad())?;
-    }
+        r.nul_bytes().map_err(|_| bad())?
+    };
     let database = r.nul_bytes().unwrap_or_default();
-    let charset = r.u16().map(|c| c as u8).unwrap_or(CHARSET);
-    let s = scramble();
-    let (response, seq) = switch(client, 1, &s, AuthPlugin::MysqlNativePassword).await?;
+    let charset = r.u16().map(|c| c as u8).unwrap_or(login.charset);
+    let plugin = if capabilities & caps::PLUGIN_AUTH != 0 {
+        r.nul_bytes().unwrap_or(NATIVE)
+    } else {
+        NATIVE
+    };
     let user = cfg.user(name);
-    let ok = user.is_some_and(|u| same(&native_password(&s, u.password.as_bytes()), &response));
-    let Some(u) = user.filter(|_| ok) else {
+    let scramble = &login.scramble;
+    let mut seq = 1;
+    let mut sent_password = !auth.is_empty();
+    let mut used_sha2 = plugin == SHA2;
+    let verified = match check(user, plugin, scramble, auth) {
+        Some(v) => v,
+        None => {
+            let (response, s) =
+                switch(client, seq, scramble, AuthPlugin::MysqlNativePassword).await?;
+            seq = s;
+            sent_password = !response.is_empty();
+            used_sha2 = false;
+            check(user, NATIVE, scramble, &response) == Some(true)
+        }
+    };
+    let Some(u) = user.filter(|_| verified) else {
         let msg = format!(
             "Access denied for user '{}'@'{}' (using password: {})",
             String::from_utf8_lossy(name),
             peer.ip(),
-            if response.is_empty() { "NO" } else { "YES" }
+            if sent_password { "YES" } else { "NO" }
         );
         client.push(seq, &err_payload(1045, b"28000", &msg));
         let _ = client.flush().await;
         return Err(End::Gone);
     };
+    if used_sha2 {
+        seq = client.push(seq, &[0x01, 0x03]);
+    }
     client.push(seq, &ok_payload(status::AUTOCOMMIT));
     client.flush().await?;
     Ok(LoggedIn {
@@ -409,5 +424,21 @@ pub async fn change_user<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
         capabilities,
         charset,
         database: (!database.is_empty()).then(|| database.to_vec()),
+        scramble: *scramble,
     })
+}
+
+/// Checks `response` for `user` by `plugin`: `None` for a method corelane does not check.
+fn check(
+    user: Option<&MysqlUser>,
+    plugin: &[u8],
+    scramble: &[u8; 20],
+    response: &[u8],
+) -> Option<bool> {
+    let expected = match plugin {
+        NATIVE => native_password,
+        SHA2 => caching_sha2_password,
+        _ => return None,
+    };
+    Some(user.is_some_and(|u| same(&expected(scramble, u.password.as_bytes()), response)))
 }

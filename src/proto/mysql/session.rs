@@ -570,14 +570,9 @@ impl<'t> Session<'t> {
                 c.send(1, &ok_payload(status::AUTOCOMMIT)).await?;
             }
             command::CHANGE_USER => {
-                let login = client::change_user(
-                    c,
-                    self.ctx.cfg,
-                    payload,
-                    self.login.capabilities,
-                    self.ctx.peer,
-                )
-                .await?;
+                let login =
+                    client::change_user(c, self.ctx.cfg, payload, &self.login, self.ctx.peer)
+                        .await?;
                 self.reset().await;
                 self.login = login;
             }
