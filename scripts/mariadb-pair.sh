@@ -43,12 +43,15 @@ start_server() { # name, port, server id, extra args...
   if [ -f "$dir/$name.pid" ] && kill -0 "$(cat "$dir/$name.pid")" 2>/dev/null; then
     return 0 # already running
   fi
+  # A tmpdir of its own: servers installed at the same time in one /tmp were seen to remove
+  # each other's temporary tables.
+  mkdir -p "$dir/$name-tmp"
   if [ ! -d "$dir/$name/mysql" ]; then
-    mariadb-install-db --datadir="$dir/$name" "${user_args[@]}" \
+    mariadb-install-db --datadir="$dir/$name" --tmpdir="$dir/$name-tmp" "${user_args[@]}" \
       --auth-root-authentication-method=socket --skip-test-db > "$dir/$name-install.log" 2>&1 \
       || { echo "mariadb-install-db failed for $name:" >&2; tail -20 "$dir/$name-install.log" >&2; exit 1; }
   fi
-  mariadbd --no-defaults --datadir="$dir/$name" "${user_args[@]}" --port="$port" \
+  mariadbd --no-defaults --datadir="$dir/$name" --tmpdir="$dir/$name-tmp" "${user_args[@]}" --port="$port" \
     --bind-address=127.0.0.1 --socket="$dir/$name.sock" --pid-file="$dir/$name.pid" \
     --log-error="$dir/$name.err" --server-id="$id" --log-bin="$dir/$name/bin" \
     --binlog-format=ROW --gtid-strict-mode=1 --skip-name-resolve "$@" 2>> "$dir/$name.err" &

@@ -550,7 +550,9 @@ def raw_err(send):
     r = s.recv(4096)
     return r[4], struct.unpack("<H", r[5:7])[0]
 print("junk login", raw_err(b"\x05\x00\x00\x01junk!"))
-print("huge packet", raw_err(b"\xff\xff\xff\x01" + b"x" * 100))
+print("huge login", raw_err(b"\xff\xff\xff\x01" + b"x" * 100))
+big = connect()
+print("huge query", err(lambda: one(big, "SELECT '" + "x" * 5000 + "'")))
 
 plain._execute_command(0x99, b"")
 print("unknown command", err(plain._read_ok_packet))
@@ -561,6 +563,6 @@ print("still serving", one(plain, "SELECT 1")[0], one(c, "SELECT 1")[0])
     );
     assert_eq!(
         out,
-        "SSLSocket 2\nsocket 2\njunk login (255, 1043)\nhuge packet (255, 1153)\nunknown command 1047\nstill serving 1 1"
+        "SSLSocket 2\nsocket 2\njunk login (255, 1043)\nhuge login (255, 1043)\nhuge query 1153\nunknown command 1047\nstill serving 1 1"
     );
 }

@@ -263,12 +263,32 @@ pub struct Response {
     pub seq: u8,
 }
 
-/// Reads the client's login packet.
+/// Reads the client's login packet, and not a byte more: after an SSL request the next bytes
+/// are the client's TLS hello, which belong to the TLS handshake.
 pub async fn read_response<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     client: &mut Client<'_, S>,
 ) -> Result<Response, End> {
-    let (payload, seq) = client.read_owned().await?;
-    Ok(Response { payload, seq })
+    let mut head = [0u8; 4];
+    client
+        .stream
+        .read_exact(&mut head)
+        .await
+        .map_err(|_| End::Gone)?;
+    let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
+    // A login is small; a larger "login" is not one.
+    if len >= packet::MAX_CHUNK || len > 64 * 1024 {
+        return Err(End::Refused(err_payload(1043, b"08S01", "Bad handshake")));
+    }
+    let mut payload = vec![0u8; len];
+    client
+        .stream
+        .read_exact(&mut payload)
+        .await
+        .map_err(|_| End::Gone)?;
+    Ok(Response {
+        payload,
+        seq: head[3],
+    })
 }
 
 /// Whether a login packet is an SSL request (the client switches to TLS next).

@@ -33,6 +33,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::backend::{Conn, Failure, Login};
@@ -100,25 +101,38 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
             if !c.rbuf.is_empty() {
                 return;
             }
-            let accepted = tokio::time::timeout(
-                handshake,
-                tokio_rustls::TlsAcceptor::from(tls).accept(c.stream),
-            )
-            .await;
-            let Ok(Ok(stream)) = accepted else {
-                tracing::debug!(%peer, "mysql client TLS handshake failed");
-                return;
-            };
-            let mut c = Client::new(stream, cfg.max_packet, &worker.vecs);
-            let r = match tokio::time::timeout(handshake, client::read_response(&mut c)).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => return refuse(&mut c, e).await,
-                Err(_) => return,
-            };
-            run(ctx, c, &scramble, r).await;
+            // Boxed: the TLS handshake's and a TLS session's state would otherwise be part of
+            // every plain session's task too.
+            Box::pin(serve_tls(ctx, c.stream, tls, handshake, scramble)).await;
         }
         _ => run(ctx, c, &scramble, first).await,
     }
+}
+
+/// A session whose client asked for TLS: the handshake (rustls), then the login over it.
+async fn serve_tls(
+    ctx: Ctx<'_>,
+    stream: TcpStream,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    handshake: Duration,
+    scramble: [u8; 20],
+) {
+    let accepted = tokio::time::timeout(
+        handshake,
+        tokio_rustls::TlsAcceptor::from(tls).accept(stream),
+    )
+    .await;
+    let Ok(Ok(stream)) = accepted else {
+        tracing::debug!(peer = %ctx.peer, "mysql client TLS handshake failed");
+        return;
+    };
+    let mut c = Client::new(stream, ctx.cfg.max_packet, &ctx.worker.vecs);
+    let r = match tokio::time::timeout(handshake, client::read_response(&mut c)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return refuse(&mut c, e).await,
+        Err(_) => return,
+    };
+    run(ctx, c, &scramble, r).await;
 }
 
 /// Sends a refusal's ERR, if it has one.
@@ -323,7 +337,7 @@ impl<'t> Session<'t> {
                 }
             }
         }
-        self.open(Role::Primary)
+        Box::pin(self.open(Role::Primary))
             .await
             .map_err(|e| failure_payload(Role::Primary, &e))?;
         Ok(Role::Primary)
@@ -341,7 +355,7 @@ impl<'t> Session<'t> {
             }
         }
         if self.backends[r].is_none() {
-            self.open(Role::Replica)
+            Box::pin(self.open(Role::Replica))
                 .await
                 .map_err(|e| ReplicaOut::None(e.to_string()))?;
         }
@@ -383,7 +397,8 @@ impl<'t> Session<'t> {
     }
 
     /// Opens the connection for `role` if it is not open: connect, log in as the user's
-    /// backend user, replay the session's state.
+    /// backend user, replay the session's state. Callers box it: it is rare, and its state
+    /// would otherwise sit in every session's task.
     async fn open(&mut self, role: Role) -> Result<(), Failure> {
         if self.backends[role as usize].is_some() {
             return Ok(());
@@ -744,7 +759,7 @@ impl<'t> Session<'t> {
         expect: Expect,
     ) -> Result<bool, End> {
         if self.backends.iter().all(Option::is_none) {
-            if let Err(e) = self.open(Role::Primary).await {
+            if let Err(e) = Box::pin(self.open(Role::Primary)).await {
                 c.send(1, &failure_payload(Role::Primary, &e)).await?;
                 return Ok(true);
             }
