@@ -313,41 +313,20 @@ pub async fn login<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
             "Bad handshake: TLS is not configured on this listener",
         )));
     }
-    let mut seq = r.seq.wrapping_add(1);
     let plugin = h.auth_plugin.unwrap_or(NATIVE);
-    let user = cfg.user(h.user);
-    let mut verified = check(user, plugin, scramble, h.auth_response);
-    let mut used_sha2 = plugin == SHA2;
-    let mut sent_password = !h.auth_response.is_empty();
-    if verified.is_none() {
-        // Another method (ed25519, dialog, ...): ask for ours instead.
-        let (response, s) = switch(client, seq, scramble, AuthPlugin::MysqlNativePassword).await?;
-        seq = s;
-        sent_password = !response.is_empty();
-        used_sha2 = false;
-        verified =
-            Some(user.is_some_and(|u| {
-                same(&native_password(scramble, u.password.as_bytes()), &response)
-            }));
-    }
+    let seq = r.seq.wrapping_add(1);
+    let u = authenticate(
+        client,
+        cfg,
+        h.user,
+        plugin,
+        h.auth_response,
+        scramble,
+        seq,
+        peer,
+    )
+    .await?;
     let capabilities = h.capabilities & OFFERED;
-    let Some(u) = user.filter(|_| verified == Some(true)) else {
-        let who = String::from_utf8_lossy(h.user);
-        let msg = format!(
-            "Access denied for user '{who}'@'{}' (using password: {})",
-            peer.ip(),
-            if sent_password { "YES" } else { "NO" }
-        );
-        client.push(seq, &err_payload(1045, b"28000", &msg));
-        let _ = client.flush().await;
-        return Err(End::Gone);
-    };
-    if used_sha2 {
-        // fast_auth_success, then the OK.
-        seq = client.push(seq, &[0x01, 0x03]);
-    }
-    client.push(seq, &ok_payload(status::AUTOCOMMIT));
-    client.flush().await?;
     Ok(LoggedIn {
         user: u,
         capabilities,
@@ -407,14 +386,38 @@ pub async fn change_user<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
     } else {
         NATIVE
     };
-    let user = cfg.user(name);
     let scramble = &login.scramble;
-    let mut seq = 1;
-    let mut sent_password = !auth.is_empty();
+    let u = authenticate(client, cfg, name, plugin, auth, scramble, 1, peer).await?;
+    Ok(LoggedIn {
+        user: u,
+        capabilities,
+        charset,
+        database: (!database.is_empty()).then(|| database.to_vec()),
+        scramble: *scramble,
+    })
+}
+
+/// Checks the credentials of the user `name` (`response`, computed by `plugin` against
+/// `scramble`), switching a client that used another method to `mysql_native_password`, and
+/// answers from sequence id `seq`: OK, or ERR and [`End::Gone`].
+#[allow(clippy::too_many_arguments)]
+async fn authenticate<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    client: &mut Client<'_, S>,
+    cfg: &'c MysqlListener,
+    name: &[u8],
+    plugin: &[u8],
+    response: &[u8],
+    scramble: &[u8; 20],
+    mut seq: u8,
+    peer: SocketAddr,
+) -> Result<&'c MysqlUser, End> {
+    let user = cfg.user(name);
+    let mut sent_password = !response.is_empty();
     let mut used_sha2 = plugin == SHA2;
-    let verified = match check(user, plugin, scramble, auth) {
+    let verified = match check(user, plugin, scramble, response) {
         Some(v) => v,
         None => {
+            // Another method (ed25519, dialog, ...): ask for ours instead.
             let (response, s) =
                 switch(client, seq, scramble, AuthPlugin::MysqlNativePassword).await?;
             seq = s;
@@ -435,17 +438,12 @@ pub async fn change_user<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
         return Err(End::Gone);
     };
     if used_sha2 {
+        // fast_auth_success, then the OK.
         seq = client.push(seq, &[0x01, 0x03]);
     }
     client.push(seq, &ok_payload(status::AUTOCOMMIT));
     client.flush().await?;
-    Ok(LoggedIn {
-        user: u,
-        capabilities,
-        charset,
-        database: (!database.is_empty()).then(|| database.to_vec()),
-        scramble: *scramble,
-    })
+    Ok(u)
 }
 
 /// Checks `response` for `user` by `plugin`: `None` for a method corelane does not check.

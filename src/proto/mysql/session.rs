@@ -542,43 +542,29 @@ impl<'t> Session<'t> {
                     return Ok(true);
                 }
                 let class = classify(sql);
-                match class.route {
-                    Route::Session => {
-                        return self
-                            .session_command(c, raw, payload, false, Expect::Results)
-                            .await;
+                return match class.route {
+                    Route::Session | Route::Use => {
+                        let is_use = class.route == Route::Use;
+                        self.session_command(c, raw, payload, is_use, Expect::Results)
+                            .await
                     }
-                    Route::Use => {
-                        return self
-                            .session_command(c, raw, payload, true, Expect::Results)
-                            .await;
-                    }
-                    _ => return self.statement(c, raw, class, Expect::Results).await,
-                }
+                    _ => self.statement(c, raw, class, Expect::Results).await,
+                };
             }
-            command::INIT_DB => {
+            command::INIT_DB | command::SET_OPTION => {
+                let is_use = cmd == command::INIT_DB;
                 return self
-                    .session_command(c, raw, payload, true, Expect::One)
+                    .session_command(c, raw, payload, is_use, Expect::One)
                     .await;
             }
-            command::SET_OPTION => {
-                return self
-                    .session_command(c, raw, payload, false, Expect::One)
-                    .await;
-            }
-            command::FIELD_LIST => {
-                let class = Class {
-                    route: Route::Read,
-                    hint: None,
+            command::FIELD_LIST | command::STATISTICS => {
+                let (route, expect) = if cmd == command::FIELD_LIST {
+                    (Route::Read, Expect::Fields)
+                } else {
+                    (Route::Write, Expect::One)
                 };
-                return self.statement(c, raw, class, Expect::Fields).await;
-            }
-            command::STATISTICS => {
-                let class = Class {
-                    route: Route::Write,
-                    hint: None,
-                };
-                return self.statement(c, raw, class, Expect::One).await;
+                let class = Class { route, hint: None };
+                return self.statement(c, raw, class, expect).await;
             }
             command::RESET_CONNECTION => {
                 self.reset().await;
