@@ -994,8 +994,7 @@ impl<'t> Session<'t> {
         if let Some(st) = self.stmts.get_mut(id) {
             st.long_data = Some(role);
         }
-        let mut p = payload.to_vec();
-        stmt::set_id(&mut p, backend_id);
+        let p = stmt::with_id(payload, backend_id);
         if let Some(b) = self.backends[role as usize].as_mut() {
             b.conn.seq = 0;
             if b.conn.write(&p).await.is_err() {
@@ -1013,8 +1012,7 @@ impl<'t> Session<'t> {
             if let (Some(bid), Some(b)) =
                 (st.on[role as usize], self.backends[role as usize].as_mut())
             {
-                let mut p = payload.to_vec();
-                stmt::set_id(&mut p, bid);
+                let p = stmt::with_id(payload, bid);
                 b.conn.seq = 0;
                 if b.conn.write(&p).await.is_err() {
                     self.drop_backend(role);
@@ -1039,8 +1037,7 @@ impl<'t> Session<'t> {
         for role in [Role::Primary, Role::Replica] {
             if let (Some(bid), Some(b)) = (on[role as usize], self.backends[role as usize].as_mut())
             {
-                let mut p = payload.to_vec();
-                stmt::set_id(&mut p, bid);
+                let p = stmt::with_id(payload, bid);
                 match b.conn.run(&p).await {
                     Ok(_) => {}
                     Err(Failure::Server {
@@ -1081,8 +1078,7 @@ impl<'t> Session<'t> {
                 return Ok(true);
             }
         };
-        let mut p = payload.to_vec();
-        stmt::set_id(&mut p, bid);
+        let p = stmt::with_id(payload, bid);
         let mut raw = Vec::with_capacity(p.len() + HEADER);
         packet::write(&mut raw, 0, &p);
         let r = self.relay(c, role, &raw, Expect::Rows, None, true).await;

@@ -149,6 +149,13 @@ pub fn set_id(payload: &mut [u8], id: u32) {
     }
 }
 
+/// A copy of a COM_STMT_* payload carrying statement id `id`.
+pub fn with_id(payload: &[u8], id: u32) -> Vec<u8> {
+    let mut p = payload.to_vec();
+    set_id(&mut p, id);
+    p
+}
+
 /// Where the parameter types of a COM_STMT_EXECUTE payload are: the offset of the
 /// `new_params_bound` flag. `None` if there are no parameters or the packet is too short.
 fn bound_flag_at(payload: &[u8], params: u16) -> Option<usize> {
