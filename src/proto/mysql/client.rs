@@ -61,21 +61,36 @@ pub enum End {
 pub trait Readable {
     /// Returns when the stream may have bytes to read.
     fn readable(&self) -> impl std::future::Future<Output = ()>;
+    /// Reads what is there without waiting (`WouldBlock` if nothing is); `None` for streams
+    /// that cannot, which are then read the usual way with the buffer held.
+    fn try_read_now(&self, buf: &mut Vec<u8>) -> Option<std::io::Result<usize>>;
 }
 
 impl Readable for tokio::net::TcpStream {
     async fn readable(&self) {
         let _ = tokio::net::TcpStream::readable(self).await;
     }
+
+    fn try_read_now(&self, buf: &mut Vec<u8>) -> Option<std::io::Result<usize>> {
+        Some(self.try_read_buf(buf))
+    }
 }
 
 impl<T> Readable for tokio_rustls::server::TlsStream<T> {
     /// TLS may hold decrypted bytes the socket does not show: read at once.
     async fn readable(&self) {}
+
+    fn try_read_now(&self, _: &mut Vec<u8>) -> Option<std::io::Result<usize>> {
+        None
+    }
 }
 
 impl Readable for tokio::io::Empty {
     async fn readable(&self) {}
+
+    fn try_read_now(&self, _: &mut Vec<u8>) -> Option<std::io::Result<usize>> {
+        None
+    }
 }
 
 /// Packet I/O on a client connection. Its buffers come from the worker's pool while bytes are
@@ -107,8 +122,18 @@ impl<'p, S: AsyncRead + AsyncWrite + Readable + Unpin> Client<'p, S> {
     pub async fn next(&mut self) -> Result<Frame, End> {
         loop {
             if self.rbuf.capacity() == 0 {
+                // Idle: wait without a buffer. Readiness can be left over from an earlier
+                // read, so a buffer is taken only for bytes that are really there.
                 self.stream.readable().await;
-                self.rbuf = self.pool.take();
+                let mut buf = self.pool.take();
+                match self.stream.try_read_now(&mut buf) {
+                    Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        self.pool.put(&mut buf);
+                        continue;
+                    }
+                    Some(Ok(0) | Err(_)) => return Err(End::Gone),
+                    Some(Ok(_)) | None => self.rbuf = buf,
+                }
             }
             match packet::frame(&self.rbuf, self.max_packet) {
                 Ok(Some(f)) => return Ok(f),
