@@ -2,7 +2,8 @@
 # MySQL benchmark: sysbench through corelane (read/write splitting over a MariaDB primary and
 # replica) and directly to the primary, in ONE run with rounds interleaved.
 #
-#   bench/mysql.sh [--workers N] [--rounds R] [--time S] [--threads T] [--pin] [--no-build]
+#   bench/mysql.sh [--workers N] [--rounds R] [--time S] [--threads T] [--idle N] [--pin]
+#                  [--no-build]
 #
 # Servers: a MariaDB primary and replica from scripts/mariadb-pair.sh on 127.0.0.1:13406 and
 # 13407 (not the example's ports), in a temporary directory, default settings. sysbench
@@ -26,12 +27,17 @@
 # (nbthread = workers). It splits nothing and parses nothing; it is the cost of one more hop
 # on this machine, the floor for any proxy.
 #
-# Needs: mariadb-server, mariadb-client, sysbench, python3 (Debian packages of those names).
+# Then (--idle N, default 1000; 0 skips it) the memory of idle sessions: corelane's RSS growth
+# per session with N sessions open and idle, after login only, and after one read each (which
+# opens the session's replica connection) (bench/mysql_idle.py).
+#
+# Needs: mariadb-server, mariadb-client, sysbench, python3, python3-pymysql (Debian packages
+# of those names).
 # Everything listens on 127.0.0.1 only and is stopped on exit; raw outputs go to
 # bench/out/mysql/ and the summary table to stdout.
 set -euo pipefail
 
-WORKERS=1 ROUNDS=3 TIME=10 THREADS=8 BUILD=1 PIN=0
+WORKERS=1 ROUNDS=3 TIME=10 THREADS=8 BUILD=1 PIN=0 IDLE=1000
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) WORKERS=$2; shift 2 ;;
@@ -40,10 +46,11 @@ while [ $# -gt 0 ]; do
     --threads) THREADS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --pin) PIN=1; shift ;;
+    --idle) IDLE=$2; shift 2 ;;
     *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
-CMDLINE="bench/mysql.sh --workers $WORKERS --rounds $ROUNDS --time $TIME --threads $THREADS"
+CMDLINE="bench/mysql.sh --workers $WORKERS --rounds $ROUNDS --time $TIME --threads $THREADS --idle $IDLE"
 [ $PIN = 1 ] && CMDLINE="$CMDLINE --pin"
 ulimit -n "$(ulimit -Hn)"
 if [ $PIN = 1 ]; then LOAD=(taskset -c 0) PROXY=(taskset -c 1); else LOAD=() PROXY=(); fi
@@ -51,7 +58,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$ROOT/bench/out/mysql
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/corelane
 mkdir -p "$OUT"
-rm -f "$OUT"/*.txt "$OUT"/*.log "$OUT"/raw.tsv
+rm -f "$OUT"/*.txt "$OUT"/*.log "$OUT"/raw.tsv "$OUT"/idle.tsv
 HAPROXY=0
 command -v haproxy >/dev/null && HAPROXY=1
 for tool in mariadbd sysbench python3; do
@@ -100,9 +107,12 @@ user = "corelane_check"
 password = "corelane_check"
 max_replication_lag = "10s"
 EOF
-"${PROXY[@]}" "$BIN" run -c "$OUT/corelane.toml" 2> "$OUT/corelane.log" &
-CL_PID=$!
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/7316) 2>/dev/null && break; sleep 0.1; done
+start_corelane() {
+  "${PROXY[@]}" "$BIN" run -c "$OUT/corelane.toml" 2>> "$OUT/corelane.log" &
+  CL_PID=$!
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/7316) 2>/dev/null && break; sleep 0.1; done
+}
+start_corelane
 
 TARGETS=(direct corelane)
 declare -A PORT=([direct]=13406 [corelane]=7316 [haproxy]=7317)
@@ -163,6 +173,18 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
+if [ "$IDLE" -gt 0 ]; then
+  for s in primary replica; do
+    mariadb --protocol=socket -S "$DB/$s.sock" -uroot -e "SET GLOBAL max_connections = $((IDLE + 200))"
+  done
+  # A fresh corelane for each kind, so that one's freed memory does not serve the other.
+  for mode in login read; do
+    kill "$CL_PID"; wait "$CL_PID" || true
+    start_corelane
+    "${LOAD[@]}" /usr/bin/python3 "$ROOT/bench/mysql_idle.py" "$CL_PID" 7316 "$IDLE" "$mode" >> "$OUT/idle.tsv"
+  done
+fi
+
 echo "# $CMDLINE"
 echo "# $(nproc) cores; corelane workers = $WORKERS (haproxy nbthread = $WORKERS); sysbench threads = $THREADS, $TIME s per run; pinned: $PIN"
 python3 - "$OUT/raw.tsv" <<'EOF'
@@ -190,3 +212,9 @@ for t in tests:
     cells += ["/".join(str(m[x][2]) for x in targets)]
     print("| " + " | ".join(cells) + " |")
 EOF
+if [ -s "$OUT/idle.tsv" ]; then
+  echo
+  echo "| idle sessions | kind | corelane RSS per session (bytes) |"
+  echo "|---|---|---|"
+  awk -F'\t' '{printf "| %s | %s | %s |\n", $2, ($1 == "login" ? "after login" : "after one read (replica connection open)"), $3}' "$OUT/idle.tsv"
+fi
