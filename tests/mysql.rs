@@ -529,7 +529,7 @@ fn tls_and_bad_input() {
     let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/certs");
     let cfg = config(admin, listen, &pair, "max_packet = 4096", "10s")
         + &format!(
-            "[listeners.db.tls]\ncertificates = [{{ cert = \"{certs}/localhost.crt\", key = \"{certs}/localhost.key\", names = [\"localhost\"] }}]\n"
+            "[listeners.db.tls]\nhandshake_timeout = \"1s\"\ncertificates = [{{ cert = \"{certs}/localhost.crt\", key = \"{certs}/localhost.key\", names = [\"localhost\"] }}]\n"
         );
     let p = Proxy::start(&cfg, admin);
     assert!(replica_state(&p, "up"));
@@ -554,6 +554,22 @@ print("huge login", raw_err(b"\xff\xff\xff\x01" + b"x" * 100))
 big = connect()
 print("huge query", err(lambda: one(big, "SELECT '" + "x" * 5000 + "'")))
 
+# Clients that stall during the login are dropped after handshake_timeout (1 s): one silent
+# after the greeting, one silent after being asked to switch to mysql_native_password.
+def stalled(send):
+    s = socket.create_connection(("127.0.0.1", {port}))
+    s.settimeout(5)
+    s.recv(4096)
+    if send:
+        s.sendall(send)
+        assert s.recv(4096)[4] == 0xFE          # the auth switch request
+    t = time.time()
+    closed = s.recv(4096) == b""
+    return closed and time.time() - t < 3
+caps = 0x200 | 0x8000 | 0x80000                   # PROTOCOL_41, SECURE_CONNECTION, PLUGIN_AUTH
+login = struct.pack("<IIB", caps, 1 << 24, 45) + bytes(23) + b"app\0" + b"\0" + b"client_ed25519\0"
+print("stalled", stalled(None), stalled(struct.pack("<I", len(login))[:3] + b"\x01" + login))
+
 plain._execute_command(0x99, b"")
 print("unknown command", err(plain._read_ok_packet))
 print("still serving", one(plain, "SELECT 1")[0], one(c, "SELECT 1")[0])
@@ -563,6 +579,6 @@ print("still serving", one(plain, "SELECT 1")[0], one(c, "SELECT 1")[0])
     );
     assert_eq!(
         out,
-        "SSLSocket 2\nsocket 2\njunk login (255, 1043)\nhuge login (255, 1043)\nhuge query 1153\nunknown command 1047\nstill serving 1 1"
+        "SSLSocket 2\nsocket 2\njunk login (255, 1043)\nhuge login (255, 1043)\nhuge query 1153\nstalled True True\nunknown command 1047\nstill serving 1 1"
     );
 }

@@ -94,6 +94,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         clusters,
         peer,
         idle: listener.config.idle_timeout,
+        login_timeout: handshake,
         lc,
     };
     match (tls, client::is_ssl_request(&first)) {
@@ -150,6 +151,9 @@ struct Ctx<'t> {
     clusters: [Option<&'t Cluster>; 2],
     peer: SocketAddr,
     idle: Duration,
+    /// How long a client has to log in (and to answer an auth switch): the listener's TLS
+    /// `handshake_timeout`, else 10 s.
+    login_timeout: Duration,
     /// This worker's counters of the listener.
     lc: &'t ListenerCounters,
 }
@@ -160,9 +164,11 @@ async fn run<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     scramble: &[u8; 20],
     first: client::Response,
 ) {
-    let login = match client::login(&mut c, ctx.cfg, scramble, first, ctx.peer).await {
-        Ok(l) => l,
-        Err(e) => return refuse(&mut c, e).await,
+    let login = client::login(&mut c, ctx.cfg, scramble, first, ctx.peer);
+    let login = match tokio::time::timeout(ctx.login_timeout, login).await {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => return refuse(&mut c, e).await,
+        Err(_) => return,
     };
     let mut s = Session {
         ctx,
@@ -571,9 +577,11 @@ impl<'t> Session<'t> {
                 c.send(1, &ok_payload(status::AUTOCOMMIT)).await?;
             }
             command::CHANGE_USER => {
-                let login =
-                    client::change_user(c, self.ctx.cfg, payload, &self.login, self.ctx.peer)
-                        .await?;
+                let change =
+                    client::change_user(c, self.ctx.cfg, payload, &self.login, self.ctx.peer);
+                let login = tokio::time::timeout(self.ctx.login_timeout, change)
+                    .await
+                    .map_err(|_| End::Gone)??;
                 self.reset().await;
                 self.login = login;
             }
