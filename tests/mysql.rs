@@ -69,7 +69,11 @@ fn setup_schema(pair: &Pair) {
         "primary",
         "CREATE TABLE shop.items (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(32)) ENGINE=InnoDB;
          INSERT INTO shop.items (v) VALUES ('a'), ('b'), ('c');
-         CREATE SEQUENCE shop.seq;",
+         CREATE SEQUENCE shop.seq;
+         DELIMITER //
+         CREATE PROCEDURE shop.opens_and_fails() BEGIN
+           START TRANSACTION; INSERT INTO shop.items (v) VALUES ('p'); SELECT * FROM shop.nothing;
+         END//",
     );
     pair.sync();
 }
@@ -198,6 +202,34 @@ print("after_multi", one(c4, "SELECT @@server_id")[0])
     );
     let want = "replayed (2, 1234, 'shop')\nboth (2, 'latin1') (1, 'latin1')\nuservar (1, 7)\npinned (1,)\ntemp (1,)\nmulti 1\nafter_multi 2";
     assert_eq!(out, want);
+
+    // Harder cases: pinning inside a transaction; a failed CALL that left a transaction open
+    // (an ERR carries no status flags); connections the servers closed while idle.
+    let out = py(
+        listen,
+        r#"
+c = connect()
+cur = c.cursor()
+cur.execute("BEGIN")
+cur.execute("CREATE TEMPORARY TABLE tmp (x INT)")
+cur.execute("COMMIT")
+print("temp_in_trx", one(c, "SELECT @@server_id")[0])
+c2 = connect()
+print("failed_call", err(lambda: c2.cursor().execute("CALL opens_and_fails()")), one(c2, "SELECT @@server_id")[0])
+c2.cursor().execute("ROLLBACK")
+print("after_rollback", one(c2, "SELECT @@server_id")[0])
+c3 = connect()
+c3.cursor().execute("SET SESSION wait_timeout = 1")
+print("opened", one(c3, "SELECT @@server_id")[0])
+time.sleep(2.5)    # both servers close the session's idle connections
+c3.cursor().execute("INSERT INTO items (v) VALUES ('after idle')")
+print("after_idle", one(c3, "SELECT @@server_id")[0], one(c3, "SELECT @@server_id FOR UPDATE")[0])
+"#,
+    );
+    assert_eq!(
+        out,
+        "temp_in_trx 1\nfailed_call 1146 1\nafter_rollback 2\nopened 2\nafter_idle 2 1"
+    );
 
     // The mariadb command-line client, and a user mapped to other backend credentials.
     let out = Command::new("mariadb")

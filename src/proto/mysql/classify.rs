@@ -86,6 +86,21 @@ pub fn classify(sql: &[u8]) -> Class {
     }
 }
 
+/// Whether any statement of `sql` is a `KILL`: its connection id would be corelane's, which
+/// means another connection (or none) on a server.
+pub fn kills(sql: &[u8]) -> bool {
+    let mut lx = Lexer::new(sql);
+    loop {
+        if matches!(lx.tok(), Some(Tok::Word(w)) if kw(w, "KILL")) {
+            return true;
+        }
+        while lx.tok().is_some() {}
+        if !lx.next_statement() {
+            return false;
+        }
+    }
+}
+
 /// Functions whose call makes a SELECT run on the primary.
 const WRITE_FUNCS: &[&str] = &[
     "GET_LOCK",
@@ -913,6 +928,28 @@ mod tests {
             }
         }
         assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+
+    #[test]
+    fn kill_is_found_in_any_statement() {
+        for sql in [
+            &b"KILL 5"[..],
+            b"  kill QUERY 5",
+            b"/* x */ KILL 7",
+            b"SELECT 1; KILL 3",
+            b"/*!50000 KILL 2 */",
+        ] {
+            assert!(kills(sql), "{}", String::from_utf8_lossy(sql));
+        }
+        for sql in [
+            &b"SELECT 'KILL 5'"[..],
+            b"KILLS",
+            b"SELECT kill FROM t",
+            b"",
+            b"-- KILL 1",
+        ] {
+            assert!(!kills(sql), "{}", String::from_utf8_lossy(sql));
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::backend::{Conn, Failure, Login};
-use super::classify::{Class, Hint, Route, classify};
+use super::classify::{Class, Hint, Route, classify, kills};
 use super::client::{self, Client, End, LoggedIn, Readable, err_payload, ok_payload};
 use super::packet::{self, HEADER, MAX_CHUNK};
 use super::reply::{Expect, PrepareOk, ReplyReader, Step};
@@ -51,8 +51,10 @@ use crate::upstream::Cluster;
 use crate::upstream::connect::connect;
 use crate::worker::{Accepted, Worker};
 
-/// Session commands kept for replay; past this the session is pinned to the primary.
+/// Session commands kept for replay, and their bytes; past either the session is pinned to the
+/// primary.
 const MAX_REPLAY: usize = 128;
+const MAX_REPLAY_BYTES: usize = 256 * 1024;
 /// Reply bytes gathered before they are written to the client.
 const FLUSH_AT: usize = 64 * 1024;
 
@@ -199,13 +201,22 @@ struct Backend<'t> {
     counters: &'t EndpointCounters,
     /// Server status after its last reply.
     status: u16,
+    /// A statement that may have changed the transaction state failed (an ERR carries no
+    /// status): treated as in a transaction until a reply says otherwise.
+    unsure: bool,
     /// The last GTID this (replica) connection is known to have applied.
     gtid_seen: Option<String>,
 }
 
 impl Backend<'_> {
+    /// The longest wait for an exchange corelane starts itself (replay, GTID reads): the
+    /// cluster's connect timeout, at least 1 s.
+    fn own_limit(&self) -> Duration {
+        self.cluster.connect_timeout.max(Duration::from_secs(1))
+    }
+
     fn in_transaction(&self) -> bool {
-        self.status & status::IN_TRANS != 0 || self.status & status::AUTOCOMMIT == 0
+        self.unsure || self.status & status::IN_TRANS != 0 || self.status & status::AUTOCOMMIT == 0
     }
 }
 
@@ -215,6 +226,9 @@ enum Relayed {
         error: bool,
         prepare: Option<PrepareOk>,
     },
+    /// The connection was found closed, or holding bytes nobody asked for (a server's error
+    /// while idle), before the command was sent: a fresh one may take it.
+    Stale(String),
     /// The backend failed before any of its reply reached the client.
     Lost(String),
     /// The backend failed or broke the protocol after part of its reply was sent.
@@ -248,18 +262,21 @@ fn role_name(r: Role) -> &'static str {
     }
 }
 
+/// `KILL` would reach a server with one of corelane's connection ids.
+fn kill_refused() -> Vec<u8> {
+    err_payload(
+        1235,
+        b"42000",
+        "corelane: KILL is not supported through the proxy (its connection ids are not the servers')",
+    )
+}
+
 fn unknown_stmt(id: u32, what: &str) -> Vec<u8> {
     err_payload(
         1243,
         b"HY000",
         &format!("Unknown prepared statement handler ({id}) given to {what}"),
     )
-}
-
-/// `KILL ...` would reach a backend with a connection id it does not know.
-fn is_kill(sql: &[u8]) -> bool {
-    let t = sql.trim_ascii_start();
-    t.len() >= 5 && t[..4].eq_ignore_ascii_case(b"KILL") && t[4].is_ascii_whitespace()
 }
 
 impl<'t> Session<'t> {
@@ -289,6 +306,10 @@ impl<'t> Session<'t> {
 
     /// Where a statement of `class` should run; `commit` applies its side effects (pinning).
     fn want(&mut self, class: Class, commit: bool) -> Role {
+        if class.route == Route::Pin && commit {
+            // Even inside a transaction: temporary tables and locks outlive it.
+            self.pinned = true;
+        }
         if self.replica_txn() {
             return Role::Replica;
         }
@@ -369,10 +390,10 @@ impl<'t> Session<'t> {
             return Ok(());
         };
         if self.gtid_stale {
-            self.gtid_stale = false;
             if !self.read_last_gtid().await {
                 return Err(ReplicaOut::Behind);
             }
+            self.gtid_stale = false;
         }
         let Some(gtid) = self.last_gtid.clone() else {
             return Ok(());
@@ -388,7 +409,11 @@ impl<'t> Session<'t> {
             "SELECT MASTER_GTID_WAIT('{gtid}', {:.3})",
             wait.as_secs_f64()
         );
-        match b.conn.scalar(&sql).await {
+        let limit = wait + b.own_limit();
+        let waited = tokio::time::timeout(limit, b.conn.scalar(&sql)).await;
+        let waited =
+            waited.unwrap_or_else(|_| Err(Failure::Io("MASTER_GTID_WAIT timed out".to_owned())));
+        match waited {
             Ok(Some(v)) if v == "0" => {
                 b.gtid_seen = Some(gtid);
                 Ok(())
@@ -417,6 +442,12 @@ impl<'t> Session<'t> {
             .await
             .map_err(|e| Failure::Io(format!("cluster {}: {}", cluster.name, e.reason())))?;
         let endpoint = up.endpoint;
+        // A server that vanishes without a FIN or RST is found by keepalive probes (a reply
+        // is never waited for with a timeout: queries may take long).
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(60))
+            .with_interval(Duration::from_secs(10));
+        let _ = socket2::SockRef::from(&up.stream).set_tcp_keepalive(&keepalive);
         let mut conn = Conn::new(up.stream, self.ctx.cfg.max_packet);
         let u = self.login.user;
         let login = Login {
@@ -462,6 +493,7 @@ impl<'t> Session<'t> {
             _active: up.active,
             counters: cluster.endpoints[endpoint].stats.workers.get(w.id),
             status,
+            unsure: false,
             gtid_seen: None,
         });
         Ok(())
@@ -539,12 +571,8 @@ impl<'t> Session<'t> {
             }
             command::QUERY => {
                 let sql = &payload[1..];
-                if is_kill(sql) {
-                    c.send(
-                        1,
-                        &err_payload(1235, b"42000", "corelane: KILL is not supported through the proxy (its connection ids are not the servers')"),
-                    )
-                    .await?;
+                if kills(sql) {
+                    c.send(1, &kill_refused()).await?;
                     return Ok(true);
                 }
                 let class = classify(sql);
@@ -640,13 +668,17 @@ impl<'t> Session<'t> {
                 }
             };
             let r = self.relay(c, role, raw, expect, None, true).await;
-            if let Relayed::Lost(_) = &r {
-                // A read on a connection that died while idle: once more on a fresh one.
-                if class.route == Route::Read && !retried && !self.in_state(role) {
-                    retried = true;
-                    self.drop_backend(role);
-                    continue;
-                }
+            // A connection that died while idle: once more on a fresh one, for any statement
+            // if nothing was sent, for a read if it may have been.
+            let again = match &r {
+                Relayed::Stale(_) => true,
+                Relayed::Lost(_) => class.route == Route::Read,
+                _ => false,
+            };
+            if again && !retried && !self.in_state(role) {
+                retried = true;
+                self.drop_backend(role);
+                continue;
             }
             return self.settle(c, role, class, r).await;
         }
@@ -672,11 +704,18 @@ impl<'t> Session<'t> {
         match r {
             Relayed::Done { error, .. } => {
                 self.last = role;
-                if role == Role::Primary
-                    && !error
-                    && !matches!(class.route, Route::Read | Route::Previous)
-                {
+                let may_write = !matches!(
+                    class.route,
+                    Route::Read | Route::Previous | Route::Session | Route::Use
+                );
+                if role == Role::Primary && may_write {
+                    // A failed statement may still have written (a multi-statement, CALL).
                     self.wrote = true;
+                    if error {
+                        if let Some(b) = self.backends[role as usize].as_mut() {
+                            b.unsure = true;
+                        }
+                    }
                 }
                 if self.wrote && !self.primary_txn() {
                     self.wrote = false;
@@ -684,7 +723,7 @@ impl<'t> Session<'t> {
                 }
                 Ok(true)
             }
-            Relayed::Lost(why) => {
+            Relayed::Lost(why) | Relayed::Stale(why) => {
                 let fatal = self.in_state(role);
                 self.drop_backend(role);
                 let msg = format!(
@@ -723,7 +762,9 @@ impl<'t> Session<'t> {
         let Some(b) = self.backends[Role::Primary as usize].as_mut() else {
             return false;
         };
-        match b.conn.scalar("SELECT @@last_gtid").await {
+        let limit = b.own_limit();
+        let read = tokio::time::timeout(limit, b.conn.scalar("SELECT @@last_gtid")).await;
+        match read.unwrap_or_else(|_| Err(Failure::Io("timed out".to_owned()))) {
             Ok(Some(g))
                 if !g.is_empty()
                     && g.bytes()
@@ -778,12 +819,15 @@ impl<'t> Session<'t> {
             Role::Replica => Role::Primary,
         };
         if let Some(b) = self.backends[other as usize].as_mut() {
-            if let Err(e) = b.conn.run(payload).await {
+            let limit = b.own_limit();
+            let ran = tokio::time::timeout(limit, b.conn.run(payload)).await;
+            if let Err(e) = ran.unwrap_or_else(|_| Err(Failure::Io("timed out".to_owned()))) {
                 tracing::warn!(peer = %self.ctx.peer, backend = role_name(other), error = %e, "session command failed on one backend only; closing that connection");
                 self.drop_backend(other);
             }
         }
-        if self.replay.len() >= MAX_REPLAY {
+        let bytes: usize = self.replay.iter().map(|(_, p)| p.len()).sum();
+        if self.replay.len() >= MAX_REPLAY || bytes + payload.len() > MAX_REPLAY_BYTES {
             self.pinned = true;
         } else {
             if is_use {
@@ -837,10 +881,22 @@ impl<'t> Session<'t> {
             c.send(1, &err_payload(1461, b"42000", &msg)).await?;
             return Ok(true);
         }
-        let class = classify(&payload[1..]);
+        let sql = &payload[1..];
+        if kills(sql) {
+            self.stmts.prepare_failed();
+            c.send(1, &kill_refused()).await?;
+            return Ok(true);
+        }
+        let mut class = classify(sql);
+        if matches!(class.route, Route::Session | Route::Use) {
+            // Executed any number of times with any values, it cannot be replayed: the
+            // session stays on the primary once it runs.
+            class.route = Route::Pin;
+        }
         let role = match self.route(class, false).await {
             Ok(r) => r,
             Err(e) => {
+                self.stmts.prepare_failed();
                 c.send(1, &e).await?;
                 return Ok(true);
             }
@@ -856,6 +912,8 @@ impl<'t> Session<'t> {
         } = &r
         {
             self.stmts.add(payload, class, p.params, role, p.statement);
+        } else {
+            self.stmts.prepare_failed();
         }
         let read = Class {
             route: Route::Read,
@@ -913,7 +971,7 @@ impl<'t> Session<'t> {
                     role_name(role)
                 ),
             )),
-            Relayed::Lost(why) | Relayed::Broken(why) => {
+            Relayed::Lost(why) | Relayed::Stale(why) | Relayed::Broken(why) => {
                 self.drop_backend(role);
                 Err(err_payload(
                     2013,
@@ -939,6 +997,13 @@ impl<'t> Session<'t> {
             return Ok(true);
         };
         let (class, forced) = (st.class, st.long_data.take());
+        if forced.is_some_and(|r| r == Role::Replica && self.want(class, false) == Role::Primary) {
+            // The long data went to the replica, and since then a transaction began: the
+            // execute may not run there, and the data cannot be moved.
+            let msg = "corelane: this statement's long data was sent to the replica before a transaction began; send it again";
+            c.send(1, &err_payload(1105, b"HY000", msg)).await?;
+            return Ok(true);
+        }
         let role = match forced {
             Some(r) => r,
             None => match self.route(class, true).await {
@@ -963,7 +1028,9 @@ impl<'t> Session<'t> {
         };
         let mut p = payload.to_vec();
         if let Some(t) = stmt::bound_types(payload, st.params) {
+            // New types: a backend that saw older ones must be sent these.
             st.types = Some(t.into());
+            st.typed = [false; 2];
             st.typed[role as usize] = true;
         } else if !st.typed[role as usize] {
             if let Some(with) = st
@@ -1046,7 +1113,9 @@ impl<'t> Session<'t> {
             if let (Some(bid), Some(b)) = (on[role as usize], self.backends[role as usize].as_mut())
             {
                 let p = stmt::with_id(payload, bid);
-                match b.conn.run(&p).await {
+                let limit = b.own_limit();
+                let ran = tokio::time::timeout(limit, b.conn.run(&p)).await;
+                match ran.unwrap_or_else(|_| Err(Failure::Io("timed out".to_owned()))) {
                     Ok(_) => {}
                     Err(Failure::Server {
                         code,
@@ -1132,8 +1201,8 @@ async fn relay<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     to_client: bool,
     pool: &VecPool,
 ) -> Relayed {
-    if !b.conn.buf.is_empty() {
-        return Relayed::Lost("the server sent bytes nobody asked for".to_owned());
+    if let Some(why) = stale(b) {
+        return Relayed::Stale(why);
     }
     if b.conn.buf.capacity() == 0 {
         b.conn.buf = pool.take();
@@ -1141,10 +1210,35 @@ async fn relay<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     b.counters.requests.inc();
     b.counters.bytes_out.add(raw.len() as u64);
     let r = relay_reply(b, c, raw, expect, prepare_id, to_client, pool).await;
-    if matches!(r, Relayed::Lost(_) | Relayed::Broken(_)) {
+    if matches!(r, Relayed::Lost(_) | Relayed::Stale(_) | Relayed::Broken(_)) {
         b.counters.request_errors.inc();
     }
     r
+}
+
+/// Whether a connection about to be sent a command is already dead or out of step: closed by
+/// the server, or holding bytes nobody asked for (MySQL 8 sends an ERR before it closes an
+/// idle connection). Costs no system call unless the socket was seen readable.
+fn stale(b: &mut Backend<'_>) -> Option<String> {
+    if !b.conn.buf.is_empty() {
+        return Some("the server sent bytes nobody asked for".to_owned());
+    }
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match b.conn.stream.poll_read_ready(&mut cx) {
+        std::task::Poll::Pending => None,
+        std::task::Poll::Ready(Err(e)) => Some(e.to_string()),
+        std::task::Poll::Ready(Ok(())) => {
+            let mut probe = [0u8; 64];
+            match b.conn.stream.try_read(&mut probe) {
+                Ok(0) => Some("the server closed the connection".to_owned()),
+                Ok(_) => {
+                    Some("the server sent bytes nobody asked for (an error while idle?)".to_owned())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+                Err(e) => Some(e.to_string()),
+            }
+        }
+    }
 }
 
 async fn relay_reply<S: AsyncRead + AsyncWrite + Readable + Unpin>(
@@ -1159,6 +1253,9 @@ async fn relay_reply<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     if let Err(e) = b.conn.write_raw(raw).await {
         return Relayed::Lost(e.to_string());
     }
+    // On a failure before anything was sent, the client's buffer goes back to this length
+    // (an ERR, or a retry's reply, follows).
+    let keep = c.wbuf.len();
     let mut reader = ReplyReader::new(expect);
     let mut sent = false;
     let mut first = true;
@@ -1170,12 +1267,7 @@ async fn relay_reply<S: AsyncRead + AsyncWrite + Readable + Unpin>(
             let f = match packet::frame(&b.conn.buf[at..], b.conn.max_packet) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
-                Err(e) => {
-                    if !sent {
-                        c.wbuf.clear();
-                    }
-                    return broken(sent, e.to_string());
-                }
+                Err(e) => return broken(c, sent, keep, e.to_string()),
             };
             let start = at;
             at += f.consumed;
@@ -1191,7 +1283,7 @@ async fn relay_reply<S: AsyncRead + AsyncWrite + Readable + Unpin>(
             match reader.feed(head, f.len) {
                 Ok(Step::More) => {}
                 Ok(Step::Done { status, error }) => done = Some((status, error)),
-                Err(e) => return broken(sent, e.to_string()),
+                Err(e) => return broken(c, sent, keep, e.to_string()),
             }
         }
         b.counters.bytes_in.add(at as u64);
@@ -1201,11 +1293,13 @@ async fn relay_reply<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         b.conn.buf.drain(..at);
         if let Some((status, error)) = done {
             if !b.conn.buf.is_empty() {
-                return broken(sent, "the server sent more than its reply".to_owned());
+                let why = "the server sent more than its reply".to_owned();
+                return broken(c, sent, keep, why);
             }
             pool.put(&mut b.conn.buf);
             if let Some(s) = status {
                 b.status = s;
+                b.unsure = false;
             }
             if to_client && c.flush().await.is_err() {
                 return Relayed::ClientGone;
@@ -1219,32 +1313,18 @@ async fn relay_reply<S: AsyncRead + AsyncWrite + Readable + Unpin>(
             }
         }
         if let Err(e) = b.conn.fill().await {
-            if !sent {
-                c.wbuf.clear();
-            }
-            return broken(sent, e.to_string());
+            return broken(c, sent, keep, e.to_string());
         }
     }
 }
 
-fn broken(sent: bool, why: String) -> Relayed {
+/// A failed relay: `Broken` if part of the reply reached the client, else `Lost`, with what was
+/// queued for the client since `keep` taken back.
+fn broken<S>(c: &mut Client<'_, S>, sent: bool, keep: usize, why: String) -> Relayed {
     if sent {
         Relayed::Broken(why)
     } else {
+        c.wbuf.truncate(keep);
         Relayed::Lost(why)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kill_is_spotted() {
-        assert!(is_kill(b"KILL 5"));
-        assert!(is_kill(b"  kill\tQUERY 5"));
-        assert!(!is_kill(b"KILLS"));
-        assert!(!is_kill(b"SELECT 1"));
-        assert!(!is_kill(b""));
     }
 }

@@ -85,6 +85,12 @@ impl Stmts {
         id
     }
 
+    /// A prepare failed: "the statement just prepared" is none (MariaDB's rule), so a
+    /// pipelined execute of it fails instead of running the previous statement.
+    pub fn prepare_failed(&mut self) {
+        self.last_prepared = None;
+    }
+
     pub fn is_full(&self) -> bool {
         self.map.len() >= MAX_STATEMENTS
     }
@@ -251,5 +257,11 @@ mod tests {
         assert_eq!(id_of(&p), Some(9));
         assert!(s.remove(a).is_some());
         assert!(s.get_mut(LAST_PREPARED).is_none());
+        // A failed prepare leaves no "last prepared" statement to run by mistake.
+        let b = s.add(b"\x16SELECT 1", c, 0, Role::Primary, 3);
+        assert!(s.get_mut(LAST_PREPARED).is_some());
+        s.prepare_failed();
+        assert!(s.get_mut(LAST_PREPARED).is_none());
+        assert!(s.get_mut(b).is_some());
     }
 }
