@@ -7,8 +7,11 @@
 //! 1. inside a transaction on the replica (`START TRANSACTION READ ONLY`), everything goes
 //!    there; inside one on the primary (the server's `IN_TRANS` flag, or `AUTOCOMMIT` off),
 //!    everything goes to the primary. Transaction state comes from the status flags of the
-//!    servers' OK and EOF packets, never from statement text.
-//! 2. a pinned session (temporary tables, LOCK TABLES, user variables read) uses the primary;
+//!    servers' OK and EOF packets, never from statement text; after an ERR (which has no
+//!    flags) from a statement that may have changed it, the primary keeps the session until a
+//!    reply's flags say otherwise.
+//! 2. a pinned session (temporary tables, LOCK TABLES, user variables read; pinning applies
+//!    even when the statement ran inside a transaction) uses the primary;
 //! 3. a `/* corelane:primary */` or `/* corelane:replica */` hint;
 //! 4. the statement's class ([`super::classify`]): reads to a usable replica (healthy, not
 //!    ejected, lag within the replica cluster's check), unless read-your-writes sends them to
@@ -19,10 +22,11 @@
 //! backend ([`super::stmt`]).
 //!
 //! Failures: a backend that cannot be reached or refuses the login gives the client an ERR
-//! (the server's own ERR when it sent one). A backend lost between statements gives an ERR for
-//! the statement and is reopened for the next one; a read is retried once on a fresh
-//! connection. A session whose transaction, pinned state or half-sent reply was on the lost
-//! connection is closed after the ERR, since what the client relies on is gone.
+//! (the server's own ERR when it sent one). A connection found closed (or holding bytes
+//! nobody asked for) before a statement is sent is replaced and the statement sent on the new
+//! one; one lost after sending gives an ERR for the statement (a read is retried once) and is
+//! reopened for the next. A session whose transaction, pinned state or half-sent reply was on
+//! the lost connection is closed after the ERR, since what the client relies on is gone.
 //!
 //! Not here: packet formats, the classifier, TLS to backends, connection pooling across
 //! sessions (each session has its own backend connections, as with ProxySQL's
