@@ -252,12 +252,16 @@ print(err(lambda: connect(password="nope")), err(lambda: connect(user="nobody"))
 "#,
     );
     assert_eq!(out, "1045 1045");
-    // KILL would reach a server with an id it does not know: refused.
+    // KILL would reach a server with an id it does not know: refused, also when the command
+    // takes two packets (over 16 MiB: corelane's reply must then carry sequence id 2).
     let out = py(
         listen,
-        r#"print(err(lambda: connect().cursor().execute("KILL 1")))"#,
+        r#"
+c = connect()
+print(err(lambda: c.cursor().execute("KILL 1")), err(lambda: c.cursor().execute("KILL 1 /*" + "x" * (17 << 20) + "*/")), one(c, "SELECT 1")[0])
+"#,
     );
-    assert_eq!(out, "1235");
+    assert_eq!(out, "1235 1235 1");
 }
 
 /// Prepared statements (binary protocol) from sysbench: reads executed on the replica,

@@ -188,6 +188,7 @@ async fn run<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         gtid_stale: false,
         last_gtid: None,
         stmts: Stmts::default(),
+        reply_seq: 1,
     };
     if let Err(End::Refused(p)) = s.serve(&mut c).await {
         let _ = c.send(1, &p).await;
@@ -257,6 +258,9 @@ struct Session<'t> {
     gtid_stale: bool,
     last_gtid: Option<String>,
     stmts: Stmts,
+    /// The sequence id of a reply corelane writes itself to the command being handled: one
+    /// past its last packet (1, unless the command took several packets).
+    reply_seq: u8,
 }
 
 fn role_name(r: Role) -> &'static str {
@@ -542,6 +546,7 @@ impl<'t> Session<'t> {
             last_active = Instant::now();
             // The command is handled in place: the read buffer is lent to it, then given back
             // with whatever followed the command.
+            self.reply_seq = f.last_seq.wrapping_add(1);
             let req = std::mem::take(&mut c.rbuf);
             let payload = packet::payload(&req, &f);
             let go_on = self.command(c, &req[..f.consumed], &payload).await;
@@ -571,12 +576,12 @@ impl<'t> Session<'t> {
         match cmd {
             command::QUIT => return Ok(false),
             command::PING => {
-                c.send(1, &ok_payload(self.status())).await?;
+                c.send(self.reply_seq, &ok_payload(self.status())).await?;
             }
             command::QUERY => {
                 let sql = &payload[1..];
                 if kills(sql) {
-                    c.send(1, &kill_refused()).await?;
+                    c.send(self.reply_seq, &kill_refused()).await?;
                     return Ok(true);
                 }
                 let class = classify(sql);
@@ -606,7 +611,8 @@ impl<'t> Session<'t> {
             }
             command::RESET_CONNECTION => {
                 self.reset().await;
-                c.send(1, &ok_payload(status::AUTOCOMMIT)).await?;
+                c.send(self.reply_seq, &ok_payload(status::AUTOCOMMIT))
+                    .await?;
             }
             command::CHANGE_USER => {
                 let change =
@@ -667,7 +673,7 @@ impl<'t> Session<'t> {
             let role = match self.route(class, true).await {
                 Ok(r) => r,
                 Err(e) => {
-                    c.send(1, &e).await?;
+                    c.send(self.reply_seq, &e).await?;
                     return Ok(true);
                 }
             };
@@ -739,7 +745,8 @@ impl<'t> Session<'t> {
                         ""
                     }
                 );
-                c.send(1, &err_payload(2013, b"HY000", &msg)).await?;
+                c.send(self.reply_seq, &err_payload(2013, b"HY000", &msg))
+                    .await?;
                 Ok(!fatal)
             }
             Relayed::Broken(why) => {
@@ -799,7 +806,8 @@ impl<'t> Session<'t> {
     ) -> Result<bool, End> {
         if self.backends.iter().all(Option::is_none) {
             if let Err(e) = Box::pin(self.open(Role::Primary)).await {
-                c.send(1, &failure_payload(Role::Primary, &e)).await?;
+                c.send(self.reply_seq, &failure_payload(Role::Primary, &e))
+                    .await?;
                 return Ok(true);
             }
         }
@@ -882,13 +890,14 @@ impl<'t> Session<'t> {
                 "Can't create more than max_prepared_stmt_count statements (current value: {})",
                 stmt::MAX_STATEMENTS
             );
-            c.send(1, &err_payload(1461, b"42000", &msg)).await?;
+            c.send(self.reply_seq, &err_payload(1461, b"42000", &msg))
+                .await?;
             return Ok(true);
         }
         let sql = &payload[1..];
         if kills(sql) {
             self.stmts.prepare_failed();
-            c.send(1, &kill_refused()).await?;
+            c.send(self.reply_seq, &kill_refused()).await?;
             return Ok(true);
         }
         let mut class = classify(sql);
@@ -901,7 +910,7 @@ impl<'t> Session<'t> {
             Ok(r) => r,
             Err(e) => {
                 self.stmts.prepare_failed();
-                c.send(1, &e).await?;
+                c.send(self.reply_seq, &e).await?;
                 return Ok(true);
             }
         };
@@ -997,7 +1006,8 @@ impl<'t> Session<'t> {
     ) -> Result<bool, End> {
         let id = stmt::id_of(payload).unwrap_or(0);
         let Some(st) = self.stmts.get_mut(id) else {
-            c.send(1, &unknown_stmt(id, "mysqld_stmt_execute")).await?;
+            c.send(self.reply_seq, &unknown_stmt(id, "mysqld_stmt_execute"))
+                .await?;
             return Ok(true);
         };
         let (class, forced) = (st.class, st.long_data.take());
@@ -1005,7 +1015,8 @@ impl<'t> Session<'t> {
             // The long data went to the replica, and since then a transaction began: the
             // execute may not run there, and the data cannot be moved.
             let msg = "corelane: this statement's long data was sent to the replica before a transaction began; send it again";
-            c.send(1, &err_payload(1105, b"HY000", msg)).await?;
+            c.send(self.reply_seq, &err_payload(1105, b"HY000", msg))
+                .await?;
             return Ok(true);
         }
         let role = match forced {
@@ -1013,7 +1024,7 @@ impl<'t> Session<'t> {
             None => match self.route(class, true).await {
                 Ok(r) => r,
                 Err(e) => {
-                    c.send(1, &e).await?;
+                    c.send(self.reply_seq, &e).await?;
                     return Ok(true);
                 }
             },
@@ -1022,7 +1033,7 @@ impl<'t> Session<'t> {
             Ok(b) => b,
             Err(e) => {
                 if !e.is_empty() {
-                    c.send(1, &e).await?;
+                    c.send(self.reply_seq, &e).await?;
                 }
                 return Ok(!e.is_empty());
             }
@@ -1107,7 +1118,8 @@ impl<'t> Session<'t> {
     ) -> Result<bool, End> {
         let id = stmt::id_of(payload).unwrap_or(0);
         let Some(st) = self.stmts.get_mut(id) else {
-            c.send(1, &unknown_stmt(id, "mysqld_stmt_reset")).await?;
+            c.send(self.reply_seq, &unknown_stmt(id, "mysqld_stmt_reset"))
+                .await?;
             return Ok(true);
         };
         st.long_data = None;
@@ -1132,7 +1144,7 @@ impl<'t> Session<'t> {
                 }
             }
         }
-        c.send(1, &reply).await?;
+        c.send(self.reply_seq, &reply).await?;
         Ok(true)
     }
 
@@ -1155,7 +1167,8 @@ impl<'t> Session<'t> {
                 }
             },
             None => {
-                c.send(1, &unknown_stmt(id, "mysqld_stmt_fetch")).await?;
+                c.send(self.reply_seq, &unknown_stmt(id, "mysqld_stmt_fetch"))
+                    .await?;
                 return Ok(true);
             }
         };
