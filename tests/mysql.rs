@@ -224,11 +224,17 @@ print("opened", one(c3, "SELECT @@server_id")[0])
 time.sleep(2.5)    # both servers close the session's idle connections
 c3.cursor().execute("INSERT INTO items (v) VALUES ('after idle')")
 print("after_idle", one(c3, "SELECT @@server_id")[0], one(c3, "SELECT @@server_id FOR UPDATE")[0])
+time.sleep(2.5)
+c3.cursor().execute("SET NAMES utf8mb4")            # a session command, connections closed
+print("dup", err(lambda: c3.cursor().execute("INSERT INTO items (id, v) VALUES (1, 'dup')")))
+time.sleep(2.5)
+c3.cursor().execute("CREATE TEMPORARY TABLE t3 (x INT)")  # a pinning one, after a failed write
+print("pinned_after_idle", one(c3, "SELECT @@server_id")[0])
 "#,
     );
     assert_eq!(
         out,
-        "temp_in_trx 1\nfailed_call 1146 1\nafter_rollback 2\nopened 2\nafter_idle 2 1"
+        "temp_in_trx 1\nfailed_call 1146 1\nafter_rollback 2\nopened 2\nafter_idle 2 1\ndup 1062\npinned_after_idle 1"
     );
 
     // The mariadb command-line client, and a user mapped to other backend credentials.

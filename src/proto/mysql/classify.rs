@@ -57,6 +57,10 @@ pub enum Hint {
 pub struct Class {
     pub route: Route,
     pub hint: Option<Hint>,
+    /// It may open a transaction: BEGIN, START TRANSACTION, XA START, `SET autocommit`, CALL,
+    /// or several statements. (When such a statement fails, its ERR carries no status flags
+    /// to say whether it did.)
+    pub opens: bool,
 }
 
 /// Classifies one COM_QUERY / COM_STMT_PREPARE text.
@@ -66,7 +70,9 @@ pub fn classify(sql: &[u8]) -> Class {
     let pins = |(r, txn)| txn || matches!(r, Pin | Session | Use | BeginReadOnly);
     let first = statement(&mut lx);
     let mut route = first.0;
+    let mut opens = first.1;
     if lx.next_statement() {
+        opens = true;
         // Several statements: Pin when any would change the session or start a transaction.
         let mut pinned = pins(first);
         loop {
@@ -83,6 +89,7 @@ pub fn classify(sql: &[u8]) -> Class {
     Class {
         route,
         hint: lx.hint,
+        opens,
     }
 }
 
@@ -172,6 +179,9 @@ fn statement(lx: &mut Lexer) -> (Route, bool) {
         } else {
             Route::Write
         }
+    } else if kw(w, "CALL") {
+        txn = true; // a procedure may leave a transaction open
+        Route::Write
     } else if kw(w, "XA") {
         let t = lx.tok();
         txn = word_is(t, "START") || word_is(t, "BEGIN");
@@ -923,11 +933,34 @@ mod tests {
         let mut bad = Vec::new();
         for &(sql, route, hint) in ROWS {
             let got = classify(sql.as_bytes());
-            if got != (Class { route, hint }) {
+            if (got.route, got.hint) != (route, hint) {
                 bad.push(format!("{sql:?}: got {got:?}, want {route:?} {hint:?}"));
             }
         }
         assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+
+    #[test]
+    fn statements_that_may_open_a_transaction() {
+        for sql in [
+            "BEGIN",
+            "start transaction read only",
+            "CALL p()",
+            "SET autocommit = 0",
+            "SELECT 1; SELECT 2",
+            "XA START 'x'",
+        ] {
+            assert!(classify(sql.as_bytes()).opens, "{sql}");
+        }
+        for sql in [
+            "INSERT INTO t VALUES (1)",
+            "SELECT 1",
+            "COMMIT",
+            "SET NAMES utf8",
+            "",
+        ] {
+            assert!(!classify(sql.as_bytes()).opens, "{sql}");
+        }
     }
 
     #[test]

@@ -392,6 +392,7 @@ pub async fn change_user<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
     cfg: &'c MysqlListener,
     payload: &[u8],
     login: &LoggedIn<'_>,
+    seq: u8,
     peer: SocketAddr,
 ) -> Result<LoggedIn<'c>, End> {
     let bad = || End::Refused(err_payload(1047, b"08S01", "Malformed COM_CHANGE_USER"));
@@ -412,7 +413,7 @@ pub async fn change_user<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
         NATIVE
     };
     let scramble = &login.scramble;
-    let u = authenticate(client, cfg, name, plugin, auth, scramble, 1, peer).await?;
+    let u = authenticate(client, cfg, name, plugin, auth, scramble, seq, peer).await?;
     Ok(LoggedIn {
         user: u,
         capabilities,

@@ -188,6 +188,7 @@ async fn run<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         gtid_stale: false,
         last_gtid: None,
         stmts: Stmts::default(),
+        doomed: false,
         reply_seq: 1,
     };
     if let Err(End::Refused(p)) = s.serve(&mut c).await {
@@ -258,6 +259,9 @@ struct Session<'t> {
     gtid_stale: bool,
     last_gtid: Option<String>,
     stmts: Stmts,
+    /// A connection holding the session's transaction or pinned state was lost: the client
+    /// connection is closed after the current command's reply.
+    doomed: bool,
     /// The sequence id of a reply corelane writes itself to the command being handled: one
     /// past its last packet (1, unless the command took several packets).
     reply_seq: u8,
@@ -312,12 +316,9 @@ impl<'t> Session<'t> {
         })
     }
 
-    /// Where a statement of `class` should run; `commit` applies its side effects (pinning).
-    fn want(&mut self, class: Class, commit: bool) -> Role {
-        if class.route == Route::Pin && commit {
-            // Even inside a transaction: temporary tables and locks outlive it.
-            self.pinned = true;
-        }
+    /// Where a statement of `class` should run. (A Pin statement pins the session once it has
+    /// run: see [`Self::settle`].)
+    fn want(&self, class: Class) -> Role {
         if self.replica_txn() {
             return Role::Replica;
         }
@@ -325,9 +326,6 @@ impl<'t> Session<'t> {
             return Role::Primary;
         }
         if class.route == Route::Pin {
-            if commit {
-                self.pinned = true;
-            }
             return Role::Primary;
         }
         if self.ctx.clusters[Role::Replica as usize].is_none() {
@@ -351,8 +349,8 @@ impl<'t> Session<'t> {
     }
 
     /// Picks and opens the backend for a statement of `class`; `Err` is the ERR to answer.
-    async fn route(&mut self, class: Class, commit: bool) -> Result<Role, Vec<u8>> {
-        let role = self.want(class, commit);
+    async fn route(&mut self, class: Class) -> Result<Role, Vec<u8>> {
+        let role = self.want(class);
         if class.route == Route::Previous && self.backends[role as usize].is_some() {
             // Nothing may run there first: it would replace the warnings asked for.
             return Ok(role);
@@ -507,7 +505,10 @@ impl<'t> Session<'t> {
         Ok(())
     }
 
+    /// Closes the connection of `role`. If the session's transaction or pinned state was on
+    /// it, the session is doomed: it ends after the command being handled.
     fn drop_backend(&mut self, role: Role) {
+        self.doomed |= self.in_state(role);
         self.backends[role as usize] = None;
         self.stmts.forget(role);
     }
@@ -554,7 +555,7 @@ impl<'t> Session<'t> {
             c.restore(req, f.consumed);
             self.ctx.lc.bytes_in.add(f.consumed as u64);
             self.ctx.lc.bytes_out.add(std::mem::take(&mut c.sent));
-            if !go_on? {
+            if !go_on? || self.doomed {
                 return Ok(());
             }
             if self.ctx.worker.drain.started() && !self.primary_txn() && !self.replica_txn() {
@@ -606,7 +607,11 @@ impl<'t> Session<'t> {
                 } else {
                     (Route::Write, Expect::One)
                 };
-                let class = Class { route, hint: None };
+                let class = Class {
+                    route,
+                    hint: None,
+                    opens: false,
+                };
                 return self.statement(c, raw, class, expect).await;
             }
             command::RESET_CONNECTION => {
@@ -615,8 +620,14 @@ impl<'t> Session<'t> {
                     .await?;
             }
             command::CHANGE_USER => {
-                let change =
-                    client::change_user(c, self.ctx.cfg, payload, &self.login, self.ctx.peer);
+                let change = client::change_user(
+                    c,
+                    self.ctx.cfg,
+                    payload,
+                    &self.login,
+                    self.reply_seq,
+                    self.ctx.peer,
+                );
                 let login = tokio::time::timeout(self.ctx.login_timeout, change)
                     .await
                     .map_err(|_| End::Gone)??;
@@ -631,7 +642,7 @@ impl<'t> Session<'t> {
             command::STMT_FETCH => return self.fetch(c, payload).await,
             other => {
                 c.send(
-                    1,
+                    self.reply_seq,
                     &err_payload(
                         1047,
                         b"08S01",
@@ -670,7 +681,7 @@ impl<'t> Session<'t> {
     ) -> Result<bool, End> {
         let mut retried = false;
         loop {
-            let role = match self.route(class, true).await {
+            let role = match self.route(class).await {
                 Ok(r) => r,
                 Err(e) => {
                     c.send(self.reply_seq, &e).await?;
@@ -714,6 +725,10 @@ impl<'t> Session<'t> {
         match r {
             Relayed::Done { error, .. } => {
                 self.last = role;
+                if class.route == Route::Pin {
+                    // Even inside a transaction: temporary tables and locks outlive it.
+                    self.pinned = true;
+                }
                 let may_write = !matches!(
                     class.route,
                     Route::Read | Route::Previous | Route::Session | Route::Use
@@ -721,7 +736,7 @@ impl<'t> Session<'t> {
                 if role == Role::Primary && may_write {
                     // A failed statement may still have written (a multi-statement, CALL).
                     self.wrote = true;
-                    if error {
+                    if error && class.opens {
                         if let Some(b) = self.backends[role as usize].as_mut() {
                             b.unsure = true;
                         }
@@ -816,11 +831,12 @@ impl<'t> Session<'t> {
         } else {
             Role::Replica
         };
-        let r = self.relay(c, lead, raw, expect, None, true).await;
+        let r = self.relay_fresh(c, lead, raw, expect, None).await;
         let ok = matches!(r, Relayed::Done { error: false, .. });
         let class = Class {
             route: Route::Session,
             hint: None,
+            opens: false,
         };
         let go_on = self.settle(c, lead, class, r).await?;
         if !ok {
@@ -850,6 +866,27 @@ impl<'t> Session<'t> {
             self.replay.push((is_use, payload.into()));
         }
         Ok(go_on)
+    }
+
+    /// [`Self::relay`], once more on a fresh connection if the one of `role` is found closed
+    /// before anything was sent and held nothing the client relies on.
+    async fn relay_fresh<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+        &mut self,
+        c: &mut Client<'_, S>,
+        role: Role,
+        raw: &[u8],
+        expect: Expect,
+        prepare_id: Option<u32>,
+    ) -> Relayed {
+        let held = self.in_state(role);
+        let r = self.relay(c, role, raw, expect, prepare_id, true).await;
+        if matches!(r, Relayed::Stale(_)) && !held {
+            self.drop_backend(role);
+            if Box::pin(self.open(role)).await.is_ok() {
+                return self.relay(c, role, raw, expect, prepare_id, true).await;
+            }
+        }
+        r
     }
 
     /// Sends `raw` (whole packets) to the backend of `role` and relays its reply to the client
@@ -906,7 +943,7 @@ impl<'t> Session<'t> {
             // session stays on the primary once it runs.
             class.route = Route::Pin;
         }
-        let role = match self.route(class, false).await {
+        let role = match self.route(class).await {
             Ok(r) => r,
             Err(e) => {
                 self.stmts.prepare_failed();
@@ -916,7 +953,7 @@ impl<'t> Session<'t> {
         };
         let id = self.stmts.peek_next();
         let r = self
-            .relay(c, role, raw, Expect::Prepare, Some(id), true)
+            .relay_fresh(c, role, raw, Expect::Prepare, Some(id))
             .await;
         if let Relayed::Done {
             prepare: Some(p),
@@ -931,6 +968,7 @@ impl<'t> Session<'t> {
         let read = Class {
             route: Route::Read,
             hint: None,
+            opens: false,
         };
         self.settle(c, role, read, r).await
     }
@@ -1011,7 +1049,7 @@ impl<'t> Session<'t> {
             return Ok(true);
         };
         let (class, forced) = (st.class, st.long_data.take());
-        if forced.is_some_and(|r| r == Role::Replica && self.want(class, false) == Role::Primary) {
+        if forced.is_some_and(|r| r == Role::Replica && self.want(class) == Role::Primary) {
             // The long data went to the replica, and since then a transaction began: the
             // execute may not run there, and the data cannot be moved.
             let msg = "corelane: this statement's long data was sent to the replica before a transaction began; send it again";
@@ -1019,27 +1057,53 @@ impl<'t> Session<'t> {
                 .await?;
             return Ok(true);
         }
-        let role = match forced {
-            Some(r) => r,
-            None => match self.route(class, true).await {
-                Ok(r) => r,
-                Err(e) => {
-                    c.send(self.reply_seq, &e).await?;
-                    return Ok(true);
-                }
-            },
-        };
+        let mut retried = forced.is_some(); // long data cannot be sent again
+        loop {
+            let role = match forced {
+                Some(r) => r,
+                None => match self.route(class).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        c.send(self.reply_seq, &e).await?;
+                        return Ok(true);
+                    }
+                },
+            };
+            let held = self.in_state(role);
+            let r = self.execute_on(c, payload, id, role).await?;
+            if matches!(r, Relayed::Stale(_)) && !retried && !held {
+                // Found closed before anything was sent: prepare and send it on a fresh one.
+                retried = true;
+                self.drop_backend(role);
+                continue;
+            }
+            return self.settle(c, role, class, r).await;
+        }
+    }
+
+    /// Sends the COM_STMT_EXECUTE `payload` of statement `id` to `role` (preparing it there
+    /// first if needed) and relays the reply.
+    async fn execute_on<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+        &mut self,
+        c: &mut Client<'_, S>,
+        payload: &[u8],
+        id: u32,
+        role: Role,
+    ) -> Result<Relayed, End> {
         let backend_id = match self.prepared_on(id, role).await {
             Ok(b) => b,
+            Err(e) if e.is_empty() => return Err(End::Gone),
             Err(e) => {
-                if !e.is_empty() {
-                    c.send(self.reply_seq, &e).await?;
-                }
-                return Ok(!e.is_empty());
+                // Answered here; `Done` with an error lets the caller settle the rest.
+                c.send(self.reply_seq, &e).await?;
+                return Ok(Relayed::Done {
+                    error: true,
+                    prepare: None,
+                });
             }
         };
         let Some(st) = self.stmts.get_mut(id) else {
-            return Ok(true);
+            return Err(End::Gone);
         };
         let mut p = payload.to_vec();
         if let Some(t) = stmt::bound_types(payload, st.params) {
@@ -1061,8 +1125,7 @@ impl<'t> Session<'t> {
         stmt::set_id(&mut p, backend_id);
         let mut raw = Vec::with_capacity(p.len() + HEADER);
         packet::write(&mut raw, 0, &p);
-        let r = self.relay(c, role, &raw, Expect::Results, None, true).await;
-        self.settle(c, role, class, r).await
+        Ok(self.relay(c, role, &raw, Expect::Results, None, true).await)
     }
 
     async fn long_data(&mut self, payload: &[u8]) {
@@ -1073,7 +1136,7 @@ impl<'t> Session<'t> {
         let (class, forced) = (st.class, st.long_data);
         let role = match forced {
             Some(r) => r,
-            None => match self.route(class, false).await {
+            None => match self.route(class).await {
                 Ok(r) => r,
                 Err(_) => return,
             },
@@ -1159,7 +1222,7 @@ impl<'t> Session<'t> {
                 Some(x) => x,
                 None => {
                     c.send(
-                        1,
+                        self.reply_seq,
                         &err_payload(1421, b"HY000", "The statement has no open cursor"),
                     )
                     .await?;
@@ -1179,6 +1242,7 @@ impl<'t> Session<'t> {
         let read = Class {
             route: Route::Read,
             hint: None,
+            opens: false,
         };
         self.settle(c, role, read, r).await
     }
