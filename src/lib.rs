@@ -4,7 +4,7 @@
 //! - [`config`]: control file -> validated [`config::Config`] -> [`config::table::RoutingTable`].
 //! - [`control`]: the control plane (main thread): start-up, reload, admin API, signals.
 //! - [`worker`]: one thread per core with its own runtime and SO_REUSEPORT sockets.
-//! - [`proto`]: protocol engines run per connection (tcp, http, redis, memcache).
+//! - [`proto`]: protocol engines run per connection (tcp, http, redis, memcache, mysql).
 //! - [`tls`]: TLS termination (rustls) configurations built from the control file.
 //! - [`upstream`]: clusters, load-balancing policies, connecting with failover.
 //! - [`io`]: the byte-moving driver under the engines.

@@ -2,7 +2,7 @@
 //!
 //! Each engine is a function `serve(worker, accepted)` run as a task of the accepting worker.
 //! Engines: plain TCP, HTTP (on hyper), Redis and Memcached (sans-IO codecs, using `io` for
-//! socket work); MySQL comes later.
+//! socket work), MySQL read/write splitting (sans-IO packets, its own session driver).
 
 pub mod http;
 pub mod keyed;
