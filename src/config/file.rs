@@ -91,7 +91,7 @@ pub struct ListenerFile {
     pub routes: Vec<RouteFile>,
     pub request_headers: Option<HeaderRulesFile>,
     pub response_headers: Option<HeaderRulesFile>,
-    /// TLS termination (tcp and http listeners).
+    /// TLS termination (tcp, http and mysql listeners).
     pub tls: Option<TlsFile>,
     /// HTTP: one JSON line per request (see `[log] access_log`).
     pub access_log: Option<bool>,

@@ -250,7 +250,7 @@ fn listener(
         Some(_) if matches!(protocol, Protocol::Redis | Protocol::Memcache) => {
             return Err(invalid(
                 format!("{key}.tls"),
-                "TLS is terminated on tcp and http listeners only",
+                "TLS is terminated on tcp, http and mysql listeners only",
             ));
         }
         Some(t) => Some(super::tls::listener(&format!("{key}.tls"), t)?),
