@@ -1,5 +1,5 @@
-//! The TLS part of the control file: `[listeners.NAME.tls]` (termination on TCP and HTTP
-//! listeners). Checks values and resolves certificate paths against the control file's
+//! The TLS part of the control file: `[listeners.NAME.tls]` (termination on TCP, HTTP and
+//! MySQL listeners). Checks values and resolves certificate paths against the control file's
 //! directory; reading and parsing the certificates is `crate::tls`, done on every load so a
 //! bad or missing file on reload changes nothing.
 
