@@ -28,6 +28,10 @@ impl Pair {
             .args([ports[0].to_string(), ports[1].to_string()])
             .output()
             .expect("scripts/mariadb-pair.sh (mariadb-server, mariadb-client) must be installed");
+        if !out.status.success() {
+            // A server that did start must not outlive the test.
+            let _ = Command::new(script()).arg("stop").arg(&dir).output();
+        }
         assert!(
             out.status.success(),
             "scripts/mariadb-pair.sh start failed ({}):\n{}{}",
