@@ -154,15 +154,6 @@ impl Conn {
         self.write(payload).await
     }
 
-    /// Runs a statement that returns no rows (or whose rows are not wanted) and returns the
-    /// final status.
-    pub async fn execute(&mut self, sql: &[u8]) -> Result<u16, Failure> {
-        let mut q = Vec::with_capacity(sql.len() + 1);
-        q.push(command::QUERY);
-        q.extend_from_slice(sql);
-        self.run(&q).await
-    }
-
     /// Sends a command and reads its whole reply (query, init_db, set_option), returning the
     /// final status; an ERR is a [`Failure::Server`].
     pub async fn run(&mut self, payload: &[u8]) -> Result<u16, Failure> {

@@ -42,6 +42,9 @@ pub enum Route {
     /// SHOW WARNINGS/ERRORS, `SELECT @@warning_count`: to the backend that ran the previous
     /// statement.
     Previous,
+    /// `KILL`, alone or among several statements: refused, since its connection id would be
+    /// corelane's, which means another connection (or none) on a server.
+    Kill,
 }
 
 /// A routing hint in a comment before the statement: `/* corelane:primary */` or
@@ -75,36 +78,30 @@ pub fn classify(sql: &[u8]) -> Class {
         opens = true;
         // Several statements: Pin when any would change the session or start a transaction.
         let mut pinned = pins(first);
+        let mut kill = first.0 == Kill;
         loop {
-            pinned |= pins(statement(&mut lx));
+            let next = statement(&mut lx);
+            pinned |= pins(next);
+            kill |= next.0 == Kill;
             if !lx.next_statement() {
                 break;
             }
         }
-        route = if pinned { Pin } else { Write };
+        route = if kill {
+            Kill
+        } else if pinned {
+            Pin
+        } else {
+            Write
+        };
     }
-    if lx.truncated && route != Pin {
+    if lx.truncated && !matches!(route, Pin | Kill) {
         route = Write;
     }
     Class {
         route,
         hint: lx.hint,
         opens,
-    }
-}
-
-/// Whether any statement of `sql` is a `KILL`: its connection id would be corelane's, which
-/// means another connection (or none) on a server.
-pub fn kills(sql: &[u8]) -> bool {
-    let mut lx = Lexer::new(sql);
-    loop {
-        if matches!(lx.tok(), Some(Tok::Word(w)) if kw(w, "KILL")) {
-            return true;
-        }
-        while lx.tok().is_some() {}
-        if !lx.next_statement() {
-            return false;
-        }
     }
 }
 
@@ -179,6 +176,8 @@ fn statement(lx: &mut Lexer) -> (Route, bool) {
         } else {
             Route::Write
         }
+    } else if kw(w, "KILL") {
+        Route::Kill
     } else if kw(w, "CALL") {
         txn = true; // a procedure may leave a transaction open
         Route::Write
@@ -972,7 +971,12 @@ mod tests {
             b"SELECT 1; KILL 3",
             b"/*!50000 KILL 2 */",
         ] {
-            assert!(kills(sql), "{}", String::from_utf8_lossy(sql));
+            assert_eq!(
+                classify(sql).route,
+                Route::Kill,
+                "{}",
+                String::from_utf8_lossy(sql)
+            );
         }
         for sql in [
             &b"SELECT 'KILL 5'"[..],
@@ -981,7 +985,12 @@ mod tests {
             b"",
             b"-- KILL 1",
         ] {
-            assert!(!kills(sql), "{}", String::from_utf8_lossy(sql));
+            assert_ne!(
+                classify(sql).route,
+                Route::Kill,
+                "{}",
+                String::from_utf8_lossy(sql)
+            );
         }
     }
 

@@ -41,7 +41,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::backend::{Conn, Failure, Login};
-use super::classify::{Class, Hint, Route, classify, kills};
+use super::classify::{Class, Hint, Route, classify};
 use super::client::{self, Client, End, LoggedIn, Readable, err_payload, ok_payload};
 use super::packet::{self, HEADER, MAX_CHUNK};
 use super::reply::{Expect, PrepareOk, ReplyReader, Step};
@@ -580,13 +580,12 @@ impl<'t> Session<'t> {
                 c.send(self.reply_seq, &ok_payload(self.status())).await?;
             }
             command::QUERY => {
-                let sql = &payload[1..];
-                if kills(sql) {
-                    c.send(self.reply_seq, &kill_refused()).await?;
-                    return Ok(true);
-                }
-                let class = classify(sql);
+                let class = classify(&payload[1..]);
                 return match class.route {
+                    Route::Kill => {
+                        c.send(self.reply_seq, &kill_refused()).await?;
+                        Ok(true)
+                    }
                     Route::Session | Route::Use => {
                         let is_use = class.route == Route::Use;
                         self.session_command(c, raw, payload, is_use, Expect::Results)
@@ -931,13 +930,12 @@ impl<'t> Session<'t> {
                 .await?;
             return Ok(true);
         }
-        let sql = &payload[1..];
-        if kills(sql) {
+        let mut class = classify(&payload[1..]);
+        if class.route == Route::Kill {
             self.stmts.prepare_failed();
             c.send(self.reply_seq, &kill_refused()).await?;
             return Ok(true);
         }
-        let mut class = classify(sql);
         if matches!(class.route, Route::Session | Route::Use) {
             // Executed any number of times with any values, it cannot be replayed: the
             // session stays on the primary once it runs.
