@@ -10,7 +10,8 @@
 #   - proxy CPU time per request (user+sys from /proc), the efficiency figure that does not
 #     depend on which process is the bottleneck;
 #   - bulk throughput: curl downloads a M MiB file through each target, every round;
-#   - memory per idle client connection: K connections opened and left idle, RSS delta / K.
+#   - memory per idle client connection: K connections opened (in 4 batches) and left idle,
+#     RSS delta / K.
 # Ratios are against the direct connection (req/s, bulk) and against HAProxy.
 #
 # By default the proxy under test is pinned to CPU 1 and wrk, curl and the backend to CPU 0,
@@ -159,28 +160,39 @@ rss_kib() {
 
 echo -e "round\ttarget\tkind\tvalue" > "$OUT/raw.tsv"
 # Memory per idle client connection, measured first, on processes that have served nothing
-# yet (after load, pooled memory would hide the growth): open K connections, leave them idle,
-# compare RSS.
+# yet (after load, pooled memory would hide the growth): open K connections in 4 batches,
+# leave each batch idle for IDLE_WAIT seconds (longer than corelane's default `park_after`,
+# 5 s, so its idle connections are parked), and compare RSS before the first batch and after
+# the last. Batches, because memory a process frees is given back to the system only as it
+# goes on allocating: the steady cost of an idle connection is what stays after the next
+# batch came and went, not the peak of one burst. Same procedure for every proxy.
+IDLE_BATCHES=4 IDLE_WAIT=7
 for t in corelane haproxy nginx; do
   pids=$(pids_of "$t")
   before=$(rss_kib $pids)
-  python3 - "${PORT[$t]}" "$IDLE_CONNS" "$OUT/idle-$t.ready" <<'PY' &
+  python3 - "${PORT[$t]}" "$IDLE_CONNS" "$IDLE_BATCHES" "$OUT/idle-$t" <<'PY' &
 import socket, sys, time, os
-port, n, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+port, n, batches, ready = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 conns = []
-for _ in range(n):
-    s = socket.create_connection(("127.0.0.1", port))
-    conns.append(s)
-open(ready, "w").close()
-time.sleep(30)
+for b in range(batches):
+    for _ in range(n // batches):
+        conns.append(socket.create_connection(("127.0.0.1", port)))
+    open(f"{ready}.{b}", "w").close()
+    while not os.path.exists(f"{ready}.{b}.go"):
+        time.sleep(0.1)
+time.sleep(60)
 PY
   holder=$!
-  while [ ! -f "$OUT/idle-$t.ready" ]; do sleep 0.2; done
-  sleep 2
+  for b in $(seq 0 $((IDLE_BATCHES - 1))); do
+    while [ ! -f "$OUT/idle-$t.$b" ]; do sleep 0.2; done
+    sleep $IDLE_WAIT
+    echo "idle $t: after batch $((b + 1)): $(( ($(rss_kib $pids) - before) * 1024 * IDLE_BATCHES / ((b + 1) * IDLE_CONNS) )) bytes/connection" >&2
+    touch "$OUT/idle-$t.$b.go"
+  done
   after=$(rss_kib $pids)
   kill $holder 2>/dev/null || true
   wait $holder 2>/dev/null || true
-  rm -f "$OUT/idle-$t.ready"
+  rm -f "$OUT/idle-$t".*
   printf '0\t%s\tidle_bytes_per_conn\t%s\n' "$t" "$(python3 -c "print(($after-$before)*1024/$IDLE_CONNS)")" >> "$OUT/raw.tsv"
   echo "idle $t: $(( (after - before) * 1024 / IDLE_CONNS )) bytes/connection" >&2
   sleep 1

@@ -275,3 +275,118 @@ fn connect_timeout_fails_over_to_the_next_endpoint() {
     );
     assert_eq!(metric(&m, &errors), Some(1.0), "{m}");
 }
+
+fn parked(p: &Proxy) -> Option<f64> {
+    metric(
+        &p.metrics(),
+        "corelane_listener_connections_parked{listener=\"l\"}",
+    )
+}
+
+fn active(p: &Proxy) -> Option<f64> {
+    metric(
+        &p.metrics(),
+        "corelane_listener_connections_active{listener=\"l\"}",
+    )
+}
+
+#[test]
+fn idle_connections_are_parked_and_wake_on_either_side() {
+    let b = Backend::start("echo");
+    let (p, listen) = start(
+        &cluster_toml("c", "round_robin", &[(b.addr, 1)], ""),
+        "park_after = \"200ms\"",
+        1,
+    );
+    let mut s = connect_from(listen, None);
+    assert_eq!(greeting(&mut s), "echo");
+    for round in 0..3 {
+        // Idle past park_after: the connection leaves its task and the runtime...
+        assert!(
+            eventually(5, || parked(&p) == Some(1.0)),
+            "round {round}: parked"
+        );
+        assert_eq!(active(&p), Some(1.0), "a parked connection is still open");
+        // ...and the client's next bytes wake it, in order and complete.
+        let msg = format!("round {round}: {}", "x".repeat(round * 1000));
+        s.write_all(msg.as_bytes()).unwrap();
+        let mut got = vec![0u8; msg.len()];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(got, msg.as_bytes());
+    }
+    // A FIN while parked is passed on: the backend answers EOF with "bye" and closes.
+    assert!(eventually(5, || parked(&p) == Some(1.0)));
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut rest = String::new();
+    s.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "bye\n");
+    assert!(eventually(5, || active(&p) == Some(0.0) && parked(&p) == Some(0.0)));
+}
+
+#[test]
+fn a_parked_connection_gets_upstream_bytes_and_resets() {
+    // The upstream speaks first, goes quiet long enough for the connection to be parked,
+    // speaks again unprompted, then aborts with RST.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let mut s = s.unwrap();
+            s.write_all(b"first").unwrap();
+            thread::sleep(Duration::from_millis(900));
+            s.write_all(b"second").unwrap();
+            thread::sleep(Duration::from_millis(100));
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(s);
+        }
+    });
+    let (p, listen) = start(
+        &cluster_toml("c", "round_robin", &[(addr, 1)], ""),
+        "park_after = \"150ms\"",
+        1,
+    );
+    let mut s = connect_from(listen, None);
+    let mut got = [0u8; 5];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"first");
+    assert!(eventually(5, || parked(&p) == Some(1.0)), "parked");
+    let mut got = [0u8; 6];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"second");
+    let mut rest = [0u8; 16];
+    let r = s.read(&mut rest);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the reset is passed on after a wake-up too: {r:?}"
+    );
+}
+
+#[test]
+fn a_parked_connection_is_closed_at_its_idle_timeout() {
+    let b = Backend::start("echo");
+    let (p, listen) = start(
+        &cluster_toml("c", "round_robin", &[(b.addr, 1)], ""),
+        "park_after = \"100ms\"\nidle_timeout = \"1500ms\"",
+        1,
+    );
+    let mut s = connect_from(listen, None);
+    assert_eq!(greeting(&mut s), "echo");
+    let started = Instant::now();
+    assert!(eventually(5, || parked(&p) == Some(1.0)), "parked");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1300) && waited < Duration::from_secs(6),
+        "closed by the idle timeout, not by parking: {waited:?}"
+    );
+    assert!(rest.is_empty());
+    assert!(eventually(5, || b
+        .open
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+        && active(&p) == Some(0.0)
+        && parked(&p) == Some(0.0)));
+}

@@ -68,6 +68,9 @@ pub struct ListenerFile {
     pub backlog: Option<u32>,
     pub max_connections: Option<u32>,
     pub idle_timeout: Option<String>,
+    /// TCP: idle time after which a connection's sockets are parked (`worker::park`);
+    /// `"0s"`: never.
+    pub park_after: Option<String>,
     /// Redis: the password clients must send with AUTH before any other command.
     pub auth: Option<String>,
     /// Redis and Memcached: requests a client may have in flight before corelane stops

@@ -51,6 +51,8 @@ pub struct ListenerConfig {
     pub backlog: u32,
     pub max_connections: Option<NonZeroU32>,
     pub idle_timeout: Duration,
+    /// TCP (without TLS): park a connection idle this long (`worker::park`); `None`: never.
+    pub park_after: Option<Duration>,
     /// Limits and client authentication of the redis and memcache engines.
     pub keyed: KeyedListener,
     /// Routes, limits and timeouts of HTTP listeners (defaults on other listeners).
@@ -178,6 +180,7 @@ pub mod defaults {
     pub const BUFFER_SIZE: usize = 32 * 1024;
     pub const BACKLOG: u32 = 1024;
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+    pub const PARK_AFTER: Duration = Duration::from_secs(5);
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
     pub const CONNECT_ATTEMPTS: u32 = 3;
     pub const LOG_LEVEL: &str = "info";

@@ -155,6 +155,10 @@ fn listener(
         Some(s) => positive_duration(&format!("{key}.idle_timeout"), &s)?,
         None => defaults::IDLE_TIMEOUT,
     };
+    let park_after = match l.park_after {
+        None => Some(defaults::PARK_AFTER),
+        Some(s) => Some(parse_duration(&format!("{key}.park_after"), &s)?).filter(|d| !d.is_zero()),
+    };
     let protocol = l.protocol.unwrap_or_default();
     if l.auth.is_some() && protocol != Protocol::Redis {
         return Err(invalid(
@@ -263,6 +267,7 @@ fn listener(
         backlog,
         max_connections,
         idle_timeout,
+        park_after,
         keyed,
         http,
         tls,
@@ -570,6 +575,13 @@ mod tests {
             (l.protocol, l.backlog, l.max_connections, l.idle_timeout),
             (Protocol::Tcp, 1024, None, defaults::IDLE_TIMEOUT)
         );
+        assert_eq!(l.park_after, Some(defaults::PARK_AFTER));
+        let off = parse(&MIN.replace(
+            "cluster = \"app\"\n",
+            "cluster = \"app\"\npark_after = \"0s\"\n",
+        ))
+        .unwrap();
+        assert_eq!(off.listeners[0].park_after, None, "0s turns parking off");
         let k = &c.clusters[0];
         assert_eq!(
             (k.lb, k.connect_timeout, k.connect_attempts),
@@ -629,6 +641,11 @@ mod tests {
                 "cluster = \"app\"",
                 "cluster = \"app\"\nprotocol = \"sctp\"",
                 "listeners.web.protocol",
+            ),
+            (
+                "cluster = \"app\"",
+                "cluster = \"app\"\npark_after = \"soon\"",
+                "listeners.web.park_after",
             ),
             ("[listeners.web]", "[listeners.\"we b\"]", "listeners.we b"),
             (

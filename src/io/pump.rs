@@ -47,24 +47,32 @@ pub enum End {
     Closed,
     /// Neither side sent a byte for the idle timeout.
     Idle,
+    /// Neither side sent a byte for `park_after`, and both directions are waiting to read with
+    /// nothing buffered: the caller may hand the sockets to the worker's parking lot
+    /// (`worker::park`) and call [`pump`] again when either has something.
+    Parked,
     /// A read or write failed on `side`.
     Failed { side: Side, error: io::Error },
 }
 
-/// Forwards between `a` and `b` until both directions end, one fails, or nothing moves for
-/// `idle`. `on_a` and `on_b` are told how many bytes were read from `a` and from `b`.
+/// Forwards between `a` and `b` until both directions end, one fails, nothing moves for
+/// `idle`, or (with `park_after`) nothing moves for that long while both directions wait to
+/// read. `on_a` and `on_b` are told how many bytes were read from `a` and from `b`.
 pub async fn pump(
     a: &TcpStream,
     b: &TcpStream,
     pool: &BufferPool,
     idle: Duration,
+    park_after: Option<Duration>,
     on_a: impl Fn(u64),
     on_b: impl Fn(u64),
 ) -> End {
     let mut ab = Half::new(a, b, Side::A, Side::B);
     let mut ba = Half::new(b, a, Side::B, Side::A);
     let mut last = Instant::now();
-    let mut timer = pin!(tokio::time::sleep_until(last + idle));
+    // The first of the two deadlines, counted from the last byte moved.
+    let wait = park_after.map_or(idle, |p| p.min(idle));
+    let mut timer = pin!(tokio::time::sleep_until(last + wait));
     poll_fn(|cx| {
         let mut moved = false;
         for (half, on_read) in [(&mut ab, &on_a as &dyn Fn(u64)), (&mut ba, &on_b)] {
@@ -80,10 +88,20 @@ pub async fn pump(
             last = Instant::now();
         }
         while timer.as_mut().poll(cx).is_ready() {
-            if last + idle <= Instant::now() {
+            let now = Instant::now();
+            if last + idle <= now {
                 return Poll::Ready(End::Idle);
             }
-            timer.as_mut().reset(last + idle);
+            if last + wait <= now {
+                // Parking is due; a direction with a write or a close under way is not idle
+                // in the way the lot can watch (it waits for write readiness), so it stays.
+                if ab.at_rest() && ba.at_rest() {
+                    return Poll::Ready(End::Parked);
+                }
+                timer.as_mut().reset(last + idle);
+            } else {
+                timer.as_mut().reset(last + wait);
+            }
         }
         Poll::Pending
     })
@@ -115,6 +133,11 @@ impl<'s> Half<'s> {
             len: 0,
             done: false,
         }
+    }
+
+    /// Waiting to read, with nothing held and nothing ended.
+    fn at_rest(&self) -> bool {
+        self.buf.is_none() && !self.done
     }
 
     /// Moves bytes until the direction would block (Pending, with wake-ups registered), ends

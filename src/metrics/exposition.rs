@@ -103,9 +103,10 @@ type EndpointField = fn(&EndpointCounters) -> &Counter;
 
 /// `corelane_listener_<suffix>`, labelled by listener.
 #[rustfmt::skip]
-const LISTENER_SERIES: [(&str, &str, MetricType, ListenerField); 5] = [
+const LISTENER_SERIES: [(&str, &str, MetricType, ListenerField); 6] = [
     ("connections", "Connections accepted.", MetricType::Counter, |c| &c.accepted),
     ("connections_active", "Client connections open now.", MetricType::Gauge, |c| &c.active),
+    ("connections_parked", "Client connections open now and parked while idle (no task, no buffer).", MetricType::Gauge, |c| &c.parked),
     ("connections_rejected", "Connections closed at once because max_connections was reached.", MetricType::Counter, |c| &c.rejected),
     ("received_bytes", "Bytes received from clients.", MetricType::Counter, |c| &c.bytes_in),
     ("sent_bytes", "Bytes sent to clients.", MetricType::Counter, |c| &c.bytes_out),

@@ -15,6 +15,8 @@ pub struct ListenerCounters {
     pub accepted: Counter,
     /// Connections open now (gauge).
     pub active: Counter,
+    /// Of those, connections parked while idle (gauge; `worker::park`).
+    pub parked: Counter,
     /// Connections closed at once because `max_connections` was reached.
     pub rejected: Counter,
     /// Bytes received from clients.

@@ -24,18 +24,20 @@ use tokio::net::TcpStream;
 use crate::io::counted::{ClientSide, Io, UpstreamSide};
 use crate::io::pump::{End, Side, pump};
 use crate::io::splice::{Spliced, splice};
+use crate::metrics::counters::Counter;
 use crate::metrics::counters::GaugeGuard;
+use crate::metrics::stats::{ListenerCounters, ListenerStats};
 use crate::upstream::connect::connect;
-use crate::worker::{Accepted, Worker};
+use crate::worker::park::{Resume, Socks};
+use crate::worker::{Accepted, Held, Worker};
 
 pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
-    let table = &*conn.table;
+    let table = conn.table.clone();
     let listener = &table.listeners[conn.listener];
     if let Some(tls) = listener.tls.clone() {
         return serve_tls(&worker, conn, tls).await;
     }
-    let lc = listener.stats.workers.get(worker.id);
-    let _active = GaugeGuard::new(&lc.active);
+    let active = Gauge::new(listener.stats.clone(), worker.id, |c| &c.active);
     let cluster = table.cluster_of(listener);
 
     // Boxed so the connect phase's state (timer, attempts) is freed once connected and does
@@ -55,15 +57,62 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
             return;
         }
     };
-    let endpoint = &cluster.endpoints[upstream.endpoint];
+    let (client, held) = conn.split();
+    let parked = Parked {
+        held,
+        _active: active,
+        parked: None,
+        endpoint: upstream.endpoint,
+        answered: false,
+    };
+    forward(worker, parked, client, upstream.stream).await;
+}
+
+/// What a connection between its two sockets is, apart from them: all a parked connection
+/// keeps (`worker::park`), about 100 bytes.
+pub struct Parked {
+    held: Held,
+    _active: Gauge,
+    /// Counts the connection as parked while it is.
+    parked: Option<Gauge>,
+    /// Index of the upstream's endpoint in its cluster (of `held.table`).
+    endpoint: usize,
+    /// The upstream has sent a byte (for the outlier detector).
+    answered: bool,
+}
+
+impl Resume for Parked {
+    fn resume(mut self, worker: &Rc<Worker>, socks: Socks) {
+        self.parked = None;
+        let [client, upstream] = socks.map(TcpStream::from_std);
+        match (client, upstream) {
+            (Ok(client), Ok(upstream)) => {
+                tokio::task::spawn_local(forward(worker.clone(), self, client, upstream));
+            }
+            // The runtime could not take the sockets back: they are closed (dropped).
+            _ => tracing::debug!(peer = %self.held.peer, "could not resume a parked connection"),
+        }
+    }
+}
+
+/// Forwards bytes between the client and its upstream until the connection ends, or parks it
+/// when it has been idle for the listener's `park_after`.
+async fn forward(worker: Rc<Worker>, mut c: Parked, client: TcpStream, upstream: TcpStream) {
+    let table = c.held.table.clone();
+    let listener = &table.listeners[c.held.listener];
+    let lc = listener.stats.workers.get(worker.id);
+    let cluster = table.cluster_of(listener);
+    let endpoint = &cluster.endpoints[c.endpoint];
     let ec = endpoint.stats.workers.get(worker.id);
-    let answered = Cell::new(false);
+    let answered = Cell::new(c.answered);
+    let cfg = &listener.config;
 
     let end = pump(
-        &conn.stream,
-        &upstream.stream,
+        &client,
+        &upstream,
         &worker.buffers,
-        listener.config.idle_timeout,
+        cfg.idle_timeout,
+        cfg.park_after,
         |n| {
             lc.bytes_in.add(n);
             ec.bytes_out.add(n);
@@ -75,32 +124,75 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         },
     )
     .await;
+    c.answered = answered.get();
+    if let End::Parked = end {
+        let left = cfg
+            .idle_timeout
+            .saturating_sub(cfg.park_after.unwrap_or_default());
+        match (client.into_std(), upstream.into_std()) {
+            (Ok(client), Ok(upstream)) => {
+                let deadline = tokio::time::Instant::now() + left;
+                c.parked = Some(Gauge::new(listener.stats.clone(), worker.id, |c| &c.parked));
+                let lot = worker.park.clone();
+                lot.park(&worker, [client, upstream], deadline, c);
+            }
+            // Not expected (the sockets are registered); the connection is closed.
+            _ => tracing::debug!(peer = %c.held.peer, "could not park a connection"),
+        }
+        return;
+    }
     // For the outlier detector, an endpoint that resets a connection before sending a byte
     // failed it (HAProxy's `observe layer4`); anything else is a success.
     match &end {
         End::Failed {
             side: Side::B,
             error,
-        } if !answered.get() => {
-            cluster.failed(
-                upstream.endpoint,
-                &format!("reset before any reply: {error}"),
-            );
+        } if !c.answered => {
+            cluster.failed(c.endpoint, &format!("reset before any reply: {error}"));
         }
-        _ => cluster.succeeded(upstream.endpoint),
+        _ => cluster.succeeded(c.endpoint),
     }
     match end {
-        End::Closed => {}
+        End::Closed | End::Parked => {}
         End::Idle => {
-            tracing::debug!(listener = %listener.config.name, peer = %conn.peer, "idle timeout");
+            tracing::debug!(listener = %cfg.name, peer = %c.held.peer, "idle timeout");
         }
         End::Failed { side, error } => {
-            tracing::debug!(listener = %listener.config.name, peer = %conn.peer, upstream = %endpoint.addr, ?side, %error, "connection aborted");
+            tracing::debug!(listener = %cfg.name, peer = %c.held.peer, upstream = %endpoint.addr, ?side, %error, "connection aborted");
             reset(match side {
-                Side::A => &upstream.stream,
-                Side::B => &conn.stream,
+                Side::A => &upstream,
+                Side::B => &client,
             });
         }
+    }
+}
+
+/// Counts the connection in one of its listener's gauges for as long as it is held, across
+/// tasks (`active` for its life, parked or not; `parked` while parked).
+struct Gauge {
+    stats: Arc<ListenerStats>,
+    worker: usize,
+    field: fn(&ListenerCounters) -> &Counter,
+}
+
+impl Gauge {
+    fn new(
+        stats: Arc<ListenerStats>,
+        worker: usize,
+        field: fn(&ListenerCounters) -> &Counter,
+    ) -> Self {
+        field(stats.workers.get(worker)).inc();
+        Gauge {
+            stats,
+            worker,
+            field,
+        }
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        (self.field)(self.stats.workers.get(self.worker)).dec();
     }
 }
 

@@ -29,6 +29,30 @@ pub struct Accepted {
     _token: ConnToken,
 }
 
+/// An accepted connection without its socket (parked, `worker::park`): it still holds its
+/// place under the listener's `max_connections` and in the worker's open connections.
+#[derive(Debug)]
+pub struct Held {
+    pub table: Rc<TableRef>,
+    pub listener: usize,
+    pub peer: SocketAddr,
+    _slot: Option<ListenerSlot>,
+    _token: ConnToken,
+}
+
+impl Accepted {
+    pub fn split(self) -> (TcpStream, Held) {
+        let held = Held {
+            table: self.table,
+            listener: self.listener,
+            peer: self.peer,
+            _slot: self._slot,
+            _token: self._token,
+        };
+        (self.stream, held)
+    }
+}
+
 /// A reserved place under a listener's `max_connections`, given back on drop.
 #[derive(Debug)]
 struct ListenerSlot(Arc<ListenerStats>);

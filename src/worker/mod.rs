@@ -9,6 +9,7 @@
 mod accept;
 mod conns;
 pub mod listener;
+pub mod park;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -28,7 +29,7 @@ use crate::metrics::histogram::WorkerHistograms;
 use crate::proto::keyed::Registry;
 use crate::proto::memcache::Ascii;
 use crate::proto::redis::Resp;
-pub use accept::Accepted;
+pub use accept::{Accepted, Held};
 use conns::ConnTracker;
 pub use conns::{Drain, Wake};
 
@@ -78,6 +79,8 @@ pub struct Worker {
     conns: Rc<ConnTracker>,
     /// Tells long-lived client connections (redis, memcache) that the worker is draining.
     pub drain: Drain,
+    /// Idle connections taken apart until they have something to do.
+    pub park: Rc<park::Lot<crate::proto::tcp::Parked>>,
 }
 
 impl Worker {
@@ -136,8 +139,27 @@ pub fn spawn(
             if let Some(core) = core {
                 pin_to(core);
             }
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            // The parking lot's epoll instance registers with this runtime.
+            let lot = match rt.block_on(async { park::Lot::new() }) {
+                Ok(lot) => Rc::new(lot),
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
             let worker = Rc::new(Worker {
                 id,
+                park: lot,
                 current: RefCell::new(Rc::new(TableRef(tables.load_full()))),
                 tables,
                 histograms: WorkerHistograms::default(),
@@ -151,9 +173,7 @@ pub fn spawn(
                 conns: Rc::new(ConnTracker::default()),
                 drain: Drain::default(),
             });
-            if let Err(e) = run(worker, rx, listeners, &ready_tx) {
-                let _ = ready_tx.send(Err(e));
-            }
+            run(&rt, worker, rx, listeners, &ready_tx);
         })?;
     ready_rx
         .recv()
@@ -200,20 +220,19 @@ fn pin_to(core: usize) {
 }
 
 fn run(
+    rt: &tokio::runtime::Runtime,
     worker: Rc<Worker>,
     mut rx: mpsc::UnboundedReceiver<Command>,
     listeners: Vec<(SocketAddr, std::net::TcpListener)>,
     ready: &std::sync::mpsc::SyncSender<std::io::Result<()>>,
-) -> std::io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+) {
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async move {
+    local.block_on(rt, async move {
         let mut accepting: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
         add_listeners(&worker, &mut accepting, listeners);
         tokio::task::spawn_local(flush_access_log());
         tokio::task::spawn_local(crate::proto::http::idle_sweep(worker.idle.clone()));
+        tokio::task::spawn_local(park::run(worker.clone(), worker.park.clone()));
         let _ = ready.send(Ok(()));
         while let Some(cmd) = rx.recv().await {
             match cmd {
@@ -246,7 +265,6 @@ fn run(
         }
     });
     // Dropping the LocalSet and runtime closes whatever is still open.
-    Ok(())
 }
 
 fn add_listeners(
