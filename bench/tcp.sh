@@ -167,6 +167,7 @@ echo -e "round\ttarget\tkind\tvalue" > "$OUT/raw.tsv"
 # goes on allocating: the steady cost of an idle connection is what stays after the next
 # batch came and went, not the peak of one burst. Same procedure for every proxy.
 IDLE_BATCHES=4 IDLE_WAIT=7
+IDLE_CONNS=$(( IDLE_CONNS / IDLE_BATCHES * IDLE_BATCHES ))
 for t in corelane haproxy nginx; do
   pids=$(pids_of "$t")
   before=$(rss_kib $pids)

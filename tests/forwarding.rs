@@ -290,6 +290,13 @@ fn active(p: &Proxy) -> Option<f64> {
     )
 }
 
+fn endpoint_active(p: &Proxy, endpoint: SocketAddr) -> Option<f64> {
+    metric(
+        &p.metrics(),
+        &format!("corelane_endpoint_connections_active{{cluster=\"c\",endpoint=\"{endpoint}\"}}"),
+    )
+}
+
 #[test]
 fn idle_connections_are_parked_and_wake_on_either_side() {
     let b = Backend::start("echo");
@@ -307,6 +314,8 @@ fn idle_connections_are_parked_and_wake_on_either_side() {
             "round {round}: parked"
         );
         assert_eq!(active(&p), Some(1.0), "a parked connection is still open");
+        // Its endpoint still counts it (least_conn and p2c read that count).
+        assert_eq!(endpoint_active(&p, b.addr), Some(1.0), "round {round}");
         // ...and the client's next bytes wake it, in order and complete.
         let msg = format!("round {round}: {}", "x".repeat(round * 1000));
         s.write_all(msg.as_bytes()).unwrap();
@@ -321,6 +330,7 @@ fn idle_connections_are_parked_and_wake_on_either_side() {
     s.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "bye\n");
     assert!(eventually(5, || active(&p) == Some(0.0) && parked(&p) == Some(0.0)));
+    assert_eq!(endpoint_active(&p, b.addr), Some(0.0));
 }
 
 #[test]

@@ -47,10 +47,11 @@ pub enum End {
     Closed,
     /// Neither side sent a byte for the idle timeout.
     Idle,
-    /// Neither side sent a byte for `park_after`, and both directions are waiting to read with
-    /// nothing buffered: the caller may hand the sockets to the worker's parking lot
-    /// (`worker::park`) and call [`pump`] again when either has something.
-    Parked,
+    /// Neither side sent a byte since `idle_since`, at least `park_after` ago, and both
+    /// directions are waiting to read with nothing buffered: the caller may hand the sockets to
+    /// the worker's parking lot (`worker::park`) and call [`pump`] again when either has
+    /// something. The idle timeout runs from `idle_since`.
+    Parked { idle_since: Instant },
     /// A read or write failed on `side`.
     Failed { side: Side, error: io::Error },
 }
@@ -96,9 +97,10 @@ pub async fn pump(
                 // Parking is due; a direction with a write or a close under way is not idle
                 // in the way the lot can watch (it waits for write readiness), so it stays.
                 if ab.at_rest() && ba.at_rest() {
-                    return Poll::Ready(End::Parked);
+                    return Poll::Ready(End::Parked { idle_since: last });
                 }
-                timer.as_mut().reset(last + idle);
+                // Look again a `wait` later (a blocked write may have finished by then).
+                timer.as_mut().reset((last + idle).min(now + wait));
             } else {
                 timer.as_mut().reset(last + wait);
             }

@@ -26,7 +26,7 @@ use crate::io::pump::{End, Side, pump};
 use crate::io::splice::{Spliced, splice};
 use crate::metrics::counters::Counter;
 use crate::metrics::counters::GaugeGuard;
-use crate::metrics::stats::{ListenerCounters, ListenerStats};
+use crate::metrics::stats::{EndpointStats, ListenerStats};
 use crate::upstream::connect::connect;
 use crate::worker::park::{Resume, Socks};
 use crate::worker::{Accepted, Held, Worker};
@@ -37,7 +37,9 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     if let Some(tls) = listener.tls.clone() {
         return serve_tls(&worker, conn, tls).await;
     }
-    let active = Gauge::new(listener.stats.clone(), worker.id, |c| &c.active);
+    let active = Gauge::new(listener.stats.clone(), worker.id, |s, w| {
+        &s.workers.get(w).active
+    });
     let cluster = table.cluster_of(listener);
 
     // Boxed so the connect phase's state (timer, attempts) is freed once connected and does
@@ -58,9 +60,14 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         }
     };
     let (client, held) = conn.split();
+    // The endpoint's `active` gauge, held by the connection across parking instead of by this
+    // task (the raised count moves from one guard to the other).
+    let endpoint_stats = cluster.endpoints[upstream.endpoint].stats.clone();
+    let upstream_active = Gauge::new(endpoint_stats, worker.id, |s, w| &s.workers.get(w).active);
+    drop(upstream.active);
     let parked = Parked {
         held,
-        _active: active,
+        _active: (active, upstream_active),
         parked: None,
         endpoint: upstream.endpoint,
         answered: false,
@@ -72,9 +79,10 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
 /// keeps (`worker::park`), about 100 bytes.
 pub struct Parked {
     held: Held,
-    _active: Gauge,
+    /// The listener's and the endpoint's `active` gauges, for the connection's life.
+    _active: (Gauge<ListenerStats>, Gauge<EndpointStats>),
     /// Counts the connection as parked while it is.
-    parked: Option<Gauge>,
+    parked: Option<Gauge<ListenerStats>>,
     /// Index of the upstream's endpoint in its cluster (of `held.table`).
     endpoint: usize,
     /// The upstream has sent a byte (for the outlier detector).
@@ -125,14 +133,13 @@ async fn forward(worker: Rc<Worker>, mut c: Parked, client: TcpStream, upstream:
     )
     .await;
     c.answered = answered.get();
-    if let End::Parked = end {
-        let left = cfg
-            .idle_timeout
-            .saturating_sub(cfg.park_after.unwrap_or_default());
+    if let End::Parked { idle_since } = end {
         match (client.into_std(), upstream.into_std()) {
             (Ok(client), Ok(upstream)) => {
-                let deadline = tokio::time::Instant::now() + left;
-                c.parked = Some(Gauge::new(listener.stats.clone(), worker.id, |c| &c.parked));
+                let deadline = idle_since + cfg.idle_timeout;
+                c.parked = Some(Gauge::new(listener.stats.clone(), worker.id, |s, w| {
+                    &s.workers.get(w).parked
+                }));
                 let lot = worker.park.clone();
                 lot.park(&worker, [client, upstream], deadline, c);
             }
@@ -153,7 +160,7 @@ async fn forward(worker: Rc<Worker>, mut c: Parked, client: TcpStream, upstream:
         _ => cluster.succeeded(c.endpoint),
     }
     match end {
-        End::Closed | End::Parked => {}
+        End::Closed | End::Parked { .. } => {}
         End::Idle => {
             tracing::debug!(listener = %cfg.name, peer = %c.held.peer, "idle timeout");
         }
@@ -167,21 +174,17 @@ async fn forward(worker: Rc<Worker>, mut c: Parked, client: TcpStream, upstream:
     }
 }
 
-/// Counts the connection in one of its listener's gauges for as long as it is held, across
-/// tasks (`active` for its life, parked or not; `parked` while parked).
-struct Gauge {
-    stats: Arc<ListenerStats>,
+/// Counts the connection in a gauge of its listener or endpoint for as long as it is held,
+/// across tasks (`active` for its life, parked or not; `parked` while parked).
+struct Gauge<S> {
+    stats: Arc<S>,
     worker: usize,
-    field: fn(&ListenerCounters) -> &Counter,
+    field: fn(&S, usize) -> &Counter,
 }
 
-impl Gauge {
-    fn new(
-        stats: Arc<ListenerStats>,
-        worker: usize,
-        field: fn(&ListenerCounters) -> &Counter,
-    ) -> Self {
-        field(stats.workers.get(worker)).inc();
+impl<S> Gauge<S> {
+    fn new(stats: Arc<S>, worker: usize, field: fn(&S, usize) -> &Counter) -> Self {
+        field(&stats, worker).inc();
         Gauge {
             stats,
             worker,
@@ -190,9 +193,9 @@ impl Gauge {
     }
 }
 
-impl Drop for Gauge {
+impl<S> Drop for Gauge<S> {
     fn drop(&mut self) {
-        (self.field)(self.stats.workers.get(self.worker)).dec();
+        (self.field)(&self.stats, self.worker).dec();
     }
 }
 

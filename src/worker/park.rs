@@ -8,18 +8,25 @@
 //! normal for a proxy, so a connection that has been idle for its listener's `park_after` is
 //! taken apart instead: its sockets leave the runtime (`into_std`) and are added to the lot's
 //! epoll set, and what the engine needs to carry on (a [`Resume`]) is kept inline in the lot's
-//! slab, next to the sockets: no allocation of its own, so the pages its task and
-//! registrations used are wholly freed and go back to the system. When either socket becomes
-//! readable (data, a close or an error), both leave the lot and the engine gets them back as a
-//! new task. A parked TCP connection takes one slab entry (about 150 bytes).
+//! slab, next to the sockets, with no allocation of its own: what the task and the
+//! registrations used is freed (the allocator gives it back to the system as it sees fit, or
+//! reuses it). When either socket becomes readable (data, a close or an error), both leave the
+//! lot and the engine gets them back as a new task. A parked TCP connection takes one slab
+//! entry (see the size test below).
 //!
 //! The lot's epoll instance is itself one socket-like file in the worker's runtime
 //! (`AsyncFd`), so a parked connection that wakes is handled in the same event loop as all
 //! others. Level-triggered: a socket that is already readable when it is parked (bytes that
 //! arrived in between) is reported at once.
 //!
-//! Idle timeouts go on while parked: a connection parked for longer than what was left of its
-//! idle timeout is closed by a sweep every [`SWEEP`], as the engine would have closed it.
+//! Idle timeouts go on while parked: each entry has the deadline its engine gives it (for TCP,
+//! the last byte moved plus `idle_timeout`), and a sweep every [`SWEEP`] closes the entries
+//! past it (within a second of it). Readiness is handled before the sweep, so bytes that came
+//! in time are not dropped with the connection.
+//!
+//! If the lot itself fails (its epoll instance errors, which the kernel does not do for a
+//! valid instance), every parked connection is handed back to its engine and parking stops
+//! for the worker's life: connections then stay live, as with `park_after = "0s"`.
 //!
 //! Not here: when a connection is idle enough to park (the engine decides) and what it does on
 //! waking.
@@ -76,6 +83,10 @@ struct Slots<R> {
     entries: Vec<Option<Parked<R>>>,
     free: Vec<usize>,
     parked: usize,
+    /// No parked entry's deadline is earlier (the sweep skips its scan before then).
+    earliest: Option<Instant>,
+    /// The lot failed: nothing is parked any more.
+    dead: bool,
 }
 
 impl<R> std::fmt::Debug for Lot<R> {
@@ -101,6 +112,8 @@ impl<R: Resume> Lot<R> {
                 entries: Vec::new(),
                 free: Vec::new(),
                 parked: 0,
+                earliest: None,
+                dead: false,
             }),
         })
     }
@@ -111,9 +124,15 @@ impl<R: Resume> Lot<R> {
     }
 
     /// Parks `socks` until one is readable or `deadline` passes. On an error (the kernel
-    /// refused to watch a socket) the sockets are handed straight back to `what`.
+    /// refused to watch a socket, or the lot has failed) the sockets are handed straight back
+    /// to `what`.
     pub fn park(&self, worker: &Rc<Worker>, socks: Socks, deadline: Instant, what: R) {
         let mut slots = self.slots.borrow_mut();
+        if slots.dead {
+            drop(slots);
+            what.resume(worker, socks);
+            return;
+        }
         let index = match slots.free.pop() {
             Some(i) => i,
             None => {
@@ -150,6 +169,7 @@ impl<R: Resume> Lot<R> {
             what,
         });
         slots.parked += 1;
+        slots.earliest = Some(slots.earliest.map_or(deadline, |e| e.min(deadline)));
     }
 
     /// Takes slot `index` out of the lot (and its sockets out of the epoll set).
@@ -165,19 +185,34 @@ impl<R: Resume> Lot<R> {
         Some(p)
     }
 
-    /// Closes the parked connections whose idle deadline has passed.
+    /// Closes the parked connections whose idle deadline has passed. Scans the slab only
+    /// when the earliest deadline has come.
     fn sweep(&self, now: Instant) {
-        let due: Vec<usize> = self
-            .slots
-            .borrow()
-            .entries
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.as_ref().filter(|p| p.deadline <= now).map(|_| i))
-            .collect();
-        for i in due {
-            // Dropping the entry closes both sockets, as an idle timeout does.
-            drop(self.unpark(i));
+        if self.slots.borrow().earliest.is_none_or(|e| now < e) {
+            return;
+        }
+        let mut earliest: Option<Instant> = None;
+        let len = self.slots.borrow().entries.len();
+        for i in 0..len {
+            let deadline = self.slots.borrow().entries[i].as_ref().map(|p| p.deadline);
+            match deadline {
+                // Dropping the entry closes both sockets, as an idle timeout does.
+                Some(d) if d <= now => drop(self.unpark(i)),
+                Some(d) => earliest = Some(earliest.map_or(d, |e| e.min(d))),
+                None => {}
+            }
+        }
+        self.slots.borrow_mut().earliest = earliest;
+    }
+
+    /// The lot failed: hands every parked connection back to its engine and parks no more.
+    fn fail(&self, worker: &Rc<Worker>) {
+        self.slots.borrow_mut().dead = true;
+        let len = self.slots.borrow().entries.len();
+        for i in 0..len {
+            if let Some(p) = self.unpark(i) {
+                p.what.resume(worker, p.socks);
+            }
         }
     }
 }
@@ -190,10 +225,13 @@ pub async fn run<R: Resume>(worker: Rc<Worker>, lot: Rc<Lot<R>>) {
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut guard = tokio::select! {
+            // Wake-ups first: a connection whose bytes came in time is not swept.
+            biased;
             r = lot.epoll.readable() => match r {
                 Ok(g) => g,
                 Err(e) => {
-                    tracing::error!(worker = worker.id, error = %e, "parking lot failed; parked connections are closed");
+                    tracing::error!(worker = worker.id, error = %e, "parking lot failed; parked connections resume and parking stops");
+                    lot.fail(&worker);
                     return;
                 }
             },
@@ -215,8 +253,10 @@ pub async fn run<R: Resume>(worker: Rc<Worker>, lot: Rc<Lot<R>>) {
         let n = match got {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
-                tracing::warn!(worker = worker.id, error = %e, "parking lot: epoll_wait failed");
-                continue;
+                tracing::error!(worker = worker.id, error = %e, "parking lot: epoll_wait failed; parked connections resume and parking stops");
+                drop(guard);
+                lot.fail(&worker);
+                return;
             }
             // Drained: readiness is cleared and the next event wakes the task again.
             Err(_would_block) => continue,
@@ -228,5 +268,19 @@ pub async fn run<R: Resume>(worker: Rc<Worker>, lot: Rc<Lot<R>>) {
                 p.what.resume(&worker, p.socks);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parked_tcp_connection_is_one_small_slab_entry() {
+        // Everything corelane keeps of a parked TCP connection, sockets included: no
+        // allocation of its own besides this entry.
+        let size = std::mem::size_of::<Option<Parked<crate::proto::tcp::Parked>>>();
+        println!("parked TCP connection: {size} bytes");
+        assert!(size <= 192, "{size} bytes");
     }
 }
