@@ -7,6 +7,12 @@
 //! when one side resets mid-stream the other side is reset too rather than closed cleanly, so
 //! an aborted transfer never looks like a complete one.
 //!
+//! Idle connections: when nothing has moved for the listener's `park_after` and both
+//! directions wait to read, the connection is parked (`worker::park`): its task ends, its
+//! sockets leave the runtime and wait in the worker's parking lot, and the first byte, close
+//! or reset on either side starts a new forwarding task with the same upstream and counters.
+//! The idle timeout counts from the last byte across parking.
+//!
 //! Health: down and ejected endpoints are not picked (`upstream::connect`); connect failures
 //! and an upstream reset before its first byte count as failures for outlier detection.
 //!
@@ -76,7 +82,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
 }
 
 /// What a connection between its two sockets is, apart from them: all a parked connection
-/// keeps (`worker::park`), about 100 bytes.
+/// keeps (`worker::park`; with its sockets, one 176-byte slab entry).
 pub struct Parked {
     held: Held,
     /// The listener's and the endpoint's `active` gauges, for the connection's life.
