@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Proxy, base_toml, eventually, free_port};
+use common::{Proxy, base_toml, eventually, free_port, metric};
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -320,4 +320,40 @@ fn real_clients_memccp_memccat_and_memcslap() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn idle_clients_are_parked_and_served_again() {
+    let servers = two();
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let (p, listen) = proxy(&addrs, "park_after = \"200ms\"");
+    let parked = || {
+        metric(
+            &p.metrics(),
+            "corelane_listener_connections_parked{listener=\"mc\"}",
+        )
+    };
+    let mut s = TcpStream::connect(listen).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"set park:1 0 0 3\r\none\r\nset park:2 0 0 3\r\ntwo\r\n")
+        .unwrap();
+    assert_eq!(
+        read_until(&mut s, b"STORED\r\nSTORED\r\n"),
+        "STORED\r\nSTORED\r\n"
+    );
+    for round in 0..2 {
+        assert!(eventually(5, || parked() == Some(1.0)), "round {round}");
+        // A multi-key get split across both servers after waking, merged in key order.
+        s.write_all(b"get park:2 park:1 park:none\r\n").unwrap();
+        assert_eq!(
+            read_until(&mut s, b"END\r\n"),
+            "VALUE park:2 0 3\r\ntwo\r\nVALUE park:1 0 3\r\none\r\nEND\r\n"
+        );
+    }
+    assert!(eventually(5, || parked() == Some(1.0)));
+    s.write_all(b"quit\r\n").unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "quit closes without a reply");
+    assert!(eventually(5, || parked() == Some(0.0)));
 }

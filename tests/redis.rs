@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::redis::{RedisServer, Reply, Resp};
-use common::{Proxy, base_toml, eventually, free_port};
+use common::{Proxy, base_toml, eventually, free_port, metric};
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -815,4 +815,90 @@ fn health_checks_take_a_dead_shard_out_of_the_ring() {
     }
     let k = &keys[before.iter().position(|o| *o == 0).unwrap()];
     assert_eq!(c.call(&[b"GET", k.as_bytes()]).unwrap(), bulk("w"));
+}
+
+fn parked_clients(p: &Proxy) -> Option<f64> {
+    metric(
+        &p.metrics(),
+        "corelane_listener_connections_parked{listener=\"cache\"}",
+    )
+}
+
+#[test]
+fn idle_clients_are_parked_and_served_again() {
+    let servers = three();
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let (p, listen) = proxy(&addrs, "park_after = \"200ms\"\nmax_pipeline = 64", "");
+    let mut a = Resp::connect(listen).unwrap();
+    let mut b = Resp::connect(listen).unwrap();
+    assert_eq!(a.call(&[b"SET", b"park:a", b"1"]).unwrap(), ok());
+    assert_eq!(b.call(&[b"SET", b"park:b", b"2"]).unwrap(), ok());
+    for round in 0..3 {
+        assert!(
+            eventually(5, || parked_clients(&p) == Some(2.0)),
+            "round {round}: both idle clients parked"
+        );
+        // A woken client gets its replies in order, a pipeline over max_pipeline included.
+        let mut buf = Vec::new();
+        for i in 0..200 {
+            let k = format!("park:{round}:{i}");
+            Resp::encode(&[b"SET", k.as_bytes(), i.to_string().as_bytes()], &mut buf);
+            Resp::encode(&[b"GET", k.as_bytes()], &mut buf);
+        }
+        a.send(&buf).unwrap();
+        for i in 0..200 {
+            assert_eq!(a.read_reply().unwrap(), ok());
+            assert_eq!(a.read_reply().unwrap(), bulk(&i.to_string()));
+        }
+        assert_eq!(b.call(&[b"GET", b"park:a"]).unwrap(), bulk("1"));
+    }
+    // QUIT to a parked client is answered, then the connection closes.
+    assert!(eventually(5, || parked_clients(&p) == Some(2.0)));
+    assert_eq!(a.call(&[b"QUIT"]).unwrap(), ok());
+    assert!(a.read_reply().is_err(), "closed after QUIT");
+    // A client that goes away while parked is forgotten.
+    drop(b);
+    assert!(eventually(5, || parked_clients(&p) == Some(0.0)
+        && metric(
+            &p.metrics(),
+            "corelane_listener_connections_active{listener=\"cache\"}"
+        ) == Some(0.0)));
+}
+
+#[test]
+fn parked_clients_time_out_and_sigterm_closes_them() {
+    let servers = three();
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let (mut p, listen) = proxy(
+        &addrs,
+        "park_after = \"100ms\"\nidle_timeout = \"1500ms\"",
+        "",
+    );
+    let mut c = Resp::connect(listen).unwrap();
+    assert_eq!(c.call(&[b"PING"]).unwrap(), Reply::Simple("PONG".into()));
+    let started = std::time::Instant::now();
+    assert!(eventually(5, || parked_clients(&p) == Some(1.0)));
+    assert!(c.read_reply().is_err(), "closed by the idle timeout");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1300) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+    // Parked clients do not hold up a shutdown (base_toml: shutdown_timeout = 5s).
+    let mut clients: Vec<Resp> = (0..3).map(|_| Resp::connect(listen).unwrap()).collect();
+    for c in &mut clients {
+        assert_eq!(c.call(&[b"SET", b"k", b"v"]).unwrap(), ok());
+    }
+    assert!(eventually(5, || parked_clients(&p) == Some(3.0)));
+    let started = std::time::Instant::now();
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(p.wait_exit().success());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    for c in &mut clients {
+        assert!(c.read_reply().is_err(), "the connection is closed");
+    }
 }

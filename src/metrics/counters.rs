@@ -10,6 +10,7 @@
 //! lost; that is a bug in the caller, not memory unsafety), and it does not hold histograms
 //! (those are worker-owned, see [`super::histogram`]).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A counter or gauge written by one thread only.
@@ -53,6 +54,31 @@ impl<'a> GaugeGuard<'a> {
 impl Drop for GaugeGuard<'_> {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// A gauge raised for as long as this is held, like [`GaugeGuard`] but owning its counters, so
+/// a connection can keep it across tasks (while parked, `worker::park`).
+pub struct OwnedGauge<S> {
+    stats: Arc<S>,
+    worker: usize,
+    field: fn(&S, usize) -> &Counter,
+}
+
+impl<S> OwnedGauge<S> {
+    pub fn new(stats: Arc<S>, worker: usize, field: fn(&S, usize) -> &Counter) -> Self {
+        field(&stats, worker).inc();
+        OwnedGauge {
+            stats,
+            worker,
+            field,
+        }
+    }
+}
+
+impl<S> Drop for OwnedGauge<S> {
+    fn drop(&mut self) {
+        (self.field)(&self.stats, self.worker).dec();
     }
 }
 

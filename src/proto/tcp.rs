@@ -30,11 +30,10 @@ use tokio::net::TcpStream;
 use crate::io::counted::{ClientSide, Io, UpstreamSide};
 use crate::io::pump::{End, Side, pump};
 use crate::io::splice::{Spliced, splice};
-use crate::metrics::counters::Counter;
-use crate::metrics::counters::GaugeGuard;
+use crate::metrics::counters::{GaugeGuard, OwnedGauge as Gauge};
 use crate::metrics::stats::{EndpointStats, ListenerStats};
 use crate::upstream::connect::connect;
-use crate::worker::park::{Resume, Socks};
+use crate::worker::park::{Sleeper, Socks};
 use crate::worker::{Accepted, Held, Worker};
 
 pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
@@ -95,8 +94,8 @@ pub struct Parked {
     answered: bool,
 }
 
-impl Resume for Parked {
-    fn resume(mut self, worker: &Rc<Worker>, socks: Socks) {
+impl Parked {
+    pub fn resume(mut self, worker: &Rc<Worker>, socks: Socks) {
         self.parked = None;
         let [client, upstream] = socks.map(TcpStream::from_std);
         match (client, upstream) {
@@ -147,7 +146,7 @@ async fn forward(worker: Rc<Worker>, mut c: Parked, client: TcpStream, upstream:
                     &s.workers.get(w).parked
                 }));
                 let lot = worker.park.clone();
-                lot.park(&worker, [client, upstream], deadline, c);
+                lot.park(&worker, Sleeper::Pair([client, upstream], c), deadline);
             }
             // Not expected (the sockets are registered); the connection is closed.
             _ => tracing::debug!(peer = %c.held.peer, "could not park a connection"),
@@ -177,31 +176,6 @@ async fn forward(worker: Rc<Worker>, mut c: Parked, client: TcpStream, upstream:
                 Side::B => &client,
             });
         }
-    }
-}
-
-/// Counts the connection in a gauge of its listener or endpoint for as long as it is held,
-/// across tasks (`active` for its life, parked or not; `parked` while parked).
-struct Gauge<S> {
-    stats: Arc<S>,
-    worker: usize,
-    field: fn(&S, usize) -> &Counter,
-}
-
-impl<S> Gauge<S> {
-    fn new(stats: Arc<S>, worker: usize, field: fn(&S, usize) -> &Counter) -> Self {
-        field(&stats, worker).inc();
-        Gauge {
-            stats,
-            worker,
-            field,
-        }
-    }
-}
-
-impl<S> Drop for Gauge<S> {
-    fn drop(&mut self) {
-        (self.field)(&self.stats, self.worker).dec();
     }
 }
 

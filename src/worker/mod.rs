@@ -80,7 +80,7 @@ pub struct Worker {
     /// Tells long-lived client connections (redis, memcache) that the worker is draining.
     pub drain: Drain,
     /// Idle connections taken apart until they have something to do.
-    pub park: Rc<park::Lot<crate::proto::tcp::Parked>>,
+    pub park: Rc<park::Lot>,
 }
 
 impl Worker {

@@ -7,20 +7,24 @@
 //! proxied TCP connection even though it holds no buffer. Thousands of idle connections are
 //! normal for a proxy, so a connection that has been idle for its listener's `park_after` is
 //! taken apart instead: its sockets leave the runtime (`into_std`) and are added to the lot's
-//! epoll set, and what the engine needs to carry on (a [`Resume`]) is kept inline in the lot's
-//! slab, next to the sockets, with no allocation of its own: what the task and the
-//! registrations used is freed (the allocator gives it back to the system as it sees fit, or
-//! reuses it). When either socket becomes readable (data, a close or an error), both leave the
-//! lot and the engine gets them back as a new task. A parked TCP connection takes one slab
-//! entry (see the size test below).
+//! epoll set, and what the engine needs to carry on (a [`Sleeper`]) is kept in the lot's slab:
+//! inline for a proxied TCP connection (one slab entry, see the size test below), boxed for a
+//! Redis or Memcached client ([`ResumeClient`]). What the task and the registrations used is
+//! freed (the allocator gives it back to the system as it sees fit, or reuses it). When a
+//! socket becomes readable (data, a close or an error), the connection leaves the lot and its
+//! engine gets it back as a new task.
+//!
+//! Drain (SIGTERM): parked Redis and Memcached clients are woken at the next sweep, so that
+//! they close as live idle clients do; parked TCP connections stay until `shutdown_timeout`,
+//! as live ones do.
 //!
 //! The lot's epoll instance is itself one socket-like file in the worker's runtime
 //! (`AsyncFd`), so a parked connection that wakes is handled in the same event loop as all
 //! others. Level-triggered: a socket that is already readable when it is parked (bytes that
 //! arrived in between) is reported at once.
 //!
-//! Idle timeouts go on while parked: each entry has the deadline its engine gives it (for TCP,
-//! the last byte moved plus `idle_timeout`), and a sweep every [`SWEEP`] closes the entries
+//! Idle timeouts go on while parked: each entry has the deadline its engine gives it (the
+//! last byte moved, or the last request, plus `idle_timeout`), and a sweep every [`SWEEP`] closes the entries
 //! past it (within a second of it). Readiness is handled before the sweep, so bytes that came
 //! in time are not dropped with the connection.
 //!
@@ -48,21 +52,46 @@ const SWEEP: Duration = Duration::from_secs(1);
 /// Events taken from the lot's epoll per `epoll_wait`.
 const BATCH: usize = 64;
 
-/// What an engine keeps of a parked connection, and how it carries on.
-pub trait Resume: Sized {
-    /// Either socket has something (bytes, a close or an error): serve the connection again.
-    /// `socks` are the sockets given to [`Lot::park`], in the same order.
-    fn resume(self, worker: &Rc<Worker>, socks: Socks);
-}
-
-/// The two sockets of a parked connection (client and upstream).
+/// The two sockets of a parked proxied connection (client and upstream).
 pub type Socks = [std::net::TcpStream; 2];
 
-struct Parked<R> {
-    socks: Socks,
+/// What a client engine (redis, memcache) keeps of a parked client connection, and how it
+/// carries on. Boxed: these states are larger than a TCP connection's and rarer.
+pub trait ResumeClient {
+    /// The client socket has something (bytes, a close or an error), or the worker drains:
+    /// serve the connection again.
+    fn resume(self: Box<Self>, worker: &Rc<Worker>, sock: std::net::TcpStream);
+}
+
+/// A parked connection: its sockets and what its engine needs to carry on.
+pub enum Sleeper {
+    /// A proxied TCP connection: client and upstream sockets, and the TCP engine's state.
+    Pair(Socks, crate::proto::tcp::Parked),
+    /// A client of an engine with shared server connections (redis, memcache): woken when
+    /// the worker drains too, so that it can say goodbye as a live client does.
+    Client(std::net::TcpStream, Box<dyn ResumeClient>),
+}
+
+impl Sleeper {
+    fn socks(&self) -> &[std::net::TcpStream] {
+        match self {
+            Sleeper::Pair(socks, _) => socks,
+            Sleeper::Client(sock, _) => std::slice::from_ref(sock),
+        }
+    }
+
+    fn resume(self, worker: &Rc<Worker>) {
+        match self {
+            Sleeper::Pair(socks, what) => what.resume(worker, socks),
+            Sleeper::Client(sock, what) => what.resume(worker, sock),
+        }
+    }
+}
+
+struct Parked {
     /// Closed (dropped) if still parked then: the connection's idle timeout.
     deadline: Instant,
-    what: R,
+    who: Sleeper,
 }
 
 /// The epoll instance, as a file the runtime can wait on.
@@ -74,22 +103,24 @@ impl AsRawFd for EpollFd {
     }
 }
 
-pub struct Lot<R> {
+pub struct Lot {
     epoll: AsyncFd<EpollFd>,
-    slots: RefCell<Slots<R>>,
+    slots: RefCell<Slots>,
 }
 
-struct Slots<R> {
-    entries: Vec<Option<Parked<R>>>,
+struct Slots {
+    entries: Vec<Option<Parked>>,
     free: Vec<usize>,
     parked: usize,
     /// No parked entry's deadline is earlier (the sweep skips its scan before then).
     earliest: Option<Instant>,
     /// The lot failed: nothing is parked any more.
     dead: bool,
+    /// The worker's drain has been seen (client sleepers were woken; no more are parked).
+    draining: bool,
 }
 
-impl<R> std::fmt::Debug for Lot<R> {
+impl std::fmt::Debug for Lot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lot")
             .field("parked", &self.slots.borrow().parked)
@@ -97,7 +128,7 @@ impl<R> std::fmt::Debug for Lot<R> {
     }
 }
 
-impl<R: Resume> Lot<R> {
+impl Lot {
     /// A lot for the current worker thread; must be called inside its runtime.
     pub fn new() -> io::Result<Self> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io::Error::from)?;
@@ -114,6 +145,7 @@ impl<R: Resume> Lot<R> {
                 parked: 0,
                 earliest: None,
                 dead: false,
+                draining: false,
             }),
         })
     }
@@ -123,14 +155,14 @@ impl<R: Resume> Lot<R> {
         self.slots.borrow().parked
     }
 
-    /// Parks `socks` until one is readable or `deadline` passes. On an error (the kernel
-    /// refused to watch a socket, or the lot has failed) the sockets are handed straight back
-    /// to `what`.
-    pub fn park(&self, worker: &Rc<Worker>, socks: Socks, deadline: Instant, what: R) {
+    /// Parks `who` until one of its sockets is readable or `deadline` passes. On an error (the
+    /// kernel refused to watch a socket, or the lot has failed) it is handed straight back to
+    /// its engine; so is a client sleeper once the worker drains.
+    pub fn park(&self, worker: &Rc<Worker>, who: Sleeper, deadline: Instant) {
         let mut slots = self.slots.borrow_mut();
-        if slots.dead {
+        if slots.dead || (slots.draining && matches!(who, Sleeper::Client(..))) {
             drop(slots);
-            what.resume(worker, socks);
+            who.resume(worker);
             return;
         }
         let index = match slots.free.pop() {
@@ -144,7 +176,7 @@ impl<R: Resume> Lot<R> {
         let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
         let mut added = 0;
         let mut failed = None;
-        for s in &socks {
+        for s in who.socks() {
             match ep.add(s.as_fd(), EpollEvent::new(flags, index as u64)) {
                 Ok(()) => added += 1,
                 Err(e) => {
@@ -154,32 +186,28 @@ impl<R: Resume> Lot<R> {
             }
         }
         if let Some(e) = failed {
-            for s in &socks[..added] {
+            for s in &who.socks()[..added] {
                 let _ = ep.delete(s.as_fd());
             }
             slots.free.push(index);
             drop(slots);
             tracing::debug!(error = %e, "could not park a connection; it stays live");
-            what.resume(worker, socks);
+            who.resume(worker);
             return;
         }
-        slots.entries[index] = Some(Parked {
-            socks,
-            deadline,
-            what,
-        });
+        slots.entries[index] = Some(Parked { deadline, who });
         slots.parked += 1;
         slots.earliest = Some(slots.earliest.map_or(deadline, |e| e.min(deadline)));
     }
 
     /// Takes slot `index` out of the lot (and its sockets out of the epoll set).
-    fn unpark(&self, index: usize) -> Option<Parked<R>> {
+    fn unpark(&self, index: usize) -> Option<Parked> {
         let mut slots = self.slots.borrow_mut();
         let p = slots.entries.get_mut(index)?.take()?;
         slots.free.push(index);
         slots.parked -= 1;
         let ep = &self.epoll.get_ref().0;
-        for s in &p.socks {
+        for s in p.who.socks() {
             let _ = ep.delete(s.as_fd());
         }
         Some(p)
@@ -211,7 +239,25 @@ impl<R: Resume> Lot<R> {
         let len = self.slots.borrow().entries.len();
         for i in 0..len {
             if let Some(p) = self.unpark(i) {
-                p.what.resume(worker, p.socks);
+                p.who.resume(worker);
+            }
+        }
+    }
+
+    /// The worker drains: client sleepers are woken so that they close as live clients do;
+    /// proxied TCP connections stay parked (they are waited for, up to `shutdown_timeout`).
+    fn drain(&self, worker: &Rc<Worker>) {
+        self.slots.borrow_mut().draining = true;
+        let len = self.slots.borrow().entries.len();
+        for i in 0..len {
+            let client = matches!(
+                self.slots.borrow().entries[i].as_ref().map(|p| &p.who),
+                Some(Sleeper::Client(..))
+            );
+            if client {
+                if let Some(p) = self.unpark(i) {
+                    p.who.resume(worker);
+                }
             }
         }
     }
@@ -219,7 +265,7 @@ impl<R: Resume> Lot<R> {
 
 /// The lot's task: wakes parked connections whose sockets became readable, and closes those
 /// whose idle deadline passed. Runs for the worker's life.
-pub async fn run<R: Resume>(worker: Rc<Worker>, lot: Rc<Lot<R>>) {
+pub async fn run(worker: Rc<Worker>, lot: Rc<Lot>) {
     let mut events = vec![EpollEvent::empty(); BATCH];
     let mut sweep = tokio::time::interval(SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -236,6 +282,9 @@ pub async fn run<R: Resume>(worker: Rc<Worker>, lot: Rc<Lot<R>>) {
                 }
             },
             _ = sweep.tick() => {
+                if worker.drain.started() && !lot.slots.borrow().draining {
+                    lot.drain(&worker);
+                }
                 if lot.parked() > 0 {
                     lot.sweep(Instant::now());
                 }
@@ -265,7 +314,7 @@ pub async fn run<R: Resume>(worker: Rc<Worker>, lot: Rc<Lot<R>>) {
         for ev in &events[..n] {
             // Both sockets of a connection may report in one batch: the first takes it.
             if let Some(p) = lot.unpark(ev.data() as usize) {
-                p.what.resume(&worker, p.socks);
+                p.who.resume(&worker);
             }
         }
     }
@@ -279,7 +328,7 @@ mod tests {
     fn a_parked_tcp_connection_is_one_small_slab_entry() {
         // Everything corelane keeps of a parked TCP connection, sockets included: no
         // allocation of its own besides this entry.
-        let size = std::mem::size_of::<Option<Parked<crate::proto::tcp::Parked>>>();
+        let size = std::mem::size_of::<Option<Parked>>();
         println!("parked TCP connection: {size} bytes");
         assert!(size <= 192, "{size} bytes");
     }

@@ -195,6 +195,17 @@ impl<M: Merge> Replies<M> {
         }
     }
 
+    /// The client is parked with nothing owed: its buffers go, small ones too.
+    pub fn shrink_all(&self) {
+        let mut i = self.inner.borrow_mut();
+        if i.out.is_empty() {
+            i.out = Vec::new();
+        }
+        if i.slots.is_empty() {
+            i.slots = VecDeque::new();
+        }
+    }
+
     /// The client went away: drop what is owed and whatever arrives later.
     pub fn close(&self) {
         let mut i = self.inner.borrow_mut();

@@ -5,7 +5,10 @@
 //! Flow control: the loop stops reading from a client that has `max_pipeline` requests in
 //! flight or is not reading its replies (the kernel buffers are the only queue), and resumes
 //! with the requests already buffered when room appears. While the client is idle it holds no
-//! pool buffer, only reply buffers of at most [`SMALL_BUFFER`] bytes. The idle timeout is
+//! pool buffer, only reply buffers of at most [`SMALL_BUFFER`] bytes; once it has sent nothing
+//! for the listener's `park_after` with nothing in flight, it is parked (`worker::park`): the
+//! task ends, the socket leaves the runtime, and the handler's state waits in a box, reply
+//! buffers released, until the client sends again (or the worker drains). The idle timeout is
 //! checked lazily: the timer is re-armed only when it fires, not on every request. When the
 //! worker drains (SIGTERM), the client is answered what is in flight and then closed, rather
 //! than kept until `shutdown_timeout`.
@@ -22,34 +25,118 @@ use tokio::time::Instant;
 use super::route::Route;
 use crate::io::buffers::{BufferPool, VecPool};
 use crate::io::readbuf::ReadBuf;
-use crate::metrics::counters::GaugeGuard;
+use crate::metrics::counters::OwnedGauge;
+use crate::metrics::stats::ListenerStats;
 use crate::upstream::pipeline::Framing;
-use crate::worker::{Accepted, Drain, Wake, Worker};
+use crate::worker::park::{ResumeClient, Sleeper};
+use crate::worker::{Accepted, Drain, Held, Wake, Worker};
 
 /// Serves one client connection of a keyed engine with `h` until it ends; `engine` names it
 /// in logs.
-pub async fn serve<H: Handler>(worker: Rc<Worker>, conn: Accepted, h: &mut H, engine: &str) {
+pub async fn serve<H: Handler>(worker: Rc<Worker>, conn: Accepted, h: H, engine: &'static str) {
     let listener = &conn.table.listeners[conn.listener];
-    let stats = listener.stats.clone();
-    let lc = stats.workers.get(worker.id);
-    let _active = GaugeGuard::new(&lc.active);
+    let active = OwnedGauge::new(listener.stats.clone(), worker.id, |s, w| {
+        &s.workers.get(w).active
+    });
     let _ = conn.stream.set_nodelay(true);
+    let mut h = h;
     let wake: Rc<dyn Wake> = h.route().replies.clone();
     worker.drain.subscribe(Rc::downgrade(&wake));
     drop(wake);
-    let pools = (&worker.buffers, &worker.vecs);
-    let idle_timeout = listener.config.idle_timeout;
-    let end = drive(&conn.stream, pools, h, idle_timeout, lc, &worker.drain).await;
-    if let Err(e) = end {
-        tracing::debug!(peer = %conn.peer, error = %e, engine, "client connection ended");
+    let (stream, held) = conn.split();
+    let client = Client {
+        held,
+        _active: active,
+        parked: None,
+        h,
+        engine,
+    };
+    run(worker, client, stream).await;
+}
+
+/// A client connection apart from its socket: what a parked client keeps (`worker::park`).
+struct Client<H> {
+    held: Held,
+    _active: OwnedGauge<ListenerStats>,
+    /// Counts the client as parked while it is.
+    parked: Option<OwnedGauge<ListenerStats>>,
+    h: H,
+    engine: &'static str,
+}
+
+impl<H: Handler> ResumeClient for Client<H> {
+    fn resume(mut self: Box<Self>, worker: &Rc<Worker>, sock: std::net::TcpStream) {
+        self.parked = None;
+        match TcpStream::from_std(sock) {
+            Ok(stream) => {
+                tokio::task::spawn_local(run(worker.clone(), *self, stream));
+            }
+            Err(e) => {
+                tracing::debug!(peer = %self.held.peer, error = %e, "could not resume a parked client");
+                self.h.route().replies.close();
+            }
+        }
     }
+}
+
+/// Serves the client until it ends, or parks it when it has been idle for the listener's
+/// `park_after` with nothing in flight.
+async fn run<H: Handler>(worker: Rc<Worker>, mut c: Client<H>, stream: TcpStream) {
+    let table = c.held.table.clone();
+    let listener = &table.listeners[c.held.listener];
+    let lc = listener.stats.workers.get(worker.id);
+    let pools = (&worker.buffers, &worker.vecs);
+    let cfg = &listener.config;
+    let park_after = cfg.park_after.filter(|_| !worker.drain.started());
+    let end = drive(
+        &stream,
+        pools,
+        &mut c.h,
+        cfg.idle_timeout,
+        park_after,
+        lc,
+        &worker.drain,
+    )
+    .await;
+    match end {
+        Ok(Ended::Closed) => {}
+        Ok(Ended::Parked { idle_since }) => match stream.into_std() {
+            Ok(sock) => {
+                let deadline = idle_since + cfg.idle_timeout;
+                c.parked = Some(OwnedGauge::new(
+                    listener.stats.clone(),
+                    worker.id,
+                    |s, w| &s.workers.get(w).parked,
+                ));
+                let lot = worker.park.clone();
+                lot.park(&worker, Sleeper::Client(sock, Box::new(c)), deadline);
+            }
+            Err(e) => {
+                tracing::debug!(peer = %c.held.peer, error = %e, "could not park a client");
+                c.h.route().replies.close();
+            }
+        },
+        Err(e) => {
+            tracing::debug!(peer = %c.held.peer, error = %e, engine = c.engine, "client connection ended");
+        }
+    }
+}
+
+/// How [`drive`] stopped, when it did not fail.
+enum Ended {
+    Closed,
+    /// Nothing has come from the client since `idle_since`, at least `park_after` ago, and
+    /// nothing is in flight or waiting to be written: the connection may be parked.
+    Parked {
+        idle_since: Instant,
+    },
 }
 
 /// Reply buffers up to this size stay with an idle connection; larger ones go back.
 pub const SMALL_BUFFER: usize = 512;
 
 /// A protocol's side of a client connection: its [`Route`] and its parsing.
-pub trait Handler {
+pub trait Handler: 'static {
     type F: Framing;
     fn route(&mut self) -> &mut Route<Self::F>;
     /// Routes the complete requests at the start of `buf` until it runs out of them, the
@@ -68,15 +155,19 @@ async fn drive<H: Handler>(
     pools: (&BufferPool, &VecPool),
     h: &mut H,
     idle_timeout: Duration,
+    park_after: Option<Duration>,
     traffic: &impl Traffic,
     drain: &Drain,
-) -> io::Result<()> {
+) -> io::Result<Ended> {
     let (rpool, pool) = pools;
     let replies = h.route().replies.clone();
     let mut rbuf = ReadBuf::default();
     let mut wbuf: Vec<u8> = Vec::new();
     let mut wpos = 0;
-    let idle = tokio::time::sleep(idle_timeout);
+    // The first of the two deadlines (parking, the idle timeout), from the last request.
+    let parking = park_after.filter(|&p| p < idle_timeout);
+    let wait = parking.unwrap_or(idle_timeout);
+    let idle = tokio::time::sleep(wait);
     tokio::pin!(idle);
     let mut last_active = Instant::now();
     // Complete requests wait in `rbuf` because the pipeline limit was reached.
@@ -105,7 +196,7 @@ async fn drive<H: Handler>(
         }
         let in_flight = replies.in_flight();
         if h.route().quit && in_flight == 0 && !writing {
-            break Ok(());
+            break Ok(Ended::Closed);
         }
         let room = in_flight < h.route().settings.max_pipeline;
         if held && room && !writing && !h.route().quit {
@@ -143,18 +234,36 @@ async fn drive<H: Handler>(
                 rbuf.release(rpool);
             }
             () = &mut idle => {
+                let now = Instant::now();
                 let due = last_active + idle_timeout;
-                if due <= Instant::now() && in_flight == 0 {
-                    break Ok(());
+                if due <= now && in_flight == 0 {
+                    break Ok(Ended::Closed);
                 }
-                idle.as_mut().reset(due.max(Instant::now() + idle_timeout / 8));
+                let park_due = last_active + wait;
+                let at_rest = in_flight == 0 && !writing && rbuf.is_empty() && !held;
+                if parking.is_some() && park_due <= now && at_rest && !h.route().quit {
+                    break Ok(Ended::Parked { idle_since: last_active });
+                }
+                let next = if park_due > now {
+                    park_due
+                } else if due > now {
+                    due.min(now + wait)
+                } else {
+                    now + idle_timeout / 8
+                };
+                idle.as_mut().reset(next);
             }
         }
     };
     rbuf.consume(usize::MAX);
     rbuf.release(rpool);
     pool.put(&mut wbuf);
-    replies.close();
+    if let Ok(Ended::Parked { .. }) = result {
+        // Nothing is owed to the client; its reply queue goes to sleep with it, emptied.
+        replies.shrink_all();
+    } else {
+        replies.close();
+    }
     result
 }
 
@@ -174,4 +283,10 @@ impl Traffic for crate::metrics::stats::ListenerCounters {
     fn sent(&self, n: usize) {
         self.bytes_out.add(n as u64);
     }
+}
+
+/// What a parked client of handler `H` keeps in its box, for the engines' size tests.
+#[cfg(test)]
+pub(crate) fn parked_size<H: Handler>() -> usize {
+    std::mem::size_of::<Client<H>>()
 }

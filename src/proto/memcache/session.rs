@@ -22,12 +22,12 @@ const MAX_KEYS: usize = 4096;
 
 pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     let route = Route::new(&worker, &conn, |w| &w.memcache);
-    let mut router = Router {
+    let router = Router {
         limits: limits(&route.settings),
         route,
         spare_keys: Vec::new(),
     };
-    session::serve(worker, conn, &mut router, "memcache").await;
+    session::serve(worker, conn, router, "memcache").await;
 }
 
 fn limits(l: &KeyedListener) -> Limits {

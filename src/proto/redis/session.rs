@@ -23,12 +23,12 @@ use crate::worker::{Accepted, Worker};
 
 pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     let route = Route::new(&worker, &conn, |w| &w.redis);
-    let mut router = Router {
+    let router = Router {
         authed: route.settings.auth.is_none(),
         route,
         parser: RequestParser::default(),
     };
-    session::serve(worker, conn, &mut router, "redis").await;
+    session::serve(worker, conn, router, "redis").await;
 }
 
 /// One client's routing state.
@@ -333,4 +333,21 @@ fn printable(name: &[u8]) -> String {
         .take(64)
         .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_parked_redis_client_is_small() {
+        // The boxed state (route, parser, counters) plus its reply queue, which has no
+        // buffers while parked; the lot's slab entry (176 bytes) comes on top.
+        let boxed = crate::proto::keyed::session::parked_size::<super::Router>();
+        // The reply queue lives in an `Rc` (two counts) of its own.
+        let queue = 16
+            + std::mem::size_of::<
+                crate::proto::keyed::replies::Replies<crate::proto::redis::merge::RedisMerge>,
+            >();
+        println!("parked redis client: {boxed} bytes boxed, reply queue {queue}");
+        assert!(boxed + queue <= 512, "{boxed} + {queue}");
+    }
 }
