@@ -27,6 +27,12 @@ impl LocalNotify {
     pub fn notified(&self) -> Notified<'_> {
         Notified(self)
     }
+
+    /// Drops the waiting task's waker, for a waiter that is going away without being
+    /// notified: a kept waker would keep that task's memory alive.
+    pub fn forget(&self) {
+        self.waker.borrow_mut().take();
+    }
 }
 
 #[derive(Debug)]

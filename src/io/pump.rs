@@ -33,6 +33,9 @@ use tokio::time::Instant;
 
 use super::buffers::BufferPool;
 
+/// Shortest wait before parking is looked at again, when it was due but a direction was busy.
+const RECHECK: Duration = Duration::from_millis(100);
+
 /// Which of the two sockets given to [`pump`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -58,19 +61,20 @@ pub enum End {
 
 /// Forwards between `a` and `b` until both directions end, one fails, nothing moves for
 /// `idle`, or (with `park_after`) nothing moves for that long while both directions wait to
-/// read. `on_a` and `on_b` are told how many bytes were read from `a` and from `b`.
+/// read; idle time counts from `idle_since` (now, for a fresh or woken connection). `on_a` and `on_b` are told how many bytes were read from `a` and from `b`.
 pub async fn pump(
     a: &TcpStream,
     b: &TcpStream,
     pool: &BufferPool,
     idle: Duration,
     park_after: Option<Duration>,
+    idle_since: Instant,
     on_a: impl Fn(u64),
     on_b: impl Fn(u64),
 ) -> End {
     let mut ab = Half::new(a, b, Side::A, Side::B);
     let mut ba = Half::new(b, a, Side::B, Side::A);
-    let mut last = Instant::now();
+    let mut last = idle_since;
     // The first of the two deadlines, counted from the last byte moved.
     let wait = park_after.map_or(idle, |p| p.min(idle));
     let mut timer = pin!(tokio::time::sleep_until(last + wait));
@@ -100,7 +104,9 @@ pub async fn pump(
                     return Poll::Ready(End::Parked { idle_since: last });
                 }
                 // Look again a `wait` later (a blocked write may have finished by then).
-                timer.as_mut().reset((last + idle).min(now + wait));
+                timer
+                    .as_mut()
+                    .reset((last + idle).min(now + wait.max(RECHECK)));
             } else {
                 timer.as_mut().reset(last + wait);
             }

@@ -76,6 +76,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         parked: None,
         endpoint: upstream.endpoint,
         answered: false,
+        idle_since: tokio::time::Instant::now(),
     };
     forward(worker, parked, client, upstream.stream).await;
 }
@@ -92,11 +93,17 @@ pub struct Parked {
     endpoint: usize,
     /// The upstream has sent a byte (for the outlier detector).
     answered: bool,
+    /// Nothing has moved since (the idle timeout counts from here across parking).
+    idle_since: tokio::time::Instant,
 }
 
 impl Parked {
-    pub fn resume(mut self, worker: &Rc<Worker>, socks: Socks) {
+    /// Serves the connection again; `woken`: one of its sockets has something.
+    pub fn resume(mut self, worker: &Rc<Worker>, socks: Socks, woken: bool) {
         self.parked = None;
+        if woken {
+            self.idle_since = tokio::time::Instant::now();
+        }
         let [client, upstream] = socks.map(TcpStream::from_std);
         match (client, upstream) {
             (Ok(client), Ok(upstream)) => {
@@ -125,7 +132,8 @@ async fn forward(worker: Rc<Worker>, mut c: Parked, client: TcpStream, upstream:
         &upstream,
         &worker.buffers,
         cfg.idle_timeout,
-        cfg.park_after,
+        cfg.park_after.filter(|_| worker.park.open()),
+        c.idle_since,
         |n| {
             lc.bytes_in.add(n);
             ec.bytes_out.add(n);
@@ -139,6 +147,7 @@ async fn forward(worker: Rc<Worker>, mut c: Parked, client: TcpStream, upstream:
     .await;
     c.answered = answered.get();
     if let End::Parked { idle_since } = end {
+        c.idle_since = idle_since;
         match (client.into_std(), upstream.into_std()) {
             (Ok(client), Ok(upstream)) => {
                 let deadline = idle_since + cfg.idle_timeout;

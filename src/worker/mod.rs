@@ -253,12 +253,14 @@ fn run(
                         h.abort();
                     }
                     worker.drain.start();
+                    worker.park.drain(&worker);
                     let left = worker.conns.open();
                     tracing::info!(worker = worker.id, open = left, "draining");
                     let wait = deadline.saturating_duration_since(Instant::now());
                     if tokio::time::timeout(wait, worker.conns.wait_idle()).await.is_err() {
                         tracing::warn!(worker = worker.id, open = worker.conns.open(), "shutdown timeout: closing remaining connections");
                     }
+                    worker.park.close_all();
                     break;
                 }
             }

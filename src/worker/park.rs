@@ -14,8 +14,8 @@
 //! socket becomes readable (data, a close or an error), the connection leaves the lot and its
 //! engine gets it back as a new task.
 //!
-//! Drain (SIGTERM): parked Redis and Memcached clients are woken at the next sweep, so that
-//! they close as live idle clients do; parked TCP connections stay until `shutdown_timeout`,
+//! Drain (SIGTERM): parked Redis and Memcached clients are woken when the drain starts, so
+//! that they close as live idle clients do; parked TCP connections stay until `shutdown_timeout`,
 //! as live ones do.
 //!
 //! The lot's epoll instance is itself one socket-like file in the worker's runtime
@@ -30,7 +30,8 @@
 //!
 //! If the lot itself fails (its epoll instance errors, which the kernel does not do for a
 //! valid instance), every parked connection is handed back to its engine and parking stops
-//! for the worker's life: connections then stay live, as with `park_after = "0s"`.
+//! for the worker's life: connections then stay live, as with `park_after = "0s"`, and their
+//! idle time keeps counting from their last byte.
 //!
 //! Not here: when a connection is idle enough to park (the engine decides) and what it does on
 //! waking.
@@ -58,9 +59,10 @@ pub type Socks = [std::net::TcpStream; 2];
 /// What a client engine (redis, memcache) keeps of a parked client connection, and how it
 /// carries on. Boxed: these states are larger than a TCP connection's and rarer.
 pub trait ResumeClient {
-    /// The client socket has something (bytes, a close or an error), or the worker drains:
-    /// serve the connection again.
-    fn resume(self: Box<Self>, worker: &Rc<Worker>, sock: std::net::TcpStream);
+    /// Serve the connection again: `woken` when its socket has something (bytes, a close or an
+    /// error), else it was handed back unparked (the worker drains, the lot failed) and is as
+    /// idle as it was.
+    fn resume(self: Box<Self>, worker: &Rc<Worker>, sock: std::net::TcpStream, woken: bool);
 }
 
 /// A parked connection: its sockets and what its engine needs to carry on.
@@ -80,10 +82,10 @@ impl Sleeper {
         }
     }
 
-    fn resume(self, worker: &Rc<Worker>) {
+    fn resume(self, worker: &Rc<Worker>, woken: bool) {
         match self {
-            Sleeper::Pair(socks, what) => what.resume(worker, socks),
-            Sleeper::Client(sock, what) => what.resume(worker, sock),
+            Sleeper::Pair(socks, what) => what.resume(worker, socks, woken),
+            Sleeper::Client(sock, what) => what.resume(worker, sock, woken),
         }
     }
 }
@@ -155,6 +157,11 @@ impl Lot {
         self.slots.borrow().parked
     }
 
+    /// Whether connections may be parked (the lot has not failed).
+    pub fn open(&self) -> bool {
+        !self.slots.borrow().dead
+    }
+
     /// Parks `who` until one of its sockets is readable or `deadline` passes. On an error (the
     /// kernel refused to watch a socket, or the lot has failed) it is handed straight back to
     /// its engine; so is a client sleeper once the worker drains.
@@ -162,7 +169,7 @@ impl Lot {
         let mut slots = self.slots.borrow_mut();
         if slots.dead || (slots.draining && matches!(who, Sleeper::Client(..))) {
             drop(slots);
-            who.resume(worker);
+            who.resume(worker, false);
             return;
         }
         let index = match slots.free.pop() {
@@ -192,7 +199,7 @@ impl Lot {
             slots.free.push(index);
             drop(slots);
             tracing::debug!(error = %e, "could not park a connection; it stays live");
-            who.resume(worker);
+            who.resume(worker, false);
             return;
         }
         slots.entries[index] = Some(Parked { deadline, who });
@@ -239,14 +246,26 @@ impl Lot {
         let len = self.slots.borrow().entries.len();
         for i in 0..len {
             if let Some(p) = self.unpark(i) {
-                p.who.resume(worker);
+                p.who.resume(worker, false);
             }
+        }
+    }
+
+    /// Closes every parked connection (the worker's runtime is ending). This also ends the
+    /// reference cycles through parked clients' state, which holds the worker.
+    pub fn close_all(&self) {
+        let len = self.slots.borrow().entries.len();
+        for i in 0..len {
+            drop(self.unpark(i));
         }
     }
 
     /// The worker drains: client sleepers are woken so that they close as live clients do;
     /// proxied TCP connections stay parked (they are waited for, up to `shutdown_timeout`).
-    fn drain(&self, worker: &Rc<Worker>) {
+    pub fn drain(&self, worker: &Rc<Worker>) {
+        if self.slots.borrow().draining {
+            return;
+        }
         self.slots.borrow_mut().draining = true;
         let len = self.slots.borrow().entries.len();
         for i in 0..len {
@@ -256,7 +275,7 @@ impl Lot {
             );
             if client {
                 if let Some(p) = self.unpark(i) {
-                    p.who.resume(worker);
+                    p.who.resume(worker, false);
                 }
             }
         }
@@ -282,7 +301,7 @@ pub async fn run(worker: Rc<Worker>, lot: Rc<Lot>) {
                 }
             },
             _ = sweep.tick() => {
-                if worker.drain.started() && !lot.slots.borrow().draining {
+                if worker.drain.started() {
                     lot.drain(&worker);
                 }
                 if lot.parked() > 0 {
@@ -314,7 +333,7 @@ pub async fn run(worker: Rc<Worker>, lot: Rc<Lot>) {
         for ev in &events[..n] {
             // Both sockets of a connection may report in one batch: the first takes it.
             if let Some(p) = lot.unpark(ev.data() as usize) {
-                p.who.resume(&worker);
+                p.who.resume(&worker, true);
             }
         }
     }

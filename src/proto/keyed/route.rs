@@ -69,6 +69,11 @@ impl<F: Framing> Route<F> {
     }
 
     /// This worker's pipelines to the cluster's servers.
+    /// Lets go of the shard map (a parked client); [`Route::shards`] fetches it again.
+    pub fn forget_shards(&mut self) {
+        self.shards = None;
+    }
+
     pub fn shards(&mut self) -> Rc<Shards<F>> {
         if let Some(s) = &self.shards {
             return s.clone();

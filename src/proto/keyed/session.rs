@@ -50,6 +50,7 @@ pub async fn serve<H: Handler>(worker: Rc<Worker>, conn: Accepted, h: H, engine:
         parked: None,
         h,
         engine,
+        idle_since: Instant::now(),
     };
     run(worker, client, stream).await;
 }
@@ -62,11 +63,17 @@ struct Client<H> {
     parked: Option<OwnedGauge<ListenerStats>>,
     h: H,
     engine: &'static str,
+    /// Nothing has come from the client since (the idle timeout counts from here across
+    /// parking).
+    idle_since: Instant,
 }
 
 impl<H: Handler> ResumeClient for Client<H> {
-    fn resume(mut self: Box<Self>, worker: &Rc<Worker>, sock: std::net::TcpStream) {
+    fn resume(mut self: Box<Self>, worker: &Rc<Worker>, sock: std::net::TcpStream, woken: bool) {
         self.parked = None;
+        if woken {
+            self.idle_since = Instant::now();
+        }
         match TcpStream::from_std(sock) {
             Ok(stream) => {
                 tokio::task::spawn_local(run(worker.clone(), *self, stream));
@@ -87,21 +94,21 @@ async fn run<H: Handler>(worker: Rc<Worker>, mut c: Client<H>, stream: TcpStream
     let lc = listener.stats.workers.get(worker.id);
     let pools = (&worker.buffers, &worker.vecs);
     let cfg = &listener.config;
-    let park_after = cfg.park_after.filter(|_| !worker.drain.started());
-    let end = drive(
-        &stream,
-        pools,
-        &mut c.h,
-        cfg.idle_timeout,
+    let park_after = cfg
+        .park_after
+        .filter(|_| !worker.drain.started() && worker.park.open());
+    let timing = Timing {
+        idle_timeout: cfg.idle_timeout,
         park_after,
-        lc,
-        &worker.drain,
-    )
-    .await;
+        idle_since: c.idle_since,
+    };
+    let end = drive(&stream, pools, &mut c.h, timing, lc, &worker.drain).await;
     match end {
         Ok(Ended::Closed) => {}
         Ok(Ended::Parked { idle_since }) => match stream.into_std() {
             Ok(sock) => {
+                c.idle_since = idle_since;
+                c.h.on_park();
                 let deadline = idle_since + cfg.idle_timeout;
                 c.parked = Some(OwnedGauge::new(
                     listener.stats.clone(),
@@ -120,6 +127,14 @@ async fn run<H: Handler>(worker: Rc<Worker>, mut c: Client<H>, stream: TcpStream
             tracing::debug!(peer = %c.held.peer, error = %e, engine = c.engine, "client connection ended");
         }
     }
+}
+
+/// The idle timeout and parking settings of one [`drive`].
+struct Timing {
+    idle_timeout: Duration,
+    park_after: Option<Duration>,
+    /// Idle time counts from here (now, for a fresh or woken client).
+    idle_since: Instant,
 }
 
 /// How [`drive`] stopped, when it did not fail.
@@ -142,6 +157,11 @@ pub trait Handler: 'static {
     /// Routes the complete requests at the start of `buf` until it runs out of them, the
     /// pipeline limit is reached or the route quits; returns the bytes it consumed.
     fn handle(&mut self, buf: &[u8]) -> usize;
+    /// The client is being parked: let go of what can be had again (parser scratch space,
+    /// the shard map).
+    fn on_park(&mut self) {
+        self.route().forget_shards();
+    }
 }
 
 /// Byte counters of the client side.
@@ -154,11 +174,15 @@ async fn drive<H: Handler>(
     stream: &TcpStream,
     pools: (&BufferPool, &VecPool),
     h: &mut H,
-    idle_timeout: Duration,
-    park_after: Option<Duration>,
+    timing: Timing,
     traffic: &impl Traffic,
     drain: &Drain,
 ) -> io::Result<Ended> {
+    let Timing {
+        idle_timeout,
+        park_after,
+        idle_since,
+    } = timing;
     let (rpool, pool) = pools;
     let replies = h.route().replies.clone();
     let mut rbuf = ReadBuf::default();
@@ -167,9 +191,9 @@ async fn drive<H: Handler>(
     // The first of the two deadlines (parking, the idle timeout), from the last request.
     let parking = park_after.filter(|&p| p < idle_timeout);
     let wait = parking.unwrap_or(idle_timeout);
-    let idle = tokio::time::sleep(wait);
+    let idle = tokio::time::sleep_until(idle_since + wait);
     tokio::pin!(idle);
-    let mut last_active = Instant::now();
+    let mut last_active = idle_since;
     // Complete requests wait in `rbuf` because the pipeline limit was reached.
     let mut held = false;
     let result = loop {
@@ -247,7 +271,7 @@ async fn drive<H: Handler>(
                 let next = if park_due > now {
                     park_due
                 } else if due > now {
-                    due.min(now + wait)
+                    due.min(now + wait.max(Duration::from_millis(100)))
                 } else {
                     now + idle_timeout / 8
                 };
@@ -259,8 +283,10 @@ async fn drive<H: Handler>(
     rbuf.release(rpool);
     pool.put(&mut wbuf);
     if let Ok(Ended::Parked { .. }) = result {
-        // Nothing is owed to the client; its reply queue goes to sleep with it, emptied.
+        // Nothing is owed to the client; its reply queue goes to sleep with it, emptied, and
+        // without this task's waker, which would keep the ended task's memory alive.
         replies.shrink_all();
+        replies.ready.forget();
     } else {
         replies.close();
     }

@@ -52,6 +52,11 @@ impl Handler for Router {
         &mut self.route
     }
 
+    fn on_park(&mut self) {
+        self.route.forget_shards();
+        self.spare_keys = Vec::new();
+    }
+
     fn handle(&mut self, buf: &[u8]) -> usize {
         if self.route.refresh_table() {
             self.limits = limits(&self.route.settings);

@@ -166,6 +166,13 @@ impl RequestParser {
         }
     }
 
+    /// Gives back the argument list's memory whatever its size (a parked client).
+    pub fn release(&mut self) {
+        if self.pos == 0 && self.expected.is_none() {
+            self.args = Vec::new();
+        }
+    }
+
     fn done(&mut self, len: usize, inline: bool) -> Request<'_> {
         self.pos = 0;
         self.expected = None;

@@ -45,6 +45,11 @@ impl Handler for Router {
         &mut self.route
     }
 
+    fn on_park(&mut self) {
+        self.route.forget_shards();
+        self.parser.release();
+    }
+
     fn handle(&mut self, buf: &[u8]) -> usize {
         self.route.refresh_table();
         let limits = Limits {
