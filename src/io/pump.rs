@@ -33,6 +33,17 @@ use tokio::time::Instant;
 
 use super::buffers::BufferPool;
 
+/// The idle timeout and parking settings of one [`pump`].
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Nothing moved for this long: [`End::Idle`].
+    pub idle: Duration,
+    /// Nothing moved for this long and both directions wait to read: [`End::Parked`].
+    pub park_after: Option<Duration>,
+    /// Idle time counts from here (now, for a fresh or woken connection).
+    pub idle_since: Instant,
+}
+
 /// Shortest wait before parking is looked at again, when it was due but a direction was busy.
 const RECHECK: Duration = Duration::from_millis(100);
 
@@ -59,19 +70,22 @@ pub enum End {
     Failed { side: Side, error: io::Error },
 }
 
-/// Forwards between `a` and `b` until both directions end, one fails, nothing moves for
-/// `idle`, or (with `park_after`) nothing moves for that long while both directions wait to
-/// read; idle time counts from `idle_since` (now, for a fresh or woken connection). `on_a` and `on_b` are told how many bytes were read from `a` and from `b`.
+/// Forwards between `a` and `b` until both directions end, one fails, or the [`Timing`] says
+/// the connection is idle (or may be parked). `on_a` and `on_b` are told how many bytes were
+/// read from `a` and from `b`.
 pub async fn pump(
     a: &TcpStream,
     b: &TcpStream,
     pool: &BufferPool,
-    idle: Duration,
-    park_after: Option<Duration>,
-    idle_since: Instant,
+    timing: Timing,
     on_a: impl Fn(u64),
     on_b: impl Fn(u64),
 ) -> End {
+    let Timing {
+        idle,
+        park_after,
+        idle_since,
+    } = timing;
     let mut ab = Half::new(a, b, Side::A, Side::B);
     let mut ba = Half::new(b, a, Side::B, Side::A);
     let mut last = idle_since;

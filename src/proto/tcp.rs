@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use crate::io::counted::{ClientSide, Io, UpstreamSide};
-use crate::io::pump::{End, Side, pump};
+use crate::io::pump::{End, Side, Timing, pump};
 use crate::io::splice::{Spliced, splice};
 use crate::metrics::counters::{GaugeGuard, OwnedGauge as Gauge};
 use crate::metrics::stats::{EndpointStats, ListenerStats};
@@ -131,9 +131,11 @@ async fn forward(worker: Rc<Worker>, mut c: Parked, client: TcpStream, upstream:
         &client,
         &upstream,
         &worker.buffers,
-        cfg.idle_timeout,
-        cfg.park_after.filter(|_| worker.park.open()),
-        c.idle_since,
+        Timing {
+            idle: cfg.idle_timeout,
+            park_after: cfg.park_after.filter(|_| worker.park.open()),
+            idle_since: c.idle_since,
+        },
         |n| {
             lc.bytes_in.add(n);
             ec.bytes_out.add(n);
