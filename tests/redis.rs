@@ -660,6 +660,22 @@ fn back_set(port: u16, key: &str, value: &str) {
     );
 }
 
+/// SIGTERM: the proxy exits well within `shutdown_timeout` (5 s in base_toml), having closed
+/// `clients`, which are idle.
+fn sigterm_closes_them_at_once(p: &mut Proxy, clients: &mut [Resp]) {
+    let started = std::time::Instant::now();
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(p.wait_exit().success());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    for c in clients {
+        assert!(c.read_reply().is_err(), "the connection is closed");
+    }
+}
+
 #[test]
 fn sigterm_closes_idle_clients_without_waiting_for_the_timeout() {
     let servers = three();
@@ -670,17 +686,7 @@ fn sigterm_closes_idle_clients_without_waiting_for_the_timeout() {
     for c in &mut clients {
         assert_eq!(c.call(&[b"SET", b"k", b"v"]).unwrap(), ok());
     }
-    let started = std::time::Instant::now();
-    p.signal(nix::sys::signal::Signal::SIGTERM);
-    assert!(p.wait_exit().success());
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
-    for c in &mut clients {
-        assert!(c.read_reply().is_err(), "the connection is closed");
-    }
+    sigterm_closes_them_at_once(&mut p, &mut clients);
 }
 
 #[test]
@@ -890,15 +896,5 @@ fn parked_clients_time_out_and_sigterm_closes_them() {
         assert_eq!(c.call(&[b"SET", b"k", b"v"]).unwrap(), ok());
     }
     assert!(eventually(5, || parked_clients(&p) == Some(3.0)));
-    let started = std::time::Instant::now();
-    p.signal(nix::sys::signal::Signal::SIGTERM);
-    assert!(p.wait_exit().success());
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
-    for c in &mut clients {
-        assert!(c.read_reply().is_err(), "the connection is closed");
-    }
+    sigterm_closes_them_at_once(&mut p, &mut clients);
 }

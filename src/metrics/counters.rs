@@ -76,6 +76,14 @@ impl<S> OwnedGauge<S> {
     }
 }
 
+impl<S> std::fmt::Debug for OwnedGauge<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedGauge")
+            .field("worker", &self.worker)
+            .finish()
+    }
+}
+
 impl<S> Drop for OwnedGauge<S> {
     fn drop(&mut self) {
         (self.field)(&self.stats, self.worker).dec();

@@ -65,14 +65,9 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         }
     };
     let (client, held) = conn.split();
-    // The endpoint's `active` gauge, held by the connection across parking instead of by this
-    // task (the raised count moves from one guard to the other).
-    let endpoint_stats = cluster.endpoints[upstream.endpoint].stats.clone();
-    let upstream_active = Gauge::new(endpoint_stats, worker.id, |s, w| &s.workers.get(w).active);
-    drop(upstream.active);
     let parked = Parked {
         held,
-        _active: (active, upstream_active),
+        _active: (active, upstream.active),
         parked: None,
         endpoint: upstream.endpoint,
         answered: false,

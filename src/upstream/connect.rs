@@ -18,16 +18,18 @@ use tokio::time::Instant;
 
 use super::Cluster;
 use crate::config::model::limits::MAX_CONNECT_ATTEMPTS;
-use crate::metrics::counters::GaugeGuard;
+use crate::metrics::counters::OwnedGauge;
 use crate::metrics::histogram::WorkerHistograms;
+use crate::metrics::stats::EndpointStats;
 
 /// An established upstream connection and the endpoint it goes to.
 #[derive(Debug)]
-pub struct Upstream<'t> {
+pub struct Upstream {
     pub stream: TcpStream,
     pub endpoint: usize,
-    /// Holds the endpoint's `active` gauge up for as long as the connection lives.
-    pub active: GaugeGuard<'t>,
+    /// Holds the endpoint's `active` gauge up for as long as the connection lives, across
+    /// tasks (a parked TCP connection keeps it).
+    pub active: OwnedGauge<EndpointStats>,
 }
 
 /// Why no upstream connection could be had.
@@ -50,12 +52,12 @@ impl NoUpstream {
 
 /// Connects `worker` to an endpoint of `cluster` for a client at `client`. Hash policies key
 /// on the client's IP address.
-pub async fn connect<'t>(
-    cluster: &'t Cluster,
+pub async fn connect(
+    cluster: &Cluster,
     worker: usize,
     histograms: &WorkerHistograms,
     client: IpAddr,
-) -> Result<Upstream<'t>, NoUpstream> {
+) -> Result<Upstream, NoUpstream> {
     let mut key_buf = [0u8; 64];
     let key: &[u8] = if cluster.balancer.uses_key() {
         client_key(client, &mut key_buf)
@@ -80,7 +82,9 @@ pub async fn connect<'t>(
         tried[n] = i;
         let endpoint = &cluster.endpoints[i];
         let counters = endpoint.stats.workers.get(worker);
-        let active = GaugeGuard::new(&counters.active);
+        let active = OwnedGauge::new(endpoint.stats.clone(), worker, |s, w| {
+            &s.workers.get(w).active
+        });
         let started = Instant::now();
         let outcome =
             tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(endpoint.addr)).await;

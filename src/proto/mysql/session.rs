@@ -50,6 +50,8 @@ use super::wire::{command, status};
 use crate::config::model::{MysqlListener, NoReplica, ReadYourWrites};
 use crate::io::buffers::VecPool;
 use crate::metrics::counters::GaugeGuard;
+use crate::metrics::counters::OwnedGauge;
+use crate::metrics::stats::EndpointStats;
 use crate::metrics::stats::{EndpointCounters, ListenerCounters};
 use crate::upstream::Cluster;
 use crate::upstream::connect::connect;
@@ -202,7 +204,7 @@ struct Backend<'t> {
     conn: Conn,
     cluster: &'t Cluster,
     endpoint: usize,
-    _active: GaugeGuard<'t>,
+    _active: OwnedGauge<EndpointStats>,
     /// This worker's counters of the endpoint: statements, bytes, failures.
     counters: &'t EndpointCounters,
     /// Server status after its last reply.
