@@ -3,7 +3,8 @@
 # without checks and once with every endpoint checked, in ONE run with rounds interleaved.
 #
 #   bench/health.sh [--endpoints N] [--kind tcp|http] [--interval 1s] [--rounds R]
-#                   [--duration S] [--conns C]
+#                   [--duration S] [--conns C] [--control-core C]
+#                   [placement options of bench/lib.sh]
 #
 # The backend is one nginx listening on N ports (one per endpoint), pinned to CPU 0 with wrk.
 # corelane (1 worker) is pinned to CPU 1: its control thread, which runs the checks, shares
@@ -22,6 +23,8 @@
 # Needs: wrk, nginx, curl, python3. Everything listens on 127.0.0.1 and stops by itself;
 # results go to bench/out/health/ and the summary table to stdout.
 set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib.sh"
 
 ENDPOINTS=1000 KIND=tcp INTERVAL=1s ROUNDS=5 DURATION=10 CONNS=64 CONTROL_CORE=""
 while [ $# -gt 0 ]; do
@@ -33,22 +36,21 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=$2; shift 2 ;;
     --conns) CONNS=$2; shift 2 ;;
     --control-core) CONTROL_CORE=$2; shift 2 ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
+    *) common_opt "$@" && shift "$TOOK" || { echo "unknown option $1" >&2; exit 2; } ;;
   esac
 done
+placement
 CMDLINE="bench/health.sh --endpoints $ENDPOINTS --kind $KIND --interval $INTERVAL --rounds $ROUNDS --duration $DURATION --conns $CONNS"
 [ -n "$CONTROL_CORE" ] && CMDLINE="$CMDLINE --control-core $CONTROL_CORE"
+CMDLINE="$CMDLINE$PLACEMENT"
 
 ulimit -n "$(ulimit -Hn)"
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$ROOT/bench/out/health
-BIN=$ROOT/target/release/corelane
 mkdir -p "$OUT"
 rm -f "$OUT"/*.pid "$OUT"/raw.tsv
 for tool in wrk nginx curl python3; do
   command -v $tool >/dev/null || { echo "missing $tool (see the header of this script)" >&2; exit 1; }
 done
-(cd "$ROOT" && cargo build --release --quiet)
 
 FIRST_PORT=20000 LISTEN=7190 ADMIN=127.0.0.1:9919
 cleanup() {
@@ -59,7 +61,7 @@ trap cleanup EXIT
 
 # --- the backend: one nginx on N ports --------------------------------------------------
 {
-  echo "worker_processes 1; daemon off; pid $OUT/backend.nginx.pid; error_log $OUT/backend.err warn;"
+  echo "worker_processes $BACKEND_WORKERS; daemon off; pid $OUT/backend.nginx.pid; error_log $OUT/backend.err warn;"
   echo "events { worker_connections 16384; }"
   echo "http { access_log off; default_type text/plain; keepalive_requests 100000000; keepalive_timeout 300s;"
   echo "  server {"
@@ -69,7 +71,7 @@ trap cleanup EXIT
   echo "  }"
   echo "}"
 } > "$OUT/backend.conf"
-taskset -c 0 nginx -c "$OUT/backend.conf" -e "$OUT/backend.err" & echo $! > "$OUT/backend.pid"
+"${BACKEND_PIN[@]}" nginx -c "$OUT/backend.conf" -e "$OUT/backend.err" & echo $! > "$OUT/backend.pid"
 
 endpoints_toml() {
   local i sep=""
@@ -105,7 +107,7 @@ sleep 1
 for r in $(seq 1 "$ROUNDS"); do
   if [ $((r % 2)) = 1 ]; then order=(plain checked); else order=(checked plain); fi
   for v in "${order[@]}"; do
-    taskset -c 1 "$BIN" run -c "$OUT/$v.toml" 2> "$OUT/corelane-$v.err" & pid=$!
+    "${PROXY[@]}" "$BIN" run -c "$OUT/$v.toml" 2> "$OUT/corelane-$v.err" & pid=$!
     echo $pid > "$OUT/corelane.pid"
     for _ in $(seq 50); do curl -fsS -o /dev/null "http://127.0.0.1:$LISTEN/" 2>/dev/null && break; sleep 0.1; done
     sleep 3
@@ -120,7 +122,7 @@ for r in $(seq 1 "$ROUNDS"); do
       hdr=()
       [ $mode = close ] && hdr=(-H "Connection: close")
       c0=$(cpu_ticks $pid) w0=$(thread_ticks $pid $tid)
-      taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" "${hdr[@]}" "http://127.0.0.1:$LISTEN/" > "$OUT/wrk-$v-$mode-$r.txt"
+      "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "${hdr[@]}" "http://127.0.0.1:$LISTEN/" > "$OUT/wrk-$v-$mode-$r.txt"
       c1=$(cpu_ticks $pid) w1=$(thread_ticks $pid $tid)
       rps=$(awk '/^Requests\/sec/ {print $2}' "$OUT/wrk-$v-$mode-$r.txt")
       reqs=$(awk '/requests in/ {print $1}' "$OUT/wrk-$v-$mode-$r.txt")

@@ -2,7 +2,8 @@
 # L7 (HTTP) benchmark: corelane vs HAProxy (mode http) vs nginx (proxy_pass) vs a direct
 # connection, all in ONE run with rounds interleaved, against the same nginx backend.
 #
-#   bench/http.sh [--workers N] [--rounds R] [--duration S] [--conns C] [--no-pin]
+#   bench/http.sh [--workers N] [--rounds R] [--duration S] [--conns C]
+#                 [placement options of bench/lib.sh]
 #
 # Per target and round:
 #   - wrk, C keep-alive connections, small response (`/`, 22 bytes);
@@ -17,36 +18,34 @@
 # `http-reuse always`, nginx `keepalive` + HTTP/1.1 upstream).
 #
 # By default the proxy under test is pinned to CPU 1 and the load generator and the backend to
-# CPU 0 (--no-pin to let the scheduler place them). Equal worker counts for every proxy.
+# CPU 0 (bench/lib.sh's placement options change that). Equal worker counts for every proxy.
 #
 # Needs: wrk, h2load (nghttp2-client), haproxy, nginx, python3. Everything listens on
 # 127.0.0.1 and stops by itself; results go to bench/out/http/.
 set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib.sh"
 
-WORKERS=1 ROUNDS=5 DURATION=10 CONNS=64 PIN=1
+WORKERS=1 ROUNDS=5 DURATION=10 CONNS=64
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) WORKERS=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --conns) CONNS=$2; shift 2 ;;
-    --no-pin) PIN=0; shift ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
+    *) common_opt "$@" && shift "$TOOK" || { echo "unknown option $1" >&2; exit 2; } ;;
   esac
 done
-CMDLINE="bench/http.sh --workers $WORKERS --rounds $ROUNDS --duration $DURATION --conns $CONNS"
-[ $PIN = 0 ] && CMDLINE="$CMDLINE --no-pin"
+placement
+CMDLINE="bench/http.sh --workers $WORKERS --rounds $ROUNDS --duration $DURATION --conns $CONNS$PLACEMENT"
 
 ulimit -n "$(ulimit -Hn)"
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$ROOT/bench/out/http
-BIN=$ROOT/target/release/corelane
 mkdir -p "$OUT"
 rm -f "$OUT"/*.pid "$OUT"/raw.tsv
 for tool in wrk h2load haproxy nginx python3; do
   command -v $tool >/dev/null || { echo "missing $tool (see the header of this script)" >&2; exit 1; }
 done
-(cd "$ROOT" && cargo build --release --quiet)
 
 BACKEND=127.0.0.1:18080
 declare -A PORT=([direct]=18080 [corelane]=7180 [haproxy]=7181 [nginx]=7182)
@@ -54,7 +53,6 @@ declare -A TLS_PORT=([corelane]=7183 [haproxy]=7184 [nginx]=7185)
 CERT=$ROOT/config/examples/certs/localhost.crt KEY=$ROOT/config/examples/certs/localhost.key
 cat "$CERT" "$KEY" > "$OUT/haproxy.pem"
 TARGETS=(direct corelane haproxy nginx)
-if [ $PIN = 1 ]; then LOAD=(taskset -c 0) PROXY=(taskset -c 1); else LOAD=() PROXY=(); fi
 
 cleanup() {
   for f in "$OUT"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
@@ -64,7 +62,7 @@ trap cleanup EXIT
 
 head -c 16384 /dev/zero | tr '\0' 'x' > "$OUT/16k.txt"
 cat > "$OUT/backend.conf" <<EOF
-worker_processes 1;
+worker_processes $BACKEND_WORKERS;
 daemon off;
 pid $OUT/backend.nginx.pid;
 error_log $OUT/backend.err warn;
@@ -81,7 +79,7 @@ http {
   }
 }
 EOF
-"${LOAD[@]}" nginx -c "$OUT/backend.conf" -e "$OUT/backend.err" & echo $! > "$OUT/backend.pid"
+"${BACKEND_PIN[@]}" nginx -c "$OUT/backend.conf" -e "$OUT/backend.err" & echo $! > "$OUT/backend.pid"
 
 cat > "$OUT/corelane.toml" <<EOF
 workers = $WORKERS
@@ -173,8 +171,6 @@ for t in "${TARGETS[@]}"; do
   curl -fsS -o /dev/null "$(h1_url $t)/" || { echo "$t is not answering" >&2; exit 1; }
 done
 
-. "$ROOT/bench/lib.sh"
-
 HZ=$(getconf CLK_TCK)
 echo -e "round\ttarget\tkind\tvalue" > "$OUT/raw.tsv"
 record() { printf '%s\t%s\t%s\t%s\n' "$@" >> "$OUT/raw.tsv"; }
@@ -188,10 +184,10 @@ for r in $(seq 1 "$ROUNDS"); do
       f="$OUT/$test-$t-$r.txt"
       c0=$(cpu_ticks $pids)
       case $test in
-        small) "${LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$(h1_url $t)/" > "$f" ;;
-        16k) "${LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$(h1_url $t)/16k" > "$f" ;;
-        h2) "${LOAD[@]}" h2load -t1 -c"$CONNS" -m10 -D"$DURATION" "$(h2_url $t)/" > "$f" 2>&1 ;;
-        tls) "${LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "https://localhost:${TLS_PORT[$t]}/" > "$f" ;;
+        small) "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$(h1_url $t)/" > "$f" ;;
+        16k) "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$(h1_url $t)/16k" > "$f" ;;
+        h2) "${LOAD[@]}" h2load -t"$THREADS" -c"$CONNS" -m10 -D"$DURATION" "$(h2_url $t)/" > "$f" 2>&1 ;;
+        tls) "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "https://localhost:${TLS_PORT[$t]}/" > "$f" ;;
       esac
       c1=$(cpu_ticks $pids)
       if [ $test = h2 ]; then

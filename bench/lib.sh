@@ -27,3 +27,50 @@ cpu_ticks() {
 p99_ms() {
   awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$1"
 }
+
+# Options every benchmark takes, for where its processes run and which binary it measures:
+#   --proxy-cpus LIST    CPUs of the proxy under test (taskset list; default 1)
+#   --load-cpus LIST     CPUs of the load generators (default 0)
+#   --backend-cpus LIST  CPUs of the backends/servers (default: the load CPUs)
+#   --threads T          load generator threads (wrk -t, h2load -t, redis-benchmark --threads;
+#                        default 1)
+#   --backend-workers N  worker processes of an nginx backend (default 1)
+#   --no-pin             pin nothing: the scheduler places every process
+#   --no-build           measure $CORELANE_BIN (default target/release/corelane) as it is
+# The defaults fit a 2-CPU machine: each proxy gets CPU 1 to itself, everything else shares
+# CPU 0. On a larger machine give each group its own CPUs (bench/device/run.sh).
+PROXY_CPUS=1 LOAD_CPUS=0 BACKEND_CPUS="" THREADS=1 BACKEND_WORKERS=1 PIN=1 BUILD=1
+# Takes one of the options above at $1 (value at $2); sets TOOK to the words used, or fails.
+common_opt() {
+  case "$1" in
+    --proxy-cpus) PROXY_CPUS=$2; TOOK=2 ;;
+    --load-cpus) LOAD_CPUS=$2; TOOK=2 ;;
+    --backend-cpus) BACKEND_CPUS=$2; TOOK=2 ;;
+    --threads) THREADS=$2; TOOK=2 ;;
+    --backend-workers) BACKEND_WORKERS=$2; TOOK=2 ;;
+    --no-pin) PIN=0; TOOK=1 ;;
+    --no-build) BUILD=0; TOOK=1 ;;
+    *) return 1 ;;
+  esac
+}
+# After parsing: the command prefixes LOAD, PROXY and BACKEND_PIN (arrays, not functions: a
+# function run with `&` forks a subshell, and $! would then name the subshell rather than the
+# server), the options as given for CMDLINE (PLACEMENT), and BIN, built unless --no-build.
+placement() {
+  BACKEND_CPUS=${BACKEND_CPUS:-$LOAD_CPUS}
+  if [ $PIN = 1 ]; then
+    LOAD=(taskset -c "$LOAD_CPUS") PROXY=(taskset -c "$PROXY_CPUS") BACKEND_PIN=(taskset -c "$BACKEND_CPUS")
+    PLACEMENT=""
+    [ "$PROXY_CPUS" != 1 ] && PLACEMENT="$PLACEMENT --proxy-cpus $PROXY_CPUS"
+    [ "$LOAD_CPUS" != 0 ] && PLACEMENT="$PLACEMENT --load-cpus $LOAD_CPUS"
+    [ "$BACKEND_CPUS" != "$LOAD_CPUS" ] && PLACEMENT="$PLACEMENT --backend-cpus $BACKEND_CPUS"
+  else
+    LOAD=() PROXY=() BACKEND_PIN=() PLACEMENT=" --no-pin"
+  fi
+  [ "$THREADS" != 1 ] && PLACEMENT="$PLACEMENT --threads $THREADS"
+  [ "$BACKEND_WORKERS" != 1 ] && PLACEMENT="$PLACEMENT --backend-workers $BACKEND_WORKERS"
+  BIN=${CORELANE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/corelane}
+  if [ $BUILD = 1 ]; then (cd "$ROOT" && cargo build --release --quiet); fi
+  [ -x "$BIN" ] || { echo "no corelane binary at $BIN" >&2; exit 1; }
+  NGINX_MODULES=${NGINX_MODULES:-/usr/lib/nginx/modules}
+}

@@ -4,7 +4,7 @@
 #
 #   bench/redis.sh [--workers N] [--rounds R] [--requests N] [--requests-p16 N]
 #                  [--mc-requests N] [--clients C] [--keys K]
-#                  [--no-redis] [--no-memcache] [--no-build] [--no-pin]
+#                  [--no-redis] [--no-memcache] [placement options of bench/lib.sh]
 #
 # Servers: 3 redis-server (127.0.0.1:17101-17103, no persistence) and 2 memcached
 # (127.0.0.1:11401-11402, 1 thread each): not the ports of config/examples (17001-17003,
@@ -31,7 +31,8 @@
 # not depend on which process is the bottleneck.
 #
 # Placement (as bench/tcp.sh): both proxies pinned to CPU 1; the load generators and the
-# servers on CPU 0, so each proxy has a whole core and the same neighbours. corelane runs
+# servers on CPU 0, so each proxy has a whole core and the same neighbours (bench/lib.sh's
+# placement options change that; --threads is redis-benchmark's --threads). corelane runs
 # `workers = N` (--workers, default 1); twemproxy is single-threaded by design and always runs
 # one process. With N > 1 on a 2-core machine use --no-pin (the scheduler places everything),
 # otherwise the N workers share CPU 1.
@@ -42,9 +43,11 @@
 # to bench/out/redis/ and the summary table to stdout. The binary is built with
 # `cargo build --release` into $CARGO_TARGET_DIR (default target/) unless --no-build.
 set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib.sh"
 
 WORKERS=1 ROUNDS=5 REQUESTS=200000 REQUESTS_P16="" MC_REQUESTS="" CLIENTS=50 KEYS=100000
-REDIS=1 MEMCACHE=1 BUILD=1 PIN=1
+REDIS=1 MEMCACHE=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) WORKERS=$2; shift 2 ;;
@@ -56,9 +59,7 @@ while [ $# -gt 0 ]; do
     --keys) KEYS=$2; shift 2 ;;
     --no-redis) REDIS=0; shift ;;
     --no-memcache) MEMCACHE=0; shift ;;
-    --no-build) BUILD=0; shift ;;
-    --no-pin) PIN=0; shift ;;
-    *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
+    *) common_opt "$@" && shift "$TOOK" || { echo "unknown option $1 (see the header of $0)" >&2; exit 2; } ;;
   esac
 done
 REQUESTS_P16=${REQUESTS_P16:-$((REQUESTS * 10))}
@@ -70,14 +71,11 @@ else
   CMDLINE="$CMDLINE --no-redis"
 fi
 if [ $MEMCACHE = 1 ]; then CMDLINE="$CMDLINE --mc-requests $MC_REQUESTS"; else CMDLINE="$CMDLINE --no-memcache"; fi
-if [ $PIN = 0 ]; then CMDLINE="$CMDLINE --no-pin"; fi
 [ $REDIS = 1 ] || [ $MEMCACHE = 1 ] || { echo "nothing to do" >&2; exit 2; }
 [ $((MC_REQUESTS / CLIENTS)) -gt 0 ] || { echo "--mc-requests must be at least --clients" >&2; exit 2; }
 
 ulimit -n "$(ulimit -Hn)"
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$ROOT/bench/out/redis
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/corelane
 mkdir -p "$OUT"
 rm -f "$OUT"/*.pid "$OUT"/raw.tsv "$OUT"/*.csv "$OUT"/*.err "$OUT"/*.txt "$OUT"/*.log
 
@@ -89,17 +87,14 @@ for tool in $tools; do
   command -v $tool >/dev/null || { echo "missing $tool (see the header of this script)" >&2; exit 1; }
 done
 
-if [ $BUILD = 1 ]; then (cd "$ROOT" && cargo build --release --quiet); fi
-[ -x "$BIN" ] || { echo "no corelane binary at $BIN" >&2; exit 1; }
+placement
+CMDLINE="$CMDLINE$PLACEMENT"
 
 REDIS_SERVERS=(17101 17102 17103)
 MC_SERVERS=(11401 11402)
 declare -A REDIS_PORT=([direct]=17101 [twemproxy]=7201 [corelane]=7211)
 declare -A MC_PORT=([direct]=11401 [twemproxy]=7202 [corelane]=7212)
 TARGETS=(direct twemproxy corelane)
-# Command prefixes that pin to a CPU. Arrays, not functions: a function run with `&` forks a
-# subshell, and $! would then name the subshell rather than the server.
-if [ $PIN = 1 ]; then LOAD=(taskset -c 0) PROXY=(taskset -c 1); else LOAD=() PROXY=(); fi
 # Load generators run under `timeout --foreground`: without --foreground, timeout moves to a
 # process group of its own and Ctrl-C would not reach them.
 TMP=$(mktemp -d /tmp/corelane-bench-redis.XXXXXX)
@@ -153,13 +148,13 @@ wait_ready() {
 if [ $REDIS = 1 ]; then
   for p in "${REDIS_SERVERS[@]}"; do
     mkdir -p "$TMP/redis-$p"
-    "${LOAD[@]}" redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
+    "${BACKEND_PIN[@]}" redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
       --dir "$TMP/redis-$p" --maxclients 10000 --logfile "$OUT/redis-$p.log" & echo $! > "$OUT/redis-$p.pid"
   done
 fi
 if [ $MEMCACHE = 1 ]; then
   for p in "${MC_SERVERS[@]}"; do
-    "${LOAD[@]}" memcached -l 127.0.0.1 -p "$p" -U 0 -t 1 -m 256 -c 10000 -u "$(id -un)" \
+    "${BACKEND_PIN[@]}" memcached -l 127.0.0.1 -p "$p" -U 0 -t 1 -m 256 -c 10000 -u "$(id -un)" \
       > "$OUT/memcached-$p.log" 2>&1 & echo $! > "$OUT/memcached-$p.pid"
   done
 fi
@@ -307,6 +302,7 @@ REDIS_TESTS=(
   "get_p16|16|$REQUESTS_P16|-t get"
   "mget10_p1|1|$REQUESTS|${MGET_ARGS[*]}"
 )
+RB_THREADS=(); [ "$THREADS" -gt 1 ] && RB_THREADS=(--threads "$THREADS")
 run_redis() { # round, target
   local r=$1 t=$2 spec name pipe n args pid c0 c1 f rps p99
   pid=""; [ "$t" = direct ] || pid=$(cat "$OUT/$t.pid")
@@ -316,7 +312,7 @@ run_redis() { # round, target
     c0=$(cpu_ticks "$pid")
     # shellcheck disable=SC2086 # $args is a list of words
     "${LOAD[@]}" timeout --foreground 600 redis-benchmark -p "${REDIS_PORT[$t]}" -c "$CLIENTS" -r "$KEYS" -n "$n" \
-      -P "$pipe" --csv $args > "$f.csv" 2> "$f.err" || echo "exit status $?" >> "$f.err"
+      "${RB_THREADS[@]}" -P "$pipe" --csv $args > "$f.csv" 2> "$f.err" || echo "exit status $?" >> "$f.err"
     # redis-benchmark asks CONFIG GET first; neither proxy forwards CONFIG, so it warns.
     sed -i '/^WARNING: Could not fetch server CONFIG$/d' "$f.err"
     c1=$(cpu_ticks "$pid")

@@ -3,7 +3,7 @@
 # all in ONE run with rounds interleaved, against the same nginx HTTP backend.
 #
 #   bench/tcp.sh [--workers N] [--rounds R] [--duration S] [--conns C] [--bulk-mib M]
-#                [--idle-conns K] [--no-pin]
+#                [--idle-conns K] [placement options of bench/lib.sh]
 #
 # Measures, per target:
 #   - wrk keep-alive req/s and p99 latency (small response), median over rounds;
@@ -15,15 +15,18 @@
 # Ratios are against the direct connection (req/s, bulk) and against HAProxy.
 #
 # By default the proxy under test is pinned to CPU 1 and wrk, curl and the backend to CPU 0,
-# so every proxy gets one whole core and the same neighbours (--no-pin to let the scheduler
-# place them). Each proxy runs with the same number of workers/threads/processes.
+# so every proxy gets one whole core and the same neighbours; bench/lib.sh's placement options
+# give each group its own CPUs on a larger machine. Each proxy runs with the same number of
+# workers/threads/processes. --idle-conns 0 skips the idle-memory measurement.
 #
 # Needs: wrk, haproxy, nginx with the stream module, curl, python3 (Debian: wrk haproxy
 # nginx-light libnginx-mod-stream curl python3). Everything listens on 127.0.0.1 only and stops
 # by itself; results go to bench/out/ and the summary table to stdout.
 set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib.sh"
 
-WORKERS=1 ROUNDS=5 DURATION=10 CONNS=64 BULK_MIB=1024 IDLE_CONNS=4000 PIN=1
+WORKERS=1 ROUNDS=5 DURATION=10 CONNS=64 BULK_MIB=1024 IDLE_CONNS=4000
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) WORKERS=$2; shift 2 ;;
@@ -32,34 +35,26 @@ while [ $# -gt 0 ]; do
     --conns) CONNS=$2; shift 2 ;;
     --bulk-mib) BULK_MIB=$2; shift 2 ;;
     --idle-conns) IDLE_CONNS=$2; shift 2 ;;
-    --no-pin) PIN=0; shift ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
+    *) common_opt "$@" && shift "$TOOK" || { echo "unknown option $1" >&2; exit 2; } ;;
   esac
 done
-CMDLINE="bench/tcp.sh --workers $WORKERS --rounds $ROUNDS --duration $DURATION --conns $CONNS --bulk-mib $BULK_MIB --idle-conns $IDLE_CONNS"
-if [ $PIN = 0 ]; then CMDLINE="$CMDLINE --no-pin"; fi
+placement
+CMDLINE="bench/tcp.sh --workers $WORKERS --rounds $ROUNDS --duration $DURATION --conns $CONNS --bulk-mib $BULK_MIB --idle-conns $IDLE_CONNS$PLACEMENT"
 
 ulimit -n "$(ulimit -Hn)"
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$ROOT/bench/out/tcp
-BIN=$ROOT/target/release/corelane
 mkdir -p "$OUT"
 rm -f "$OUT"/*.pid "$OUT"/raw.tsv
 
 for tool in wrk haproxy nginx curl python3; do
   command -v $tool >/dev/null || { echo "missing $tool (see the header of this script)" >&2; exit 1; }
 done
-NGINX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
+NGINX_STREAM=$NGINX_MODULES/ngx_stream_module.so
 [ -f $NGINX_STREAM ] || { echo "missing $NGINX_STREAM (apt-get install libnginx-mod-stream)" >&2; exit 1; }
-
-(cd "$ROOT" && cargo build --release --quiet)
 
 BACKEND=127.0.0.1:18080
 declare -A PORT=([direct]=18080 [corelane]=7100 [haproxy]=7101 [nginx]=7102)
 TARGETS=(direct corelane haproxy nginx)
-# Command prefixes that pin to a CPU. Arrays, not functions: a function run with `&` forks a
-# subshell, and $! would then name the subshell rather than the server.
-if [ $PIN = 1 ]; then LOAD=(taskset -c 0) PROXY=(taskset -c 1); else LOAD=() PROXY=(); fi
 
 cleanup() {
   for f in "$OUT"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
@@ -71,7 +66,7 @@ trap cleanup EXIT
 # --- the backend: nginx serving a small body at / and a large file at /big ---------------
 head -c $((BULK_MIB << 20)) /dev/zero > /dev/shm/corelane-bench-big.bin
 cat > "$OUT/backend.conf" <<EOF
-worker_processes 1;
+worker_processes $BACKEND_WORKERS;
 daemon off;
 pid $OUT/backend.nginx.pid;
 error_log $OUT/backend.err warn;
@@ -90,7 +85,7 @@ http {
   }
 }
 EOF
-"${LOAD[@]}" nginx -c "$OUT/backend.conf" -e "$OUT/backend.err" & echo $! > "$OUT/backend.pid"
+"${BACKEND_PIN[@]}" nginx -c "$OUT/backend.conf" -e "$OUT/backend.err" & echo $! > "$OUT/backend.pid"
 
 # --- the proxies, same worker count, same backend -----------------------------------------
 cat > "$OUT/corelane.toml" <<EOF
@@ -149,7 +144,6 @@ for t in "${TARGETS[@]}"; do
   curl -fsS -o /dev/null "http://127.0.0.1:${PORT[$t]}/" || { echo "$t is not answering" >&2; exit 1; }
 done
 
-. "$ROOT/bench/lib.sh"
 rss_kib() {
   local sum=0 p
   for p in "$@"; do
@@ -169,6 +163,7 @@ echo -e "round\ttarget\tkind\tvalue" > "$OUT/raw.tsv"
 IDLE_BATCHES=4 IDLE_WAIT=7
 IDLE_CONNS=$(( IDLE_CONNS / IDLE_BATCHES * IDLE_BATCHES ))
 for t in corelane haproxy nginx; do
+  [ "$IDLE_CONNS" = 0 ] && break
   pids=$(pids_of "$t")
   before=$(rss_kib $pids)
   python3 - "${PORT[$t]}" "$IDLE_CONNS" "$IDLE_BATCHES" "$OUT/idle-$t" <<'PY' &
@@ -207,7 +202,7 @@ for r in $(seq 1 "$ROUNDS"); do
     pids=""
     [ "$t" != direct ] && pids=$(pids_of "$t")
     c0=$(cpu_ticks $pids)
-    "${LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:${PORT[$t]}/" > "$OUT/wrk-$t-$r.txt"
+    "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:${PORT[$t]}/" > "$OUT/wrk-$t-$r.txt"
     c1=$(cpu_ticks $pids)
     rps=$(awk '/^Requests\/sec/ {print $2}' "$OUT/wrk-$t-$r.txt")
     p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$OUT/wrk-$t-$r.txt")

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Packs corelane's release binary and every tool the benchmarks run (wrk, h2load, curl,
+# haproxy, nginx and its modules, redis, nutcracker, memcached, memcslap, taskset, pgrep) with
+# ALL their shared libraries, glibc's loader included, into one folder that runs on another
+# x86-64 Linux machine with nothing installed: the 16-core device machine this project is
+# sometimes lent, which has no package registry. Each tool becomes a wrapper in DIR/bin that
+# `exec`s the bundled loader on the real binary (so a pid taken with `$!` is the tool's own,
+# and CPU affinity set by taskset carries over), with the bundled libraries only.
+#
+#   bench/device/bundle.sh DIR          # then, there: PATH=DIR/bin:$PATH bench/....sh --no-build
+#
+# Only the wrappers find the bundled libraries: nothing else on that machine is affected.
+# This is a measuring aid, not a way to ship corelane (see Dockerfile for that).
+set -euo pipefail
+DIR=$(mkdir -p "$1" && cd "$1" && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TOOLS="wrk h2load curl haproxy nginx redis-server redis-benchmark redis-cli nutcracker memcached memcslap taskset pgrep"
+rm -rf "$DIR/bin" "$DIR/real" "$DIR/lib" "$DIR/nginx-modules"
+mkdir -p "$DIR/bin" "$DIR/real" "$DIR/lib" "$DIR/nginx-modules"
+
+(cd "$ROOT" && cargo build --release --quiet)
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/corelane
+objs=()
+add() { # $1: a binary or module to bundle
+  objs+=("$1")
+}
+strip -o "$DIR/real/corelane" "$BIN"
+add "$DIR/real/corelane"
+for t in $TOOLS; do
+  p=$(command -v "$t") || { echo "missing $t" >&2; exit 1; }
+  cp -L "$p" "$DIR/real/$t"
+  add "$DIR/real/$t"
+done
+for m in /usr/lib/nginx/modules/*.so; do cp -L "$m" "$DIR/nginx-modules/"; add "$m"; done
+# Every library any of them loads, resolved here (glibc and its loader too).
+for o in "${objs[@]}"; do
+  ldd "$o" | awk '/=>/ && $3 ~ /^\// {print $3} /^\t\/lib/ {print $1}'
+done | sort -u | while read -r lib; do cp -L "$lib" "$DIR/lib/"; done
+cp -L /lib64/ld-linux-x86-64.so.2 "$DIR/lib/"
+for t in corelane $TOOLS; do
+  cat > "$DIR/bin/$t" <<W
+#!/bin/sh
+d=\$(dirname "\$(readlink -f "\$0")")/..
+exec "\$d/lib/ld-linux-x86-64.so.2" --library-path "\$d/lib" --argv0 "\$0" "\$d/real/$t" "\$@"
+W
+  chmod +x "$DIR/bin/$t"
+done
+du -sh "$DIR"

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The benchmarks as run on a 16-CPU machine from a bundle (bench/device/bundle.sh), each proxy
+# with CPUs of its own and the load generators and backends on others, so that the proxy,
+# not the client, is what saturates:
+#   CPUs 0-3 (0 for one-worker runs)  the proxy under test (corelane, HAProxy, nginx, twemproxy)
+#   CPUs 4-9                          backends: nginx (6 workers) or redis/memcached servers
+#   CPUs 10-15 (8-15 for redis)       load generators (6 or 8 threads)
+#
+#   bench/device/suite.sh BUNDLE_DIR [tcp] [http] [redis] [health] ...
+#
+# Summaries are copied to $RESULTS (default bench/out/device/) as <name>.md.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/bench/device/env.sh" "$1"
+shift
+RESULTS=${RESULTS:-$ROOT/bench/out/device}
+mkdir -p "$RESULTS"
+{ nproc; grep -m1 'model name' /proc/cpuinfo; uname -r; } > "$RESULTS/machine.txt"
+W4=(--workers 4 --proxy-cpus 0-3 --backend-cpus 4-9 --backend-workers 6 --load-cpus 10-15 --threads 6 --conns 256)
+for b in "$@"; do
+  echo "=== $b $(date +%T)" >&2
+  case $b in
+    tcp) "$ROOT/bench/tcp.sh" --no-build "${W4[@]}" --rounds 3 --duration 8 --bulk-mib 1024 --idle-conns 0 ;;
+    http) "$ROOT/bench/http.sh" --no-build "${W4[@]}" --rounds 3 --duration 6 ;;
+    redis) "$ROOT/bench/redis.sh" --no-build --workers 1 --proxy-cpus 0 --backend-cpus 4-6 --load-cpus 8-15 \
+      --threads 4 --rounds 3 --clients 50 --requests 400000 --requests-p16 4000000 --keys 100000 --mc-requests 200000 ;;
+    health) "$ROOT/bench/health.sh" --no-build --proxy-cpus 0 --control-core 1 --backend-cpus 4-9 --backend-workers 6 \
+      --load-cpus 10-15 --threads 6 --conns 256 --rounds 3 --duration 6 ;;
+    *) echo "unknown benchmark $b" >&2; exit 2 ;;
+  esac
+  cp "$ROOT/bench/out/$b/summary.md" "$RESULTS/$b.md" 2>/dev/null || true
+  cp "$ROOT/bench/out/$b/raw.tsv" "$RESULTS/$b.tsv" 2>/dev/null || true
+done
