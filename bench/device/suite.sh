@@ -6,7 +6,7 @@
 #   CPUs 4-9                          backends: nginx (6 workers) or redis/memcached servers
 #   CPUs 10-15 (8-15 for redis)       load generators (6 or 8 threads)
 #
-#   bench/device/suite.sh BUNDLE_DIR [tcp] [http] [redis] [health] ...
+#   bench/device/suite.sh BUNDLE_DIR [tcp] [tcp5] [http] [redis] [redis4] [health] ...
 #
 # Summaries are copied to $RESULTS (default bench/out/device/) as <name>.md.
 set -euo pipefail
@@ -24,10 +24,15 @@ for b in "$@"; do
     http) "$ROOT/bench/http.sh" --no-build "${W4[@]}" --rounds 3 --duration 6 ;;
     redis) "$ROOT/bench/redis.sh" --no-build --workers 1 --proxy-cpus 0 --backend-cpus 4-6 --load-cpus 8-15 \
       --threads 4 --rounds 3 --clients 50 --requests 400000 --requests-p16 4000000 --keys 100000 --mc-requests 200000 ;;
+    # All workers: corelane with 4 (twemproxy is one process by design; it gets the same CPUs).
+    redis4) "$ROOT/bench/redis.sh" --no-build --workers 4 --proxy-cpus 0-3 --backend-cpus 4-6 --load-cpus 8-15 \
+      --threads 4 --rounds 3 --clients 100 --requests 400000 --requests-p16 4000000 --keys 100000 --no-memcache ;;
+    tcp5) "$ROOT/bench/tcp.sh" --no-build "${W4[@]}" --rounds 5 --duration 8 --bulk-mib 1024 --idle-conns 0 ;;
     health) "$ROOT/bench/health.sh" --no-build --proxy-cpus 0 --control-core 1 --backend-cpus 4-9 --backend-workers 6 \
       --load-cpus 10-15 --threads 6 --conns 256 --rounds 3 --duration 6 ;;
     *) echo "unknown benchmark $b" >&2; exit 2 ;;
   esac
-  cp "$ROOT/bench/out/$b/summary.md" "$RESULTS/$b.md" 2>/dev/null || true
-  cp "$ROOT/bench/out/$b/raw.tsv" "$RESULTS/$b.tsv" 2>/dev/null || true
+  d=${b%[0-9]}
+  cp "$ROOT/bench/out/$d/summary.md" "$RESULTS/$b.md" 2>/dev/null || true
+  cp "$ROOT/bench/out/$d/raw.tsv" "$RESULTS/$b.tsv" 2>/dev/null || true
 done
