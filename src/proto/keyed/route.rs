@@ -5,7 +5,6 @@
 //! The table is re-checked once per batch of requests ([`Route::refresh_table`]), so after a
 //! reload a connection's next requests follow the new placement.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use super::Shards;
@@ -17,9 +16,10 @@ use crate::worker::{Accepted, TableRef, Worker};
 pub struct Route<F: Framing> {
     pub worker: Rc<Worker>,
     pub table: Rc<TableRef>,
-    listen: SocketAddr,
+    /// The client's listener in `table`; its settings are read from there (not copied, so
+    /// that a parked client keeps less).
+    listener: usize,
     pub cluster: usize,
-    pub settings: KeyedListener,
     shards: Option<Rc<Shards<F>>>,
     /// The worker's pipelines of this protocol.
     registry: fn(&Worker) -> &super::Registry<F>,
@@ -40,9 +40,8 @@ impl<F: Framing> Route<F> {
         Route {
             worker: worker.clone(),
             table: conn.table.clone(),
-            listen: l.listen,
+            listener: conn.listener,
             cluster: l.cluster,
-            settings: l.keyed.clone(),
             shards: None,
             registry,
             replies: Rc::new(Replies::default()),
@@ -57,18 +56,22 @@ impl<F: Framing> Route<F> {
         if Rc::ptr_eq(&t, &self.table) {
             return false;
         }
-        let Some(i) = t.listener_index(self.listen) else {
+        let listen = self.table.listeners[self.listener].config.listen;
+        let Some(i) = t.listener_index(listen) else {
             return false;
         };
-        let l = &t.listeners[i].config;
-        self.cluster = l.cluster;
-        self.settings = l.keyed.clone();
+        self.cluster = t.listeners[i].config.cluster;
+        self.listener = i;
         self.table = t;
         self.shards = None;
         true
     }
 
-    /// This worker's pipelines to the cluster's servers.
+    /// The listener's settings, from the table in use.
+    pub fn settings(&self) -> &KeyedListener {
+        &self.table.listeners[self.listener].config.keyed
+    }
+
     /// Lets go of the shard map (a parked client); [`Route::shards`] fetches it again.
     pub fn forget_shards(&mut self) {
         self.shards = None;

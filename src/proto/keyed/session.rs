@@ -31,9 +31,8 @@ use crate::upstream::pipeline::Framing;
 use crate::worker::park::{ResumeClient, Sleeper};
 use crate::worker::{Accepted, Drain, Held, Wake, Worker};
 
-/// Serves one client connection of a keyed engine with `h` until it ends; `engine` names it
-/// in logs.
-pub async fn serve<H: Handler>(worker: Rc<Worker>, conn: Accepted, h: H, engine: &'static str) {
+/// Serves one client connection of a keyed engine with `h` until it ends.
+pub async fn serve<H: Handler>(worker: Rc<Worker>, conn: Accepted, h: H) {
     let listener = &conn.table.listeners[conn.listener];
     let active = OwnedGauge::new(listener.stats.clone(), worker.id, |s, w| {
         &s.workers.get(w).active
@@ -49,7 +48,6 @@ pub async fn serve<H: Handler>(worker: Rc<Worker>, conn: Accepted, h: H, engine:
         _active: active,
         parked: None,
         h,
-        engine,
         idle_since: Instant::now(),
     };
     run(worker, client, stream).await;
@@ -62,7 +60,6 @@ struct Client<H> {
     /// Counts the client as parked while it is.
     parked: Option<OwnedGauge<ListenerStats>>,
     h: H,
-    engine: &'static str,
     /// Nothing has come from the client since (the idle timeout counts from here across
     /// parking).
     idle_since: Instant,
@@ -124,7 +121,7 @@ async fn run<H: Handler>(worker: Rc<Worker>, mut c: Client<H>, stream: TcpStream
             }
         },
         Err(e) => {
-            tracing::debug!(peer = %c.held.peer, error = %e, engine = c.engine, "client connection ended");
+            tracing::debug!(peer = %c.held.peer, error = %e, engine = H::ENGINE, "client connection ended");
         }
     }
 }
@@ -153,6 +150,8 @@ pub const SMALL_BUFFER: usize = 512;
 /// A protocol's side of a client connection: its [`Route`] and its parsing.
 pub trait Handler: 'static {
     type F: Framing;
+    /// The engine's name, for logs.
+    const ENGINE: &'static str;
     fn route(&mut self) -> &mut Route<Self::F>;
     /// Routes the complete requests at the start of `buf` until it runs out of them, the
     /// pipeline limit is reached or the route quits; returns the bytes it consumed.
@@ -222,7 +221,7 @@ async fn drive<H: Handler>(
         if h.route().quit && in_flight == 0 && !writing {
             break Ok(Ended::Closed);
         }
-        let room = in_flight < h.route().settings.max_pipeline;
+        let room = in_flight < h.route().settings().max_pipeline;
         if held && room && !writing && !h.route().quit {
             // Requests that waited for room get deadlines from now, not from their arrival.
             crate::io::clock::tick();
@@ -299,7 +298,7 @@ fn handle<H: Handler>(h: &mut H, rbuf: &mut ReadBuf) -> bool {
     let used = h.handle(rbuf.filled());
     rbuf.consume(used);
     let r = h.route();
-    !r.quit && !rbuf.is_empty() && r.replies.in_flight() >= r.settings.max_pipeline
+    !r.quit && !rbuf.is_empty() && r.replies.in_flight() >= r.settings().max_pipeline
 }
 
 impl Traffic for crate::metrics::stats::ListenerCounters {

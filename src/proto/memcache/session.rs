@@ -23,11 +23,11 @@ const MAX_KEYS: usize = 4096;
 pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     let route = Route::new(&worker, &conn, |w| &w.memcache);
     let router = Router {
-        limits: limits(&route.settings),
+        limits: limits(route.settings()),
         route,
         spare_keys: Vec::new(),
     };
-    session::serve(worker, conn, router, "memcache").await;
+    session::serve(worker, conn, router).await;
 }
 
 fn limits(l: &KeyedListener) -> Limits {
@@ -47,6 +47,7 @@ struct Router {
 
 impl Handler for Router {
     type F = Ascii;
+    const ENGINE: &'static str = "memcache";
 
     fn route(&mut self) -> &mut Route<Ascii> {
         &mut self.route
@@ -59,10 +60,11 @@ impl Handler for Router {
 
     fn handle(&mut self, buf: &[u8]) -> usize {
         if self.route.refresh_table() {
-            self.limits = limits(&self.route.settings);
+            self.limits = limits(self.route.settings());
         }
         let mut at = 0;
-        while !self.route.quit && self.route.replies.in_flight() < self.route.settings.max_pipeline
+        while !self.route.quit
+            && self.route.replies.in_flight() < self.route.settings().max_pipeline
         {
             let rest = &buf[at..];
             let keys = std::mem::take(&mut self.spare_keys);
@@ -176,5 +178,24 @@ impl Router {
                 codec::write_retrieval(buf, req, keys.iter().copied(), out);
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_parked_memcache_client_holds_at_most_half_a_kilobyte() {
+        // As for Redis: the lot's slab entry, the boxed state and the empty reply queue.
+        let entry = crate::worker::park::entry_size();
+        let boxed = crate::proto::keyed::session::parked_size::<super::Router>();
+        let queue = 16
+            + std::mem::size_of::<
+                crate::proto::keyed::replies::Replies<crate::proto::memcache::merge::Multiget>,
+            >();
+        println!(
+            "parked memcache client: slab entry {entry}, {boxed} bytes boxed, reply queue {queue}"
+        );
+        assert!(entry + boxed + queue <= 512, "{entry} + {boxed} + {queue}");
+        assert!(boxed <= 256, "{boxed} bytes boxed");
     }
 }
