@@ -4,16 +4,19 @@
 # that failed (wrk's socket errors plus non-2xx responses).
 #
 #   bench/reload.sh [--reloads N] [--rounds R] [--duration S] [--conns C]
+#                   [placement options of bench/lib.sh]
 #
 # Reloads: corelane: SIGHUP, alternating two control files that differ in a response header
 # (so every reload builds and swaps a new routing table); HAProxy: master-worker mode (-W),
 # SIGUSR2 to the master (a new worker process takes over, the old one finishes); nginx:
 # SIGHUP to the master (new workers; old ones finish). The reloads are spread over the middle
 # of the wrk run. Same backend (nginx), 1 worker each, the proxy pinned to CPU 1 and wrk and
-# the backend to CPU 0.
+# the backend to CPU 0 (bench/lib.sh's placement options change that; --threads is wrk's).
 #
 # Needs: wrk, haproxy, nginx, python3. Results go to bench/out/reload/.
 set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib.sh"
 
 RELOADS=100 ROUNDS=2 DURATION=20 CONNS=64
 while [ $# -gt 0 ]; do
@@ -22,21 +25,19 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --conns) CONNS=$2; shift 2 ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
+    *) common_opt "$@" && shift "$TOOK" || { echo "unknown option $1" >&2; exit 2; } ;;
   esac
 done
-CMDLINE="bench/reload.sh --reloads $RELOADS --rounds $ROUNDS --duration $DURATION --conns $CONNS"
+placement
+CMDLINE="bench/reload.sh --reloads $RELOADS --rounds $ROUNDS --duration $DURATION --conns $CONNS$PLACEMENT"
 
 ulimit -n "$(ulimit -Hn)"
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$ROOT/bench/out/reload
-BIN=$ROOT/target/release/corelane
 mkdir -p "$OUT"
 rm -f "$OUT"/*.pid "$OUT"/raw.tsv
 for tool in wrk haproxy nginx python3; do
   command -v $tool >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
-(cd "$ROOT" && cargo build --release --quiet)
 
 BACKEND=127.0.0.1:18080
 declare -A PORT=([corelane]=7280 [haproxy]=7281 [nginx]=7282)
@@ -48,12 +49,12 @@ cleanup() {
 trap cleanup EXIT
 
 cat > "$OUT/backend.conf" <<EOF
-worker_processes 1; daemon off; pid $OUT/backend.nginx.pid; error_log $OUT/backend.err warn;
+worker_processes $BACKEND_WORKERS; daemon off; pid $OUT/backend.nginx.pid; error_log $OUT/backend.err warn;
 events { worker_connections 16384; }
 http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
   server { listen $BACKEND backlog=4096; location = / { return 200 "hello, corelane bench\n"; } } }
 EOF
-taskset -c 0 nginx -c "$OUT/backend.conf" -e "$OUT/backend.err" & echo $! > "$OUT/backend.pid"
+"${BACKEND_PIN[@]}" nginx -c "$OUT/backend.conf" -e "$OUT/backend.err" & echo $! > "$OUT/backend.pid"
 
 corelane_conf() { # $1: variant
   cat <<EOF
@@ -74,7 +75,7 @@ endpoints = [{ addr = "$BACKEND" }]
 EOF
 }
 corelane_conf a > "$OUT/corelane.toml"
-taskset -c 1 "$BIN" run -c "$OUT/corelane.toml" 2> "$OUT/corelane.err" & echo $! > "$OUT/corelane.pid"
+"${PROXY[@]}" "$BIN" run -c "$OUT/corelane.toml" 2> "$OUT/corelane.err" & echo $! > "$OUT/corelane.pid"
 
 cat > "$OUT/haproxy.cfg" <<EOF
 global
@@ -94,7 +95,7 @@ backend backend
   http-reuse always
   server b1 $BACKEND
 EOF
-taskset -c 1 haproxy -W -f "$OUT/haproxy.cfg" -db > "$OUT/haproxy.err" 2>&1 & echo $! > "$OUT/haproxy.pid"
+"${PROXY[@]}" haproxy -W -f "$OUT/haproxy.cfg" -db > "$OUT/haproxy.err" 2>&1 & echo $! > "$OUT/haproxy.pid"
 
 cat > "$OUT/nginx-proxy.conf" <<EOF
 worker_processes 1; daemon off; pid $OUT/proxy.nginx.pid; error_log $OUT/nginx-proxy.err warn;
@@ -104,7 +105,7 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
   server { listen 127.0.0.1:${PORT[nginx]} backlog=4096;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 EOF
-taskset -c 1 nginx -c "$OUT/nginx-proxy.conf" -e "$OUT/nginx-proxy.err" & echo $! > "$OUT/nginx.pid"
+"${PROXY[@]}" nginx -c "$OUT/nginx-proxy.conf" -e "$OUT/nginx-proxy.err" & echo $! > "$OUT/nginx.pid"
 sleep 1.5
 
 reload() { # $1: target, $2: reload number
@@ -124,7 +125,7 @@ for r in $(seq 1 "$ROUNDS"); do
   order=("${TARGETS[@]:$((r % 3))}" "${TARGETS[@]:0:$((r % 3))}")
   for t in "${order[@]}"; do
     f="$OUT/wrk-$t-$r.txt"
-    taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:${PORT[$t]}/" > "$f" &
+    "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:${PORT[$t]}/" > "$f" &
     wrk_pid=$!
     sleep "$(python3 -c "print($DURATION * 0.1)")"
     for i in $(seq 1 "$RELOADS"); do reload "$t" "$i"; sleep "$gap"; done

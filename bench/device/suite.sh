@@ -6,7 +6,10 @@
 #   CPUs 4-9                          backends: nginx (6 workers) or redis/memcached servers
 #   CPUs 10-15 (8-15 for redis)       load generators (6 or 8 threads)
 #
-#   bench/device/suite.sh BUNDLE_DIR [tcp] [tcp5] [http] [redis] [redis4] [health] ...
+#   bench/device/suite.sh BUNDLE_DIR [tcp] [tcp5] [http] [redis] [redis4] [health] [reload] ...
+#
+# (reload has not run on the device machine yet; bench/mysql.sh is not part of the suite: it
+# needs MariaDB, which the bundle does not carry.)
 #
 # Summaries are copied to $RESULTS (default bench/out/device/) as <name>.md.
 set -euo pipefail
@@ -30,6 +33,8 @@ for b in "$@"; do
     tcp5) "$ROOT/bench/tcp.sh" --no-build "${W4[@]}" --rounds 5 --duration 8 --bulk-mib 1024 --idle-conns 0 ;;
     health) "$ROOT/bench/health.sh" --no-build --proxy-cpus 0 --control-core 1 --backend-cpus 4-9 --backend-workers 6 \
       --load-cpus 10-15 --threads 6 --conns 256 --rounds 3 --duration 6 ;;
+    reload) "$ROOT/bench/reload.sh" --no-build --proxy-cpus 0 --backend-cpus 4-9 --backend-workers 6 --load-cpus 10-15 \
+      --threads 6 --conns 256 --reloads 100 --rounds 2 --duration 20 ;;
     *) echo "unknown benchmark $b" >&2; exit 2 ;;
   esac
   d=${b%[0-9]}
