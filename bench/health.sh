@@ -6,11 +6,12 @@
 #                   [--duration S] [--conns C] [--control-core C]
 #                   [placement options of bench/lib.sh]
 #
-# The backend is one nginx listening on N ports (one per endpoint), pinned to CPU 0 with wrk.
-# corelane (1 worker) is pinned to CPU 1: its control thread, which runs the checks, shares
-# that core with the worker, so any cost of the checks shows up in the worker's req/s; with
-# --control-core C the control thread is moved to core C after start (the worker keeps CPU 1
-# to itself), which is how the data path and the control plane are meant to share a machine. Each
+# The backend is one nginx listening on N ports (one per endpoint), pinned to CPU 0 with wrk
+# (--backend-cpus, --load-cpus).
+# corelane (1 worker) is pinned to CPU 1 (--proxy-cpus): its control thread, which runs the
+# checks, shares that core with the worker, so any cost of the checks shows up in the worker's
+# req/s; with --control-core C the control thread is moved to core C after start (the worker
+# keeps its CPU to itself), which is how the data path and the control plane are meant to share a machine. Each
 # round starts each variant fresh (so the idle one's checks do not run during the other's
 # measurement), waits 3 s for the checks to settle in, then measures:
 #   - keep-alive: wrk, C connections kept open (the endpoint is picked per connection);
@@ -114,7 +115,7 @@ for r in $(seq 1 "$ROUNDS"); do
     tid=$(worker_tid $pid)
     if [ -n "$CONTROL_CORE" ]; then
       # The control thread (the main thread: it runs the checks) moves to its own core; the
-      # worker keeps CPU 1 to itself.
+      # worker keeps its CPU to itself.
       taskset -p -c "$CONTROL_CORE" $pid > /dev/null
     fi
     k0=$(checks_total)

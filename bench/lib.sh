@@ -36,9 +36,11 @@ p99_ms() {
 #                        default 1)
 #   --backend-workers N  worker processes of an nginx backend (default 1)
 #   --no-pin             pin nothing: the scheduler places every process
-#   --no-build           measure $CORELANE_BIN (default target/release/corelane) as it is
+#   --no-build           measure the binary as it is, without `cargo build --release` first
+# The binary measured is $CORELANE_BIN if set (then nothing is built), else
+# $CARGO_TARGET_DIR/release/corelane (default target/).
 # The defaults fit a 2-CPU machine: each proxy gets CPU 1 to itself, everything else shares
-# CPU 0. On a larger machine give each group its own CPUs (bench/device/run.sh).
+# CPU 0. On a larger machine give each group its own CPUs (bench/device/suite.sh).
 PROXY_CPUS=1 LOAD_CPUS=0 BACKEND_CPUS="" THREADS=1 BACKEND_WORKERS=1 PIN=1 BUILD=1
 # Takes one of the options above at $1 (value at $2); sets TOOK to the words used, or fails.
 common_opt() {
@@ -70,7 +72,7 @@ placement() {
   [ "$THREADS" != 1 ] && PLACEMENT="$PLACEMENT --threads $THREADS"
   [ "$BACKEND_WORKERS" != 1 ] && PLACEMENT="$PLACEMENT --backend-workers $BACKEND_WORKERS"
   BIN=${CORELANE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/corelane}
-  if [ $BUILD = 1 ]; then (cd "$ROOT" && cargo build --release --quiet); fi
+  if [ $BUILD = 1 ] && [ -z "${CORELANE_BIN:-}" ]; then (cd "$ROOT" && cargo build --release --quiet); fi
   [ -x "$BIN" ] || { echo "no corelane binary at $BIN" >&2; exit 1; }
   NGINX_MODULES=${NGINX_MODULES:-/usr/lib/nginx/modules}
 }

@@ -8,8 +8,8 @@
 //! normal for a proxy, so a connection that has been idle for its listener's `park_after` is
 //! taken apart instead: its sockets leave the runtime (`into_std`) and are added to the lot's
 //! epoll set, and what the engine needs to carry on (a [`Sleeper`]) is kept in the lot's slab:
-//! inline for a proxied TCP connection (one slab entry, see the size test below), boxed for a
-//! Redis or Memcached client ([`ResumeClient`]). What the task and the registrations used is
+//! a 40-byte entry with the sockets and the engine's state in a box (see the size tests), so
+//! that every kind of sleeper pays only for its own state. What the task and the registrations used is
 //! freed (the allocator gives it back to the system as it sees fit, or reuses it). When a
 //! socket becomes readable (data, a close or an error), the connection leaves the lot and its
 //! engine gets it back as a new task.

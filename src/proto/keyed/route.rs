@@ -15,7 +15,8 @@ use crate::worker::{Accepted, TableRef, Worker};
 
 pub struct Route<F: Framing> {
     pub worker: Rc<Worker>,
-    pub table: Rc<TableRef>,
+    /// The table in use; replaced only with `listener` (`refresh_table`).
+    table: Rc<TableRef>,
     /// The client's listener in `table`; its settings are read from there (not copied, so
     /// that a parked client keeps less).
     listener: usize,
@@ -65,6 +66,11 @@ impl<F: Framing> Route<F> {
         self.table = t;
         self.shards = None;
         true
+    }
+
+    /// The routing table in use.
+    pub fn table(&self) -> &TableRef {
+        &self.table
     }
 
     /// The listener's settings, from the table in use.

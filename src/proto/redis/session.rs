@@ -172,7 +172,7 @@ impl Router {
     /// The connection a command for server `i` goes to, or an error text.
     fn target(&mut self, i: usize, read: bool) -> Result<Rc<Pipeline<Resp>>, String> {
         let shards = self.route.shards();
-        let read_from = self.route.table.config.clusters[self.route.cluster]
+        let read_from = self.route.table().config.clusters[self.route.cluster]
             .sharding
             .read_from;
         if read && read_from != ReadFrom::Primary {
