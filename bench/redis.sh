@@ -73,6 +73,7 @@ fi
 if [ $MEMCACHE = 1 ]; then CMDLINE="$CMDLINE --mc-requests $MC_REQUESTS"; else CMDLINE="$CMDLINE --no-memcache"; fi
 [ $REDIS = 1 ] || [ $MEMCACHE = 1 ] || { echo "nothing to do" >&2; exit 2; }
 [ $((MC_REQUESTS / CLIENTS)) -gt 0 ] || { echo "--mc-requests must be at least --clients" >&2; exit 2; }
+[ $((CLIENTS % THREADS)) = 0 ] || { echo "--clients must be a multiple of --threads (redis-benchmark processes)" >&2; exit 2; }
 
 ulimit -n "$(ulimit -Hn)"
 OUT=$ROOT/bench/out/redis
