@@ -4,7 +4,8 @@
 # not the client, is what saturates:
 #   CPUs 0-3 (0 for one-worker runs)  the proxy under test (corelane, HAProxy, nginx, twemproxy)
 #   CPUs 4-9                          backends: nginx (6 workers) or redis/memcached servers
-#   CPUs 10-15 (8-15 for redis)       load generators (6 or 8 threads)
+#   CPUs 10-15 (8-15 for redis)       load generators (6 wrk/h2load threads; 2 or 4 redis-benchmark
+#                                     processes)
 #
 #   bench/device/suite.sh BUNDLE_DIR [tcp] [tcp5] [http] [redis] [redis4] [health] [reload] ...
 #
