@@ -310,8 +310,20 @@ impl Traffic for crate::metrics::stats::ListenerCounters {
     }
 }
 
-/// What a parked client of handler `H` keeps in its box, for the engines' size tests.
+/// The engines' size test: everything corelane keeps of a parked client of handler `H` (the
+/// lot's slab entry with the socket, the boxed state, and the reply queue, which has no
+/// buffers while parked) is at most half a kilobyte, and the box stays in mimalloc's 256-byte
+/// size class (the next is 320).
 #[cfg(test)]
-pub(crate) fn parked_size<H: Handler>() -> usize {
-    std::mem::size_of::<Client<H>>()
+pub(crate) fn assert_parked_client_is_small<H: Handler>() {
+    let entry = crate::worker::park::entry_size();
+    let boxed = std::mem::size_of::<Client<H>>();
+    // The reply queue lives in an `Rc` (two counts) of its own.
+    let queue = 16 + std::mem::size_of::<super::replies::Replies<<H::F as Framing>::Merge>>();
+    println!(
+        "parked {} client: slab entry {entry}, {boxed} bytes boxed, reply queue {queue}",
+        H::ENGINE
+    );
+    assert!(entry + boxed + queue <= 512, "{entry} + {boxed} + {queue}");
+    assert!(boxed <= 256, "{boxed} bytes boxed");
 }

@@ -185,17 +185,6 @@ impl Router {
 mod tests {
     #[test]
     fn a_parked_memcache_client_holds_at_most_half_a_kilobyte() {
-        // As for Redis: the lot's slab entry, the boxed state and the empty reply queue.
-        let entry = crate::worker::park::entry_size();
-        let boxed = crate::proto::keyed::session::parked_size::<super::Router>();
-        let queue = 16
-            + std::mem::size_of::<
-                crate::proto::keyed::replies::Replies<crate::proto::memcache::merge::Multiget>,
-            >();
-        println!(
-            "parked memcache client: slab entry {entry}, {boxed} bytes boxed, reply queue {queue}"
-        );
-        assert!(entry + boxed + queue <= 512, "{entry} + {boxed} + {queue}");
-        assert!(boxed <= 256, "{boxed} bytes boxed");
+        crate::proto::keyed::session::assert_parked_client_is_small::<super::Router>();
     }
 }

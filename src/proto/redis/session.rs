@@ -346,22 +346,6 @@ fn printable(name: &[u8]) -> String {
 mod tests {
     #[test]
     fn a_parked_redis_client_holds_at_most_half_a_kilobyte() {
-        // Everything corelane keeps of a parked client: the lot's slab entry (with the socket),
-        // the boxed state (route, parser, counters) and its reply queue, which has no buffers
-        // while parked.
-        let entry = crate::worker::park::entry_size();
-        let boxed = crate::proto::keyed::session::parked_size::<super::Router>();
-        // The reply queue lives in an `Rc` (two counts) of its own.
-        let queue = 16
-            + std::mem::size_of::<
-                crate::proto::keyed::replies::Replies<crate::proto::redis::merge::RedisMerge>,
-            >();
-        println!(
-            "parked redis client: slab entry {entry}, {boxed} bytes boxed, reply queue {queue}"
-        );
-        assert!(entry + boxed + queue <= 512, "{entry} + {boxed} + {queue}");
-        // Also as allocated: mimalloc rounds a block up to its size class (.., 256, 320, ..),
-        // and 256 is what keeps the box in the smaller one.
-        assert!(boxed <= 256, "{boxed} bytes boxed");
+        crate::proto::keyed::session::assert_parked_client_is_small::<super::Router>();
     }
 }
