@@ -84,7 +84,7 @@ impl RetryBudget {
     const PER_RETRY: u32 = 10;
     const RESERVE: u32 = 100;
 
-    fn request(&self) {
+    pub(super) fn request(&self) {
         self.tokens
             .set((self.tokens.get() + Self::PER_REQUEST).min(Self::RESERVE));
     }
@@ -93,7 +93,7 @@ impl RetryBudget {
         self.tokens.get() >= Self::PER_RETRY
     }
 
-    fn take(&self) -> bool {
+    pub(super) fn take(&self) -> bool {
         let t = self.tokens.get();
         if t < Self::PER_RETRY {
             return false;

@@ -24,7 +24,7 @@ use crate::worker::TableRef;
 
 /// The table and listener a request is routed by: the current table if it still has this
 /// listener, else the one the connection last used (its listener is draining).
-fn routing(c: &Conn) -> (Rc<TableRef>, usize) {
+pub(super) fn routing(c: &Conn) -> (Rc<TableRef>, usize) {
     let now = c.worker.table();
     let mut current = c.table.borrow_mut();
     if !Rc::ptr_eq(&now, &current) {
@@ -49,51 +49,91 @@ pub(super) async fn handle(c: &Conn, req: Request<Incoming>) -> Response<Respons
     let found = route::find(&listener.config.http.routes, &req);
     let slot = found.map_or(listener.config.http.routes.len(), |(i, _)| i);
     let route = found.map(|(_, r)| r);
-    // What the access log needs from the request, taken before it is forwarded.
-    let logged = listener.config.access_log.then(|| {
-        (
-            req.method().clone(),
-            route::host_with_port(req.headers(), req.uri()).map(str::to_owned),
-            req.uri().path().to_owned(),
-            std::time::SystemTime::now(),
-        )
+    let logged = listener.config.access_log.then(|| Logged {
+        method: req.method().as_str().to_owned(),
+        host: route::host_with_port(req.headers(), req.uri()).map(str::to_owned),
+        path: req.uri().path().to_owned(),
+        at: std::time::SystemTime::now(),
     });
     let (resp, cluster, upstream) = answer(c, &table, li, route, started, req).await;
-    let w = c.worker.id;
-    let status = resp.status().as_u16();
-    let took = started.elapsed();
-    if let Some((method, host, path, at)) = logged {
-        access_log::record(&access_log::Entry {
-            ts: crate::control::unix_seconds(at),
-            listener: &listener.config.name,
-            route: route.map_or(crate::config::table::DEFAULT_ROUTE, |r| r.name.as_str()),
-            client: c.peer_value.to_str().unwrap_or(""),
-            method: method.as_str(),
-            host: host.as_deref(),
-            path: &path,
-            status,
-            bytes: hyper::body::Body::size_hint(resp.body()).exact(),
-            upstream: upstream.map(|a| a.to_string()),
-            duration_ms: took.as_secs_f64() * 1e3,
-        });
-    }
-    if let Some(r) = listener.routes.get(slot) {
-        r.workers.get(w).responses.count(status);
-        c.worker.histograms.record(r.uid, took);
-    }
-    if let Some(i) = cluster {
-        let stats = &table.clusters[i].stats;
-        stats.workers.get(w).http_responses.count(status);
-        c.worker.histograms.record(stats.uid, took);
-    }
+    let done = Finished {
+        route,
+        slot,
+        cluster,
+        status: resp.status().as_u16(),
+        bytes: hyper::body::Body::size_hint(resp.body()).exact(),
+        upstream,
+    };
+    record(c, &table, li, &done, started, logged);
     resp
 }
 
+/// What the access log needs from a request, taken before it is forwarded.
+pub(super) struct Logged {
+    pub method: String,
+    pub host: Option<String>,
+    pub path: String,
+    pub at: std::time::SystemTime,
+}
+
+/// How a request went, for [`record`].
+pub(super) struct Finished<'a> {
+    pub route: Option<&'a Route>,
+    /// The route's index, or the number of routes for the listener's default.
+    pub slot: usize,
+    pub cluster: Option<usize>,
+    pub status: u16,
+    /// The response body's length, when known.
+    pub bytes: Option<u64>,
+    pub upstream: Option<SocketAddr>,
+}
+
+/// Counts a request (status class and latency to its response headers, for its route and
+/// cluster) and writes its access log line if the listener keeps a log.
+pub(super) fn record(
+    c: &Conn,
+    table: &TableRef,
+    li: usize,
+    done: &Finished<'_>,
+    started: Instant,
+    logged: Option<Logged>,
+) {
+    let listener = &table.listeners[li];
+    let w = c.worker.id;
+    let took = started.elapsed();
+    if let Some(l) = logged {
+        access_log::record(&access_log::Entry {
+            ts: crate::control::unix_seconds(l.at),
+            listener: &listener.config.name,
+            route: done
+                .route
+                .map_or(crate::config::table::DEFAULT_ROUTE, |r| r.name.as_str()),
+            client: c.peer_value.to_str().unwrap_or(""),
+            method: &l.method,
+            host: l.host.as_deref(),
+            path: &l.path,
+            status: done.status,
+            bytes: done.bytes,
+            upstream: done.upstream.map(|a| a.to_string()),
+            duration_ms: took.as_secs_f64() * 1e3,
+        });
+    }
+    if let Some(r) = listener.routes.get(done.slot) {
+        r.workers.get(w).responses.count(done.status);
+        c.worker.histograms.record(r.uid, took);
+    }
+    if let Some(i) = done.cluster {
+        let stats = &table.clusters[i].stats;
+        stats.workers.get(w).http_responses.count(done.status);
+        c.worker.histograms.record(stats.uid, took);
+    }
+}
+
 /// Counts a request as waiting for its response headers while it lives.
-struct Waiting<'a>(&'a std::cell::Cell<usize>);
+pub(super) struct Waiting<'a>(&'a std::cell::Cell<usize>);
 
 impl<'a> Waiting<'a> {
-    fn new(n: &'a std::cell::Cell<usize>) -> Self {
+    pub(super) fn new(n: &'a std::cell::Cell<usize>) -> Self {
         n.set(n.get() + 1);
         Waiting(n)
     }
@@ -383,9 +423,9 @@ fn prepare(
 }
 
 /// What a hash policy hashes for this request.
-fn hash_key<'a, B>(
+pub(super) fn hash_key<'a, T: route::Target>(
     on: &HashOn,
-    req: &'a Request<B>,
+    req: &'a T,
     peer: SocketAddr,
     buf: &'a mut [u8; 64],
 ) -> &'a [u8] {
@@ -397,13 +437,11 @@ fn hash_key<'a, B>(
             let n = cur.position() as usize;
             &buf[..n]
         }
-        HashOn::Path => req.uri().path().as_bytes(),
-        HashOn::Header(n) => req.headers().get(n).map_or(&[], |v| v.as_bytes()),
+        HashOn::Path => req.path().as_bytes(),
+        HashOn::Header(n) => req.header_values(n).next().unwrap_or(&[]),
         HashOn::Cookie(name) => req
-            .headers()
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+            .header_values(&header::COOKIE)
+            .filter_map(visible)
             .flat_map(|v| v.split(';'))
             .find_map(|kv| {
                 let (k, v) = kv.trim().split_once('=')?;
@@ -411,7 +449,6 @@ fn hash_key<'a, B>(
             })
             .unwrap_or(&[]),
         HashOn::Query(name) => req
-            .uri()
             .query()
             .and_then(|q| {
                 q.split('&').find_map(|kv| {
@@ -421,6 +458,14 @@ fn hash_key<'a, B>(
             })
             .unwrap_or(&[]),
     }
+}
+
+/// A header value as text if it is visible ASCII (as `HeaderValue::to_str`).
+fn visible(v: &[u8]) -> Option<&str> {
+    v.iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+        .then(|| std::str::from_utf8(v).ok())
+        .flatten()
 }
 
 fn error(status: StatusCode, text: &str) -> Response<ResponseBody> {

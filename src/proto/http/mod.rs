@@ -29,6 +29,7 @@
 pub mod access_log;
 pub mod body;
 mod forward;
+pub mod h1;
 mod handle;
 mod headers;
 mod idle;
@@ -115,6 +116,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         },
         waiting: waiting.clone(),
     });
+    let fast = ctx.clone();
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
         // Boxed: a request's future is several KB (routing, forwarding, retries) and hyper
@@ -158,7 +160,21 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
                 }
             }
         }
-        _ => run(&builder, TokioIo::new(io), svc, &worker, idle).await,
+        _ => {
+            let mut io = io;
+            let watch = Idle {
+                activity: idle.activity.clone(),
+                timeout: idle.timeout,
+                waiting: idle.waiting.clone(),
+            };
+            match h1::serve(&fast, &mut io, watch, cfg.header_timeout).await {
+                h1::End::Closed => Ok(()),
+                h1::End::Hyper(prefix) => {
+                    let io = h1::Rewind::new(prefix, io);
+                    run(&builder, TokioIo::new(io), svc, &worker, idle).await
+                }
+            }
+        }
     };
     if let Err(e) = result {
         let timed_out = e

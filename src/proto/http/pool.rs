@@ -6,6 +6,9 @@
 //! cluster's `pool_idle_timeout`, when the pool already holds `pool_max_idle` for that
 //! endpoint, or when the upstream has closed it.
 //!
+//! The fast path's plain HTTP/1.1 connections (`super::h1`) are pooled the same way, in their
+//! own lists: they are sockets, not hyper connections.
+//!
 //! HTTP/2 (`upstream_protocol = "h2"`): one connection per endpoint per worker carries every
 //! request of that worker as streams; it is replaced when it closes.
 //!
@@ -25,6 +28,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::body::{BodyState, RequestBody};
+use super::h1::UpConn;
 use super::io::{Io, UpstreamSide};
 use crate::metrics::stats::EndpointStats;
 use crate::tls::client::ClusterTls;
@@ -82,6 +86,8 @@ pub struct Pool {
     /// HTTP/2 connections being opened, so other requests wait for them instead of opening
     /// more.
     opening: RefCell<HashMap<u64, Rc<tokio::sync::Notify>>>,
+    /// The fast path's idle connections, per endpoint, oldest first (as `idle`).
+    h1: RefCell<HashMap<u64, VecDeque<(UpConn, Instant)>>>,
 }
 
 impl Pool {
@@ -102,6 +108,36 @@ impl Pool {
             }
         }
         None
+    }
+
+    /// An idle fast-path connection to endpoint `uid`, used within `max_age` and still open.
+    pub fn checkout_h1(&self, uid: u64, max_age: Duration) -> Option<UpConn> {
+        let mut idle = self.h1.borrow_mut();
+        let list = idle.get_mut(&uid)?;
+        let now = Instant::now();
+        while let Some((c, since)) = list.pop_back() {
+            if now.duration_since(since) < max_age && c.still_open() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Keeps a fast-path connection for the next request to `uid`, if the endpoint's list
+    /// has room (after dropping connections too old at its front).
+    pub fn put_h1(&self, uid: u64, conn: UpConn, max_idle: usize, max_age: Duration) {
+        let now = Instant::now();
+        let mut idle = self.h1.borrow_mut();
+        let list = idle.entry(uid).or_default();
+        while list
+            .front()
+            .is_some_and(|(_, since)| now.duration_since(*since) >= max_age)
+        {
+            list.pop_front();
+        }
+        if list.len() < max_idle {
+            list.push_back((conn, now));
+        }
     }
 
     /// The HTTP/2 connection to `uid` being opened now, if any, to wait for.

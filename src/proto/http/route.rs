@@ -8,7 +8,7 @@
 //! normalisation, so what matches is what the upstream sees.
 
 use hyper::Request;
-use hyper::http::{HeaderMap, Uri};
+use hyper::http::{HeaderMap, HeaderName, Uri};
 
 use crate::config::http::{HostMatch, PathMatch, Route};
 
@@ -31,17 +31,48 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
+/// What routing and hashing look at in a request: a hyper request, or the fast path's parsed
+/// HTTP/1.1 head (`super::h1`).
+pub trait Target {
+    fn method(&self) -> &str;
+    /// The path, without the query.
+    fn path(&self) -> &str;
+    fn query(&self) -> Option<&str>;
+    /// The host with its port, as [`host_with_port`] finds it.
+    fn host(&self) -> Option<&str>;
+    /// The values of header `name`, in order.
+    fn header_values<'s>(&'s self, name: &HeaderName) -> impl Iterator<Item = &'s [u8]>;
+}
+
+impl<B> Target for Request<B> {
+    fn method(&self) -> &str {
+        Request::method(self).as_str()
+    }
+    fn path(&self) -> &str {
+        self.uri().path()
+    }
+    fn query(&self) -> Option<&str> {
+        self.uri().query()
+    }
+    fn host(&self) -> Option<&str> {
+        host_with_port(self.headers(), self.uri())
+    }
+    fn header_values<'s>(&'s self, name: &HeaderName) -> impl Iterator<Item = &'s [u8]> {
+        self.headers().get_all(name).iter().map(|v| v.as_bytes())
+    }
+}
+
 /// The first of `routes` that matches, with its index.
-pub fn find<'r, B>(routes: &'r [Route], req: &Request<B>) -> Option<(usize, &'r Route)> {
-    let parts_host = || host_with_port(req.headers(), req.uri()).map(strip_port);
+pub fn find<'r, T: Target>(routes: &'r [Route], req: &T) -> Option<(usize, &'r Route)> {
+    let parts_host = || req.host().map(strip_port);
     routes.iter().enumerate().find(|(_, r)| {
         if let Some(m) = &r.method {
-            if req.method() != m {
+            if req.method() != m.as_str() {
                 return false;
             }
         }
         if let Some(p) = &r.path {
-            let path = req.uri().path();
+            let path = req.path();
             let ok = match p {
                 PathMatch::Exact(e) => path == e,
                 PathMatch::Prefix(pre) => path.starts_with(pre.as_str()),
@@ -67,9 +98,10 @@ pub fn find<'r, B>(routes: &'r [Route], req: &Request<B>) -> Option<(usize, &'r 
             }
         }
         if let Some((name, value)) = &r.header {
+            let mut values = req.header_values(name);
             let ok = match value {
-                None => req.headers().contains_key(name),
-                Some(v) => req.headers().get_all(name).iter().any(|x| x == v),
+                None => values.next().is_some(),
+                Some(v) => values.any(|x| x == v.as_bytes()),
             };
             if !ok {
                 return false;

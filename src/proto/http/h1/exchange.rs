@@ -1,0 +1,525 @@
+//! One request of the fast path against its cluster: pick an endpoint, take a pooled plain
+//! HTTP/1.1 connection or open one, write the request head and body, read the response head,
+//! and relay the response to the client as it arrives.
+//!
+//! Retries follow `super::super::forward`: a connect failure moves on to the policy's next
+//! endpoint (up to the cluster's `connect_attempts`); a pooled connection that fails before
+//! any response byte is replaced once by a fresh one to the same endpoint when the request
+//! can be replayed (an idempotent method, no body); and such a request that fails on a fresh
+//! connection is sent to another endpoint if the worker's retry budget allows. Every answer
+//! and failure is reported to the cluster's outlier detector (a 5xx counts as a failure).
+//!
+//! The upstream connection's buffer carries the bytes both ways: the rest of a request body
+//! from the client, then the response. A connection goes back to the worker's pool once its
+//! response has been relayed whole, if the upstream keeps it open and sent nothing more.
+//!
+//! Not here: the client connection and its requests (`super`), request and response heads
+//! (`super::request`, `super::response`).
+
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::chunked::Chunked;
+use super::response::{self, Framing};
+use crate::config::model::limits::MAX_CONNECT_ATTEMPTS;
+use crate::io::counted::{ClientSide, Io, UpstreamSide};
+use crate::metrics::stats::EndpointStats;
+use crate::upstream::Cluster;
+use crate::upstream::connect::NoUpstream;
+
+use super::super::forward::{Failure, RetryBudget};
+use super::super::pool::Pool;
+
+/// An upstream connection's buffer, and the longest response head it may grow to hold.
+const UPSTREAM_BUFFER: usize = 16 * 1024;
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// A plain HTTP/1.1 connection to an endpoint, with the bytes read from it and not yet
+/// passed on (`buf[..filled]`). The endpoint's `active` gauge counts it while it lives.
+pub struct UpConn {
+    io: Io<UpstreamSide>,
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+impl std::fmt::Debug for UpConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpConn")
+            .field("filled", &self.filled)
+            .finish()
+    }
+}
+
+impl Drop for UpConn {
+    fn drop(&mut self) {
+        let c = &self.io.counted;
+        c.0.workers.get(c.1).active.dec();
+    }
+}
+
+impl UpConn {
+    async fn open(
+        addr: SocketAddr,
+        timeout: Duration,
+        stats: Arc<EndpointStats>,
+        worker: usize,
+    ) -> Result<UpConn, String> {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(format!("connect: {e}")),
+            Err(_) => return Err("connect timed out".to_owned()),
+        };
+        let _ = stream.set_nodelay(true);
+        let counters = stats.workers.get(worker);
+        counters.connections.inc();
+        counters.active.inc();
+        Ok(UpConn {
+            io: Io {
+                stream: Arc::new(stream),
+                counted: UpstreamSide(stats, worker),
+            },
+            buf: vec![0; UPSTREAM_BUFFER],
+            filled: 0,
+        })
+    }
+
+    /// Whether the connection is still usable after sitting in the pool: nothing arrived on it
+    /// (no close, no stray bytes). Costs no syscall unless the socket shows readable.
+    pub fn still_open(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            // Readiness can be left over from the last read of a response that filled the
+            // buffer exactly; a read tells.
+            Poll::Ready(Ok(())) => matches!(
+                self.io.stream.try_read(&mut [0u8; 1]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            ),
+            Poll::Ready(Err(_)) => false,
+        }
+    }
+
+    /// Reads more into the buffer; 0 at EOF.
+    async fn fill(&mut self) -> io::Result<usize> {
+        if self.filled == self.buf.len() {
+            return Err(io::Error::other("buffer full"));
+        }
+        self.io
+            .read(&mut self.buf[self.filled..])
+            .await
+            .inspect(|n| self.filled += n)
+    }
+}
+
+/// Writes `a` then `b`, as one vectored write when both fit.
+pub async fn write_two<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut a: &[u8],
+    mut b: &[u8],
+) -> io::Result<()> {
+    while !a.is_empty() || !b.is_empty() {
+        let n = if a.is_empty() {
+            w.write(b).await?
+        } else if b.is_empty() {
+            w.write(a).await?
+        } else {
+            w.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+                .await?
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let from_a = n.min(a.len());
+        a = &a[from_a..];
+        b = &b[n - from_a..];
+    }
+    Ok(())
+}
+
+/// What the exchange needs of the request.
+pub struct Request<'a> {
+    /// The head for the upstream (`super::request::write_upstream`).
+    pub head: &'a [u8],
+    /// Idempotent and without a body: may be sent again after a failure.
+    pub replayable: bool,
+    /// A `HEAD` request (its response has no body).
+    pub to_head: bool,
+    pub key: &'a [u8],
+    /// Time limit for the response head.
+    pub deadline: Instant,
+    /// Time limit for the whole response (`total_timeout`).
+    pub total: Option<Instant>,
+}
+
+/// The client side: its connection and its buffered bytes, `buf[*start..end]` (the request
+/// body, if any, starts at `*start`).
+pub struct Client<'a> {
+    pub io: &'a mut Io<ClientSide>,
+    pub buf: &'a [u8],
+    pub start: &'a mut usize,
+    pub end: usize,
+    /// Bytes of the body still to be taken from the client (the caller closes the
+    /// connection if any are left).
+    pub body_left: &'a mut u64,
+}
+
+/// How the request went.
+pub enum Outcome {
+    /// A response was relayed (or its relay failed part way, `keep` false).
+    Answered {
+        status: u16,
+        bytes: Option<u64>,
+        upstream: SocketAddr,
+        /// The client connection can take its next request.
+        keep: bool,
+    },
+    /// Nothing reached the client: the caller answers with the failure's status.
+    Failed(Failure),
+}
+
+/// The per-worker things the exchange uses.
+pub struct Ctx<'a> {
+    pub worker: usize,
+    pub pool: &'a Pool,
+    pub budget: &'a RetryBudget,
+}
+
+/// Why an attempt ended without a response head.
+enum AttemptError {
+    /// The upstream connection failed or closed; `early` if no response byte came.
+    Upstream {
+        why: String,
+        early: bool,
+    },
+    /// The client failed while sending its body.
+    Client,
+    Bad(&'static str),
+}
+
+pub async fn forward(
+    ctx: &Ctx<'_>,
+    cluster: &Cluster,
+    http: &crate::config::http::HttpCluster,
+    req: &Request<'_>,
+    client: &mut Client<'_>,
+    reply: &mut Reply<'_>,
+) -> Outcome {
+    ctx.budget.request();
+    let mut tried = [0usize; MAX_CONNECT_ATTEMPTS as usize];
+    let attempts = cluster.connect_attempts.min(tried.len());
+    let mut n = 0;
+    let healthy_only = !cluster.panicking();
+    let mut last = Failure::NoUpstream(NoUpstream::NoneHealthy);
+    'endpoints: while n < attempts {
+        let Some(i) = cluster.balancer.pick(
+            &cluster.endpoints,
+            ctx.worker,
+            req.key,
+            &tried[..n],
+            healthy_only,
+        ) else {
+            break;
+        };
+        tried[n] = i;
+        n += 1;
+        let ep = &cluster.endpoints[i];
+        let uid = ep.stats.uid.wrapping_mul(4);
+        let counters = ep.stats.workers.get(ctx.worker);
+        let mut replaced = false;
+        loop {
+            let pooled = if replaced {
+                None
+            } else {
+                ctx.pool.checkout_h1(uid, http.idle_timeout)
+            };
+            let fresh = pooled.is_none();
+            let mut up = match pooled {
+                Some(u) => u,
+                None => {
+                    let limit = cluster.connect_timeout;
+                    match Box::pin(UpConn::open(ep.addr, limit, ep.stats.clone(), ctx.worker)).await
+                    {
+                        Ok(u) => u,
+                        Err(why) => {
+                            counters.connect_errors.inc();
+                            cluster.failed(i, &why);
+                            tracing::debug!(cluster = %cluster.name, endpoint = %ep.addr, reason = %why, "upstream connect failed");
+                            last = Failure::NoUpstream(NoUpstream::Unreachable);
+                            continue 'endpoints;
+                        }
+                    }
+                }
+            };
+            counters.requests.inc();
+            let sent =
+                tokio::time::timeout_at(req.deadline, attempt(&mut up, req, client, reply)).await;
+            let head = match sent {
+                Ok(Ok(head)) => head,
+                Err(_) => {
+                    counters.request_errors.inc();
+                    if *client.body_left == 0 {
+                        cluster.failed(i, "no response before the deadline");
+                    }
+                    return Outcome::Failed(Failure::Timeout);
+                }
+                Ok(Err(AttemptError::Client)) => {
+                    counters.request_errors.inc();
+                    return Outcome::Failed(Failure::Client(super::super::body::Fault::Malformed));
+                }
+                Ok(Err(AttemptError::Bad(why))) => {
+                    counters.request_errors.inc();
+                    cluster.failed(i, why);
+                    tracing::debug!(cluster = %cluster.name, endpoint = %ep.addr, reason = why, "upstream sent a bad response");
+                    return Outcome::Failed(Failure::Upstream(why.to_owned()));
+                }
+                Ok(Err(AttemptError::Upstream { why, early })) => {
+                    if early && req.replayable && !fresh {
+                        // Most likely closed by the upstream while pooled: try a fresh one.
+                        replaced = true;
+                        continue;
+                    }
+                    counters.request_errors.inc();
+                    cluster.failed(i, &format!("failed before a response: {why}"));
+                    tracing::debug!(cluster = %cluster.name, endpoint = %ep.addr, reason = %why, "upstream failed the request");
+                    if early && req.replayable && n < attempts && ctx.budget.take() {
+                        last = Failure::Upstream(why);
+                        continue 'endpoints;
+                    }
+                    return Outcome::Failed(Failure::Upstream(why));
+                }
+            };
+            if head.status >= 500 {
+                cluster.failed(i, &format!("HTTP {}", head.status));
+            } else {
+                cluster.succeeded(i);
+            }
+            return relay(ctx, uid, http, up, head, req, client.io, reply, ep.addr).await;
+        }
+    }
+    Outcome::Failed(last)
+}
+
+/// What is known of a response once its head has been read; the head itself is still at the
+/// start of the connection's buffer (`len` bytes), and the client's version of it is written.
+struct HeadRead {
+    status: u16,
+    len: usize,
+    framing: Framing,
+    reusable: bool,
+}
+
+/// How the response head is passed on to the client.
+pub struct Reply<'a> {
+    /// Where the client's response head is written.
+    pub out: &'a mut Vec<u8>,
+    /// The client connection ends after this response (`Connection: close`).
+    pub close: bool,
+    /// Response header rules: route's, then listener's.
+    pub sets: &'a [&'a crate::config::http::HeaderRules],
+}
+
+/// Sends the request and reads up to the end of the response head (skipping 1xx), writing
+/// the client's response head into `reply.out`.
+async fn attempt(
+    up: &mut UpConn,
+    req: &Request<'_>,
+    client: &mut Client<'_>,
+    reply: &mut Reply<'_>,
+) -> Result<HeadRead, AttemptError> {
+    up.filled = 0;
+    let up_err = |e: io::Error| AttemptError::Upstream {
+        why: e.to_string(),
+        early: true,
+    };
+    // The head and what of the body is already here, then the rest of the body.
+    let have =
+        (client.end - *client.start).min(usize::try_from(*client.body_left).unwrap_or(usize::MAX));
+    let body = &client.buf[*client.start..*client.start + have];
+    write_two(&mut up.io, req.head, body)
+        .await
+        .map_err(up_err)?;
+    *client.start += have;
+    *client.body_left -= have as u64;
+    while *client.body_left > 0 {
+        let want = (*client.body_left).min(up.buf.len() as u64) as usize;
+        let got = match client.io.read(&mut up.buf[..want]).await {
+            Ok(0) | Err(_) => return Err(AttemptError::Client),
+            Ok(n) => n,
+        };
+        *client.body_left -= got as u64;
+        up.io.write_all(&up.buf[..got]).await.map_err(up_err)?;
+    }
+    // The response head.
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; response::MAX_HEADERS];
+        match response::parse(&up.buf[..up.filled], &mut slots, req.to_head) {
+            response::Parsed::Head(h) => {
+                let close = reply.close || h.framing == Framing::Close;
+                reply.out.clear();
+                response::write_client(reply.out, &h, close, reply.sets);
+                return Ok(HeadRead {
+                    status: h.status,
+                    len: h.len,
+                    framing: h.framing,
+                    reusable: h.reusable,
+                });
+            }
+            response::Parsed::Interim { len } => {
+                up.buf.copy_within(len..up.filled, 0);
+                up.filled -= len;
+                continue;
+            }
+            response::Parsed::Bad(why) => return Err(AttemptError::Bad(why)),
+            response::Parsed::Partial => {}
+        }
+        if up.filled == up.buf.len() {
+            if up.buf.len() >= MAX_RESPONSE_HEAD {
+                return Err(AttemptError::Bad("response head too large"));
+            }
+            up.buf.resize(up.buf.len() * 2, 0);
+        }
+        let early = up.filled == 0;
+        match up.fill().await {
+            Ok(0) => {
+                return Err(AttemptError::Upstream {
+                    why: "connection closed".to_owned(),
+                    early,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(AttemptError::Upstream {
+                    why: e.to_string(),
+                    early,
+                });
+            }
+        }
+    }
+}
+
+/// Writes the response head and body to the client as they come; gives the connection back
+/// to the pool when the response ended cleanly and the upstream keeps it.
+#[allow(clippy::too_many_arguments)]
+async fn relay(
+    ctx: &Ctx<'_>,
+    uid: u64,
+    http: &crate::config::http::HttpCluster,
+    mut up: UpConn,
+    head: HeadRead,
+    req: &Request<'_>,
+    client: &mut Io<ClientSide>,
+    reply: &Reply<'_>,
+    upstream: SocketAddr,
+) -> Outcome {
+    let bytes = match head.framing {
+        Framing::Length(n) => Some(n),
+        Framing::Empty => Some(0),
+        Framing::Chunked | Framing::Close => None,
+    };
+    let body = relay_body(&mut up, head.len, head.framing, client, reply.out);
+    let ended = match req.total {
+        Some(t) => tokio::time::timeout_at(t, body)
+            .await
+            .unwrap_or(Ok(BodyEnd::Cut)),
+        None => body.await,
+    };
+    let keep = match ended {
+        Ok(BodyEnd::Whole { reuse }) => {
+            if reuse && head.reusable {
+                ctx.pool.put_h1(uid, up, http.max_idle, http.idle_timeout);
+            }
+            !reply.close && head.framing != Framing::Close
+        }
+        Ok(BodyEnd::Cut) | Err(_) => false,
+    };
+    Outcome::Answered {
+        status: head.status,
+        bytes,
+        upstream,
+        keep,
+    }
+}
+
+/// How a relayed body ended.
+enum BodyEnd {
+    /// As framed; `reuse` when nothing followed it on the connection.
+    Whole { reuse: bool },
+    /// The upstream broke the framing or closed early: the client got a cut response.
+    Cut,
+}
+
+/// Relays the body after the head (`head_len` bytes at the start of `up.buf`), the client's
+/// response head `out` first.
+async fn relay_body(
+    up: &mut UpConn,
+    head_len: usize,
+    framing: Framing,
+    client: &mut Io<ClientSide>,
+    out: &[u8],
+) -> io::Result<BodyEnd> {
+    let after = up.filled - head_len;
+    let mut chunked = Chunked::default();
+    let mut left = 0u64;
+    let mut broken = false;
+    let first = match framing {
+        Framing::Empty => 0,
+        Framing::Length(n) => {
+            let k = (after as u64).min(n);
+            left = n - k;
+            k as usize
+        }
+        Framing::Chunked => match chunked.feed(&up.buf[head_len..up.filled]) {
+            Ok(k) => k,
+            Err(_) => {
+                broken = true;
+                0
+            }
+        },
+        Framing::Close => after,
+    };
+    write_two(client, out, &up.buf[head_len..head_len + first]).await?;
+    if broken {
+        return Ok(BodyEnd::Cut);
+    }
+    let mut extra = after > first;
+    let mut ended = match framing {
+        Framing::Empty => true,
+        Framing::Length(_) => left == 0,
+        Framing::Chunked => chunked.done(),
+        Framing::Close => false,
+    };
+    while !ended {
+        let n = match up.io.read(&mut up.buf).await {
+            Ok(0) if framing == Framing::Close => return Ok(BodyEnd::Whole { reuse: false }),
+            Ok(0) | Err(_) => return Ok(BodyEnd::Cut),
+            Ok(n) => n,
+        };
+        let take = match framing {
+            Framing::Length(_) => {
+                let k = (n as u64).min(left);
+                left -= k;
+                ended = left == 0;
+                k as usize
+            }
+            Framing::Chunked => match chunked.feed(&up.buf[..n]) {
+                Ok(k) => {
+                    ended = chunked.done();
+                    k
+                }
+                Err(_) => return Ok(BodyEnd::Cut),
+            },
+            Framing::Empty | Framing::Close => n,
+        };
+        client.write_all(&up.buf[..take]).await?;
+        extra = take < n;
+    }
+    up.filled = 0;
+    Ok(BodyEnd::Whole { reuse: !extra })
+}

@@ -1,0 +1,386 @@
+//! A client's HTTP/1.1 request head as the fast path takes it (httparse, no copies), and the
+//! head it sends upstream in its place.
+//!
+//! [`parse`] accepts only what the fast path forwards as is: HTTP/1.1, an origin-form target,
+//! exactly one `Host`, no body or one `Content-Length` body, and none of `Transfer-Encoding`,
+//! `Upgrade`, `Expect` or `Connection: upgrade`. Everything else, malformed input included, is
+//! [`Parsed::Other`]: the connection goes to the hyper path, which answers it (and answers
+//! malformed requests and smuggling forms with 400 and 431 as before).
+//!
+//! [`write_upstream`] writes the request line and the headers with hop-by-hop headers removed
+//! (RFC 9110 7.6.1, and whatever `Connection` names), `X-Forwarded-For`, `-Proto` and `-Host`
+//! set, and the header rules applied as `super::super::headers::apply` applies them, in the
+//! same order (forwarding headers, then the listener's rules, then the route's).
+
+use hyper::http::{HeaderName, HeaderValue};
+
+use super::super::route::Target;
+use crate::config::http::HeaderRules;
+
+/// Header slots the fast path parses into; a request with more goes to the hyper path (which
+/// applies the listener's `max_headers`).
+pub const MAX_HEADERS: usize = 64;
+
+/// A request the fast path can forward.
+#[derive(Debug)]
+pub struct Head<'b> {
+    pub method: &'b str,
+    /// The origin-form target: path and query.
+    pub target: &'b str,
+    pub headers: &'b [httparse::Header<'b>],
+    pub host: &'b str,
+    pub content_length: u64,
+    /// The client asked to close after this request.
+    pub close: bool,
+    /// Bytes of the head, up to and including its empty line.
+    pub len: usize,
+}
+
+#[derive(Debug)]
+pub enum Parsed<'b> {
+    /// More bytes are needed.
+    Partial,
+    Head(Head<'b>),
+    /// Not for the fast path (or malformed): the hyper path takes the connection.
+    Other,
+}
+
+/// Parses the request head at the start of `buf`.
+pub fn parse<'b>(buf: &'b [u8], slots: &'b mut [httparse::Header<'b>]) -> Parsed<'b> {
+    let mut req = httparse::Request::new(slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
+    };
+    let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+        return Parsed::Other;
+    };
+    if method == "CONNECT" || !target.starts_with('/') {
+        return Parsed::Other;
+    }
+    let headers: &'b [httparse::Header<'b>] = req.headers;
+    let mut host = None;
+    let mut content_length = None;
+    let mut close = false;
+    for h in headers {
+        let n = h.name;
+        if n.eq_ignore_ascii_case("host") {
+            if host.is_some() {
+                return Parsed::Other;
+            }
+            let Ok(v) = std::str::from_utf8(h.value) else {
+                return Parsed::Other;
+            };
+            host = Some(v);
+        } else if n.eq_ignore_ascii_case("content-length") {
+            if content_length.is_some() {
+                return Parsed::Other;
+            }
+            let Some(len) = decimal(h.value) else {
+                return Parsed::Other;
+            };
+            content_length = Some(len);
+        } else if n.eq_ignore_ascii_case("connection") {
+            for t in tokens(h.value) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if t.eq_ignore_ascii_case(b"upgrade") {
+                    return Parsed::Other;
+                }
+            }
+        } else if n.eq_ignore_ascii_case("transfer-encoding")
+            || n.eq_ignore_ascii_case("upgrade")
+            || n.eq_ignore_ascii_case("expect")
+        {
+            return Parsed::Other;
+        }
+    }
+    let Some(host) = host else {
+        return Parsed::Other;
+    };
+    if host.is_empty() {
+        return Parsed::Other;
+    }
+    Parsed::Head(Head {
+        method,
+        target,
+        headers,
+        host,
+        content_length: content_length.unwrap_or(0),
+        close,
+        len,
+    })
+}
+
+/// A `Content-Length` value: decimal digits only, at most 18 of them.
+pub fn decimal(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// The comma-separated tokens of a header value, trimmed, empty ones skipped.
+pub fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+impl Target for Head<'_> {
+    fn method(&self) -> &str {
+        self.method
+    }
+    fn path(&self) -> &str {
+        self.target.split_once('?').map_or(self.target, |(p, _)| p)
+    }
+    fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+    fn host(&self) -> Option<&str> {
+        Some(self.host)
+    }
+    fn header_values<'s>(&'s self, name: &HeaderName) -> impl Iterator<Item = &'s [u8]> {
+        let name = name.as_str();
+        self.headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 7.6.1), the non-standard `Proxy-Connection` and `Keep-Alive`,
+/// and `Upgrade`.
+pub fn hop_by_hop(name: &str) -> bool {
+    const NAMES: [&str; 9] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    NAMES.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Whether a `Connection` header among `headers` names `name` (it is then hop-by-hop too).
+pub fn named_by_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| tokens(h.value))
+        .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// Whether a rule set from `sets` on removes or replaces header `name` (so what came before
+/// does not survive).
+pub fn replaced(sets: &[&HeaderRules], name: &str) -> bool {
+    sets.iter().any(|r| {
+        r.remove
+            .iter()
+            .any(|n| n.as_str().eq_ignore_ascii_case(name))
+            || r.set
+                .iter()
+                .any(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+    })
+}
+
+pub fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes what `sets` add and set, each surviving only if no later set removes or replaces it.
+pub fn write_rules(out: &mut Vec<u8>, sets: &[&HeaderRules]) {
+    for (i, r) in sets.iter().enumerate() {
+        let later = &sets[i + 1..];
+        for (k, (n, v)) in r.set.iter().enumerate() {
+            // A later `set` of the same name in the same rules replaces this one.
+            let again = r.set[k + 1..].iter().any(|(m, _)| m == n);
+            if !again && !replaced(later, n.as_str()) {
+                line(out, n.as_str().as_bytes(), v.as_bytes());
+            }
+        }
+        for (n, v) in &r.add {
+            if !replaced(later, n.as_str()) {
+                line(out, n.as_str().as_bytes(), v.as_bytes());
+            }
+        }
+    }
+}
+
+/// What the forwarding headers say about the client connection.
+pub struct Forwarded<'a> {
+    /// The client's address (`X-Forwarded-For`).
+    pub client: &'a HeaderValue,
+    /// `X-Forwarded-Proto`.
+    pub proto: &'static str,
+}
+
+/// Writes the request head the upstream gets for `head`: its request line as HTTP/1.1, its
+/// headers less hop-by-hop ones, the forwarding headers, then `sets` (listener's, route's).
+pub fn write_upstream(
+    out: &mut Vec<u8>,
+    head: &Head<'_>,
+    fwd: &Forwarded<'_>,
+    sets: &[&HeaderRules],
+) {
+    out.extend_from_slice(head.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut prev_xff: Option<&[u8]> = None;
+    for h in head.headers {
+        let n = h.name;
+        if n.eq_ignore_ascii_case("x-forwarded-for") {
+            prev_xff.get_or_insert(h.value);
+            continue;
+        }
+        if n.eq_ignore_ascii_case("x-forwarded-proto")
+            || n.eq_ignore_ascii_case("x-forwarded-host")
+            || hop_by_hop(n)
+            || named_by_connection(head.headers, n)
+            || replaced(sets, n)
+        {
+            continue;
+        }
+        line(out, n.as_bytes(), h.value);
+    }
+    if !replaced(sets, "x-forwarded-for") {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if let Some(prev) = prev_xff.filter(|p| !p.is_empty()) {
+            out.extend_from_slice(prev);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(fwd.client.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !replaced(sets, "x-forwarded-proto") {
+        line(out, b"x-forwarded-proto", fwd.proto.as_bytes());
+    }
+    if !replaced(sets, "x-forwarded-host") {
+        line(out, b"x-forwarded-host", head.host.as_bytes());
+    }
+    write_rules(out, sets);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_head<R>(text: &[u8], f: impl FnOnce(Parsed<'_>) -> R) -> R {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        f(parse(text, &mut slots))
+    }
+
+    fn upstream(text: &[u8], sets: &[&HeaderRules]) -> String {
+        let client = HeaderValue::from_static("192.0.2.7");
+        with_head(text, |p| {
+            let Parsed::Head(h) = p else {
+                panic!("not a fast-path head: {p:?}");
+            };
+            let mut out = Vec::new();
+            let fwd = Forwarded {
+                client: &client,
+                proto: "http",
+            };
+            write_upstream(&mut out, &h, &fwd, sets);
+            String::from_utf8(out).unwrap()
+        })
+    }
+
+    #[test]
+    fn golden_request_heads() {
+        let text = b"GET /a/b?x=1 HTTP/1.1\r\nHost: example.com:7080\r\nUser-Agent: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+        with_head(text, |p| {
+            let Parsed::Head(h) = p else { panic!("{p:?}") };
+            assert_eq!(h.method, "GET");
+            assert_eq!(Target::path(&h), "/a/b");
+            assert_eq!(Target::query(&h), Some("x=1"));
+            assert_eq!(h.host, "example.com:7080");
+            assert_eq!(h.content_length, 5);
+            assert!(h.close);
+            assert_eq!(h.len, text.len() - 5);
+        });
+        assert_eq!(
+            upstream(
+                b"POST /p HTTP/1.1\r\nhost: h\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\nx-forwarded-proto: https\r\ncontent-length: 0\r\n\r\n",
+                &[]
+            ),
+            "POST /p HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\nx-forwarded-for: 10.0.0.1, 192.0.2.7\r\nx-forwarded-proto: http\r\nx-forwarded-host: h\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn every_prefix_of_a_head_is_partial() {
+        let text = b"GET / HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n";
+        for end in 0..text.len() {
+            with_head(&text[..end], |p| {
+                assert!(matches!(p, Parsed::Partial), "prefix {end}: {p:?}")
+            });
+        }
+    }
+
+    #[test]
+    fn what_the_fast_path_leaves_to_hyper() {
+        for text in [
+            &b"GET / HTTP/1.0\r\nHost: h\r\n\r\n"[..],
+            b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX-Folded: a\r\n b\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost h\r\n\r\n",
+        ] {
+            with_head(text, |p| {
+                assert!(
+                    matches!(p, Parsed::Other),
+                    "{:?}: {p:?}",
+                    String::from_utf8_lossy(text)
+                )
+            });
+        }
+    }
+
+    #[test]
+    fn rules_apply_in_order_remove_set_add() {
+        let rules = |add: &[(&'static str, &'static str)],
+                     set: &[(&'static str, &'static str)],
+                     remove: &[&'static str]| HeaderRules {
+            add: add
+                .iter()
+                .map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v)))
+                .collect(),
+            set: set
+                .iter()
+                .map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v)))
+                .collect(),
+            remove: remove.iter().map(|n| HeaderName::from_static(n)).collect(),
+        };
+        let listener = rules(&[("x-a", "1")], &[("x-b", "2")], &["x-drop"]);
+        let route = rules(&[("x-b", "3")], &[("x-a", "9")], &["x-forwarded-host"]);
+        let out = upstream(
+            b"GET / HTTP/1.1\r\nHost: h\r\nX-Drop: d\r\nX-A: 0\r\nX-B: 0\r\n\r\n",
+            &[&listener, &route],
+        );
+        assert_eq!(
+            out,
+            "GET / HTTP/1.1\r\nHost: h\r\nx-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: http\r\nx-b: 2\r\nx-a: 9\r\nx-b: 3\r\n\r\n"
+        );
+    }
+}
