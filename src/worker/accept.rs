@@ -117,6 +117,9 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, addr: Socket
             Protocol::Memcache => {
                 tokio::task::spawn_local(proto::memcache::session::serve(worker.clone(), accepted));
             }
+            Protocol::Http if accepted.table.listeners[accepted.listener].tls.is_some() => {
+                tokio::task::spawn_local(proto::http::serve_tls(worker.clone(), accepted));
+            }
             Protocol::Http => {
                 tokio::task::spawn_local(proto::http::serve(worker.clone(), accepted));
             }

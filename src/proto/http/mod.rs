@@ -52,7 +52,7 @@ use hyper_util::server::conn::auto;
 
 use crate::io::notify::LocalNotify;
 use crate::metrics::counters::GaugeGuard;
-use crate::worker::{Accepted, TableRef, Wake, Worker};
+use crate::worker::{Accepted, Held, TableRef, Wake, Worker};
 use body::ResponseBody;
 pub use forward::RetryBudget;
 use handle::handle;
@@ -95,20 +95,26 @@ impl Wake for DrainSignal {
     }
 }
 
-pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
-    let table = conn.table.clone();
-    let listener = &table.listeners[conn.listener];
-    let lc = listener.stats.workers.get(worker.id);
-    let _active = GaugeGuard::new(&lc.active);
-    let cfg = &listener.config.http;
+/// What a client connection's task holds, whichever path serves it.
+struct Client {
+    ctx: Rc<Conn>,
+    io: io::Io<io::ClientSide>,
+    idle: Idle,
+    /// The connection's place under the listener's limits, kept while it lives.
+    held: Held,
+}
+
+fn client(worker: &Rc<Worker>, conn: Accepted) -> Client {
+    let (stream, held) = conn.split();
+    let listener = &held.table.listeners[held.listener];
     let waiting = Rc::new(std::cell::Cell::new(0));
     let ctx = Rc::new(Conn {
         worker: worker.clone(),
-        table: std::cell::RefCell::new(conn.table.clone()),
-        listener: std::cell::Cell::new(conn.listener),
+        table: std::cell::RefCell::new(held.table.clone()),
+        listener: std::cell::Cell::new(held.listener),
         listen: listener.config.listen,
-        peer: conn.peer,
-        peer_value: headers::client_value(conn.peer.ip()),
+        peer: held.peer,
+        peer_value: headers::client_value(held.peer.ip()),
         scheme: if listener.tls.is_some() {
             "https"
         } else {
@@ -116,7 +122,110 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         },
         waiting: waiting.clone(),
     });
-    let fast = ctx.clone();
+    let counted = io::ClientSide::new(listener.stats.clone(), worker.id);
+    let idle = Idle {
+        activity: counted.activity.clone(),
+        timeout: listener.config.idle_timeout,
+        waiting,
+    };
+    let io = io::Io {
+        stream: Arc::new(stream),
+        counted,
+    };
+    Client {
+        ctx,
+        io,
+        idle,
+        held,
+    }
+}
+
+/// Serves a client connection of a listener without TLS: the HTTP/1.1 fast path ([`h1`]),
+/// then hyper if a request needs it. Only the fast path's state is in the task; hyper's is
+/// boxed when it takes over.
+pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
+    let Client {
+        ctx,
+        mut io,
+        idle,
+        held,
+    } = client(&worker, conn);
+    let listener = &held.table.listeners[held.listener];
+    let _active = GaugeGuard::new(&listener.stats.workers.get(worker.id).active);
+    let watch = Idle {
+        activity: idle.activity.clone(),
+        timeout: idle.timeout,
+        waiting: idle.waiting.clone(),
+    };
+    let cfg = &listener.config.http;
+    let result = match h1::serve(&ctx, &mut io, watch, cfg.header_timeout).await {
+        h1::End::Closed => return,
+        h1::End::Hyper(prefix) => {
+            let stream = io.stream.clone();
+            let io = TokioIo::new(h1::Rewind::new(prefix, io));
+            let r = Box::pin(hyper_serve(ctx, io, cfg, &worker, idle)).await;
+            if r.as_ref().is_err_and(|e| {
+                e.downcast_ref::<hyper::Error>()
+                    .is_some_and(hyper::Error::is_timeout)
+            }) {
+                io::send_408(&stream);
+            }
+            r
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(listener = %listener.config.name, peer = %held.peer, error = %e, "client connection ended with an error");
+    }
+}
+
+/// Serves a client connection of a TLS listener: the handshake, then hyper (HTTP/1.1 or
+/// HTTP/2 as ALPN chose).
+pub async fn serve_tls(worker: Rc<Worker>, conn: Accepted) {
+    let Client {
+        ctx,
+        io,
+        idle,
+        held,
+    } = client(&worker, conn);
+    let listener = &held.table.listeners[held.listener];
+    let _active = GaugeGuard::new(&listener.stats.workers.get(worker.id).active);
+    let (Some(tls), Some(t)) = (&listener.tls, &listener.config.tls) else {
+        return;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+    let result = match tokio::time::timeout(t.handshake_timeout, acceptor.accept(io)).await {
+        Ok(Ok(tls)) => {
+            let cfg = &listener.config.http;
+            Box::pin(hyper_serve(ctx, TokioIo::new(tls), cfg, &worker, idle)).await
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(listener = %listener.config.name, peer = %held.peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(listener = %listener.config.name, peer = %held.peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(listener = %listener.config.name, peer = %held.peer, error = %e, "client connection ended with an error");
+    }
+}
+
+type ConnError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves a connection (the rest of it, after the fast path) with hyper: HTTP/1.1 and
+/// HTTP/2, each request through [`handle`].
+async fn hyper_serve<I>(
+    ctx: Rc<Conn>,
+    io: I,
+    cfg: &crate::config::http::HttpListener,
+    worker: &Worker,
+    idle: Idle,
+) -> Result<(), ConnError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
         // Boxed: a request's future is several KB (routing, forwarding, retries) and hyper
@@ -134,60 +243,8 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(cfg.max_header_size).unwrap_or(u32::MAX));
-    let stream = Arc::new(conn.stream);
-    let counted = io::ClientSide::new(listener.stats.clone(), worker.id);
-    let idle = Idle {
-        activity: counted.activity.clone(),
-        timeout: listener.config.idle_timeout,
-        waiting: waiting.clone(),
-    };
-    let io = io::Io {
-        stream: stream.clone(),
-        counted,
-    };
-    let result = match (&listener.tls, &listener.config.tls) {
-        (Some(tls), Some(t)) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
-            match tokio::time::timeout(t.handshake_timeout, acceptor.accept(io)).await {
-                Ok(Ok(tls)) => run(&builder, TokioIo::new(tls), svc, &worker, idle).await,
-                Ok(Err(e)) => {
-                    tracing::debug!(listener = %listener.config.name, peer = %conn.peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(listener = %listener.config.name, peer = %conn.peer, "TLS handshake timed out");
-                    return;
-                }
-            }
-        }
-        _ => {
-            let mut io = io;
-            let watch = Idle {
-                activity: idle.activity.clone(),
-                timeout: idle.timeout,
-                waiting: idle.waiting.clone(),
-            };
-            match h1::serve(&fast, &mut io, watch, cfg.header_timeout).await {
-                h1::End::Closed => Ok(()),
-                h1::End::Hyper(prefix) => {
-                    let io = h1::Rewind::new(prefix, io);
-                    run(&builder, TokioIo::new(io), svc, &worker, idle).await
-                }
-            }
-        }
-    };
-    if let Err(e) = result {
-        let timed_out = e
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_timeout);
-        if timed_out && listener.tls.is_none() {
-            io::send_408(&stream);
-        }
-        tracing::debug!(listener = %listener.config.name, peer = %conn.peer, error = %e, "client connection ended with an error");
-    }
+    run(&builder, io, svc, worker, idle).await
 }
-
-type ConnError = Box<dyn std::error::Error + Send + Sync>;
 
 use idle::Idle;
 pub use idle::{IdleSweep, run as idle_sweep};

@@ -358,26 +358,10 @@ async fn attempt(
     }
     // The response head.
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; response::MAX_HEADERS];
-        match response::parse(&up.buf[..up.filled], &mut slots, req.to_head) {
-            response::Parsed::Head(h) => {
-                let close = reply.close || h.framing == Framing::Close;
-                reply.out.clear();
-                response::write_client(reply.out, &h, close, reply.sets);
-                return Ok(HeadRead {
-                    status: h.status,
-                    len: h.len,
-                    framing: h.framing,
-                    reusable: h.reusable,
-                });
-            }
-            response::Parsed::Interim { len } => {
-                up.buf.copy_within(len..up.filled, 0);
-                up.filled -= len;
-                continue;
-            }
-            response::Parsed::Bad(why) => return Err(AttemptError::Bad(why)),
-            response::Parsed::Partial => {}
+        match response_head(up, req.to_head, reply) {
+            Some(Ok(h)) => return Ok(h),
+            Some(Err(why)) => return Err(AttemptError::Bad(why)),
+            None => {}
         }
         if up.filled == up.buf.len() {
             if up.buf.len() >= MAX_RESPONSE_HEAD {
@@ -400,6 +384,37 @@ async fn attempt(
                     early,
                 });
             }
+        }
+    }
+}
+
+/// Looks for a whole response head in `up.buf`, dropping 1xx interim responses before it;
+/// writes the client's head when one is there. `None`: more bytes are needed.
+fn response_head(
+    up: &mut UpConn,
+    to_head: bool,
+    reply: &mut Reply<'_>,
+) -> Option<Result<HeadRead, &'static str>> {
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; response::MAX_HEADERS];
+        match response::parse(&up.buf[..up.filled], &mut slots, to_head) {
+            response::Parsed::Head(h) => {
+                let close = reply.close || h.framing == Framing::Close;
+                reply.out.clear();
+                response::write_client(reply.out, &h, close, reply.sets);
+                return Some(Ok(HeadRead {
+                    status: h.status,
+                    len: h.len,
+                    framing: h.framing,
+                    reusable: h.reusable,
+                }));
+            }
+            response::Parsed::Interim { len } => {
+                up.buf.copy_within(len..up.filled, 0);
+                up.filled -= len;
+            }
+            response::Parsed::Bad(why) => return Some(Err(why)),
+            response::Parsed::Partial => return None,
         }
     }
 }

@@ -237,7 +237,9 @@ pub(super) async fn serve(
             }
         };
         let mut reply_head = w.vecs.take();
-        let keep = one(
+        // Boxed: the exchange's state exists while a request is in flight, not in the task of
+        // every idle connection.
+        let keep = Box::pin(one(
             c,
             io,
             &stop,
@@ -248,7 +250,7 @@ pub(super) async fn serve(
             &out,
             &key,
             &mut reply_head,
-        )
+        ))
         .await;
         w.vecs.put(&mut out);
         w.vecs.put(&mut reply_head);

@@ -1,0 +1,385 @@
+//! The HTTP/1.1 fast path (`proto::http::h1`) through the real corelane binary: a scripted
+//! upstream that answers with exact bytes (each framing, interim responses, broken heads, a
+//! connection closed while pooled) and raw clients that pipeline requests or switch to a
+//! request only the hyper path takes, on one connection.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+
+fn addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+/// An upstream that reads each request (head and `Content-Length` body), records it, and
+/// answers with what `answer` returns for it: the bytes, and whether to close afterwards.
+struct Scripted {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<String>>>,
+    connections: Arc<Mutex<usize>>,
+}
+
+impl Scripted {
+    fn start(answer: fn(&str) -> (Vec<u8>, bool)) -> Scripted {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(Mutex::new(0));
+        let (r, c) = (requests.clone(), connections.clone());
+        thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(s) = s else { return };
+                *c.lock().unwrap() += 1;
+                let r = r.clone();
+                thread::spawn(move || serve(s, &r, answer));
+            }
+        });
+        Scripted {
+            addr,
+            requests,
+            connections,
+        }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn serve(mut s: TcpStream, log: &Mutex<Vec<String>>, answer: fn(&str) -> (Vec<u8>, bool)) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        // One request: its head, then its Content-Length body.
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            // Decoded, so the log shows the body as sent.
+            let mut body = Vec::new();
+            let mut at = end;
+            loop {
+                let Some(nl) = buf[at..].windows(2).position(|w| w == b"\r\n") else {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    continue;
+                };
+                let size = usize::from_str_radix(
+                    String::from_utf8_lossy(&buf[at..at + nl])
+                        .split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim(),
+                    16,
+                )
+                .unwrap_or(0);
+                let need = at + nl + 2 + size + 2;
+                if buf.len() < need {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    continue;
+                }
+                body.extend_from_slice(&buf[at + nl + 2..at + nl + 2 + size]);
+                at = need;
+                if size == 0 {
+                    break;
+                }
+            }
+            let req = format!("{head}{}", String::from_utf8_lossy(&body));
+            buf.drain(..at);
+            log.lock().unwrap().push(req.clone());
+            let (bytes, close) = answer(&req);
+            if s.write_all(&bytes).is_err() || close {
+                return;
+            }
+            continue;
+        }
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < end + len {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let req = String::from_utf8_lossy(&buf[..end + len]).into_owned();
+        buf.drain(..end + len);
+        log.lock().unwrap().push(req.clone());
+        let (bytes, close) = answer(&req);
+        if s.write_all(&bytes).is_err() || close {
+            return;
+        }
+    }
+}
+
+/// A proxy with one HTTP listener forwarding to `upstream`.
+fn proxy(upstream: SocketAddr, listener_extra: &str) -> (Proxy, SocketAddr) {
+    let (admin, listen) = (addr(), addr());
+    let cfg = base_toml(admin, 1)
+        + &listener_toml(
+            "web",
+            listen,
+            "app",
+            &format!("protocol = \"http\"\n{listener_extra}"),
+        )
+        + &cluster_toml("app", "round_robin", &[(upstream, 1)], "");
+    (Proxy::start(&cfg, admin), listen)
+}
+
+/// Reads one whole response from `s` (head, then its body by its framing); the response text
+/// with a chunked body left as it came.
+fn response(s: &mut TcpStream, to_head: bool) -> String {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => buf.push(b[0]),
+            _ => return String::from_utf8_lossy(&buf).into_owned(),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let find = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k == name).then(|| v.trim().to_owned())
+        })
+    };
+    if to_head || head.starts_with("http/1.1 204") || head.starts_with("http/1.1 304") {
+    } else if find("transfer-encoding").as_deref() == Some("chunked") {
+        // Until the last chunk's empty trailer line.
+        let start = buf.len();
+        let ended = |b: &[u8]| {
+            let body = &b[start..];
+            (body.starts_with(b"0\r\n") || body.windows(5).any(|w| w == b"\r\n0\r\n"))
+                && body.ends_with(b"\r\n\r\n")
+        };
+        while !ended(&buf) {
+            match s.read(&mut b) {
+                Ok(1) => buf.push(b[0]),
+                _ => break,
+            }
+        }
+    } else if let Some(n) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        let mut body = vec![0u8; n];
+        s.read_exact(&mut body).unwrap();
+        buf.extend_from_slice(&body);
+    } else {
+        let _ = s.read_to_end(&mut buf);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn client(listen: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(listen).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+fn by_path(req: &str) -> (Vec<u8>, bool) {
+    let path = req.split(' ').nth(1).unwrap_or("");
+    let r: &[u8] = match path {
+        "/length" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\n\r\nhello",
+        "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
+        "/interim" => b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        "/no-content" => b"HTTP/1.1 204 No Content\r\n\r\n",
+        "/two-lengths" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+        "/garbage" => b"HTTP/1.1 2x0 Nope\r\n\r\n",
+        "/to-close" => return (b"HTTP/1.1 200 OK\r\nX-Framing: close\r\n\r\nuntil the end".to_vec(), true),
+        "/rude" => return (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nrude".to_vec(), true),
+        _ if req.starts_with("HEAD") => b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n",
+        _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+    };
+    (r.to_vec(), false)
+}
+
+#[test]
+fn each_response_framing_is_relayed_exactly() {
+    let up = Scripted::start(by_path);
+    let (_p, listen) = proxy(up.addr, "");
+    let mut c = client(listen);
+    let ask = |c: &mut TcpStream, method: &str, path: &str| {
+        write!(c, "{method} {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        response(c, method == "HEAD")
+    };
+    let r = ask(&mut c, "GET", "/length");
+    assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+    assert!(
+        r.contains("content-length: 5\r\n")
+            && r.contains("X-Up: 1\r\n")
+            && r.ends_with("\r\n\r\nhello"),
+        "{r}"
+    );
+    // Chunked: relayed as it came (extensions and trailers too), its Content-Length dropped.
+    let r = ask(&mut c, "GET", "/chunked");
+    assert!(r.contains("transfer-encoding: chunked\r\n"), "{r}");
+    assert!(!r.to_ascii_lowercase().contains("content-length"), "{r}");
+    assert!(
+        r.ends_with("\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n"),
+        "{r}"
+    );
+    // 1xx interim responses are not passed on; the final one is.
+    let r = ask(&mut c, "GET", "/interim");
+    assert!(
+        r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("ok"),
+        "{r}"
+    );
+    let r = ask(&mut c, "GET", "/no-content");
+    assert!(r.starts_with("HTTP/1.1 204 No Content\r\n"), "{r}");
+    // HEAD: the length of the body that was not sent, and no body.
+    let r = ask(&mut c, "HEAD", "/any");
+    assert!(
+        r.contains("Content-Length: 1234\r\n") && r.ends_with("\r\n\r\n"),
+        "{r}"
+    );
+    // The same connection still works, and the upstream saw one connection for all of it.
+    let r = ask(&mut c, "GET", "/length");
+    assert!(r.ends_with("hello"), "{r}");
+    assert_eq!(*up.connections.lock().unwrap(), 1);
+    // A body delimited by the upstream's close: relayed, then the client connection closes.
+    let r = ask(&mut c, "GET", "/to-close");
+    assert!(
+        r.contains("connection: close\r\n") && r.ends_with("\r\n\r\nuntil the end"),
+        "{r}"
+    );
+    let mut rest = Vec::new();
+    assert_eq!(
+        c.read_to_end(&mut rest).unwrap(),
+        0,
+        "closed after a close-delimited body"
+    );
+}
+
+#[test]
+fn a_broken_upstream_head_is_502_and_the_client_connection_goes_on() {
+    let up = Scripted::start(by_path);
+    let (_p, listen) = proxy(up.addr, "");
+    let mut c = client(listen);
+    for path in ["/two-lengths", "/garbage"] {
+        write!(c, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let r = response(&mut c, false);
+        assert!(
+            r.starts_with("HTTP/1.1 502 Bad Gateway\r\n") && r.ends_with("502 Bad Gateway\n"),
+            "{path}: {r}"
+        );
+    }
+    write!(c, "GET /length HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert!(response(&mut c, false).ends_with("hello"));
+}
+
+#[test]
+fn a_connection_the_upstream_closed_while_pooled_is_not_used() {
+    let up = Scripted::start(by_path);
+    let (_p, listen) = proxy(up.addr, "");
+    let mut c = client(listen);
+    for i in 0..5 {
+        // The upstream closes after each answer without saying so.
+        write!(c, "GET /rude HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let r = response(&mut c, false);
+        assert!(
+            r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("rude"),
+            "request {i}: {r}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        up.requests().len(),
+        5,
+        "each request reached the upstream once"
+    );
+    assert_eq!(*up.connections.lock().unwrap(), 5);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_with_their_bodies() {
+    let up = Scripted::start(|req| {
+        let body = req.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        let path = req.split(' ').nth(1).unwrap_or("").to_owned();
+        let text = format!("{path}:{body}");
+        (
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                text.len()
+            )
+            .into_bytes(),
+            false,
+        )
+    });
+    let (_p, listen) = proxy(up.addr, "");
+    let mut c = client(listen);
+    c.write_all(b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\nHost: t\r\n\r\nPUT /c HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nwxyz").unwrap();
+    assert!(response(&mut c, false).ends_with("\r\n\r\n/a:abc"));
+    assert!(response(&mut c, false).ends_with("\r\n\r\n/b:"));
+    assert!(response(&mut c, false).ends_with("\r\n\r\n/c:wxyz"));
+    // A body sent in pieces after its head.
+    c.write_all(b"POST /d HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234")
+        .unwrap();
+    thread::sleep(Duration::from_millis(100));
+    c.write_all(b"56789").unwrap();
+    assert!(response(&mut c, false).ends_with("\r\n\r\n/d:0123456789"));
+    let seen = up.requests();
+    assert_eq!(seen.len(), 4);
+    assert!(
+        seen[0].starts_with("POST /a HTTP/1.1\r\n")
+            && seen[0].contains("x-forwarded-for: 127.0.0.1\r\n"),
+        "{}",
+        seen[0]
+    );
+}
+
+#[test]
+fn a_request_for_the_hyper_path_takes_over_the_connection_mid_way() {
+    let up = Scripted::start(|req| {
+        let body = req.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        (
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+            false,
+        )
+    });
+    let (_p, listen) = proxy(up.addr, "");
+    let mut c = client(listen);
+    // Fast path, then a chunked upload (hyper path from here on), then more requests.
+    c.write_all(b"POST /1 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nfirst")
+        .unwrap();
+    assert!(response(&mut c, false).ends_with("\r\n\r\nfirst"));
+    c.write_all(b"POST /2 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nsec\r\n3\r\nond\r\n0\r\n\r\nPOST /3 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nthird").unwrap();
+    let r = response(&mut c, false);
+    assert!(
+        r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\nsecond"),
+        "{r}"
+    );
+    assert!(response(&mut c, false).ends_with("\r\n\r\nthird"));
+    let seen = up.requests();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    // hyper sent the chunked body on with a length it knew, or chunked: either way, whole.
+    assert!(seen[1].starts_with("POST /2 HTTP/1.1\r\n"), "{}", seen[1]);
+}
