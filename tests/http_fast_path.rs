@@ -383,3 +383,82 @@ fn a_request_for_the_hyper_path_takes_over_the_connection_mid_way() {
     // hyper sent the chunked body on with a length it knew, or chunked: either way, whole.
     assert!(seen[1].starts_with("POST /2 HTTP/1.1\r\n"), "{}", seen[1]);
 }
+
+/// Sends `bytes` over TLS (openssl s_client, ALPN http/1.1) and returns all that came back
+/// before the proxy closed or `wait` passed.
+fn over_tls(listen: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client", "-quiet", "-ign_eof", "-alpn", "http/1.1", "-connect",
+        ])
+        .arg(listen.to_string())
+        .args(["-servername", "localhost"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl must be installed");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(bytes).unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    thread::sleep(wait);
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(stdin);
+    String::from_utf8_lossy(&reader.join().unwrap()).into_owned()
+}
+
+#[test]
+fn tls_clients_are_served_by_the_fast_path_and_handed_over_too() {
+    let up = Scripted::start(|req| {
+        let path = req.split(' ').nth(1).unwrap_or("").to_owned();
+        let body = req.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        let text = format!("{path}:{body};");
+        (
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                text.len()
+            )
+            .into_bytes(),
+            false,
+        )
+    });
+    let certs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/certs");
+    let tls = format!(
+        "[listeners.web.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\", names = [\"localhost\"] }}]\n",
+        certs.join("localhost.crt").display(),
+        certs.join("localhost.key").display()
+    );
+    let (admin, listen) = (addr(), addr());
+    let cfg = base_toml(admin, 1)
+        + &listener_toml("web", listen, "app", "protocol = \"http\"")
+        + &tls
+        + &cluster_toml("app", "round_robin", &[(up.addr, 1)], "");
+    let _p = Proxy::start(&cfg, admin);
+    // Two fast-path requests, a chunked one (hyper from there), one more, then close.
+    let out = over_tls(
+        listen,
+        b"GET /1 HTTP/1.1\r\nHost: localhost\r\n\r\nPOST /2 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabcPOST /3 HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\nGET /4 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(2),
+    );
+    let bodies: Vec<&str> = out
+        .split("\r\n\r\n")
+        .skip(1)
+        .map(|b| b.split("HTTP/1.1").next().unwrap_or(""))
+        .collect();
+    assert_eq!(bodies, ["/1:;", "/2:abc;", "/3:xy;", "/4:;"], "{out}");
+    let seen = up.requests();
+    assert!(
+        seen[0].contains("x-forwarded-proto: https\r\n"),
+        "{}",
+        seen[0]
+    );
+    // One upstream connection for the fast path's requests, one for hyper's (its own pool).
+    assert_eq!(*up.connections.lock().unwrap(), 2);
+}

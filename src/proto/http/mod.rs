@@ -1,8 +1,13 @@
 //! The HTTP engine: HTTP/1.1 and HTTP/2 (ALPN over TLS, h2c with prior knowledge) from
-//! clients; HTTP/1.1 with keep-alive, or HTTP/2, to upstreams; built on hyper (a hand-written
-//! HTTP stack would have to earn its place with a measured reason; none has yet).
+//! clients; HTTP/1.1 with keep-alive, or HTTP/2, to upstreams.
 //!
-//! One connection, step by step ([`serve`]):
+//! Two paths serve a connection. HTTP/1.1 requests forwarded to plain HTTP/1.1 clusters (the
+//! common case, and what wrk measures) take the hand-written fast path ([`h1`]), written by
+//! hand for a measured reason given there; the first request it does not take (HTTP/2, an
+//! upgrade, a chunked upload, a `respond` route, anything malformed) hands the connection to
+//! hyper, which serves it to its end as described below. Both apply the same rules.
+//!
+//! One connection on the hyper path, step by step ([`hyper_serve`]):
 //! 1. hyper parses requests (limits: `max_header_size`, `max_headers`; `header_timeout` for
 //!    each request's headers, which also bounds the idle time between keep-alive requests);
 //!    malformed requests and smuggling forms (`Content-Length` with `Transfer-Encoding`, two
@@ -178,8 +183,8 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     }
 }
 
-/// Serves a client connection of a TLS listener: the handshake, then hyper (HTTP/1.1 or
-/// HTTP/2 as ALPN chose).
+/// Serves a client connection of a TLS listener: the handshake, then the HTTP/1.1 fast path
+/// (and hyper if a request needs it), or hyper for HTTP/2 when ALPN chose it.
 pub async fn serve_tls(worker: Rc<Worker>, conn: Accepted) {
     let Client {
         ctx,
@@ -194,9 +199,24 @@ pub async fn serve_tls(worker: Rc<Worker>, conn: Accepted) {
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
     let result = match tokio::time::timeout(t.handshake_timeout, acceptor.accept(io)).await {
-        Ok(Ok(tls)) => {
+        Ok(Ok(mut tls)) => {
             let cfg = &listener.config.http;
-            Box::pin(hyper_serve(ctx, TokioIo::new(tls), cfg, &worker, idle)).await
+            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                Box::pin(hyper_serve(ctx, TokioIo::new(tls), cfg, &worker, idle)).await
+            } else {
+                let watch = Idle {
+                    activity: idle.activity.clone(),
+                    timeout: idle.timeout,
+                    waiting: idle.waiting.clone(),
+                };
+                match h1::serve(&ctx, &mut tls, watch, cfg.header_timeout).await {
+                    h1::End::Closed => return,
+                    h1::End::Hyper(prefix) => {
+                        let io = TokioIo::new(h1::Rewind::new(prefix, tls));
+                        Box::pin(hyper_serve(ctx, io, cfg, &worker, idle)).await
+                    }
+                }
+            }
         }
         Ok(Err(e)) => {
             tracing::debug!(listener = %listener.config.name, peer = %held.peer, error = %e, "TLS handshake failed");

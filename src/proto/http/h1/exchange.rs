@@ -22,14 +22,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::chunked::Chunked;
 use super::response::{self, Framing};
 use crate::config::model::limits::MAX_CONNECT_ATTEMPTS;
-use crate::io::counted::{ClientSide, Io, UpstreamSide};
+use crate::io::counted::{Io, UpstreamSide};
 use crate::metrics::stats::EndpointStats;
 use crate::upstream::Cluster;
 use crate::upstream::connect::NoUpstream;
@@ -160,8 +160,8 @@ pub struct Request<'a> {
 
 /// The client side: its connection and its buffered bytes, `buf[*start..end]` (the request
 /// body, if any, starts at `*start`).
-pub struct Client<'a> {
-    pub io: &'a mut Io<ClientSide>,
+pub struct Client<'a, S> {
+    pub io: &'a mut S,
     pub buf: &'a [u8],
     pub start: &'a mut usize,
     pub end: usize,
@@ -203,12 +203,12 @@ enum AttemptError {
     Bad(&'static str),
 }
 
-pub async fn forward(
+pub async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &Ctx<'_>,
     cluster: &Cluster,
     http: &crate::config::http::HttpCluster,
     req: &Request<'_>,
-    client: &mut Client<'_>,
+    client: &mut Client<'_, S>,
     reply: &mut Reply<'_>,
 ) -> Outcome {
     ctx.budget.request();
@@ -327,10 +327,10 @@ pub struct Reply<'a> {
 
 /// Sends the request and reads up to the end of the response head (skipping 1xx), writing
 /// the client's response head into `reply.out`.
-async fn attempt(
+async fn attempt<S: AsyncRead + AsyncWrite + Unpin>(
     up: &mut UpConn,
     req: &Request<'_>,
-    client: &mut Client<'_>,
+    client: &mut Client<'_, S>,
     reply: &mut Reply<'_>,
 ) -> Result<HeadRead, AttemptError> {
     up.filled = 0;
@@ -422,14 +422,14 @@ fn response_head(
 /// Writes the response head and body to the client as they come; gives the connection back
 /// to the pool when the response ended cleanly and the upstream keeps it.
 #[allow(clippy::too_many_arguments)]
-async fn relay(
+async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &Ctx<'_>,
     uid: u64,
     http: &crate::config::http::HttpCluster,
     mut up: UpConn,
     head: HeadRead,
     req: &Request<'_>,
-    client: &mut Io<ClientSide>,
+    client: &mut S,
     reply: &Reply<'_>,
     upstream: SocketAddr,
 ) -> Outcome {
@@ -472,11 +472,11 @@ enum BodyEnd {
 
 /// Relays the body after the head (`head_len` bytes at the start of `up.buf`), the client's
 /// response head `out` first.
-async fn relay_body(
+async fn relay_body<S: AsyncWrite + Unpin>(
     up: &mut UpConn,
     head_len: usize,
     framing: Framing,
-    client: &mut Io<ClientSide>,
+    client: &mut S,
     out: &[u8],
 ) -> io::Result<BodyEnd> {
     let after = up.filled - head_len;
@@ -500,6 +500,7 @@ async fn relay_body(
         Framing::Close => after,
     };
     write_two(client, out, &up.buf[head_len..head_len + first]).await?;
+    client.flush().await?;
     if broken {
         return Ok(BodyEnd::Cut);
     }
@@ -533,6 +534,7 @@ async fn relay_body(
             Framing::Empty | Framing::Close => n,
         };
         client.write_all(&up.buf[..take]).await?;
+        client.flush().await?;
         extra = take < n;
     }
     up.filled = 0;

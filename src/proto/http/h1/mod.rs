@@ -1,6 +1,7 @@
-//! The HTTP/1.1 fast path: plain-text HTTP/1.1 client connections whose requests are forwarded
-//! to plain HTTP/1.1 clusters are served here, by hand, one task per connection, with no
-//! hyper in between; everything else goes to the hyper path (`super::run`).
+//! The HTTP/1.1 fast path: HTTP/1.1 client connections (plain, or TLS once ALPN chose
+//! HTTP/1.1) whose requests are forwarded to plain HTTP/1.1 clusters are served here, by hand,
+//! one task per connection, with no hyper in between; everything else goes to the hyper path
+//! (`super::hyper_serve`).
 //!
 //! Why by hand (the issue asks for hyper unless a measured reason says otherwise): with hyper
 //! on both sides, a small keep-alive request cost corelane 5.7-7.3 µs of user CPU against
@@ -28,7 +29,7 @@
 //! An idle connection holds no buffer here: a request borrows one from the worker's pool
 //! when its first bytes arrive and gives it back when it is answered.
 //!
-//! Not here: TLS listeners (hyper path for now), HTTP/2, upgrades.
+//! Not here: the TLS handshake (`super::serve_tls`), HTTP/2, upgrades, upstream TLS.
 
 pub mod chunked;
 mod exchange;
@@ -155,9 +156,40 @@ fn plan(c: &Conn, buf: &[u8], out: &mut Vec<u8>, key: &mut Vec<u8>) -> Step {
 }
 
 /// Serves a plain-text client connection until it ends or a request needs the hyper path.
-pub(super) async fn serve(
+/// A client connection the fast path can serve: plain, or TLS once the handshake is done.
+pub(super) trait ClientIo: AsyncRead + AsyncWrite + Unpin {
+    /// Returns once a read would find something (or fail), without reading: a connection
+    /// waiting for its next request holds no buffer.
+    async fn ready(&self) -> std::io::Result<()>;
+    /// Tells a client too slow with its request head so, where the protocol allows (a plain
+    /// 408 before closing; nothing inside TLS, as the hyper path).
+    fn too_slow(&self);
+}
+
+impl ClientIo for Io<ClientSide> {
+    async fn ready(&self) -> std::io::Result<()> {
+        self.stream.readable().await
+    }
+    fn too_slow(&self) {
+        super::io::send_408(&self.stream);
+    }
+}
+
+impl ClientIo for tokio_rustls::server::TlsStream<Io<ClientSide>> {
+    async fn ready(&self) -> std::io::Result<()> {
+        let (io, tls) = self.get_ref();
+        // Plaintext already decrypted (a pipelined request) is there to read now.
+        if !tls.wants_read() {
+            return Ok(());
+        }
+        io.stream.readable().await
+    }
+    fn too_slow(&self) {}
+}
+
+pub(super) async fn serve<S: ClientIo>(
     c: &Conn,
-    io: &mut Io<ClientSide>,
+    io: &mut S,
     idle: Idle,
     header_timeout: Duration,
 ) -> End {
@@ -181,12 +213,12 @@ pub(super) async fn serve(
             // Waiting for the next request without a buffer.
             tokio::select! {
                 biased;
-                r = io.stream.readable() => if r.is_err() {
+                r = io.ready() => if r.is_err() {
                     return End::Closed;
                 },
                 () = stop.0.notified() => return End::Closed,
                 () = &mut timer => {
-                    super::io::send_408(&io.stream);
+                    io.too_slow();
                     return End::Closed;
                 }
             }
@@ -223,7 +255,7 @@ pub(super) async fn serve(
                 r = io.read(&mut buf[end..]) => r,
                 () = stop.0.notified() => Ok(0),
                 () = &mut timer => {
-                    super::io::send_408(&io.stream);
+                    io.too_slow();
                     Ok(0)
                 }
             };
@@ -271,9 +303,9 @@ pub(super) async fn serve(
 /// Forwards one planned request and answers the client; counts and logs it. Whether the
 /// connection can take another request.
 #[allow(clippy::too_many_arguments)]
-async fn one(
+async fn one<S: ClientIo>(
     c: &Conn,
-    io: &mut Io<ClientSide>,
+    io: &mut S,
     stop: &DrainSignal,
     plan: Plan,
     buf: &[u8],
@@ -353,7 +385,8 @@ async fn one(
             // A body not taken from the client would be read as the next request.
             let keep = !close && body_left == 0 && !matches!(f, Failure::Client(_));
             let len = error_response(reply_head, status, !keep);
-            let keep = io.write_all(reply_head).await.is_ok() && keep;
+            let sent = io.write_all(reply_head).await.is_ok() && io.flush().await.is_ok();
+            let keep = sent && keep;
             (status.as_u16(), Some(len), None, keep)
         }
     };
@@ -405,14 +438,14 @@ fn error_response(out: &mut Vec<u8>, status: hyper::StatusCode, close: bool) -> 
 
 /// A client connection handed to the hyper path: the bytes the fast path had read, then the
 /// socket.
-pub(super) struct Rewind {
+pub(super) struct Rewind<S> {
     prefix: Vec<u8>,
     pos: usize,
-    inner: Io<ClientSide>,
+    inner: S,
 }
 
-impl Rewind {
-    pub(super) fn new(prefix: Vec<u8>, inner: Io<ClientSide>) -> Self {
+impl<S> Rewind<S> {
+    pub(super) fn new(prefix: Vec<u8>, inner: S) -> Self {
         Rewind {
             prefix,
             pos: 0,
@@ -421,7 +454,7 @@ impl Rewind {
     }
 }
 
-impl AsyncRead for Rewind {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -442,7 +475,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
