@@ -462,3 +462,28 @@ fn tls_clients_are_served_by_the_fast_path_and_handed_over_too() {
     // One upstream connection for the fast path's requests, one for hyper's (its own pool).
     assert_eq!(*up.connections.lock().unwrap(), 2);
 }
+
+#[test]
+fn a_client_that_stops_reading_a_response_is_closed_when_idle() {
+    let up = Scripted::start(|_| {
+        let n = 8 << 20;
+        let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+        r.resize(r.len() + n, b'x');
+        (r, false)
+    });
+    let (_p, listen) = proxy(up.addr, "idle_timeout = \"1s\"");
+    let mut c = client(listen);
+    c.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // Nothing is read while the proxy's writes fill the socket buffers and stall.
+    thread::sleep(Duration::from_secs(4));
+    let mut got = Vec::new();
+    let r = c.read_to_end(&mut got);
+    assert!(
+        r.is_ok()
+            || r.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the connection must have been closed, not left open: {r:?}"
+    );
+    assert!(got.len() < 8 << 20, "the response was cut, not finished");
+}

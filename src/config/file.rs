@@ -90,6 +90,7 @@ pub struct ListenerFile {
     pub max_header_size: Option<u64>,
     pub max_headers: Option<u32>,
     pub max_body: Option<u64>,
+    pub fast_path: Option<bool>,
     #[serde(default)]
     pub routes: Vec<RouteFile>,
     pub request_headers: Option<HeaderRulesFile>,

@@ -28,6 +28,8 @@ pub struct HttpListenerFile {
     pub max_header_size: Option<u64>,
     pub max_headers: Option<u32>,
     pub max_body: Option<u64>,
+    /// Serve HTTP/1.1 requests on the hand-written fast path where it applies (default).
+    pub fast_path: Option<bool>,
     pub routes: Vec<RouteFile>,
     pub request_headers: Option<HeaderRulesFile>,
     pub response_headers: Option<HeaderRulesFile>,
@@ -124,6 +126,8 @@ pub struct HttpListener {
     pub max_header_size: usize,
     pub max_headers: usize,
     pub max_body: Option<u64>,
+    /// Whether the HTTP/1.1 fast path (`proto::http::h1`) may serve this listener's requests.
+    pub fast_path: bool,
     pub routes: Vec<Route>,
     pub request_headers: HeaderRules,
     pub response_headers: HeaderRules,
@@ -151,6 +155,7 @@ impl Default for HttpListener {
             max_header_size: defaults::MAX_HEADER_SIZE,
             max_headers: defaults::MAX_HEADERS,
             max_body: None,
+            fast_path: true,
             routes: Vec::new(),
             request_headers: HeaderRules::default(),
             response_headers: HeaderRules::default(),
@@ -340,6 +345,7 @@ pub fn listener(
         max_header_size,
         max_headers,
         max_body: f.max_body,
+        fast_path: f.fast_path.unwrap_or(true),
         routes,
         request_headers: rules(&format!("{key}.request_headers"), f.request_headers)?,
         response_headers: rules(&format!("{key}.response_headers"), f.response_headers)?,

@@ -29,23 +29,25 @@ use tokio::time::Instant;
 use super::chunked::Chunked;
 use super::response::{self, Framing};
 use crate::config::model::limits::MAX_CONNECT_ATTEMPTS;
+use crate::io::buffers::BufferPool;
 use crate::io::counted::{Io, UpstreamSide};
 use crate::metrics::stats::EndpointStats;
 use crate::upstream::Cluster;
 use crate::upstream::connect::NoUpstream;
 
 use super::super::forward::{Failure, RetryBudget};
+use super::super::handle::Waiting;
 use super::super::pool::Pool;
-
-/// An upstream connection's buffer, and the longest response head it may grow to hold.
-const UPSTREAM_BUFFER: usize = 16 * 1024;
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// A plain HTTP/1.1 connection to an endpoint, with the bytes read from it and not yet
 /// passed on (`buf[..filled]`). The endpoint's `active` gauge counts it while it lives.
+///
+/// `buf` is one of the worker's buffers (`buffer_size`) while a request uses the connection,
+/// and empty while it waits in the pool; a response head must fit in it (as nginx's
+/// `proxy_buffer_size`), or the response is refused with 502.
 pub struct UpConn {
     io: Io<UpstreamSide>,
-    buf: Vec<u8>,
+    buf: Box<[u8]>,
     filled: usize,
 }
 
@@ -85,7 +87,7 @@ impl UpConn {
                 stream: Arc::new(stream),
                 counted: UpstreamSide(stats, worker),
             },
-            buf: vec![0; UPSTREAM_BUFFER],
+            buf: Box::default(),
             filled: 0,
         })
     }
@@ -104,6 +106,22 @@ impl UpConn {
             ),
             Poll::Ready(Err(_)) => false,
         }
+    }
+
+    /// Borrows a buffer from the worker for a request.
+    fn attach(&mut self, buffers: &BufferPool) {
+        if self.buf.is_empty() {
+            self.buf = buffers.take();
+        }
+        self.filled = 0;
+    }
+
+    /// Gives the buffer back (the connection is idle or going away).
+    pub fn detach(&mut self, buffers: &BufferPool) {
+        if !self.buf.is_empty() {
+            buffers.put(std::mem::take(&mut self.buf));
+        }
+        self.filled = 0;
     }
 
     /// Reads more into the buffer; 0 at EOF.
@@ -187,6 +205,7 @@ pub enum Outcome {
 /// The per-worker things the exchange uses.
 pub struct Ctx<'a> {
     pub worker: usize,
+    pub buffers: &'a BufferPool,
     pub pool: &'a Pool,
     pub budget: &'a RetryBudget,
 }
@@ -257,6 +276,7 @@ pub async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
             };
+            up.attach(ctx.buffers);
             counters.requests.inc();
             let sent =
                 tokio::time::timeout_at(req.deadline, attempt(&mut up, req, client, reply)).await;
@@ -323,6 +343,9 @@ pub struct Reply<'a> {
     pub close: bool,
     /// Response header rules: route's, then listener's.
     pub sets: &'a [&'a crate::config::http::HeaderRules],
+    /// Counts the request as waiting (the idle sweep spares the connection) until the
+    /// response head arrives; a client that then stops reading is idle like any other.
+    pub waiting: Option<Waiting<'a>>,
 }
 
 /// Sends the request and reads up to the end of the response head (skipping 1xx), writing
@@ -333,7 +356,6 @@ async fn attempt<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut Client<'_, S>,
     reply: &mut Reply<'_>,
 ) -> Result<HeadRead, AttemptError> {
-    up.filled = 0;
     let up_err = |e: io::Error| AttemptError::Upstream {
         why: e.to_string(),
         early: true,
@@ -364,10 +386,7 @@ async fn attempt<S: AsyncRead + AsyncWrite + Unpin>(
             None => {}
         }
         if up.filled == up.buf.len() {
-            if up.buf.len() >= MAX_RESPONSE_HEAD {
-                return Err(AttemptError::Bad("response head too large"));
-            }
-            up.buf.resize(up.buf.len() * 2, 0);
+            return Err(AttemptError::Bad("response head larger than buffer_size"));
         }
         let early = up.filled == 0;
         match up.fill().await {
@@ -430,7 +449,7 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
     head: HeadRead,
     req: &Request<'_>,
     client: &mut S,
-    reply: &Reply<'_>,
+    reply: &mut Reply<'_>,
     upstream: SocketAddr,
 ) -> Outcome {
     let bytes = match head.framing {
@@ -438,6 +457,7 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
         Framing::Empty => Some(0),
         Framing::Chunked | Framing::Close => None,
     };
+    reply.waiting = None;
     let body = relay_body(&mut up, head.len, head.framing, client, reply.out);
     let ended = match req.total {
         Some(t) => tokio::time::timeout_at(t, body)
@@ -445,6 +465,7 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
             .unwrap_or(Ok(BodyEnd::Cut)),
         None => body.await,
     };
+    up.detach(ctx.buffers);
     let keep = match ended {
         Ok(BodyEnd::Whole { reuse }) => {
             if reuse && head.reusable {

@@ -95,7 +95,7 @@ fn plan(c: &Conn, buf: &[u8], out: &mut Vec<u8>, key: &mut Vec<u8>) -> Step {
     let (table, li) = handle::routing(c);
     let listener = &table.listeners[li];
     let cfg = &listener.config.http;
-    if head.headers.len() > cfg.max_headers || head.len > cfg.max_header_size {
+    if !cfg.fast_path || head.headers.len() > cfg.max_headers || head.len > cfg.max_header_size {
         return Step::Other;
     }
     let found = route::find(&cfg.routes, &head);
@@ -117,7 +117,7 @@ fn plan(c: &Conn, buf: &[u8], out: &mut Vec<u8>, key: &mut Vec<u8>) -> Step {
         key.extend_from_slice(handle::hash_key(&http.hash_on, &head, c.peer, &mut kb));
     }
     let fwd = request::Forwarded {
-        client: &c.peer_value,
+        client: c.peer_value.as_bytes(),
         proto: c.scheme,
     };
     out.clear();
@@ -317,7 +317,6 @@ async fn one<S: ClientIo>(
 ) -> bool {
     let w = &*c.worker;
     let started = Instant::now();
-    let waiting = Waiting::new(&c.waiting);
     let table = &plan.table;
     let listener = &table.listeners[plan.listener];
     let cfg = &listener.config.http;
@@ -345,6 +344,7 @@ async fn one<S: ClientIo>(
     };
     let ctx = exchange::Ctx {
         worker: w.id,
+        buffers: &w.buffers,
         pool: &w.http_pool,
         budget: &w.http_budget,
     };
@@ -360,6 +360,7 @@ async fn one<S: ClientIo>(
             out: &mut *reply_head,
             close,
             sets: &sets,
+            waiting: Some(Waiting::new(&c.waiting)),
         };
         let exchange = exchange::forward(&ctx, cluster, http, &req, &mut client, &mut reply);
         tokio::select! {
@@ -368,7 +369,6 @@ async fn one<S: ClientIo>(
             () = idle_stop(stop, w) => return false,
         }
     };
-    drop(waiting);
     let (status, bytes, upstream, keep) = match outcome {
         exchange::Outcome::Answered {
             status,

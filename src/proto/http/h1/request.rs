@@ -12,7 +12,7 @@
 //! set, and the header rules applied as `super::super::headers::apply` applies them, in the
 //! same order (forwarding headers, then the listener's rules, then the route's).
 
-use hyper::http::{HeaderName, HeaderValue};
+use hyper::http::HeaderName;
 
 use super::super::route::Target;
 use crate::config::http::HeaderRules;
@@ -111,6 +111,12 @@ pub fn parse<'b>(buf: &'b [u8], slots: &'b mut [httparse::Header<'b>]) -> Parsed
         close,
         len,
     })
+}
+
+/// Parses `buf` with header slots of its own and hands the result to `f`.
+pub fn with_parsed<R>(buf: &[u8], f: impl FnOnce(Parsed<'_>) -> R) -> R {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    f(parse(buf, &mut slots))
 }
 
 /// A `Content-Length` value: decimal digits only, at most 18 of them.
@@ -218,7 +224,7 @@ pub fn write_rules(out: &mut Vec<u8>, sets: &[&HeaderRules]) {
 /// What the forwarding headers say about the client connection.
 pub struct Forwarded<'a> {
     /// The client's address (`X-Forwarded-For`).
-    pub client: &'a HeaderValue,
+    pub client: &'a [u8],
     /// `X-Forwarded-Proto`.
     pub proto: &'static str,
 }
@@ -258,7 +264,7 @@ pub fn write_upstream(
             out.extend_from_slice(prev);
             out.extend_from_slice(b", ");
         }
-        out.extend_from_slice(fwd.client.as_bytes());
+        out.extend_from_slice(fwd.client);
         out.extend_from_slice(b"\r\n");
     }
     if !replaced(sets, "x-forwarded-proto") {
@@ -274,10 +280,10 @@ pub fn write_upstream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::http::HeaderValue;
 
     fn with_head<R>(text: &[u8], f: impl FnOnce(Parsed<'_>) -> R) -> R {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        f(parse(text, &mut slots))
+        with_parsed(text, f)
     }
 
     fn upstream(text: &[u8], sets: &[&HeaderRules]) -> String {
@@ -288,7 +294,7 @@ mod tests {
             };
             let mut out = Vec::new();
             let fwd = Forwarded {
-                client: &client,
+                client: client.as_bytes(),
                 proto: "http",
             };
             write_upstream(&mut out, &h, &fwd, sets);

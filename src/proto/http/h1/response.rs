@@ -122,6 +122,12 @@ pub fn parse<'b>(
     })
 }
 
+/// Parses `buf` with header slots of its own and hands the result to `f`.
+pub fn with_parsed<R>(buf: &[u8], to_head: bool, f: impl FnOnce(Parsed<'_>) -> R) -> R {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    f(parse(buf, &mut slots, to_head))
+}
+
 /// Writes the head the client gets for `head`: `close` adds `Connection: close` (the client
 /// connection ends after this response); `sets` are the response rules (route's, listener's).
 pub fn write_client(out: &mut Vec<u8>, head: &Head<'_>, close: bool, sets: &[&HeaderRules]) {
@@ -171,8 +177,7 @@ mod tests {
     use super::*;
 
     fn with<R>(text: &[u8], to_head: bool, f: impl FnOnce(Parsed<'_>) -> R) -> R {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        f(parse(text, &mut slots, to_head))
+        with_parsed(text, to_head, f)
     }
 
     fn framing(text: &[u8]) -> Result<(Framing, bool), &'static str> {
