@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # L7 (HTTP) benchmark: corelane vs HAProxy (mode http) vs nginx (proxy_pass) vs a direct
 # connection, all in ONE run with rounds interleaved, against the same nginx backend.
+# `corelane-hyper` is the same corelane process on listeners with `fast_path = false` (every
+# request through hyper), to show what the hand-written HTTP/1.1 path is worth.
 #
 #   bench/http.sh [--workers N] [--rounds R] [--duration S] [--conns C]
 #                 [placement options of bench/lib.sh]
@@ -48,11 +50,11 @@ for tool in wrk h2load haproxy nginx python3; do
 done
 
 BACKEND=127.0.0.1:18080
-declare -A PORT=([direct]=18080 [corelane]=7180 [haproxy]=7181 [nginx]=7182)
-declare -A TLS_PORT=([corelane]=7183 [haproxy]=7184 [nginx]=7185)
+declare -A PORT=([direct]=18080 [corelane]=7180 [corelane-hyper]=7186 [haproxy]=7181 [nginx]=7182)
+declare -A TLS_PORT=([corelane]=7183 [corelane-hyper]=7187 [haproxy]=7184 [nginx]=7185)
 CERT=$ROOT/config/examples/certs/localhost.crt KEY=$ROOT/config/examples/certs/localhost.key
 cat "$CERT" "$KEY" > "$OUT/haproxy.pem"
-TARGETS=(direct corelane haproxy nginx)
+TARGETS=(direct corelane corelane-hyper haproxy nginx)
 
 cleanup() {
   for f in "$OUT"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
@@ -100,11 +102,26 @@ cluster = "backend"
 backlog = 4096
 [listeners.bench_tls.tls]
 certificates = [{ cert = "$CERT", key = "$KEY", names = ["localhost"] }]
+[listeners.bench_hyper]
+listen = "127.0.0.1:${PORT[corelane-hyper]}"
+protocol = "http"
+cluster = "backend"
+backlog = 4096
+fast_path = false
+[listeners.bench_hyper_tls]
+listen = "127.0.0.1:${TLS_PORT[corelane-hyper]}"
+protocol = "http"
+cluster = "backend"
+backlog = 4096
+fast_path = false
+[listeners.bench_hyper_tls.tls]
+certificates = [{ cert = "$CERT", key = "$KEY", names = ["localhost"] }]
 [clusters.backend]
 endpoints = [{ addr = "$BACKEND" }]
 pool_max_idle = 1024
 EOF
 "${PROXY[@]}" "$BIN" run -c "$OUT/corelane.toml" 2> "$OUT/corelane.err" & echo $! > "$OUT/corelane.pid"
+cp "$OUT/corelane.pid" "$OUT/corelane-hyper.pid"
 
 cat > "$OUT/haproxy.cfg" <<EOF
 global
@@ -175,10 +192,13 @@ HZ=$(getconf CLK_TCK)
 echo -e "round\ttarget\tkind\tvalue" > "$OUT/raw.tsv"
 record() { printf '%s\t%s\t%s\t%s\n' "$@" >> "$OUT/raw.tsv"; }
 for r in $(seq 1 "$ROUNDS"); do
-  order=("${TARGETS[@]:$((r % 4))}" "${TARGETS[@]:0:$((r % 4))}")
+  k=$((r % ${#TARGETS[@]}))
+  order=("${TARGETS[@]:$k}" "${TARGETS[@]:0:$k}")
   for test in small 16k h2 tls; do
     for t in "${order[@]}"; do
       [ $test != small ] && [ $test != 16k ] && [ $t = direct ] && continue
+      # h2c is hyper's on both corelane listeners.
+      [ $test = h2 ] && [ $t = corelane-hyper ] && continue
       pids=""
       [ "$t" != direct ] && pids=$(pids_of "$t")
       f="$OUT/$test-$t-$r.txt"
@@ -228,13 +248,13 @@ for test, title in [("small", "keep-alive, small response (wrk)"), ("16k", "keep
     print(f"**{title}**\n")
     print("| target | req/s | vs better of haproxy/nginx | p99 ms | proxy CPU µs/req |")
     print("|---|---:|---:|---:|---:|")
-    for t in ["direct", "corelane", "haproxy", "nginx"]:
+    for t in ["direct", "corelane", "corelane-hyper", "haproxy", "nginx"]:
         rps = med(t, f"{test}_rps")
         if rps is None:
             continue
         print(f"| {t} | {fmt(rps)} | {rps / best:.2f}x | {fmt(med(t, f'{test}_p99_ms'), 2)} | {fmt(med(t, f'{test}_cpu_us_per_req'), 2)} |")
     print()
-    for t in ["corelane", "haproxy", "nginx"]:
+    for t in ["corelane", "corelane-hyper", "haproxy", "nginx"]:
         rs = v.get((t, f"{test}_rps"), [])
         print(f"- {t} req/s per round: {' / '.join(f'{x:,.0f}' for x in rs)}")
     print()

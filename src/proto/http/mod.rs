@@ -210,7 +210,12 @@ pub async fn serve_tls(worker: Rc<Worker>, conn: Accepted) {
                     waiting: idle.waiting.clone(),
                 };
                 match h1::serve(&ctx, &mut tls, watch, cfg.header_timeout).await {
-                    h1::End::Closed => return,
+                    h1::End::Closed => {
+                        // close_notify, so a client reading to the end sees a clean end.
+                        let bye = tokio::io::AsyncWriteExt::shutdown(&mut tls);
+                        let _ = tokio::time::timeout(IDLE_GRACE, bye).await;
+                        return;
+                    }
                     h1::End::Hyper(prefix) => {
                         let io = TokioIo::new(h1::Rewind::new(prefix, tls));
                         Box::pin(hyper_serve(ctx, io, cfg, &worker, idle)).await

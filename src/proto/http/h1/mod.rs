@@ -155,7 +155,6 @@ fn plan(c: &Conn, buf: &[u8], out: &mut Vec<u8>, key: &mut Vec<u8>) -> Step {
     })
 }
 
-/// Serves a plain-text client connection until it ends or a request needs the hyper path.
 /// A client connection the fast path can serve: plain, or TLS once the handshake is done.
 pub(super) trait ClientIo: AsyncRead + AsyncWrite + Unpin {
     /// Returns once a read would find something (or fail), without reading: a connection
@@ -187,6 +186,7 @@ impl ClientIo for tokio_rustls::server::TlsStream<Io<ClientSide>> {
     fn too_slow(&self) {}
 }
 
+/// Serves a client connection until it ends or a request needs the hyper path.
 pub(super) async fn serve<S: ClientIo>(
     c: &Conn,
     io: &mut S,
