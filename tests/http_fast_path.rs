@@ -487,3 +487,59 @@ fn a_client_that_stops_reading_a_response_is_closed_when_idle() {
     );
     assert!(got.len() < 8 << 20, "the response was cut, not finished");
 }
+
+#[test]
+fn an_error_answer_to_head_has_no_body_and_the_next_answer_follows() {
+    let (_p, listen) = proxy(refused_addr(), "");
+    let mut c = client(listen);
+    c.write_all(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let first = response(&mut c, true);
+    assert!(
+        first.starts_with("HTTP/1.1 502 Bad Gateway\r\n") && first.ends_with("\r\n\r\n"),
+        "{first}"
+    );
+    let second = response(&mut c, false);
+    assert!(
+        second.starts_with("HTTP/1.1 502 Bad Gateway\r\n")
+            && second.ends_with("\r\n\r\n502 Bad Gateway\n"),
+        "the second answer must start right after the first head: {second:?}"
+    );
+}
+
+#[test]
+fn a_connection_token_naming_content_length_does_not_desync_the_upstream() {
+    let up = Scripted::start(|req| {
+        let path = req.split(' ').nth(1).unwrap_or("").to_owned();
+        (
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{path}",
+                path.len()
+            )
+            .into_bytes(),
+            false,
+        )
+    });
+    let (_p, listen) = proxy(up.addr, "");
+    let mut c = client(listen);
+    let smuggled = b"GET /admin HTTP/1.1\r\nHost: internal\r\nX-Ignore: ";
+    let mut req = format!(
+        "POST /public HTTP/1.1\r\nHost: t\r\nConnection: content-length\r\nContent-Length: {}\r\n\r\n",
+        smuggled.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(smuggled);
+    c.write_all(&req).unwrap();
+    assert!(response(&mut c, false).ends_with("\r\n\r\n/public"));
+    c.write_all(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(response(&mut c, false).ends_with("\r\n\r\n/next"));
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[0].ends_with("\r\n\r\nGET /admin HTTP/1.1\r\nHost: internal\r\nX-Ignore: "),
+        "the body stayed a body: {:?}",
+        seen[0]
+    );
+    assert!(seen[1].starts_with("GET /next "), "{:?}", seen[1]);
+}

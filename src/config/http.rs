@@ -502,6 +502,33 @@ fn value(key: &str, v: &str) -> Result<HeaderValue, ConfigError> {
     HeaderValue::from_str(v).map_err(|_| invalid(key, format!("{v:?} is not a valid header value")))
 }
 
+/// Headers that frame a message or describe one connection: the engine writes them itself,
+/// so header rules may not touch them (a removed `Content-Length` would let a body be read
+/// upstream as a second request; an added one would contradict the real framing).
+const ENGINE_HEADERS: [&str; 8] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+fn rule_name(key: &str, n: &str) -> Result<HeaderName, ConfigError> {
+    let h = name(key, n)?;
+    if ENGINE_HEADERS.contains(&h.as_str()) {
+        return Err(invalid(
+            key,
+            format!(
+                "{n:?} is written by corelane itself (framing or hop-by-hop) and cannot be changed by rules"
+            ),
+        ));
+    }
+    Ok(h)
+}
+
 fn rules(key: &str, r: Option<HeaderRulesFile>) -> Result<HeaderRules, ConfigError> {
     let Some(r) = r else {
         return Ok(HeaderRules::default());
@@ -510,7 +537,7 @@ fn rules(key: &str, r: Option<HeaderRulesFile>) -> Result<HeaderRules, ConfigErr
         m.iter()
             .map(|(n, v)| {
                 let k = format!("{key}.{field}.{n}");
-                Ok((name(&k, n)?, value(&k, v)?))
+                Ok((rule_name(&k, n)?, value(&k, v)?))
             })
             .collect::<Result<Vec<_>, ConfigError>>()
     };
@@ -521,7 +548,7 @@ fn rules(key: &str, r: Option<HeaderRulesFile>) -> Result<HeaderRules, ConfigErr
             .remove
             .iter()
             .enumerate()
-            .map(|(i, n)| name(&format!("{key}.remove[{i}]"), n))
+            .map(|(i, n)| rule_name(&format!("{key}.remove[{i}]"), n))
             .collect::<Result<_, _>>()?,
     })
 }
@@ -645,6 +672,16 @@ mod tests {
                 "request_headers = { set = { \"bad header\" = \"1\" } }".to_owned(),
                 "",
                 "listeners.l.request_headers.set.bad header",
+            ),
+            (
+                "request_headers = { remove = [\"Content-Length\"] }".to_owned(),
+                "",
+                "listeners.l.request_headers.remove[0]",
+            ),
+            (
+                "response_headers = { add = { transfer-encoding = \"chunked\" } }".to_owned(),
+                "",
+                "listeners.l.response_headers.add.transfer-encoding",
             ),
             (
                 "max_header_size = 100".to_owned(),

@@ -231,7 +231,10 @@ fn run(
         let mut accepting: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
         add_listeners(&worker, &mut accepting, listeners);
         tokio::task::spawn_local(flush_access_log());
-        tokio::task::spawn_local(crate::proto::http::idle_sweep(worker.idle.clone()));
+        tokio::task::spawn_local(crate::proto::http::idle_sweep(
+            worker.idle.clone(),
+            worker.http_pool.clone(),
+        ));
         tokio::task::spawn_local(park::run(worker.clone(), worker.park.clone()));
         let _ = ready.send(Ok(()));
         while let Some(cmd) = rx.recv().await {

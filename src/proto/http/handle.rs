@@ -64,7 +64,7 @@ pub(super) async fn handle(c: &Conn, req: Request<Incoming>) -> Response<Respons
         bytes: hyper::body::Body::size_hint(resp.body()).exact(),
         upstream,
     };
-    record(c, &table, li, &done, started, logged);
+    record(c, &table, li, &done, started.elapsed(), logged);
     resp
 }
 
@@ -88,19 +88,18 @@ pub(super) struct Finished<'a> {
     pub upstream: Option<SocketAddr>,
 }
 
-/// Counts a request (status class and latency to its response headers, for its route and
-/// cluster) and writes its access log line if the listener keeps a log.
+/// Counts a request (status class and `took`, its latency to its response headers, for its
+/// route and cluster) and writes its access log line if the listener keeps a log.
 pub(super) fn record(
     c: &Conn,
     table: &TableRef,
     li: usize,
     done: &Finished<'_>,
-    started: Instant,
+    took: std::time::Duration,
     logged: Option<Logged>,
 ) {
     let listener = &table.listeners[li];
     let w = c.worker.id;
-    let took = started.elapsed();
     if let Some(l) = logged {
         access_log::record(&access_log::Entry {
             ts: crate::control::unix_seconds(l.at),

@@ -93,12 +93,15 @@ impl IdleSweep {
     }
 }
 
-/// A worker's sweep loop.
-pub async fn run(sweep: Rc<IdleSweep>) {
+/// A worker's sweep loop: idle client connections, and the fast path's pooled upstream
+/// connections that expired or that their upstream closed (hyper's pooled connections have
+/// tasks of their own that notice).
+pub async fn run(sweep: Rc<IdleSweep>, pool: Rc<super::Pool>) {
     let mut tick = tokio::time::interval(SWEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         sweep.sweep();
+        pool.prune_h1();
     }
 }

@@ -86,7 +86,8 @@ pub struct Pool {
     /// HTTP/2 connections being opened, so other requests wait for them instead of opening
     /// more.
     opening: RefCell<HashMap<u64, Rc<tokio::sync::Notify>>>,
-    /// The fast path's idle connections, per endpoint, oldest first (as `idle`).
+    /// The fast path's idle connections, per endpoint, oldest first (as `idle`), each with
+    /// the time it expires (`pool_idle_timeout` after it was given back).
     h1: RefCell<HashMap<u64, VecDeque<(UpConn, Instant)>>>,
 }
 
@@ -111,16 +112,27 @@ impl Pool {
     }
 
     /// An idle fast-path connection to endpoint `uid`, used within `max_age` and still open.
-    pub fn checkout_h1(&self, uid: u64, max_age: Duration) -> Option<UpConn> {
+    pub fn checkout_h1(&self, uid: u64) -> Option<UpConn> {
         let mut idle = self.h1.borrow_mut();
         let list = idle.get_mut(&uid)?;
         let now = Instant::now();
-        while let Some((c, since)) = list.pop_back() {
-            if now.duration_since(since) < max_age && c.still_open() {
+        while let Some((c, expires)) = list.pop_back() {
+            if now < expires && c.still_open() {
                 return Some(c);
             }
         }
         None
+    }
+
+    /// Drops the fast path's idle connections that expired or were closed by their
+    /// upstream (so none lingers half-closed, counted as active, after its endpoint went
+    /// quiet or was removed by a reload); forgets endpoints with none left.
+    pub fn prune_h1(&self) {
+        let now = Instant::now();
+        self.h1.borrow_mut().retain(|_, list| {
+            list.retain(|(c, expires)| now < *expires && c.still_open());
+            !list.is_empty()
+        });
     }
 
     /// Keeps a fast-path connection for the next request to `uid`, if the endpoint's list
@@ -129,14 +141,11 @@ impl Pool {
         let now = Instant::now();
         let mut idle = self.h1.borrow_mut();
         let list = idle.entry(uid).or_default();
-        while list
-            .front()
-            .is_some_and(|(_, since)| now.duration_since(*since) >= max_age)
-        {
+        while list.front().is_some_and(|(_, expires)| now >= *expires) {
             list.pop_front();
         }
         if list.len() < max_idle {
-            list.push_back((conn, now));
+            list.push_back((conn, now + max_age));
         }
     }
 

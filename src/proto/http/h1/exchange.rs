@@ -9,9 +9,11 @@
 //! connection is sent to another endpoint if the worker's retry budget allows. Every answer
 //! and failure is reported to the cluster's outlier detector (a 5xx counts as a failure).
 //!
-//! The upstream connection's buffer carries the bytes both ways: the rest of a request body
-//! from the client, then the response. A connection goes back to the worker's pool once its
-//! response has been relayed whole, if the upstream keeps it open and sent nothing more.
+//! The request, head and body, goes upstream in one write (the caller has it whole). The
+//! response comes through a buffer the connection borrows from the worker for the request. A
+//! connection goes back to the worker's pool once its response has been relayed whole, if the
+//! upstream keeps it open and sent nothing more; pooled connections that expire or that their
+//! upstream closes are dropped by the worker's sweep (`super::super::idle`).
 //!
 //! Not here: the client connection and its requests (`super`), request and response heads
 //! (`super::request`, `super::response`).
@@ -165,6 +167,8 @@ pub async fn write_two<W: AsyncWrite + Unpin>(
 pub struct Request<'a> {
     /// The head for the upstream (`super::request::write_upstream`).
     pub head: &'a [u8],
+    /// The whole request body (the caller has read it).
+    pub body: &'a [u8],
     /// Idempotent and without a body: may be sent again after a failure.
     pub replayable: bool,
     /// A `HEAD` request (its response has no body).
@@ -176,25 +180,11 @@ pub struct Request<'a> {
     pub total: Option<Instant>,
 }
 
-/// The client side: its connection and its buffered bytes, `buf[*start..end]` (the request
-/// body, if any, starts at `*start`).
-pub struct Client<'a, S> {
-    pub io: &'a mut S,
-    pub buf: &'a [u8],
-    pub start: &'a mut usize,
-    pub end: usize,
-    /// Bytes of the body still to be taken from the client (the caller closes the
-    /// connection if any are left).
-    pub body_left: &'a mut u64,
-}
-
 /// How the request went.
 pub enum Outcome {
-    /// A response was relayed (or its relay failed part way, `keep` false).
+    /// A response was relayed (or its relay failed part way, `keep` false); what it was is
+    /// in [`Reply::answered`].
     Answered {
-        status: u16,
-        bytes: Option<u64>,
-        upstream: SocketAddr,
         /// The client connection can take its next request.
         keep: bool,
     },
@@ -217,8 +207,6 @@ enum AttemptError {
         why: String,
         early: bool,
     },
-    /// The client failed while sending its body.
-    Client,
     Bad(&'static str),
 }
 
@@ -227,7 +215,7 @@ pub async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
     cluster: &Cluster,
     http: &crate::config::http::HttpCluster,
     req: &Request<'_>,
-    client: &mut Client<'_, S>,
+    client: &mut S,
     reply: &mut Reply<'_>,
 ) -> Outcome {
     ctx.budget.request();
@@ -256,7 +244,7 @@ pub async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
             let pooled = if replaced {
                 None
             } else {
-                ctx.pool.checkout_h1(uid, http.idle_timeout)
+                ctx.pool.checkout_h1(uid)
             };
             let fresh = pooled.is_none();
             let mut up = match pooled {
@@ -278,20 +266,16 @@ pub async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
             };
             up.attach(ctx.buffers);
             counters.requests.inc();
-            let sent =
-                tokio::time::timeout_at(req.deadline, attempt(&mut up, req, client, reply)).await;
+            let sent = tokio::time::timeout_at(req.deadline, attempt(&mut up, req, reply)).await;
+            if !matches!(sent, Ok(Ok(_))) {
+                up.detach(ctx.buffers);
+            }
             let head = match sent {
                 Ok(Ok(head)) => head,
                 Err(_) => {
                     counters.request_errors.inc();
-                    if *client.body_left == 0 {
-                        cluster.failed(i, "no response before the deadline");
-                    }
+                    cluster.failed(i, "no response before the deadline");
                     return Outcome::Failed(Failure::Timeout);
-                }
-                Ok(Err(AttemptError::Client)) => {
-                    counters.request_errors.inc();
-                    return Outcome::Failed(Failure::Client(super::super::body::Fault::Malformed));
                 }
                 Ok(Err(AttemptError::Bad(why))) => {
                     counters.request_errors.inc();
@@ -320,7 +304,7 @@ pub async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
             } else {
                 cluster.succeeded(i);
             }
-            return relay(ctx, uid, http, up, head, req, client.io, reply, ep.addr).await;
+            return relay(ctx, uid, http, up, head, req, client, reply, ep.addr).await;
         }
     }
     Outcome::Failed(last)
@@ -346,38 +330,35 @@ pub struct Reply<'a> {
     /// Counts the request as waiting (the idle sweep spares the connection) until the
     /// response head arrives; a client that then stops reading is idle like any other.
     pub waiting: Option<Waiting<'a>>,
+    /// Set when the response head went to the client.
+    pub answered: Option<Answered>,
+}
+
+/// A response whose head went to the client.
+#[derive(Debug, Clone, Copy)]
+pub struct Answered {
+    pub status: u16,
+    /// The body's length, when known.
+    pub bytes: Option<u64>,
+    pub upstream: SocketAddr,
+    /// When its head was ready to go out.
+    pub at: Instant,
 }
 
 /// Sends the request and reads up to the end of the response head (skipping 1xx), writing
 /// the client's response head into `reply.out`.
-async fn attempt<S: AsyncRead + AsyncWrite + Unpin>(
+async fn attempt(
     up: &mut UpConn,
     req: &Request<'_>,
-    client: &mut Client<'_, S>,
     reply: &mut Reply<'_>,
 ) -> Result<HeadRead, AttemptError> {
-    let up_err = |e: io::Error| AttemptError::Upstream {
-        why: e.to_string(),
-        early: true,
-    };
-    // The head and what of the body is already here, then the rest of the body.
-    let have =
-        (client.end - *client.start).min(usize::try_from(*client.body_left).unwrap_or(usize::MAX));
-    let body = &client.buf[*client.start..*client.start + have];
-    write_two(&mut up.io, req.head, body)
+    // The head and the body in one write.
+    write_two(&mut up.io, req.head, req.body)
         .await
-        .map_err(up_err)?;
-    *client.start += have;
-    *client.body_left -= have as u64;
-    while *client.body_left > 0 {
-        let want = (*client.body_left).min(up.buf.len() as u64) as usize;
-        let got = match client.io.read(&mut up.buf[..want]).await {
-            Ok(0) | Err(_) => return Err(AttemptError::Client),
-            Ok(n) => n,
-        };
-        *client.body_left -= got as u64;
-        up.io.write_all(&up.buf[..got]).await.map_err(up_err)?;
-    }
+        .map_err(|e| AttemptError::Upstream {
+            why: e.to_string(),
+            early: true,
+        })?;
     // The response head.
     loop {
         match response_head(up, req.to_head, reply) {
@@ -458,6 +439,12 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
         Framing::Chunked | Framing::Close => None,
     };
     reply.waiting = None;
+    reply.answered = Some(Answered {
+        status: head.status,
+        bytes,
+        upstream,
+        at: Instant::now(),
+    });
     let body = relay_body(&mut up, head.len, head.framing, client, reply.out);
     let ended = match req.total {
         Some(t) => tokio::time::timeout_at(t, body)
@@ -475,12 +462,7 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
         }
         Ok(BodyEnd::Cut) | Err(_) => false,
     };
-    Outcome::Answered {
-        status: head.status,
-        bytes,
-        upstream,
-        keep,
-    }
+    Outcome::Answered { keep }
 }
 
 /// How a relayed body ended.

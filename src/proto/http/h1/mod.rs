@@ -14,8 +14,10 @@
 //! What the fast path takes, request by request: HTTP/1.1, an origin-form target, one `Host`,
 //! no body or a `Content-Length` body, no `Transfer-Encoding`, `Upgrade` or `Expect`
 //! (`request::parse`), routed to a cluster that is plain HTTP/1.1 (no upstream TLS, not
-//! `upstream_protocol = "h2"`), within `max_headers`, `max_header_size` (and the worker's
-//! buffer) and `max_body`. The first request that is anything else (HTTP/2's preface, a
+//! `upstream_protocol = "h2"`), within `max_headers`, `max_header_size` and `max_body`, head
+//! and body together within the worker's buffer (`buffer_size`, 32 KiB by default): the request
+//! is read whole before it is forwarded, in one write, so an upstream that answers early never
+//! meets a half-sent body. Larger uploads stream through hyper. The first request that is anything else (HTTP/2's preface, a
 //! `respond` or `redirect` route, a chunked upload, a WebSocket upgrade, a malformed or
 //! hostile request) hands the connection over to the hyper path with the bytes read so far,
 //! and hyper serves it from there to its end: one switch, made before anything of that request
@@ -206,17 +208,21 @@ pub(super) async fn serve<S: ClientIo>(
     let mut key = Vec::new();
     loop {
         if w.drain.started() {
+            if let Some(b) = held.take() {
+                w.buffers.put(b);
+            }
             return End::Closed;
         }
         timer.as_mut().reset(Instant::now() + header_timeout);
         if held.is_none() {
-            // Waiting for the next request without a buffer.
+            // Waiting for the next request without a buffer. A stop (drain or idle) that
+            // came with the request's first bytes wins: nothing of it was read yet.
             tokio::select! {
                 biased;
+                () = stop.0.notified() => return End::Closed,
                 r = io.ready() => if r.is_err() {
                     return End::Closed;
                 },
-                () = stop.0.notified() => return End::Closed,
                 () = &mut timer => {
                     io.too_slow();
                     return End::Closed;
@@ -225,14 +231,36 @@ pub(super) async fn serve<S: ClientIo>(
         }
         let mut buf = held.take().unwrap_or_else(|| w.buffers.take());
         let mut out = w.vecs.take();
+        let give_back = |buf, out: &mut Vec<u8>| {
+            w.buffers.put(buf);
+            w.vecs.put(out);
+        };
+        // A request is taken whole, head and body, into the buffer before it is forwarded:
+        // the upstream gets it in one write, and an early answer cannot meet a half-sent body.
+        // A request larger than the buffer goes to hyper, which streams it.
+        let mut planned: Option<Plan> = None;
+        // A head can only end at a newline: parse again only when one came.
+        let mut newline = end > start;
         let plan = loop {
-            if end > start {
+            if let Some(p) = planned.take() {
+                if end - start >= p.head_len + p.body_len as usize {
+                    break p;
+                }
+                planned = Some(p);
+            } else if newline {
                 match plan(c, &buf[start..end], &mut out, &mut key) {
-                    Step::Go(p) => break p,
+                    Step::Go(p)
+                        if (p.head_len as u64).saturating_add(p.body_len) > buf.len() as u64 =>
+                    {
+                        let prefix = buf[start..end].to_vec();
+                        give_back(buf, &mut out);
+                        return End::Hyper(prefix);
+                    }
+                    Step::Go(p) if end - start >= p.head_len + p.body_len as usize => break p,
+                    Step::Go(p) => planned = Some(p),
                     Step::Other => {
                         let prefix = buf[start..end].to_vec();
-                        w.buffers.put(buf);
-                        w.vecs.put(&mut out);
+                        give_back(buf, &mut out);
                         return End::Hyper(prefix);
                     }
                     Step::Partial => {}
@@ -242,8 +270,7 @@ pub(super) async fn serve<S: ClientIo>(
                 if start == 0 {
                     // A head larger than the buffer: the hyper path applies its limits.
                     let prefix = buf[..end].to_vec();
-                    w.buffers.put(buf);
-                    w.vecs.put(&mut out);
+                    give_back(buf, &mut out);
                     return End::Hyper(prefix);
                 }
                 buf.copy_within(start..end, 0);
@@ -252,18 +279,20 @@ pub(super) async fn serve<S: ClientIo>(
             }
             let read = tokio::select! {
                 biased;
-                r = io.read(&mut buf[end..]) => r,
                 () = stop.0.notified() => Ok(0),
+                r = io.read(&mut buf[end..]) => r,
                 () = &mut timer => {
                     io.too_slow();
                     Ok(0)
                 }
             };
             match read {
-                Ok(n) if n > 0 => end += n,
+                Ok(n) if n > 0 => {
+                    newline = buf[end..end + n].contains(&b'\n');
+                    end += n;
+                }
                 _ => {
-                    w.buffers.put(buf);
-                    w.vecs.put(&mut out);
+                    give_back(buf, &mut out);
                     return End::Closed;
                 }
             }
@@ -278,7 +307,6 @@ pub(super) async fn serve<S: ClientIo>(
             plan,
             &buf,
             &mut start,
-            end,
             &out,
             &key,
             &mut reply_head,
@@ -300,8 +328,8 @@ pub(super) async fn serve<S: ClientIo>(
     }
 }
 
-/// Forwards one planned request and answers the client; counts and logs it. Whether the
-/// connection can take another request.
+/// Forwards one planned request (head and body in `buf[*start..]`) and answers the client;
+/// counts and logs it. Whether the connection can take another request.
 #[allow(clippy::too_many_arguments)]
 async fn one<S: ClientIo>(
     c: &Conn,
@@ -310,7 +338,6 @@ async fn one<S: ClientIo>(
     plan: Plan,
     buf: &[u8],
     start: &mut usize,
-    end: usize,
     upstream_head: &[u8],
     key: &[u8],
     reply_head: &mut Vec<u8>,
@@ -328,14 +355,16 @@ async fn one<S: ClientIo>(
     if let Some(t) = total {
         deadline = deadline.min(t);
     }
-    *start += plan.head_len;
-    let mut body_left = plan.body_len;
+    let body_at = *start + plan.head_len;
+    let body = &buf[body_at..body_at + plan.body_len as usize];
+    *start = body_at + body.len();
     let close = plan.close || w.drain.started();
     let no_rules = HeaderRules::default();
     let route_rules = route.map_or(&no_rules, |r| &r.response_headers);
     let sets = [route_rules, &cfg.response_headers];
     let req = exchange::Request {
         head: upstream_head,
+        body,
         replayable: plan.replayable,
         to_head: plan.to_head,
         key,
@@ -348,57 +377,69 @@ async fn one<S: ClientIo>(
         pool: &w.http_pool,
         budget: &w.http_budget,
     };
+    let mut reply = exchange::Reply {
+        out: &mut *reply_head,
+        close,
+        sets: &sets,
+        waiting: Some(Waiting::new(&c.waiting)),
+        answered: None,
+    };
     let outcome = {
-        let mut client = exchange::Client {
-            io: &mut *io,
-            buf,
-            start: &mut *start,
-            end,
-            body_left: &mut body_left,
-        };
-        let mut reply = exchange::Reply {
-            out: &mut *reply_head,
-            close,
-            sets: &sets,
-            waiting: Some(Waiting::new(&c.waiting)),
-        };
-        let exchange = exchange::forward(&ctx, cluster, http, &req, &mut client, &mut reply);
+        let exchange = exchange::forward(&ctx, cluster, http, &req, &mut *io, &mut reply);
         tokio::select! {
             biased;
-            o = exchange => o,
-            () = idle_stop(stop, w) => return false,
+            o = exchange => Some(o),
+            () = idle_stop(stop, w) => None,
         }
     };
-    let (status, bytes, upstream, keep) = match outcome {
-        exchange::Outcome::Answered {
-            status,
-            bytes,
-            upstream,
-            keep,
-        } => (status, bytes, Some(upstream), keep),
-        exchange::Outcome::Failed(f) => {
+    let answered = reply.answered;
+    drop(reply);
+    let (done, keep) = match (outcome, answered) {
+        // Counted when the response head went out, as the hyper path does.
+        (outcome, Some(a)) => {
+            let keep = matches!(outcome, Some(exchange::Outcome::Answered { keep: true }));
+            let done = Finished {
+                route,
+                slot: plan.slot,
+                cluster: Some(plan.cluster),
+                status: a.status,
+                bytes: a.bytes,
+                upstream: Some(a.upstream),
+            };
+            ((done, a.at), keep)
+        }
+        (Some(exchange::Outcome::Failed(f)), None) => {
             if let Failure::NoUpstream(_) = f {
                 cluster.stats.workers.get(w.id).unavailable.inc();
             }
             tracing::debug!(cluster = %cluster.name, peer = %c.peer, failure = %f, "request failed");
             let status = f.status();
-            // A body not taken from the client would be read as the next request.
-            let keep = !close && body_left == 0 && !matches!(f, Failure::Client(_));
-            let len = error_response(reply_head, status, !keep);
-            let sent = io.write_all(reply_head).await.is_ok() && io.flush().await.is_ok();
-            let keep = sent && keep;
-            (status.as_u16(), Some(len), None, keep)
+            let keep = !close;
+            let len = error_response(reply_head, status, !keep, plan.to_head);
+            let sent = async {
+                io.write_all(reply_head).await?;
+                io.flush().await
+            };
+            let sent = tokio::select! {
+                biased;
+                r = sent => r.is_ok(),
+                () = idle_stop(stop, w) => false,
+            };
+            let done = Finished {
+                route,
+                slot: plan.slot,
+                cluster: Some(plan.cluster),
+                status: status.as_u16(),
+                bytes: Some(len),
+                upstream: None,
+            };
+            ((done, Instant::now()), sent && keep)
         }
+        // Stopped before any response: nothing to count.
+        (_, None) => return false,
     };
-    let done = Finished {
-        route,
-        slot: plan.slot,
-        cluster: Some(plan.cluster),
-        status,
-        bytes,
-        upstream,
-    };
-    handle::record(c, table, plan.listener, &done, started, plan.logged);
+    let (done, at) = done;
+    handle::record(c, table, plan.listener, &done, at - started, plan.logged);
     keep && !close
 }
 
@@ -413,8 +454,9 @@ async fn idle_stop(stop: &DrainSignal, w: &crate::worker::Worker) {
     }
 }
 
-/// A short plain-text error response, as the hyper path's; the body's length.
-fn error_response(out: &mut Vec<u8>, status: hyper::StatusCode, close: bool) -> u64 {
+/// A short plain-text error response, as the hyper path's (without the body for a `HEAD`);
+/// the body's length.
+fn error_response(out: &mut Vec<u8>, status: hyper::StatusCode, close: bool, to_head: bool) -> u64 {
     let reason = status.canonical_reason().unwrap_or("error");
     let mut n = itoa::Buffer::new();
     let body_len = 3 + 1 + reason.len() + 1;
@@ -429,6 +471,9 @@ fn error_response(out: &mut Vec<u8>, status: hyper::StatusCode, close: bool) -> 
         out.extend_from_slice(b"\r\nconnection: close");
     }
     out.extend_from_slice(b"\r\n\r\n");
+    if to_head {
+        return 0;
+    }
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());

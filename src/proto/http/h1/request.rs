@@ -1,14 +1,18 @@
 //! A client's HTTP/1.1 request head as the fast path takes it (httparse, no copies), and the
 //! head it sends upstream in its place.
 //!
-//! [`parse`] accepts only what the fast path forwards as is: HTTP/1.1, an origin-form target,
-//! exactly one `Host`, no body or one `Content-Length` body, and none of `Transfer-Encoding`,
-//! `Upgrade`, `Expect` or `Connection: upgrade`. Everything else, malformed input included, is
+//! [`parse`] accepts only what the fast path forwards as is: HTTP/1.1, an origin-form target
+//! of plain URI characters (RFC 3986 `pchar`, `/` and `?`: no fragment, no byte hyper's `Uri`
+//! might treat differently), exactly one `Host` of visible ASCII, no body or one
+//! `Content-Length` body, and none of `Transfer-Encoding`, `Upgrade`, `Expect` or
+//! `Connection: upgrade`. Everything else, malformed input included, is
 //! [`Parsed::Other`]: the connection goes to the hyper path, which answers it (and answers
 //! malformed requests and smuggling forms with 400 and 431 as before).
 //!
 //! [`write_upstream`] writes the request line and the headers with hop-by-hop headers removed
-//! (RFC 9110 7.6.1, and whatever `Connection` names), `X-Forwarded-For`, `-Proto` and `-Host`
+//! (RFC 9110 7.6.1, and whatever `Connection` names), the body's framing written by itself
+//! (`Content-Length` is never taken from the client's headers, so no `Connection` token or
+//! header rule can drop it), `X-Forwarded-For`, `-Proto` and `-Host`
 //! set, and the header rules applied as `super::super::headers::apply` applies them, in the
 //! same order (forwarding headers, then the listener's rules, then the route's).
 
@@ -30,6 +34,8 @@ pub struct Head<'b> {
     pub headers: &'b [httparse::Header<'b>],
     pub host: &'b str,
     pub content_length: u64,
+    /// The request had a `Content-Length` header (the upstream gets one too).
+    pub has_length: bool,
     /// The client asked to close after this request.
     pub close: bool,
     /// Bytes of the head, up to and including its empty line.
@@ -56,7 +62,7 @@ pub fn parse<'b>(buf: &'b [u8], slots: &'b mut [httparse::Header<'b>]) -> Parsed
     let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
         return Parsed::Other;
     };
-    if method == "CONNECT" || !target.starts_with('/') {
+    if method == "CONNECT" || !target.starts_with('/') || !target.bytes().all(plain_uri_byte) {
         return Parsed::Other;
     }
     let headers: &'b [httparse::Header<'b>] = req.headers;
@@ -67,6 +73,9 @@ pub fn parse<'b>(buf: &'b [u8], slots: &'b mut [httparse::Header<'b>]) -> Parsed
         let n = h.name;
         if n.eq_ignore_ascii_case("host") {
             if host.is_some() {
+                return Parsed::Other;
+            }
+            if !h.value.iter().all(|b| (0x21..0x7f).contains(b)) {
                 return Parsed::Other;
             }
             let Ok(v) = std::str::from_utf8(h.value) else {
@@ -108,6 +117,7 @@ pub fn parse<'b>(buf: &'b [u8], slots: &'b mut [httparse::Header<'b>]) -> Parsed
         headers,
         host,
         content_length: content_length.unwrap_or(0),
+        has_length: content_length.is_some(),
         close,
         len,
     })
@@ -117,6 +127,17 @@ pub fn parse<'b>(buf: &'b [u8], slots: &'b mut [httparse::Header<'b>]) -> Parsed
 pub fn with_parsed<R>(buf: &[u8], f: impl FnOnce(Parsed<'_>) -> R) -> R {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     f(parse(buf, &mut slots))
+}
+
+/// RFC 3986 `pchar`, `/` and `?`: the bytes of a target the fast path routes and forwards as
+/// they are (anything else, `#` included, goes to hyper, which parses URIs its own way).
+fn plain_uri_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:@/?".contains(&b)
+}
+
+/// A visible-ASCII header value (what `HeaderValue::to_str` accepts, tab included).
+fn visible(v: &[u8]) -> bool {
+    v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
 /// A `Content-Length` value: decimal digits only, at most 18 of them.
@@ -248,7 +269,8 @@ pub fn write_upstream(
             prev_xff.get_or_insert(h.value);
             continue;
         }
-        if n.eq_ignore_ascii_case("x-forwarded-proto")
+        if n.eq_ignore_ascii_case("content-length")
+            || n.eq_ignore_ascii_case("x-forwarded-proto")
             || n.eq_ignore_ascii_case("x-forwarded-host")
             || hop_by_hop(n)
             || named_by_connection(head.headers, n)
@@ -260,12 +282,21 @@ pub fn write_upstream(
     }
     if !replaced(sets, "x-forwarded-for") {
         out.extend_from_slice(b"x-forwarded-for: ");
-        if let Some(prev) = prev_xff.filter(|p| !p.is_empty()) {
+        // As the hyper path: a previous value that is not visible ASCII is not kept.
+        if let Some(prev) = prev_xff.filter(|p| !p.is_empty() && visible(p)) {
             out.extend_from_slice(prev);
             out.extend_from_slice(b", ");
         }
         out.extend_from_slice(fwd.client);
         out.extend_from_slice(b"\r\n");
+    }
+    if head.has_length {
+        let mut n = itoa::Buffer::new();
+        line(
+            out,
+            b"content-length",
+            n.format(head.content_length).as_bytes(),
+        );
     }
     if !replaced(sets, "x-forwarded-proto") {
         line(out, b"x-forwarded-proto", fwd.proto.as_bytes());
@@ -320,8 +351,28 @@ mod tests {
                 b"POST /p HTTP/1.1\r\nhost: h\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\nx-forwarded-proto: https\r\ncontent-length: 0\r\n\r\n",
                 &[]
             ),
-            "POST /p HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\nx-forwarded-for: 10.0.0.1, 192.0.2.7\r\nx-forwarded-proto: http\r\nx-forwarded-host: h\r\n\r\n"
+            "POST /p HTTP/1.1\r\nhost: h\r\nx-forwarded-for: 10.0.0.1, 192.0.2.7\r\ncontent-length: 0\r\nx-forwarded-proto: http\r\nx-forwarded-host: h\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn the_body_length_reaches_the_upstream_whatever_connection_says() {
+        // A `Connection` token naming Content-Length must not drop the framing (the body
+        // would be read upstream as a second request).
+        let out = upstream(
+            b"POST / HTTP/1.1\r\nHost: h\r\nConnection: content-length\r\nContent-Length: 44\r\n\r\n",
+            &[],
+        );
+        assert!(out.contains("\r\ncontent-length: 44\r\n"), "{out}");
+        let rules = HeaderRules {
+            remove: vec![HeaderName::from_static("content-length")],
+            ..HeaderRules::default()
+        };
+        let out = upstream(
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n",
+            &[&rules],
+        );
+        assert!(out.contains("\r\ncontent-length: 3\r\n"), "{out}");
     }
 
     #[test]
@@ -352,6 +403,11 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: h\r\nX-Folded: a\r\n b\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost h\r\n\r\n",
+            // Targets hyper's URI parser sees differently (a fragment) or might refuse.
+            b"GET /admin#x HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /a<b> HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /a\x80 HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\x80\r\n\r\n",
         ] {
             with_head(text, |p| {
                 assert!(

@@ -72,6 +72,9 @@ pub fn parse<'b>(
     if status == 101 {
         return Parsed::Bad("switched protocols unasked");
     }
+    if status < 100 {
+        return Parsed::Bad("malformed response head");
+    }
     if (100..200).contains(&status) {
         return Parsed::Interim { len };
     }
@@ -249,6 +252,7 @@ mod tests {
             b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
             b"HTTP/1.1 2000 OK\r\n\r\n",
             b"HTTP/2 200\r\n\r\n",
+            b"HTTP/1.1 042 Odd\r\n\r\n",
         ] {
             assert!(
                 framing(text).is_err(),
