@@ -6,7 +6,8 @@
 //! endpoint (up to the cluster's `connect_attempts`); a pooled connection that fails before
 //! any response byte is replaced once by a fresh one to the same endpoint when the request
 //! can be replayed (an idempotent method, no body); and such a request that fails on a fresh
-//! connection is sent to another endpoint if the worker's retry budget allows. Every answer
+//! connection, or gets a malformed response, is sent to another endpoint if the worker's
+//! retry budget allows. Every answer
 //! and failure is reported to the cluster's outlier detector (a 5xx counts as a failure).
 //!
 //! The request, head and body, goes upstream in one write (the caller has it whole). The
@@ -281,6 +282,11 @@ pub async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
                     counters.request_errors.inc();
                     cluster.failed(i, why);
                     tracing::debug!(cluster = %cluster.name, endpoint = %ep.addr, reason = why, "upstream sent a bad response");
+                    // As a failure mid-exchange: a replayable request may try another endpoint.
+                    if req.replayable && n < attempts && ctx.budget.take() {
+                        last = Failure::Upstream(why.to_owned());
+                        continue 'endpoints;
+                    }
                     return Outcome::Failed(Failure::Upstream(why.to_owned()));
                 }
                 Ok(Err(AttemptError::Upstream { why, early })) => {
