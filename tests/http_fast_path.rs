@@ -543,3 +543,43 @@ fn a_connection_token_naming_content_length_does_not_desync_the_upstream() {
     );
     assert!(seen[1].starts_with("GET /next "), "{:?}", seen[1]);
 }
+
+#[test]
+fn an_idle_keep_alive_client_is_parked_and_served_again() {
+    let up = Scripted::start(by_path);
+    let (p, listen) = proxy(up.addr, "park_after = \"1s\"\nheader_timeout = \"30s\"");
+    let gauge = |name: &str| {
+        metric(
+            &p.metrics(),
+            &format!("corelane_listener_{name}{{listener=\"web\"}}"),
+        )
+    };
+    let mut c = client(listen);
+    c.write_all(b"GET /length HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(response(&mut c, false).ends_with("hello"));
+    assert!(
+        eventually(5, || gauge("connections_parked") == Some(1.0)),
+        "parked after park_after: {:?}",
+        gauge("connections_parked")
+    );
+    assert_eq!(
+        gauge("connections_active"),
+        Some(1.0),
+        "a parked connection is still active"
+    );
+    // Served again on the same connection, with the upstream connection it had.
+    c.write_all(b"GET /length HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(response(&mut c, false).ends_with("hello"));
+    assert_eq!(gauge("connections_parked"), Some(0.0));
+    assert_eq!(*up.connections.lock().unwrap(), 1);
+    // A parked client that goes away is forgotten.
+    assert!(eventually(5, || gauge("connections_parked") == Some(1.0)));
+    drop(c);
+    assert!(
+        eventually(5, || gauge("connections_active") == Some(0.0)),
+        "{:?}",
+        gauge("connections_active")
+    );
+}

@@ -40,6 +40,20 @@ pub struct Held {
     _token: ConnToken,
 }
 
+impl Held {
+    /// The connection again, with its socket back (a parked connection resuming).
+    pub fn rejoin(self, stream: TcpStream) -> Accepted {
+        Accepted {
+            table: self.table,
+            listener: self.listener,
+            stream,
+            peer: self.peer,
+            _slot: self._slot,
+            _token: self._token,
+        }
+    }
+}
+
 impl Accepted {
     pub fn split(self) -> (TcpStream, Held) {
         let held = Held {

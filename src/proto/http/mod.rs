@@ -56,12 +56,15 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 
 use crate::io::notify::LocalNotify;
-use crate::metrics::counters::GaugeGuard;
+use crate::metrics::counters::{GaugeGuard, OwnedGauge};
+use crate::metrics::stats::ListenerStats;
+use crate::worker::park::{ResumeClient, Sleeper};
 use crate::worker::{Accepted, Held, TableRef, Wake, Worker};
 use body::ResponseBody;
 pub use forward::RetryBudget;
 use handle::handle;
 pub use pool::Pool;
+use tokio::net::TcpStream;
 
 /// What the tasks of one client connection share.
 struct Conn {
@@ -155,7 +158,9 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         idle,
         held,
     } = client(&worker, conn);
-    let listener = &held.table.listeners[held.listener];
+    // Its own handle on the table: `held` goes to the parking lot if the connection parks.
+    let table = held.table.clone();
+    let listener = &table.listeners[held.listener];
     let _active = GaugeGuard::new(&listener.stats.workers.get(worker.id).active);
     let watch = Idle {
         activity: idle.activity.clone(),
@@ -163,8 +168,35 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         waiting: idle.waiting.clone(),
     };
     let cfg = &listener.config.http;
-    let result = match h1::serve(&ctx, &mut io, watch, cfg.header_timeout).await {
+    let park_after = listener
+        .config
+        .park_after
+        .filter(|_| !worker.drain.started() && worker.park.open());
+    let result = match h1::serve(&ctx, &mut io, watch, cfg.header_timeout, park_after).await {
         h1::End::Closed => return,
+        h1::End::Park(since) => {
+            // Idle between requests, nothing buffered: the connection waits in the worker's
+            // parking lot, as a bare socket, until its client sends something.
+            let deadline = since + cfg.header_timeout.min(listener.config.idle_timeout);
+            drop((ctx, idle));
+            let stream = match Arc::try_unwrap(io.stream).map(TcpStream::into_std) {
+                Ok(Ok(s)) => s,
+                _ => return,
+            };
+            let parked = Box::new(Parked {
+                _active: OwnedGauge::new(listener.stats.clone(), worker.id, |s, w| {
+                    &s.workers.get(w).active
+                }),
+                _parked: OwnedGauge::new(listener.stats.clone(), worker.id, |s, w| {
+                    &s.workers.get(w).parked
+                }),
+                held,
+            });
+            worker
+                .park
+                .park(&worker, Sleeper::Client(stream, parked), deadline);
+            return;
+        }
         h1::End::Hyper(prefix) => {
             let stream = io.stream.clone();
             let io = TokioIo::new(h1::Rewind::new(prefix, io));
@@ -180,6 +212,28 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     };
     if let Err(e) = result {
         tracing::debug!(listener = %listener.config.name, peer = %held.peer, error = %e, "client connection ended with an error");
+    }
+}
+
+/// A parked plain HTTP/1.1 connection (`worker::park`): what it needs to be served again.
+/// Counted as active and as parked while it waits.
+struct Parked {
+    held: Held,
+    _active: OwnedGauge<ListenerStats>,
+    _parked: OwnedGauge<ListenerStats>,
+}
+
+impl ResumeClient for Parked {
+    fn resume(self: Box<Self>, worker: &Rc<Worker>, sock: std::net::TcpStream, _woken: bool) {
+        let Parked { held, .. } = *self;
+        match TcpStream::from_std(sock) {
+            Ok(stream) => {
+                tokio::task::spawn_local(serve(worker.clone(), held.rejoin(stream)));
+            }
+            Err(e) => {
+                tracing::debug!(peer = %held.peer, error = %e, "could not resume a parked HTTP client");
+            }
+        }
     }
 }
 
@@ -209,8 +263,9 @@ pub async fn serve_tls(worker: Rc<Worker>, conn: Accepted) {
                     timeout: idle.timeout,
                     waiting: idle.waiting.clone(),
                 };
-                match h1::serve(&ctx, &mut tls, watch, cfg.header_timeout).await {
-                    h1::End::Closed => {
+                match h1::serve(&ctx, &mut tls, watch, cfg.header_timeout, None).await {
+                    // (TLS connections are not parked: `park_after` is None here.)
+                    h1::End::Closed | h1::End::Park(_) => {
                         // close_notify, so a client reading to the end sees a clean end.
                         let bye = tokio::io::AsyncWriteExt::shutdown(&mut tls);
                         let _ = tokio::time::timeout(IDLE_GRACE, bye).await;

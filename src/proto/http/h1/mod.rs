@@ -60,6 +60,9 @@ use crate::worker::{TableRef, Wake};
 /// How the fast path left a connection.
 pub(super) enum End {
     Closed,
+    /// Idle for `park_after` between requests, nothing buffered: the caller may park it. The
+    /// last request ended at the instant given (the idle time counts from there).
+    Park(Instant),
     /// The hyper path takes it over, these bytes first.
     Hyper(Vec<u8>),
 }
@@ -189,11 +192,15 @@ impl ClientIo for tokio_rustls::server::TlsStream<Io<ClientSide>> {
 }
 
 /// Serves a client connection until it ends or a request needs the hyper path.
+///
+/// `park_after`: how long it may wait for a request before [`End::Park`] (plain connections,
+/// when the worker's parking lot is open and it does not drain).
 pub(super) async fn serve<S: ClientIo>(
     c: &Conn,
     io: &mut S,
     idle: Idle,
     header_timeout: Duration,
+    park_after: Option<Duration>,
 ) -> End {
     let w = &*c.worker;
     // Stop early when the worker drains, or its idle sweep finds the connection idle.
@@ -213,10 +220,15 @@ pub(super) async fn serve<S: ClientIo>(
             }
             return End::Closed;
         }
-        timer.as_mut().reset(Instant::now() + header_timeout);
+        let since = Instant::now();
+        let too_slow = since + header_timeout;
         if held.is_none() {
-            // Waiting for the next request without a buffer. A stop (drain or idle) that
-            // came with the request's first bytes wins: nothing of it was read yet.
+            // Waiting for the next request without a buffer. One timer: parking first, if
+            // it comes before the header timeout.
+            let park = park_after.map(|p| since + p).filter(|p| *p < too_slow);
+            timer.as_mut().reset(park.unwrap_or(too_slow));
+            // A stop (drain or idle) that came with the request's first bytes wins: nothing
+            // of it was read yet.
             tokio::select! {
                 biased;
                 () = stop.0.notified() => return End::Closed,
@@ -224,11 +236,15 @@ pub(super) async fn serve<S: ClientIo>(
                     return End::Closed;
                 },
                 () = &mut timer => {
+                    if park.is_some() && !w.drain.started() {
+                        return End::Park(since);
+                    }
                     io.too_slow();
                     return End::Closed;
                 }
             }
         }
+        timer.as_mut().reset(too_slow);
         let mut buf = held.take().unwrap_or_else(|| w.buffers.take());
         let mut out = w.vecs.take();
         let give_back = |buf, out: &mut Vec<u8>| {
