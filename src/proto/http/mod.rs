@@ -379,3 +379,16 @@ where
 
 /// How long an idle connection's goodbye may take before it is closed regardless.
 const IDLE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    /// What a parked HTTP/1.1 client keeps (a slab entry with its socket, and its box): the
+    /// 0.5 KB an idle client may cost, with room to spare.
+    #[test]
+    fn a_parked_client_is_small() {
+        let entry = crate::worker::park::entry_size();
+        let boxed = std::mem::size_of::<super::Parked>();
+        println!("parked HTTP client: slab entry {entry}, {boxed} bytes boxed");
+        assert!(entry + boxed <= 256, "{entry} + {boxed}");
+    }
+}
