@@ -237,7 +237,11 @@ fn each_response_framing_is_relayed_exactly() {
     );
     // Chunked: relayed as it came (extensions and trailers too), its Content-Length dropped.
     let r = ask(&mut c, "GET", "/chunked");
-    assert!(r.contains("transfer-encoding: chunked\r\n"), "{r}");
+    assert!(
+        r.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked\r\n"),
+        "{r}"
+    );
     assert!(!r.to_ascii_lowercase().contains("content-length"), "{r}");
     assert!(
         r.ends_with("\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n"),
@@ -582,4 +586,23 @@ fn an_idle_keep_alive_client_is_parked_and_served_again() {
         "{:?}",
         gauge("connections_active")
     );
+}
+
+#[test]
+fn a_parked_client_still_ends_at_header_timeout_after_its_last_request() {
+    let up = Scripted::start(by_path);
+    let (_p, listen) = proxy(up.addr, "park_after = \"1s\"\nheader_timeout = \"3s\"");
+    let mut c = client(listen);
+    c.write_all(b"GET /length HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(response(&mut c, false).ends_with("hello"));
+    let t = std::time::Instant::now();
+    let mut rest = Vec::new();
+    // Parked after 1 s, closed by the lot at 3 s (within its 1 s sweep), not left open (the
+    // read would time out at 10 s).
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let r = c.read_to_end(&mut rest);
+    let took = t.elapsed();
+    assert!(r.is_ok() && rest.is_empty(), "{r:?} {rest:?}");
+    assert!(took >= Duration::from_millis(2500), "closed after {took:?}");
 }

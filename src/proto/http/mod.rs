@@ -65,6 +65,7 @@ pub use forward::RetryBudget;
 use handle::handle;
 pub use pool::Pool;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// What the tasks of one client connection share.
 struct Conn {
@@ -152,6 +153,12 @@ fn client(worker: &Rc<Worker>, conn: Accepted) -> Client {
 /// then hyper if a request needs it. Only the fast path's state is in the task; hyper's is
 /// boxed when it takes over.
 pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
+    serve_plain(worker, conn, None).await;
+}
+
+/// [`serve`], for a connection new (`resumed` None) or back from the parking lot, idle since
+/// the instant given.
+async fn serve_plain(worker: Rc<Worker>, conn: Accepted, resumed: Option<Instant>) {
     let Client {
         ctx,
         mut io,
@@ -171,8 +178,17 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     let park_after = listener
         .config
         .park_after
+        .filter(|p| *p < listener.config.idle_timeout)
         .filter(|_| !worker.drain.started() && worker.park.open());
-    let result = match h1::serve(&ctx, &mut io, watch, cfg.header_timeout, park_after).await {
+    let served = h1::serve(
+        &ctx,
+        &mut io,
+        watch,
+        cfg.header_timeout,
+        park_after,
+        resumed,
+    );
+    let result = match served.await {
         h1::End::Closed => return,
         h1::End::Park(since) => {
             // Idle between requests, nothing buffered: the connection waits in the worker's
@@ -184,6 +200,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
                 _ => return,
             };
             let parked = Box::new(Parked {
+                since,
                 _active: OwnedGauge::new(listener.stats.clone(), worker.id, |s, w| {
                     &s.workers.get(w).active
                 }),
@@ -219,16 +236,19 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
 /// Counted as active and as parked while it waits.
 struct Parked {
     held: Held,
+    /// The end of its last request: its header and idle deadlines count from here.
+    since: Instant,
     _active: OwnedGauge<ListenerStats>,
     _parked: OwnedGauge<ListenerStats>,
 }
 
 impl ResumeClient for Parked {
     fn resume(self: Box<Self>, worker: &Rc<Worker>, sock: std::net::TcpStream, _woken: bool) {
-        let Parked { held, .. } = *self;
+        let Parked { held, since, .. } = *self;
         match TcpStream::from_std(sock) {
             Ok(stream) => {
-                tokio::task::spawn_local(serve(worker.clone(), held.rejoin(stream)));
+                let conn = held.rejoin(stream);
+                tokio::task::spawn_local(serve_plain(worker.clone(), conn, Some(since)));
             }
             Err(e) => {
                 tracing::debug!(peer = %held.peer, error = %e, "could not resume a parked HTTP client");
@@ -263,7 +283,7 @@ pub async fn serve_tls(worker: Rc<Worker>, conn: Accepted) {
                     timeout: idle.timeout,
                     waiting: idle.waiting.clone(),
                 };
-                match h1::serve(&ctx, &mut tls, watch, cfg.header_timeout, None).await {
+                match h1::serve(&ctx, &mut tls, watch, cfg.header_timeout, None, None).await {
                     // (TLS connections are not parked: `park_after` is None here.)
                     h1::End::Closed | h1::End::Park(_) => {
                         // close_notify, so a client reading to the end sees a clean end.

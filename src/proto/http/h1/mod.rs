@@ -194,13 +194,16 @@ impl ClientIo for tokio_rustls::server::TlsStream<Io<ClientSide>> {
 /// Serves a client connection until it ends or a request needs the hyper path.
 ///
 /// `park_after`: how long it may wait for a request before [`End::Park`] (plain connections,
-/// when the worker's parking lot is open and it does not drain).
+/// when the worker's parking lot is open and it does not drain). `resumed`: the connection
+/// comes back from the parking lot, idle since then: its first request's head is due by then
+/// plus `header_timeout`, and it is not parked again before that request.
 pub(super) async fn serve<S: ClientIo>(
     c: &Conn,
     io: &mut S,
     idle: Idle,
     header_timeout: Duration,
     park_after: Option<Duration>,
+    mut resumed: Option<Instant>,
 ) -> End {
     let w = &*c.worker;
     // Stop early when the worker drains, or its idle sweep finds the connection idle.
@@ -220,12 +223,17 @@ pub(super) async fn serve<S: ClientIo>(
             }
             return End::Closed;
         }
-        let since = Instant::now();
+        let since = resumed.take();
+        let may_park = since.is_none();
+        let since = since.unwrap_or_else(Instant::now);
         let too_slow = since + header_timeout;
         if held.is_none() {
             // Waiting for the next request without a buffer. One timer: parking first, if
             // it comes before the header timeout.
-            let park = park_after.map(|p| since + p).filter(|p| *p < too_slow);
+            let park = park_after
+                .filter(|_| may_park)
+                .map(|p| since + p)
+                .filter(|p| *p < too_slow);
             timer.as_mut().reset(park.unwrap_or(too_slow));
             // A stop (drain or idle) that came with the request's first bytes wins: nothing
             // of it was read yet.
@@ -333,6 +341,11 @@ pub(super) async fn serve<S: ClientIo>(
         if !keep {
             w.buffers.put(buf);
             return End::Closed;
+        }
+        // Empty lines before a request line are ignored (RFC 9112 2.2), so that a stray CRLF
+        // after a body does not keep the buffer (and the connection from parking).
+        while start < end && matches!(buf[start], b'\r' | b'\n') {
+            start += 1;
         }
         if start == end {
             // Nothing pipelined: the buffer goes back while the connection waits.

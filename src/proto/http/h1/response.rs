@@ -2,8 +2,8 @@
 //! framed (RFC 9112 6.3), and the head the client gets in its place.
 //!
 //! The client's head keeps the upstream's status, reason and end-to-end headers; hop-by-hop
-//! headers go (RFC 9110 7.6.1); the framing is written anew (`Content-Length`, or
-//! `Transfer-Encoding: chunked` for a chunked body relayed as it is); the response header
+//! headers go (RFC 9110 7.6.1); the framing is written anew (`Content-Length`), or kept for a
+//! chunked body relayed as it is (its `Transfer-Encoding`, codings included); the response header
 //! rules apply (route's, then listener's, as `super::super::handle::finish`).
 //!
 //! Not here: reading the body (`super::exchange`), requests (`super::request`).
@@ -142,6 +142,13 @@ pub fn write_client(out: &mut Vec<u8>, head: &Head<'_>, close: bool, sets: &[&He
     let keep_length = head.framing == Framing::Empty;
     for h in head.headers {
         let n = h.name;
+        if n.eq_ignore_ascii_case("transfer-encoding") {
+            // A chunked body is relayed as it is: its codings (`gzip, chunked`) go with it.
+            if head.framing == Framing::Chunked {
+                line(out, n.as_bytes(), h.value);
+            }
+            continue;
+        }
         if hop_by_hop(n)
             || (!keep_length && n.eq_ignore_ascii_case("content-length"))
             || named_by_connection(head.headers, n)
@@ -156,8 +163,7 @@ pub fn write_client(out: &mut Vec<u8>, head: &Head<'_>, close: bool, sets: &[&He
             let mut b = itoa::Buffer::new();
             line(out, b"content-length", b.format(n).as_bytes());
         }
-        Framing::Chunked => line(out, b"transfer-encoding", b"chunked"),
-        Framing::Empty | Framing::Close => {}
+        Framing::Chunked | Framing::Empty | Framing::Close => {}
     }
     if close {
         line(out, b"connection", b"close");
@@ -281,9 +287,23 @@ mod tests {
             write_client(&mut out, &h, true, &[]);
             assert_eq!(
                 String::from_utf8(out).unwrap(),
-                "HTTP/1.1 200 Fine\r\nServer: s\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+                "HTTP/1.1 200 Fine\r\nServer: s\r\nTransfer-Encoding: chunked\r\nconnection: close\r\n\r\n"
             );
         });
+        with(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            false,
+            |p| {
+                let Parsed::Head(h) = p else { panic!("{p:?}") };
+                let mut out = Vec::new();
+                write_client(&mut out, &h, false, &[]);
+                let out = String::from_utf8(out).unwrap();
+                assert!(
+                    out.contains("\r\nTransfer-Encoding: gzip, chunked\r\n"),
+                    "{out}"
+                );
+            },
+        );
         with(b"HTTP/1.1 404 \r\ncontent-length: 7\r\n\r\n", false, |p| {
             let Parsed::Head(h) = p else { panic!("{p:?}") };
             let mut out = Vec::new();
