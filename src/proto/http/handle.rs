@@ -440,7 +440,7 @@ pub(super) fn hash_key<'a, T: route::Target>(
         HashOn::Header(n) => req.header_values(n).next().unwrap_or(&[]),
         HashOn::Cookie(name) => req
             .header_values(&header::COOKIE)
-            .filter_map(visible)
+            .filter_map(headers::visible_str)
             .flat_map(|v| v.split(';'))
             .find_map(|kv| {
                 let (k, v) = kv.trim().split_once('=')?;
@@ -457,14 +457,6 @@ pub(super) fn hash_key<'a, T: route::Target>(
             })
             .unwrap_or(&[]),
     }
-}
-
-/// A header value as text if it is visible ASCII (as `HeaderValue::to_str`).
-fn visible(v: &[u8]) -> Option<&str> {
-    v.iter()
-        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
-        .then(|| std::str::from_utf8(v).ok())
-        .flatten()
 }
 
 fn error(status: StatusCode, text: &str) -> Response<ResponseBody> {

@@ -15,20 +15,34 @@ use hyper::http::{HeaderMap, HeaderName, HeaderValue};
 use crate::config::http::HeaderRules;
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1), plus the
-/// non-standard `Proxy-Connection` and `Keep-Alive`.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
+/// non-standard `Proxy-Connection` and `Keep-Alive`, and `Upgrade` (tunnels are set up by the
+/// engine, not forwarded as a header). Both paths (hyper's and `super::h1`) drop these.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
 ];
 
-/// Removes hop-by-hop headers, including those the `Connection` header names. `Upgrade` goes
-/// too (tunnels are set up by the engine, not forwarded as a header).
+/// Whether `name` (any case) is one of [`HOP_BY_HOP`].
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// A header value as text if it is visible ASCII (what `HeaderValue::to_str` accepts).
+pub fn visible_str(v: &[u8]) -> Option<&str> {
+    v.iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+        .then(|| std::str::from_utf8(v).ok())
+        .flatten()
+}
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if let Some(conn) = headers.get(header::CONNECTION).cloned() {
         if let Ok(list) = conn.to_str() {
@@ -40,10 +54,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             }
         }
     }
-    for h in HOP_BY_HOP.iter() {
+    for h in HOP_BY_HOP {
         headers.remove(h);
     }
-    headers.remove(header::UPGRADE);
 }
 
 /// The client address as a header value, made once per connection.

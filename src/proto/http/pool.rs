@@ -249,6 +249,18 @@ impl Checkin {
     }
 }
 
+/// A TCP connection to `addr` within `timeout`, with Nagle off: how both paths reach an
+/// endpoint.
+pub async fn dial(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("connect: {e}")),
+        Err(_) => return Err("connect timed out".to_owned()),
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 /// Opens a connection to `addr` (over TLS when the cluster has `tls`; HTTP/2 when `h2`) and
 /// starts its hyper connection task on this worker. The endpoint's `active` gauge counts it
 /// while it lives.
@@ -260,12 +272,7 @@ pub async fn connect(
     stats: Arc<EndpointStats>,
     worker: usize,
 ) -> Result<Sender, String> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(format!("connect: {e}")),
-        Err(_) => return Err("connect timed out".to_owned()),
-    };
-    let _ = stream.set_nodelay(true);
+    let stream = dial(addr, timeout).await?;
     let io = Io {
         stream: Arc::new(stream),
         counted: UpstreamSide(stats.clone(), worker),

@@ -26,7 +26,6 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::chunked::Chunked;
@@ -76,12 +75,7 @@ impl UpConn {
         stats: Arc<EndpointStats>,
         worker: usize,
     ) -> Result<UpConn, String> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(format!("connect: {e}")),
-            Err(_) => return Err("connect timed out".to_owned()),
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = super::super::pool::dial(addr, timeout).await?;
         let counters = stats.workers.get(worker);
         counters.connections.inc();
         counters.active.inc();

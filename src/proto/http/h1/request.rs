@@ -18,6 +18,7 @@
 
 use hyper::http::HeaderName;
 
+use super::super::headers::{is_hop_by_hop, visible_str};
 use super::super::route::Target;
 use crate::config::http::HeaderRules;
 
@@ -135,11 +136,6 @@ fn plain_uri_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:@/?".contains(&b)
 }
 
-/// A visible-ASCII header value (what `HeaderValue::to_str` accepts, tab included).
-fn visible(v: &[u8]) -> bool {
-    v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
-}
-
 /// A `Content-Length` value: decimal digits only, at most 18 of them.
 pub fn decimal(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
@@ -177,30 +173,38 @@ impl Target for Head<'_> {
     }
 }
 
-/// Hop-by-hop headers (RFC 9110 7.6.1), the non-standard `Proxy-Connection` and `Keep-Alive`,
-/// and `Upgrade`.
-pub fn hop_by_hop(name: &str) -> bool {
-    const NAMES: [&str; 9] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ];
-    NAMES.iter().any(|h| h.eq_ignore_ascii_case(name))
+/// Which headers of a message are hop-by-hop: the standard ones
+/// (`super::super::headers::is_hop_by_hop`) and those its `Connection` headers name.
+pub struct HopByHop<'h> {
+    headers: &'h [httparse::Header<'h>],
+    /// A `Connection` header names something besides `close` and `keep-alive` (the usual
+    /// case is that none does, and then no header is looked up in it).
+    names_others: bool,
 }
 
-/// Whether a `Connection` header among `headers` names `name` (it is then hop-by-hop too).
-pub fn named_by_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
+impl<'h> HopByHop<'h> {
+    pub fn of(headers: &'h [httparse::Header<'h>]) -> Self {
+        let names_others = connection_tokens(headers)
+            .any(|t| !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"));
+        HopByHop {
+            headers,
+            names_others,
+        }
+    }
+
+    /// Whether header `name` is not to be passed on.
+    pub fn drops(&self, name: &str) -> bool {
+        is_hop_by_hop(name)
+            || (self.names_others
+                && connection_tokens(self.headers).any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
+    }
+}
+
+fn connection_tokens<'h>(headers: &'h [httparse::Header<'h>]) -> impl Iterator<Item = &'h [u8]> {
     headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("connection"))
         .flat_map(|h| tokens(h.value))
-        .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
 }
 
 /// Whether a rule set from `sets` on removes or replaces header `name` (so what came before
@@ -263,6 +267,7 @@ pub fn write_upstream(
     out.extend_from_slice(head.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut prev_xff: Option<&[u8]> = None;
+    let hop = HopByHop::of(head.headers);
     for h in head.headers {
         let n = h.name;
         if n.eq_ignore_ascii_case("x-forwarded-for") {
@@ -272,8 +277,7 @@ pub fn write_upstream(
         if n.eq_ignore_ascii_case("content-length")
             || n.eq_ignore_ascii_case("x-forwarded-proto")
             || n.eq_ignore_ascii_case("x-forwarded-host")
-            || hop_by_hop(n)
-            || named_by_connection(head.headers, n)
+            || hop.drops(n)
             || replaced(sets, n)
         {
             continue;
@@ -283,7 +287,7 @@ pub fn write_upstream(
     if !replaced(sets, "x-forwarded-for") {
         out.extend_from_slice(b"x-forwarded-for: ");
         // As the hyper path: a previous value that is not visible ASCII is not kept.
-        if let Some(prev) = prev_xff.filter(|p| !p.is_empty() && visible(p)) {
+        if let Some(prev) = prev_xff.filter(|p| !p.is_empty() && visible_str(p).is_some()) {
             out.extend_from_slice(prev);
             out.extend_from_slice(b", ");
         }

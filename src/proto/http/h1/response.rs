@@ -8,9 +8,7 @@
 //!
 //! Not here: reading the body (`super::exchange`), requests (`super::request`).
 
-use super::request::{
-    decimal, hop_by_hop, line, named_by_connection, replaced, tokens, write_rules,
-};
+use super::request::{HopByHop, decimal, line, replaced, tokens, write_rules};
 use crate::config::http::HeaderRules;
 
 /// How a response body is delimited.
@@ -140,6 +138,7 @@ pub fn write_client(out: &mut Vec<u8>, head: &Head<'_>, close: bool, sets: &[&He
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     let keep_length = head.framing == Framing::Empty;
+    let hop = HopByHop::of(head.headers);
     for h in head.headers {
         let n = h.name;
         if n.eq_ignore_ascii_case("transfer-encoding") {
@@ -149,9 +148,8 @@ pub fn write_client(out: &mut Vec<u8>, head: &Head<'_>, close: bool, sets: &[&He
             }
             continue;
         }
-        if hop_by_hop(n)
+        if hop.drops(n)
             || (!keep_length && n.eq_ignore_ascii_case("content-length"))
-            || named_by_connection(head.headers, n)
             || replaced(sets, n)
         {
             continue;
