@@ -741,7 +741,7 @@ fn idle_http2_connections_are_closed() {
     let a = EchoBackend::start("a");
     let (_p, listen) = proxy(&[a.addr], "idle_timeout = \"600ms\"\n", "", "");
     let mut s = TcpStream::connect(listen).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     // The h2 preface and an empty SETTINGS frame.
     s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .unwrap();
@@ -760,7 +760,8 @@ fn idle_http2_connections_are_closed() {
         took >= Duration::from_millis(500),
         "closed too early: {took:?}"
     );
-    assert!(took < Duration::from_secs(3), "closed late: {took:?}");
+    // The sweep runs once a second; the margin is for a loaded machine.
+    assert!(took < Duration::from_secs(6), "closed late: {took:?}");
     // Walk the frames: a GOAWAY (type 7) must be among them.
     let mut i = 0;
     let mut types = Vec::new();

@@ -606,3 +606,175 @@ fn a_parked_client_still_ends_at_header_timeout_after_its_last_request() {
     assert!(r.is_ok() && rest.is_empty(), "{r:?} {rest:?}");
     assert!(took >= Duration::from_millis(2500), "closed after {took:?}");
 }
+
+/// An HTTP/2 request with curl (prior knowledge): exit success, the response head (lowercase)
+/// and the body.
+fn h2(listen: SocketAddr, method: &str, path: &str) -> (bool, String, Vec<u8>) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--http2-prior-knowledge", "-i"])
+        .args(if method == "HEAD" {
+            vec!["-I"]
+        } else {
+            vec!["-X", method]
+        })
+        .arg(format!("http://{listen}{path}"))
+        .output()
+        .expect("curl must be installed");
+    let all = out.stdout;
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(all.len(), |i| i + 4);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&all[..split]).to_ascii_lowercase(),
+        all[split..].to_vec(),
+    )
+}
+
+/// Bodies larger than the proxy's read buffer (32 KiB), so they stream rather than arrive
+/// whole with their head.
+fn big(n: usize) -> Vec<u8> {
+    (0..n).map(|i| b'a' + (i % 23) as u8).collect()
+}
+
+fn by_path_streamed(req: &str) -> (Vec<u8>, bool) {
+    let path = req.split(' ').nth(1).unwrap_or("");
+    match path {
+        "/big-length" => {
+            let mut r = b"HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n".to_vec();
+            r.extend(big(300_000));
+            (r, false)
+        }
+        "/big-chunked" => {
+            let mut r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            for piece in big(300_000).chunks(70_001) {
+                r.extend(format!("{:x};e=1\r\n", piece.len()).into_bytes());
+                r.extend(piece);
+                r.extend(b"\r\n");
+            }
+            r.extend(b"0\r\nx-trailer: t\r\n\r\n");
+            (r, false)
+        }
+        "/big-close" => {
+            let mut r = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+            r.extend(big(100_000));
+            (r, true)
+        }
+        "/broken-chunked" => {
+            let mut r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            r.extend(b"10000\r\n");
+            r.extend(big(0x10000));
+            r.extend(b"\r\nzz\r\n");
+            (r, true)
+        }
+        "/bad-chunk" => (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n".to_vec(),
+            true,
+        ),
+        "/short" => {
+            let mut r = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
+            r.extend(big(50_000));
+            (r, true)
+        }
+        _ => by_path(req),
+    }
+}
+
+/// HTTP/2 clients' requests without a body go over the fast path's pooled upstream sockets
+/// (`h1::bridge`): every framing comes back decoded as HTTP/2 data, hop-by-hop headers
+/// dropped, and the upstream socket is the one HTTP/1.1 clients use too.
+#[test]
+fn http2_requests_share_the_fast_paths_upstream_sockets() {
+    let up = Scripted::start(by_path);
+    let (_p, listen) = proxy(up.addr, "");
+    let mut c = client(listen);
+    write!(c, "GET /length HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert!(response(&mut c, false).ends_with("hello"));
+
+    let (ok, head, body) = h2(listen, "GET", "/length");
+    assert!(ok && head.starts_with("http/2 200"), "{head}");
+    assert!(
+        head.contains("content-length: 5\r\n") && head.contains("x-up: 1\r\n"),
+        "{head}"
+    );
+    assert_eq!(body, b"hello");
+    // Chunked: decoded (extensions and trailers go, as with hyper's client); the upstream's
+    // contradicting Content-Length is not passed on (the decoded length may be).
+    let (ok, head, body) = h2(listen, "GET", "/chunked");
+    assert!(ok && head.starts_with("http/2 200"), "{head}");
+    assert!(
+        !head.contains("content-length: 99") && !head.contains("transfer-encoding"),
+        "{head}"
+    );
+    assert_eq!(body, b"hello world");
+    let (ok, head, body) = h2(listen, "GET", "/interim");
+    assert!(ok && head.starts_with("http/2 200"), "{head}");
+    assert_eq!(body, b"ok");
+    let (ok, head, body) = h2(listen, "GET", "/no-content");
+    assert!(ok && head.starts_with("http/2 204"), "{head}");
+    assert!(body.is_empty());
+    let (ok, head, body) = h2(listen, "HEAD", "/any");
+    assert!(ok && head.contains("content-length: 1234\r\n"), "{head}");
+    assert!(body.is_empty());
+    for path in ["/two-lengths", "/garbage"] {
+        let (ok, head, _) = h2(listen, "GET", path);
+        assert!(ok && head.starts_with("http/2 502"), "{path}: {head}");
+    }
+    let seen = up.requests();
+    assert!(
+        seen.iter().skip(1).all(|r| r.contains(" HTTP/1.1\r\n")
+            && r.contains("host: 127.0.0.1:")
+            && r.contains("x-forwarded-for: 127.0.0.1\r\n")
+            && r.contains("x-forwarded-proto: http\r\n")),
+        "{seen:?}"
+    );
+    // The broken heads closed theirs; until then one upstream connection served both paths.
+    let (ok, _, body) = h2(listen, "GET", "/to-close");
+    assert!(ok, "close-delimited");
+    assert_eq!(body, b"until the end");
+    assert_eq!(*up.connections.lock().unwrap(), 3, "{seen:?}");
+}
+
+/// Responses longer than a read stream through to HTTP/2 clients whole, each framing; a body
+/// the upstream breaks or cuts short resets its stream (never a short body taken for whole),
+/// and the proxy goes on serving.
+#[test]
+fn http2_clients_get_streamed_bodies_whole_or_a_reset() {
+    let up = Scripted::start(by_path_streamed);
+    let (_p, listen) = proxy(up.addr, "");
+    let (ok, head, body) = h2(listen, "GET", "/big-length");
+    assert!(ok && head.contains("content-length: 300000\r\n"), "{head}");
+    assert!(
+        body == big(300_000),
+        "length body differs ({} bytes)",
+        body.len()
+    );
+    let (ok, _, body) = h2(listen, "GET", "/big-chunked");
+    assert!(ok);
+    assert!(
+        body == big(300_000),
+        "chunked body differs ({} bytes)",
+        body.len()
+    );
+    let (ok, _, body) = h2(listen, "GET", "/big-close");
+    assert!(ok);
+    assert!(
+        body == big(100_000),
+        "close-delimited body differs ({} bytes)",
+        body.len()
+    );
+    // The Content-Length body came on one connection, kept for the chunked one.
+    assert_eq!(*up.connections.lock().unwrap(), 1);
+    for path in ["/broken-chunked", "/short"] {
+        let (ok, _, body) = h2(listen, "GET", path);
+        assert!(!ok, "{path}: the client must see the stream fail");
+        assert!(body.len() < 100_000, "{path}");
+    }
+    // Broken within the first read: nothing was sent yet, so it is a 502.
+    let (ok, head, _) = h2(listen, "GET", "/bad-chunk");
+    assert!(ok && head.starts_with("http/2 502"), "{head}");
+    let (ok, _, body) = h2(listen, "GET", "/length");
+    assert!(ok);
+    assert_eq!(body, b"hello");
+}

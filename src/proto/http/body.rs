@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 
+use super::h1::bridge::RawBody;
 use super::pool::Checkin;
 
 /// Why a request body stopped.
@@ -129,6 +130,8 @@ pub enum ResponseBody {
         /// by then. Boxed, and only there when configured.
         deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     },
+    /// Read from a pooled upstream socket by the fast path's exchange (`super::h1::bridge`).
+    Raw(Box<RawBody>),
 }
 
 impl ResponseBody {
@@ -144,6 +147,8 @@ pub enum ResponseError {
     Upstream(hyper::Error),
     /// `total_timeout` passed.
     Cut,
+    /// The upstream broke the body's framing or closed early (`ResponseBody::Raw`).
+    Broken(&'static str),
 }
 
 /// The `total_timeout` cut, as an error value.
@@ -166,6 +171,7 @@ impl std::fmt::Display for ResponseError {
         match self {
             ResponseError::Upstream(e) => write!(f, "upstream body: {e}"),
             ResponseError::Cut => f.write_str("total_timeout passed"),
+            ResponseError::Broken(why) => write!(f, "upstream body: {why}"),
         }
     }
 }
@@ -209,6 +215,7 @@ impl Body for ResponseBody {
                 }
                 polled
             }
+            ResponseBody::Raw(raw) => Pin::new(&mut **raw).poll_frame(cx),
         }
     }
 
@@ -216,6 +223,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(b) => b.is_none(),
             ResponseBody::Upstream { inner, .. } => inner.is_end_stream(),
+            ResponseBody::Raw(raw) => raw.is_end_stream(),
         }
     }
 
@@ -223,6 +231,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ResponseBody::Upstream { inner, .. } => inner.size_hint(),
+            ResponseBody::Raw(raw) => raw.size_hint(),
         }
     }
 }

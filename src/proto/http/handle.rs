@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::body::{self, RequestBody, ResponseBody};
 use super::forward::{self, Ctx, Failure};
-use super::{Conn, access_log, headers, route, tunnel};
+use super::{Conn, access_log, h1, headers, route, tunnel};
 use crate::config::http::{Action, HashOn, Route};
 use crate::config::model::Protocol;
 use crate::worker::TableRef;
@@ -245,6 +245,15 @@ async fn forward_to(
         deadline = deadline.min(started + t);
     }
     let w = &c.worker;
+    if h1::bridge::takes(cluster, http, &upstream_req, upgrade.is_some()) {
+        let total = cfg.total_timeout.map(|t| started + t);
+        return match h1::bridge::forward(w, cluster, http, &upstream_req, &key, deadline, total)
+            .await
+        {
+            Ok(sent) => (finish(sent.response, route, cfg), Some(sent.upstream)),
+            Err(f) => (failed(c, cluster, f), None),
+        };
+    }
     let fctx = Ctx {
         worker: w.id,
         pool: &w.http_pool,
@@ -306,18 +315,18 @@ async fn forward_to(
             let from = cluster.endpoints.get(answer.endpoint).map(|e| e.addr);
             (finish(Response::from_parts(parts, body), route, cfg), from)
         }
-        Err(f) => {
-            if let Failure::NoUpstream(_) = f {
-                cluster.stats.workers.get(w.id).unavailable.inc();
-            }
-            tracing::debug!(cluster = %cluster.name, peer = %c.peer, failure = %f, "request failed");
-            let status = f.status();
-            (
-                error(status, status.canonical_reason().unwrap_or("error")),
-                None,
-            )
-        }
+        Err(f) => (failed(c, cluster, f), None),
     }
+}
+
+/// The answer to a request that got no response from its cluster.
+fn failed(c: &Conn, cluster: &crate::upstream::Cluster, f: Failure) -> Response<ResponseBody> {
+    if let Failure::NoUpstream(_) = f {
+        cluster.stats.workers.get(c.worker.id).unavailable.inc();
+    }
+    tracing::debug!(cluster = %cluster.name, peer = %c.peer, failure = %f, "request failed");
+    let status = f.status();
+    error(status, status.canonical_reason().unwrap_or("error"))
 }
 
 /// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` with an

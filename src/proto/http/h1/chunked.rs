@@ -7,8 +7,10 @@
 //! through untouched. Written by hand because the fast path relays bytes rather than frames;
 //! hyper's decoder (used by the rest of the engine) hands out decoded data only.
 //!
-//! Not here: decoding data, or anything about requests (a chunked request body goes to the
-//! hyper path).
+//! [`Chunked::next`] also says where each run of chunk data is, for a decoder
+//! (`super::bridge`, which hands data to hyper as frames).
+//!
+//! Not here: anything about requests (a chunked request body goes to the hyper path).
 
 /// Longest chunk-extension, and longest trailer section, accepted.
 const MAX_EXT: u32 = 4096;
@@ -71,16 +73,31 @@ impl Chunked {
     /// it ended inside `buf`).
     pub fn feed(&mut self, buf: &[u8]) -> Result<usize, Broken> {
         let mut i = 0;
+        loop {
+            let (n, data) = self.next(&buf[i..])?;
+            i += n;
+            if data.is_none() {
+                return Ok(i);
+            }
+        }
+    }
+
+    /// Takes the bytes of `buf` up to the end of the next run of chunk data: how many it took,
+    /// and where that run is in `buf` (`None` when `buf` or the body ended first). What a
+    /// decoder hands on; the rest is framing.
+    pub fn next(&mut self, buf: &[u8]) -> Result<(usize, Option<std::ops::Range<usize>>), Broken> {
+        let mut i = 0;
         while i < buf.len() {
             if let State::Data { left } = self.state {
                 let n = left.min((buf.len() - i) as u64);
+                let start = i;
                 i += n as usize;
                 self.state = if left == n {
                     State::DataCr
                 } else {
                     State::Data { left: left - n }
                 };
-                continue;
+                return Ok((i, Some(start..i)));
             }
             let b = buf[i];
             i += 1;
@@ -127,16 +144,16 @@ impl Chunked {
                 State::TrailerLf { len } if b == b'\n' => State::TrailerStart { len },
                 State::FinalLf if b == b'\n' => {
                     self.state = State::Done;
-                    return Ok(i);
+                    return Ok((i, None));
                 }
                 State::Done => {
                     i -= 1;
-                    return Ok(i);
+                    return Ok((i, None));
                 }
                 _ => return Err(Broken),
             };
         }
-        Ok(i)
+        Ok((i, None))
     }
 
     /// The last chunk and the trailer section have been fed.
@@ -244,5 +261,43 @@ mod tests {
         assert_eq!(c.feed(&data[..left as usize]), Ok(left as usize));
         assert_eq!(c.feed(b"\r\n0\r\n\r\n"), Ok(7));
         assert!(c.done());
+    }
+
+    /// Decodes `body` fed in the given pieces: the data runs [`Chunked::next`] points at, and
+    /// where the body ended.
+    fn decode(pieces: &[&[u8]]) -> Result<(Vec<u8>, usize), Broken> {
+        let mut c = Chunked::default();
+        let (mut data, mut used) = (Vec::new(), 0);
+        for piece in pieces {
+            let mut at = 0;
+            while at < piece.len() && !c.done() {
+                let (n, run) = c.next(&piece[at..])?;
+                if let Some(r) = run {
+                    data.extend_from_slice(&piece[at + r.start..at + r.end]);
+                }
+                at += n;
+                if n == 0 {
+                    break;
+                }
+            }
+            used += at;
+        }
+        Ok((data, used))
+    }
+
+    #[test]
+    fn next_finds_the_data_runs_at_every_split() {
+        let body: &[u8] =
+            b"5;ext=1\r\nhello\r\n6\r\n world\r\nA\r\n0123456789\r\n0\r\nt: x\r\n\r\nNEXT";
+        let whole = decode(&[body]).unwrap();
+        assert_eq!(whole, (b"hello world0123456789".to_vec(), body.len() - 4));
+        for cut in 0..=body.len() {
+            for cut2 in cut..=body.len() {
+                let got = decode(&[&body[..cut], &body[cut..cut2], &body[cut2..]]);
+                assert_eq!(got.as_ref(), Ok(&whole), "cuts at {cut}, {cut2}");
+            }
+        }
+        // Broken framing is broken whatever the split.
+        assert_eq!(decode(&[b"5\r\nhelloX\r\n"]), Err(Broken));
     }
 }

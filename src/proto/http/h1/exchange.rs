@@ -121,6 +121,30 @@ impl UpConn {
         self.filled = 0;
     }
 
+    /// The bytes read into the buffer from `pos` on.
+    pub fn unread(&self, pos: usize) -> &[u8] {
+        self.buf.get(pos..self.filled).unwrap_or(&[])
+    }
+
+    /// A copy of `range` of the buffer, for a body frame.
+    pub fn bytes(&self, range: std::ops::Range<usize>) -> hyper::body::Bytes {
+        hyper::body::Bytes::copy_from_slice(self.buf.get(range).unwrap_or(&[]))
+    }
+
+    /// Reads into the buffer from its start (what was there has been taken); 0 at EOF.
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.filled = 0;
+        let mut rb = tokio::io::ReadBuf::new(&mut self.buf);
+        match std::pin::Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => {
+                self.filled = rb.filled().len();
+                Poll::Ready(Ok(self.filled))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
     /// Reads more into the buffer; 0 at EOF.
     async fn fill(&mut self) -> io::Result<usize> {
         if self.filled == self.buf.len() {
@@ -205,6 +229,32 @@ enum AttemptError {
     Bad(&'static str),
 }
 
+/// What takes a response head once it has been read: the fast path writes the client's head
+/// (`Reply`), the bridge builds hyper's (`super::bridge`). `buf` is what the head's fields
+/// borrow from. An error refuses the response as malformed (502).
+pub trait HeadSink {
+    fn head(&mut self, buf: &[u8], head: &response::Head<'_>) -> Result<(), &'static str>;
+}
+
+impl HeadSink for Reply<'_> {
+    fn head(&mut self, _: &[u8], h: &response::Head<'_>) -> Result<(), &'static str> {
+        let close = self.close || h.framing == Framing::Close;
+        self.out.clear();
+        response::write_client(self.out, h, close, self.sets);
+        Ok(())
+    }
+}
+
+/// A response whose head has been read, and the connection it is coming on.
+pub struct Exchanged {
+    pub up: UpConn,
+    pub head: HeadRead,
+    /// The endpoint's pool key.
+    pub uid: u64,
+    pub upstream: SocketAddr,
+}
+
+/// Sends a request the fast path has whole to the client's response relayed to its end.
 pub async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &Ctx<'_>,
     cluster: &Cluster,
@@ -213,6 +263,20 @@ pub async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut S,
     reply: &mut Reply<'_>,
 ) -> Outcome {
+    match exchange(ctx, cluster, req, reply).await {
+        Ok(x) => relay(ctx, http, x, req, client, reply).await,
+        Err(f) => Outcome::Failed(f),
+    }
+}
+
+/// Sends `req` (with the retries above) until a response head comes, which goes to `sink`;
+/// the failure of the last try if none does.
+pub async fn exchange<H: HeadSink>(
+    ctx: &Ctx<'_>,
+    cluster: &Cluster,
+    req: &Request<'_>,
+    sink: &mut H,
+) -> Result<Exchanged, Failure> {
     ctx.budget.request();
     let mut tried = [0usize; MAX_CONNECT_ATTEMPTS as usize];
     let attempts = cluster.connect_attempts.min(tried.len());
@@ -261,7 +325,7 @@ pub async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
             };
             up.attach(ctx.buffers);
             counters.requests.inc();
-            let sent = tokio::time::timeout_at(req.deadline, attempt(&mut up, req, reply)).await;
+            let sent = tokio::time::timeout_at(req.deadline, attempt(&mut up, req, sink)).await;
             if !matches!(sent, Ok(Ok(_))) {
                 up.detach(ctx.buffers);
             }
@@ -270,7 +334,7 @@ pub async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
                 Err(_) => {
                     counters.request_errors.inc();
                     cluster.failed(i, "no response before the deadline");
-                    return Outcome::Failed(Failure::Timeout);
+                    return Err(Failure::Timeout);
                 }
                 Ok(Err(AttemptError::Bad(why))) => {
                     counters.request_errors.inc();
@@ -281,7 +345,7 @@ pub async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
                         last = Failure::Upstream(why.to_owned());
                         continue 'endpoints;
                     }
-                    return Outcome::Failed(Failure::Upstream(why.to_owned()));
+                    return Err(Failure::Upstream(why.to_owned()));
                 }
                 Ok(Err(AttemptError::Upstream { why, early })) => {
                     if early && req.replayable && !fresh {
@@ -296,7 +360,7 @@ pub async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
                         last = Failure::Upstream(why);
                         continue 'endpoints;
                     }
-                    return Outcome::Failed(Failure::Upstream(why));
+                    return Err(Failure::Upstream(why));
                 }
             };
             if head.status >= 500 {
@@ -304,19 +368,24 @@ pub async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
             } else {
                 cluster.succeeded(i);
             }
-            return relay(ctx, uid, http, up, head, req, client, reply, ep.addr).await;
+            return Ok(Exchanged {
+                up,
+                head,
+                uid,
+                upstream: ep.addr,
+            });
         }
     }
-    Outcome::Failed(last)
+    Err(last)
 }
 
 /// What is known of a response once its head has been read; the head itself is still at the
 /// start of the connection's buffer (`len` bytes), and the client's version of it is written.
-struct HeadRead {
-    status: u16,
-    len: usize,
-    framing: Framing,
-    reusable: bool,
+pub struct HeadRead {
+    pub status: u16,
+    pub len: usize,
+    pub framing: Framing,
+    pub reusable: bool,
 }
 
 /// How the response head is passed on to the client.
@@ -347,10 +416,10 @@ pub struct Answered {
 
 /// Sends the request and reads up to the end of the response head (skipping 1xx), writing
 /// the client's response head into `reply.out`.
-async fn attempt(
+async fn attempt<H: HeadSink>(
     up: &mut UpConn,
     req: &Request<'_>,
-    reply: &mut Reply<'_>,
+    sink: &mut H,
 ) -> Result<HeadRead, AttemptError> {
     // The head and the body in one write.
     write_two(&mut up.io, req.head, req.body)
@@ -361,7 +430,7 @@ async fn attempt(
         })?;
     // The response head.
     loop {
-        match response_head(up, req.to_head, reply) {
+        match response_head(up, req.to_head, sink) {
             Some(Ok(h)) => return Ok(h),
             Some(Err(why)) => return Err(AttemptError::Bad(why)),
             None => {}
@@ -389,19 +458,20 @@ async fn attempt(
 }
 
 /// Looks for a whole response head in `up.buf`, dropping 1xx interim responses before it;
-/// writes the client's head when one is there. `None`: more bytes are needed.
-fn response_head(
+/// hands it to `sink` when one is there. `None`: more bytes are needed.
+fn response_head<H: HeadSink>(
     up: &mut UpConn,
     to_head: bool,
-    reply: &mut Reply<'_>,
+    sink: &mut H,
 ) -> Option<Result<HeadRead, &'static str>> {
     loop {
         let mut slots = [httparse::EMPTY_HEADER; response::MAX_HEADERS];
-        match response::parse(&up.buf[..up.filled], &mut slots, to_head) {
+        let buf = &up.buf[..up.filled];
+        match response::parse(buf, &mut slots, to_head) {
             response::Parsed::Head(h) => {
-                let close = reply.close || h.framing == Framing::Close;
-                reply.out.clear();
-                response::write_client(reply.out, &h, close, reply.sets);
+                if let Err(why) = sink.head(buf, &h) {
+                    return Some(Err(why));
+                }
                 return Some(Ok(HeadRead {
                     status: h.status,
                     len: h.len,
@@ -421,18 +491,20 @@ fn response_head(
 
 /// Writes the response head and body to the client as they come; gives the connection back
 /// to the pool when the response ended cleanly and the upstream keeps it.
-#[allow(clippy::too_many_arguments)]
 async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &Ctx<'_>,
-    uid: u64,
     http: &crate::config::http::HttpCluster,
-    mut up: UpConn,
-    head: HeadRead,
+    x: Exchanged,
     req: &Request<'_>,
     client: &mut S,
     reply: &mut Reply<'_>,
-    upstream: SocketAddr,
 ) -> Outcome {
+    let Exchanged {
+        mut up,
+        head,
+        uid,
+        upstream,
+    } = x;
     let bytes = match head.framing {
         Framing::Length(n) => Some(n),
         Framing::Empty => Some(0),

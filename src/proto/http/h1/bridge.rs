@@ -1,0 +1,434 @@
+//! The fast path's upstream exchange for requests hyper serves (HTTP/2 clients, and HTTP/1.x
+//! connections handed over to hyper): a request without a body, to a plain HTTP/1.1 cluster,
+//! goes over the worker's pooled sockets (`super::exchange`) rather than a hyper client
+//! connection, and its response goes back to hyper as a `Response<ResponseBody>`.
+//!
+//! Why: on h2c (h2load, bench/RESULTS.md, "HTTP/2 requests over the fast path's upstream
+//! sockets") the hyper client side was the larger part of corelane's own CPU per request: a
+//! connection task per upstream socket, a channel to it and a oneshot back, the response head
+//! parsed into a header map value by value, the body passed through a channel. Here the
+//! upstream head is written from the prepared request in one write, and the response head is
+//! parsed in place into one shared buffer that the header values point into. A body that came
+//! whole with its head (the common small response) becomes one data frame, and the connection
+//! goes back to the pool before hyper sees the response; a longer one is read, and decoded
+//! when chunked, as hyper polls it ([`RawBody`]). Both paths share one pool of upstream sockets
+//! per worker.
+//!
+//! The exchange's rules apply unchanged: endpoint choice, retries and the retry budget,
+//! outlier reports, the response deadline; `total_timeout` cuts a body still streaming.
+//!
+//! Not here: requests with a body (hyper's client sends them while it reads the response, so an
+//! upstream that answers early is heard), upgrades, TLS and h2 clusters
+//! (`super::super::forward`); chunk extensions and trailers, which a decoded body drops as
+//! hyper's client does.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::body::{Bytes, Frame, SizeHint};
+use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use hyper::{Request, Response};
+use tokio::time::Instant;
+
+use super::chunked::Chunked;
+use super::exchange::{self, Exchanged, HeadSink, UpConn};
+use super::response::{Framing, Head};
+use crate::config::http::HttpCluster;
+use crate::upstream::Cluster;
+use crate::worker::Worker;
+
+use super::super::body::{RequestBody, ResponseBody, ResponseError};
+use super::super::forward::Failure;
+use super::super::headers;
+
+/// Whether the bridge takes a prepared request: no body, not an upgrade, to a plain HTTP/1.1
+/// cluster.
+pub fn takes(
+    cluster: &Cluster,
+    http: &HttpCluster,
+    req: &Request<RequestBody>,
+    upgrade: bool,
+) -> bool {
+    !upgrade && !http.h2 && cluster.tls.is_none() && matches!(req.body(), RequestBody::Empty)
+}
+
+/// A response from upstream and the endpoint it came from.
+pub struct Sent {
+    pub response: Response<ResponseBody>,
+    pub upstream: SocketAddr,
+}
+
+/// Sends `req` (prepared by `super::super::handle`: origin-form, headers final) until a
+/// response head comes; the response with its body to come.
+pub async fn forward(
+    worker: &Rc<Worker>,
+    cluster: &Cluster,
+    http: &HttpCluster,
+    req: &Request<RequestBody>,
+    key: &[u8],
+    deadline: Instant,
+    total: Option<Instant>,
+) -> Result<Sent, Failure> {
+    let mut head = worker.vecs.take();
+    write_head(&mut head, req);
+    let method = req.method();
+    let r = exchange::Request {
+        head: &head,
+        body: &[],
+        replayable: matches!(
+            *method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        ),
+        to_head: *method == Method::HEAD,
+        key,
+        deadline,
+        total,
+    };
+    let ctx = exchange::Ctx {
+        worker: worker.id,
+        buffers: &worker.buffers,
+        pool: &worker.http_pool,
+        budget: &worker.http_budget,
+    };
+    let mut sink = ToHyper::default();
+    let sent = exchange::exchange(&ctx, cluster, &r, &mut sink).await;
+    worker.vecs.put(&mut head);
+    let x = sent?;
+    let upstream = x.upstream;
+    let Some((status, headers)) = sink.parts.take() else {
+        return Err(Failure::Upstream("no response head".to_owned()));
+    };
+    let mut raw = RawBody::new(worker.clone(), x, http, total);
+    let body = match raw.whole() {
+        Whole::Yes(b) => ResponseBody::full(b),
+        Whole::Not => ResponseBody::Raw(Box::new(raw)),
+        Whole::Broken => return Err(Failure::Upstream("broken chunked body".to_owned())),
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    Ok(Sent {
+        response: resp,
+        upstream,
+    })
+}
+
+/// The request line and headers, as HTTP/1.1, for a request without a body.
+fn write_head(out: &mut Vec<u8>, req: &Request<RequestBody>) {
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(if target.is_empty() {
+        b"/"
+    } else {
+        target.as_bytes()
+    });
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut had_length = false;
+    for (name, value) in req.headers() {
+        if name == header::CONTENT_LENGTH {
+            had_length = true;
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if had_length {
+        // The body is empty whatever the client's header said (hyper saw it end).
+        out.extend_from_slice(b"content-length: 0\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Builds hyper's response head from the upstream's.
+#[derive(Default)]
+struct ToHyper {
+    parts: Option<(StatusCode, HeaderMap)>,
+}
+
+const MALFORMED: &str = "malformed response head";
+
+impl HeadSink for ToHyper {
+    fn head(&mut self, buf: &[u8], h: &Head<'_>) -> Result<(), &'static str> {
+        let status = StatusCode::from_u16(h.status).map_err(|_| MALFORMED)?;
+        // One copy of the head; the header values are slices of it.
+        let shared = Bytes::copy_from_slice(&buf[..h.len]);
+        let mut map = HeaderMap::with_capacity(h.headers.len());
+        for x in h.headers {
+            let name = HeaderName::from_bytes(x.name.as_bytes()).map_err(|_| MALFORMED)?;
+            let value = match within(buf, x.value) {
+                Some(r) if r.end <= shared.len() => HeaderValue::from_maybe_shared(shared.slice(r)),
+                _ => HeaderValue::from_bytes(x.value),
+            }
+            .map_err(|_| MALFORMED)?;
+            map.append(name, value);
+        }
+        headers::strip_hop_by_hop(&mut map);
+        // The body's length is hyper's to write (from the body); a response without one
+        // (HEAD, 204, 304) keeps the upstream's.
+        if h.framing != Framing::Empty {
+            map.remove(header::CONTENT_LENGTH);
+        }
+        self.parts = Some((status, map));
+        Ok(())
+    }
+}
+
+/// Where `part` lies in `buf`, if it is a slice of it.
+fn within(buf: &[u8], part: &[u8]) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= buf.len()).then_some(start..end)
+}
+
+/// Whether a body is all in the buffer already.
+enum Whole {
+    Yes(Bytes),
+    Not,
+    Broken,
+}
+
+/// A response body read from its upstream connection as hyper polls for it. The connection
+/// goes back to the worker's pool when the body has ended cleanly (with nothing after it); a
+/// body dropped before its end, broken or cut closes it. The connection's buffer is the
+/// worker's and goes back to it either way.
+pub struct RawBody {
+    worker: Rc<Worker>,
+    up: Option<UpConn>,
+    /// Start of the bytes in the connection's buffer not yet taken.
+    pos: usize,
+    framing: Framing,
+    /// `Length`: body bytes not yet handed on.
+    left: u64,
+    chunked: Chunked,
+    reusable: bool,
+    uid: u64,
+    max_idle: usize,
+    max_age: Duration,
+    /// `total_timeout`.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl std::fmt::Debug for RawBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawBody")
+            .field("framing", &self.framing)
+            .field("left", &self.left)
+            .finish()
+    }
+}
+
+impl RawBody {
+    fn new(worker: Rc<Worker>, x: Exchanged, http: &HttpCluster, total: Option<Instant>) -> Self {
+        RawBody {
+            worker,
+            up: Some(x.up),
+            pos: x.head.len,
+            framing: x.head.framing,
+            left: match x.head.framing {
+                Framing::Length(n) => n,
+                _ => 0,
+            },
+            chunked: Chunked::default(),
+            reusable: x.head.reusable,
+            uid: x.uid,
+            max_idle: http.max_idle,
+            max_age: http.idle_timeout,
+            deadline: total.map(|t| Box::pin(tokio::time::sleep_until(t))),
+        }
+    }
+
+    /// The bytes read and not yet taken.
+    fn buffered(&self) -> &[u8] {
+        self.up.as_ref().map_or(&[], |u| u.unread(self.pos))
+    }
+
+    /// The whole body, if it is all in the buffer: then the connection is done with.
+    fn whole(&mut self) -> Whole {
+        let pos = self.pos;
+        let buf = self.up.as_ref().map_or(&[][..], |u| u.unread(pos));
+        let body = match self.framing {
+            Framing::Empty => Bytes::new(),
+            Framing::Length(n) if n <= buf.len() as u64 => {
+                let b = Bytes::copy_from_slice(&buf[..n as usize]);
+                self.pos += n as usize;
+                self.left = 0;
+                b
+            }
+            Framing::Chunked => {
+                let mut c = self.chunked.clone();
+                let mut data = Vec::new();
+                let mut at = 0;
+                loop {
+                    match c.next(&buf[at..]) {
+                        Err(_) => return Whole::Broken,
+                        Ok((n, run)) => {
+                            if let Some(r) = run {
+                                data.extend_from_slice(&buf[at + r.start..at + r.end]);
+                            }
+                            at += n;
+                            if c.done() {
+                                break;
+                            }
+                            if at == buf.len() {
+                                return Whole::Not;
+                            }
+                        }
+                    }
+                }
+                self.chunked = c;
+                self.pos += at;
+                Bytes::from(data)
+            }
+            Framing::Length(_) | Framing::Close => return Whole::Not,
+        };
+        self.finish(true);
+        Whole::Yes(body)
+    }
+
+    /// The body has been read to its end (a close-delimited one ends at the close).
+    fn ended(&self) -> bool {
+        match self.framing {
+            Framing::Empty => true,
+            Framing::Length(_) => self.left == 0,
+            Framing::Chunked => self.chunked.done(),
+            Framing::Close => false,
+        }
+    }
+
+    /// Lets the connection go: back to the pool if the body ended `clean`ly, the upstream
+    /// keeps the connection and nothing followed the body; closed otherwise.
+    fn finish(&mut self, clean: bool) {
+        let Some(mut up) = self.up.take() else {
+            return;
+        };
+        let after = !up.unread(self.pos).is_empty();
+        up.detach(&self.worker.buffers);
+        if clean && self.reusable && !after {
+            self.worker
+                .http_pool
+                .put_h1(self.uid, up, self.max_idle, self.max_age);
+        }
+    }
+
+    /// Takes the next piece of body from the buffer: where its data is in the buffer, if any.
+    fn take(&mut self) -> Result<Option<Range<usize>>, &'static str> {
+        let pos = self.pos;
+        let buf = self.up.as_ref().map_or(&[][..], |u| u.unread(pos));
+        let from = self.pos;
+        match self.framing {
+            Framing::Empty => {
+                self.pos += buf.len();
+                Ok(None)
+            }
+            Framing::Length(_) => {
+                let n = (buf.len() as u64).min(self.left) as usize;
+                self.left -= n as u64;
+                // Bytes after the body stay unread: `finish` sees them.
+                self.pos += n;
+                Ok(Some(from..from + n))
+            }
+            Framing::Chunked => {
+                let (n, run) = self.chunked.next(buf).map_err(|_| "broken chunked body")?;
+                self.pos += n;
+                Ok(run.map(|r| from + r.start..from + r.end))
+            }
+            Framing::Close => {
+                self.pos += buf.len();
+                Ok(Some(from..from + buf.len()))
+            }
+        }
+    }
+
+    fn fail(&mut self, why: &'static str) -> Poll<Option<Result<Frame<Bytes>, ResponseError>>> {
+        self.finish(false);
+        Poll::Ready(Some(Err(ResponseError::Broken(why))))
+    }
+}
+
+impl hyper::body::Body for RawBody {
+    type Data = Bytes;
+    type Error = ResponseError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ResponseError>>> {
+        let this = self.get_mut();
+        if let Some(d) = &mut this.deadline {
+            if d.as_mut().poll(cx).is_ready() {
+                this.finish(false);
+                return Poll::Ready(Some(Err(ResponseError::Cut)));
+            }
+        }
+        loop {
+            if this.up.is_none() {
+                return Poll::Ready(None);
+            }
+            if !this.buffered().is_empty() && !this.ended() {
+                let run = match this.take() {
+                    Ok(r) => r,
+                    Err(why) => return this.fail(why),
+                };
+                let data = match (&this.up, run) {
+                    (Some(up), Some(r)) if !r.is_empty() => Some(up.bytes(r)),
+                    _ => None,
+                };
+                if this.ended() {
+                    this.finish(true);
+                }
+                match data {
+                    Some(d) => return Poll::Ready(Some(Ok(Frame::data(d)))),
+                    None => continue,
+                }
+            }
+            if this.ended() {
+                this.finish(true);
+                return Poll::Ready(None);
+            }
+            let Some(up) = this.up.as_mut() else {
+                return Poll::Ready(None);
+            };
+            this.pos = 0;
+            match up.poll_fill(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) if this.framing == Framing::Close => {
+                    this.finish(false);
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(0)) => return this.fail("upstream closed before the body ended"),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(_)) => return this.fail("upstream failed mid-body"),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.up.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(_) => SizeHint::with_exact(self.left),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for RawBody {
+    fn drop(&mut self) {
+        // Not read to its end: the rest of the response is still on the connection.
+        self.finish(false);
+    }
+}
