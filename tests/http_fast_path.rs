@@ -668,6 +668,10 @@ fn by_path_streamed(req: &str) -> (Vec<u8>, bool) {
             r.extend(b"\r\nzz\r\n");
             (r, true)
         }
+        "/trailers" => (
+            b"HTTP/1.1 200 Fine Thanks\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive, x-secret\r\nConnection: x-other\r\nX-Secret: 1\r\nX-Other: 2\r\n\r\n5\r\nhello\r\n0\r\nx-trailer: t\r\n\r\n".to_vec(),
+            false,
+        ),
         "/bad-chunk" => (
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n".to_vec(),
             true,
@@ -699,15 +703,19 @@ fn http2_requests_share_the_fast_paths_upstream_sockets() {
         "{head}"
     );
     assert_eq!(body, b"hello");
-    // Chunked: decoded (extensions and trailers go, as with hyper's client); the upstream's
-    // contradicting Content-Length is not passed on (the decoded length may be).
+    // Chunked: decoded (extensions go, as with hyper's client; trailers follow the data, and
+    // curl -i prints them after the body); the upstream's contradicting Content-Length is not
+    // passed on.
     let (ok, head, body) = h2(listen, "GET", "/chunked");
     assert!(ok && head.starts_with("http/2 200"), "{head}");
     assert!(
         !head.contains("content-length: 99") && !head.contains("transfer-encoding"),
         "{head}"
     );
-    assert_eq!(body, b"hello world");
+    assert_eq!(
+        body, b"hello worldx-trailer: t\r\n",
+        "data, then the trailers"
+    );
     let (ok, head, body) = h2(listen, "GET", "/interim");
     assert!(ok && head.starts_with("http/2 200"), "{head}");
     assert_eq!(body, b"ok");
@@ -750,8 +758,13 @@ fn http2_clients_get_streamed_bodies_whole_or_a_reset() {
         "length body differs ({} bytes)",
         body.len()
     );
-    let (ok, _, body) = h2(listen, "GET", "/big-chunked");
+    let (ok, _, mut body) = h2(listen, "GET", "/big-chunked");
     assert!(ok);
+    assert!(
+        body.ends_with(b"x-trailer: t\r\n"),
+        "trailers after the data"
+    );
+    body.truncate(body.len() - b"x-trailer: t\r\n".len());
     assert!(
         body == big(300_000),
         "chunked body differs ({} bytes)",
@@ -771,6 +784,15 @@ fn http2_clients_get_streamed_bodies_whole_or_a_reset() {
         assert!(!ok, "{path}: the client must see the stream fail");
         assert!(body.len() < 100_000, "{path}");
     }
+    // Trailers follow the data (curl -i prints them after the body); every `Connection`
+    // header's names are dropped, as the hop-by-hop headers themselves.
+    let (ok, head, body) = h2(listen, "GET", "/trailers");
+    assert!(ok && head.starts_with("http/2 200"), "{head}");
+    assert!(
+        !head.contains("x-secret") && !head.contains("x-other"),
+        "{head}"
+    );
+    assert_eq!(String::from_utf8_lossy(&body), "hellox-trailer: t\r\n");
     // Broken within the first read: nothing was sent yet, so it is a 502.
     let (ok, head, _) = h2(listen, "GET", "/bad-chunk");
     assert!(ok && head.starts_with("http/2 502"), "{head}");

@@ -245,7 +245,13 @@ async fn forward_to(
         deadline = deadline.min(started + t);
     }
     let w = &c.worker;
-    if h1::bridge::takes(cluster, http, &upstream_req, upgrade.is_some()) {
+    if h1::bridge::takes(
+        cfg.fast_path,
+        cluster,
+        http,
+        &upstream_req,
+        upgrade.is_some(),
+    ) {
         let total = cfg.total_timeout.map(|t| started + t);
         return match h1::bridge::forward(w, cluster, http, &upstream_req, &key, deadline, total)
             .await

@@ -44,7 +44,13 @@ pub fn visible_str(v: &[u8]) -> Option<&str> {
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(conn) = headers.get(header::CONNECTION).cloned() {
+    // Every `Connection` header counts (a message may carry several).
+    let named: Vec<HeaderValue> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .cloned()
+        .collect();
+    for conn in named {
         if let Ok(list) = conn.to_str() {
             for name in list.split(',') {
                 let name = name.trim();

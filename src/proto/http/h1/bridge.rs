@@ -19,8 +19,8 @@
 //!
 //! Not here: requests with a body (hyper's client sends them while it reads the response, so an
 //! upstream that answers early is heard), upgrades, TLS and h2 clusters
-//! (`super::super::forward`); chunk extensions and trailers, which a decoded body drops as
-//! hyper's client does.
+//! (`super::super::forward`). Chunk extensions are dropped from a decoded body (as hyper's
+//! client does); trailers go on as a trailers frame.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -45,15 +45,22 @@ use super::super::body::{RequestBody, ResponseBody, ResponseError};
 use super::super::forward::Failure;
 use super::super::headers;
 
-/// Whether the bridge takes a prepared request: no body, not an upgrade, to a plain HTTP/1.1
+/// Whether the bridge takes a prepared request: on a listener with `fast_path` on, no body,
+/// not an upgrade or a `CONNECT` (whose 2xx makes the connection a tunnel), to a plain HTTP/1.1
 /// cluster.
 pub fn takes(
+    fast_path: bool,
     cluster: &Cluster,
     http: &HttpCluster,
     req: &Request<RequestBody>,
     upgrade: bool,
 ) -> bool {
-    !upgrade && !http.h2 && cluster.tls.is_none() && matches!(req.body(), RequestBody::Empty)
+    fast_path
+        && !upgrade
+        && !http.h2
+        && cluster.tls.is_none()
+        && *req.method() != Method::CONNECT
+        && matches!(req.body(), RequestBody::Empty)
 }
 
 /// A response from upstream and the endpoint it came from.
@@ -103,19 +110,30 @@ pub async fn forward(
     let sent = exchange::exchange(&ctx, cluster, &r, &mut sink).await;
     worker.vecs.put(&mut head);
     let x = sent?;
-    let upstream = x.upstream;
-    let Some((status, headers)) = sink.parts.take() else {
+    let (upstream, endpoint) = (x.upstream, x.endpoint);
+    let Some((status, headers, reason)) = sink.parts.take() else {
         return Err(Failure::Upstream("no response head".to_owned()));
     };
     let mut raw = RawBody::new(worker.clone(), x, http, total);
     let body = match raw.whole() {
         Whole::Yes(b) => ResponseBody::full(b),
         Whole::Not => ResponseBody::Raw(Box::new(raw)),
-        Whole::Broken => return Err(Failure::Upstream("broken chunked body".to_owned())),
+        Whole::Broken => {
+            // Nothing went to the client yet: a 502, and the endpoint's failure.
+            let why = "broken chunked body";
+            if let Some(ep) = cluster.endpoints.get(endpoint) {
+                ep.stats.workers.get(worker.id).request_errors.inc();
+            }
+            cluster.failed(endpoint, why);
+            return Err(Failure::Upstream(why.to_owned()));
+        }
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
+    if let Some(r) = reason {
+        resp.extensions_mut().insert(r);
+    }
     Ok(Sent {
         response: resp,
         upstream,
@@ -151,10 +169,11 @@ fn write_head(out: &mut Vec<u8>, req: &Request<RequestBody>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Builds hyper's response head from the upstream's.
+/// Builds hyper's response head from the upstream's: status, headers, and the reason phrase
+/// when it is not the status's usual one (hyper writes it to HTTP/1.x clients).
 #[derive(Default)]
 struct ToHyper {
-    parts: Option<(StatusCode, HeaderMap)>,
+    parts: Option<(StatusCode, HeaderMap, Option<hyper::ext::ReasonPhrase>)>,
 }
 
 const MALFORMED: &str = "malformed response head";
@@ -180,7 +199,10 @@ impl HeadSink for ToHyper {
         if h.framing != Framing::Empty {
             map.remove(header::CONTENT_LENGTH);
         }
-        self.parts = Some((status, map));
+        let reason = (Some(h.reason) != status.canonical_reason())
+            .then(|| hyper::ext::ReasonPhrase::try_from(h.reason.as_bytes()).ok())
+            .flatten();
+        self.parts = Some((status, map, reason));
         Ok(())
     }
 }
@@ -212,6 +234,9 @@ pub struct RawBody {
     /// `Length`: body bytes not yet handed on.
     left: u64,
     chunked: Chunked,
+    /// A chunked body's trailer section as read (up to 4 KiB, `Chunked`'s bound), handed on
+    /// as a trailers frame after the data.
+    trailers: Vec<u8>,
     reusable: bool,
     uid: u64,
     max_idle: usize,
@@ -241,6 +266,7 @@ impl RawBody {
                 _ => 0,
             },
             chunked: Chunked::default(),
+            trailers: Vec::new(),
             reusable: x.head.reusable,
             uid: x.uid,
             max_idle: http.max_idle,
@@ -271,6 +297,7 @@ impl RawBody {
                 let mut data = Vec::new();
                 let mut at = 0;
                 loop {
+                    let was_trailers = c.in_trailers();
                     match c.next(&buf[at..]) {
                         Err(_) => return Whole::Broken,
                         Ok((n, run)) => {
@@ -279,6 +306,10 @@ impl RawBody {
                             }
                             at += n;
                             if c.done() {
+                                // Trailers (more than the final CRLF) go as a frame of their own.
+                                if was_trailers && n > 2 {
+                                    return Whole::Not;
+                                }
                                 break;
                             }
                             if at == buf.len() {
@@ -340,7 +371,11 @@ impl RawBody {
                 Ok(Some(from..from + n))
             }
             Framing::Chunked => {
+                let was_trailers = self.chunked.in_trailers();
                 let (n, run) = self.chunked.next(buf).map_err(|_| "broken chunked body")?;
+                if was_trailers {
+                    self.trailers.extend_from_slice(&buf[..n]);
+                }
                 self.pos += n;
                 Ok(run.map(|r| from + r.start..from + r.end))
             }
@@ -349,6 +384,30 @@ impl RawBody {
                 Ok(Some(from..from + buf.len()))
             }
         }
+    }
+
+    /// The trailers read, once, if there were any.
+    fn trailer_map(&mut self) -> Option<HeaderMap> {
+        let bytes = std::mem::take(&mut self.trailers);
+        let mut slots = [httparse::EMPTY_HEADER; 32];
+        let Ok(httparse::Status::Complete((_, fields))) =
+            httparse::parse_headers(&bytes, &mut slots)
+        else {
+            return None;
+        };
+        let mut map = HeaderMap::new();
+        for f in fields {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(f.name.as_bytes()),
+                HeaderValue::from_bytes(f.value),
+            ) {
+                map.append(n, v);
+            }
+        }
+        // Fields that must not be trailers in HTTP/2 (RFC 9113 8.2.2), or mean framing.
+        headers::strip_hop_by_hop(&mut map);
+        map.remove(header::CONTENT_LENGTH);
+        (!map.is_empty()).then_some(map)
     }
 
     fn fail(&mut self, why: &'static str) -> Poll<Option<Result<Frame<Bytes>, ResponseError>>> {
@@ -374,7 +433,7 @@ impl hyper::body::Body for RawBody {
         }
         loop {
             if this.up.is_none() {
-                return Poll::Ready(None);
+                return Poll::Ready(this.trailer_map().map(|t| Ok(Frame::trailers(t))));
             }
             if !this.buffered().is_empty() && !this.ended() {
                 let run = match this.take() {
@@ -395,7 +454,7 @@ impl hyper::body::Body for RawBody {
             }
             if this.ended() {
                 this.finish(true);
-                return Poll::Ready(None);
+                continue;
             }
             let Some(up) = this.up.as_mut() else {
                 return Poll::Ready(None);
@@ -415,7 +474,7 @@ impl hyper::body::Body for RawBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.up.is_none()
+        self.up.is_none() && self.trailers.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {

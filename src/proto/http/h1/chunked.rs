@@ -74,17 +74,29 @@ impl Chunked {
     pub fn feed(&mut self, buf: &[u8]) -> Result<usize, Broken> {
         let mut i = 0;
         loop {
-            let (n, data) = self.next(&buf[i..])?;
+            let (n, _) = self.next(&buf[i..])?;
             i += n;
-            if data.is_none() {
+            if i == buf.len() || self.done() {
                 return Ok(i);
             }
         }
     }
 
+    /// Inside the trailer section (after the last chunk's size line, up to the final CRLF).
+    pub fn in_trailers(&self) -> bool {
+        matches!(
+            self.state,
+            State::TrailerStart { .. }
+                | State::Trailer { .. }
+                | State::TrailerLf { .. }
+                | State::FinalLf
+        )
+    }
+
     /// Takes the bytes of `buf` up to the end of the next run of chunk data: how many it took,
-    /// and where that run is in `buf` (`None` when `buf` or the body ended first). What a
-    /// decoder hands on; the rest is framing.
+    /// and where that run is in `buf` (`None` when `buf` or the body ended first, or the
+    /// trailer section starts: it stops there, so that a decoder knows where the trailers
+    /// begin). What a decoder hands on; the rest is framing.
     pub fn next(&mut self, buf: &[u8]) -> Result<(usize, Option<std::ops::Range<usize>>), Broken> {
         let mut i = 0;
         while i < buf.len() {
@@ -122,7 +134,10 @@ impl Chunked {
                     _ => State::Ext { size, len: len + 1 },
                 },
                 State::SizeLf { size } => match (b, size) {
-                    (b'\n', 0) => State::TrailerStart { len: 0 },
+                    (b'\n', 0) => {
+                        self.state = State::TrailerStart { len: 0 };
+                        return Ok((i, None));
+                    }
                     (b'\n', left) => State::Data { left },
                     _ => return Err(Broken),
                 },
@@ -263,40 +278,53 @@ mod tests {
         assert!(c.done());
     }
 
-    /// Decodes `body` fed in the given pieces: the data runs [`Chunked::next`] points at, and
-    /// where the body ended.
-    fn decode(pieces: &[&[u8]]) -> Result<(Vec<u8>, usize), Broken> {
+    type Decoded = (Vec<u8>, Vec<u8>, usize);
+
+    /// Decodes `body` fed in the given pieces: the data runs [`Chunked::next`] points at, the
+    /// trailer section's bytes, and where the body ended.
+    fn decode(pieces: &[&[u8]]) -> Result<Decoded, Broken> {
         let mut c = Chunked::default();
-        let (mut data, mut used) = (Vec::new(), 0);
+        let (mut data, mut trailers, mut used) = (Vec::new(), Vec::new(), 0);
         for piece in pieces {
             let mut at = 0;
             while at < piece.len() && !c.done() {
+                let was_trailers = c.in_trailers();
                 let (n, run) = c.next(&piece[at..])?;
                 if let Some(r) = run {
                     data.extend_from_slice(&piece[at + r.start..at + r.end]);
+                } else if was_trailers {
+                    trailers.extend_from_slice(&piece[at..at + n]);
                 }
                 at += n;
-                if n == 0 {
-                    break;
-                }
             }
             used += at;
         }
-        Ok((data, used))
+        Ok((data, trailers, used))
     }
 
     #[test]
-    fn next_finds_the_data_runs_at_every_split() {
+    fn next_finds_the_data_runs_and_the_trailers_at_every_split() {
         let body: &[u8] =
             b"5;ext=1\r\nhello\r\n6\r\n world\r\nA\r\n0123456789\r\n0\r\nt: x\r\n\r\nNEXT";
         let whole = decode(&[body]).unwrap();
-        assert_eq!(whole, (b"hello world0123456789".to_vec(), body.len() - 4));
+        assert_eq!(
+            whole,
+            (
+                b"hello world0123456789".to_vec(),
+                b"t: x\r\n\r\n".to_vec(),
+                body.len() - 4
+            )
+        );
         for cut in 0..=body.len() {
             for cut2 in cut..=body.len() {
                 let got = decode(&[&body[..cut], &body[cut..cut2], &body[cut2..]]);
                 assert_eq!(got.as_ref(), Ok(&whole), "cuts at {cut}, {cut2}");
             }
         }
+        assert_eq!(
+            decode(&[b"0\r\n\r\n"]),
+            Ok((Vec::new(), b"\r\n".to_vec(), 5))
+        );
         // Broken framing is broken whatever the split.
         assert_eq!(decode(&[b"5\r\nhelloX\r\n"]), Err(Broken));
     }

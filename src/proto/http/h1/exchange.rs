@@ -227,6 +227,9 @@ enum AttemptError {
         early: bool,
     },
     Bad(&'static str),
+    /// The response head did not fit in `buffer_size`: the configuration's limit, not the
+    /// endpoint's fault, and no other endpoint would do better.
+    TooLarge,
 }
 
 /// What takes a response head once it has been read: the fast path writes the client's head
@@ -252,6 +255,8 @@ pub struct Exchanged {
     /// The endpoint's pool key.
     pub uid: u64,
     pub upstream: SocketAddr,
+    /// The endpoint's index in its cluster.
+    pub endpoint: usize,
 }
 
 /// Sends a request the fast path has whole to the client's response relayed to its end.
@@ -336,6 +341,13 @@ pub async fn exchange<H: HeadSink>(
                     cluster.failed(i, "no response before the deadline");
                     return Err(Failure::Timeout);
                 }
+                Ok(Err(AttemptError::TooLarge)) => {
+                    counters.request_errors.inc();
+                    tracing::debug!(cluster = %cluster.name, endpoint = %ep.addr, "upstream response head larger than buffer_size");
+                    return Err(Failure::Upstream(
+                        "response head larger than buffer_size".to_owned(),
+                    ));
+                }
                 Ok(Err(AttemptError::Bad(why))) => {
                     counters.request_errors.inc();
                     cluster.failed(i, why);
@@ -373,6 +385,7 @@ pub async fn exchange<H: HeadSink>(
                 head,
                 uid,
                 upstream: ep.addr,
+                endpoint: i,
             });
         }
     }
@@ -436,7 +449,7 @@ async fn attempt<H: HeadSink>(
             None => {}
         }
         if up.filled == up.buf.len() {
-            return Err(AttemptError::Bad("response head larger than buffer_size"));
+            return Err(AttemptError::TooLarge);
         }
         let early = up.filled == 0;
         match up.fill().await {
@@ -504,6 +517,7 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
         head,
         uid,
         upstream,
+        ..
     } = x;
     let bytes = match head.framing {
         Framing::Length(n) => Some(n),
