@@ -9,7 +9,9 @@
 //! - responses: a head lies inside the input, every strict prefix is incomplete, and the head
 //!   written to the client parses back with the same status and the same framing;
 //! - chunked: the body's end is inside the input, and feeding it in two pieces gives the same
-//!   end (or the same refusal) as feeding it whole.
+//!   end (or the same refusal) as feeding it whole; decoding it (`Chunked::next`, as the
+//!   bridge does) in two pieces gives the same data, trailer bytes and end as in one, and the
+//!   same end as `feed`.
 #![no_main]
 
 use corelane::proto::http::h1::chunked::Chunked;
@@ -23,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
     requests(data);
     responses(data, pick & 1 == 1);
     chunked(data, pick as usize);
+    decoded(data, pick as usize);
 });
 
 fn requests(data: &[u8]) {
@@ -99,4 +102,37 @@ fn chunked(data: &[u8], cut: usize) {
         (Err(_), Err(_)) => {}
         (a, b) => assert_eq!(a, b),
     }
+}
+
+/// Decodes `pieces` in turn: the data, the trailer section's bytes, and where the body ended.
+fn decode(pieces: &[&[u8]]) -> Option<(Vec<u8>, Vec<u8>, usize, bool)> {
+    let mut c = Chunked::default();
+    let (mut data, mut trailers, mut used) = (Vec::new(), Vec::new(), 0);
+    for piece in pieces {
+        let mut at = 0;
+        while at < piece.len() && !c.done() {
+            let was_trailers = c.in_trailers();
+            let (n, run) = c.next(&piece[at..]).ok()?;
+            assert!(at + n <= piece.len());
+            if let Some(r) = run {
+                assert!(r.start < r.end && r.end <= n, "a run lies in what was taken");
+                data.extend_from_slice(&piece[at + r.start..at + r.end]);
+            } else if was_trailers {
+                trailers.extend_from_slice(&piece[at..at + n]);
+            }
+            at += n;
+        }
+        used += at;
+    }
+    Some((data, trailers, used, c.done()))
+}
+
+fn decoded(data: &[u8], cut: usize) {
+    let cut = cut.min(data.len());
+    let whole = decode(&[data]);
+    let split = decode(&[&data[..cut], &data[cut..]]);
+    assert_eq!(whole, split);
+    let mut c = Chunked::default();
+    let fed = c.feed(data).ok().map(|n| (n, c.done()));
+    assert_eq!(whole.map(|w| (w.2, w.3)), fed);
 }
