@@ -800,3 +800,47 @@ fn http2_clients_get_streamed_bodies_whole_or_a_reset() {
     assert!(ok);
     assert_eq!(body, b"hello");
 }
+
+/// An HTTP/2 request with a small body of known length goes over the same pooled upstream
+/// socket, head and body in one piece with the body's length; an empty one says length 0.
+#[test]
+fn http2_requests_with_small_bodies_take_the_pooled_sockets_too() {
+    let up = Scripted::start(|req| {
+        let body = req.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        (
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+            false,
+        )
+    });
+    let (_p, listen) = proxy(up.addr, "");
+    let post = |data: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--http2-prior-knowledge"])
+            .args(["--data-binary", data])
+            .arg(format!("http://{listen}/up"))
+            .output()
+            .expect("curl must be installed");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(post("over h2"), "over h2");
+    let big = "x".repeat(20_000);
+    assert_eq!(post(&big), big);
+    assert_eq!(post(""), "");
+    let seen = up.requests();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen[0].starts_with("POST /up HTTP/1.1\r\n")
+            && seen[0].contains("content-length: 7\r\n")
+            && seen[0].ends_with("\r\n\r\nover h2"),
+        "{}",
+        seen[0]
+    );
+    assert!(seen[1].contains("content-length: 20000\r\n"));
+    assert!(seen[2].contains("content-length: 0\r\n"), "{}", seen[2]);
+    assert_eq!(*up.connections.lock().unwrap(), 1, "one pooled socket");
+}

@@ -38,6 +38,11 @@ impl BufferPool {
         }
     }
 
+    /// The size of each buffer (`buffer_size`).
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
     /// Free buffers held now.
     pub fn cached(&self) -> usize {
         self.free.borrow().len()

@@ -1,7 +1,8 @@
 //! Sending one request upstream over hyper's client: pick an endpoint (policy + health), take
 //! a pooled connection or open one, send, and wait for the response headers within the
 //! deadline. Used for what the fast path's exchange (`super::h1::bridge`) does not take:
-//! requests with a body, upgrades, and TLS or HTTP/2 clusters.
+//! bodies larger than `buffer_size` or of unknown length, upgrades, and TLS or HTTP/2
+//! clusters.
 //!
 //! Retries, bounded: a connect failure moves on to the policy's next endpoint (up to the
 //! cluster's `connect_attempts` endpoints); a pooled connection that turns out closed before

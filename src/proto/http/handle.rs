@@ -251,11 +251,12 @@ async fn forward_to(
         http,
         &upstream_req,
         upgrade.is_some(),
+        w.buffers.size(),
     ) {
         let total = cfg.total_timeout.map(|t| started + t);
-        return match h1::bridge::forward(w, cluster, http, &upstream_req, &key, deadline, total)
-            .await
-        {
+        let sent =
+            h1::bridge::forward(w, cluster, http, &mut upstream_req, &key, deadline, total).await;
+        return match sent {
             Ok(sent) => (finish(sent.response, route, cfg), Some(sent.upstream)),
             Err(f) => (failed(c, cluster, f), None),
         };

@@ -18,8 +18,9 @@
 //! 3. `respond` and `redirect` routes are answered there; `cluster` routes are forwarded
 //!    ([`forward`]) after hop-by-hop headers are removed, `X-Forwarded-*` added and the header
 //!    rules applied ([`headers`]); an `Upgrade` answered 101 becomes a tunnel ([`tunnel`]);
-//!    a request without a body to a plain HTTP/1.1 cluster is sent over the fast path's
-//!    pooled upstream sockets ([`h1::bridge`]), anything else over hyper's client;
+//!    a request to a plain HTTP/1.1 cluster without a body, or with a small one of known
+//!    length, is sent over the fast path's pooled upstream sockets ([`h1::bridge`]), anything
+//!    else over hyper's client;
 //! 4. the upstream's response streams back (its connection returns to the worker's pool
 //!    when the body ends, [`pool`]), with the response header rules applied; the request is
 //!    counted and, if asked, written to the access log ([`access_log`]);

@@ -1,7 +1,9 @@
 //! The fast path's upstream exchange for requests hyper serves (HTTP/2 clients, and HTTP/1.x
-//! connections handed over to hyper): a request without a body, to a plain HTTP/1.1 cluster,
-//! goes over the worker's pooled sockets (`super::exchange`) rather than a hyper client
-//! connection, and its response goes back to hyper as a `Response<ResponseBody>`.
+//! connections handed over to hyper): a request to a plain HTTP/1.1 cluster, without a body or
+//! with one of known length that fits in `buffer_size`, goes over the worker's pooled sockets
+//! (`super::exchange`) rather than a hyper client connection, and its response goes back to
+//! hyper as a `Response<ResponseBody>`. A body is read whole first and sent with the head in
+//! one write, as the fast path does.
 //!
 //! Why: on h2c (h2load, bench/RESULTS.md, "HTTP/2 requests over the fast path's upstream
 //! sockets") the hyper client side was the larger part of corelane's own CPU per request: a
@@ -17,9 +19,9 @@
 //! The exchange's rules apply unchanged: endpoint choice, retries and the retry budget,
 //! outlier reports, the response deadline; `total_timeout` cuts a body still streaming.
 //!
-//! Not here: requests with a body (hyper's client sends them while it reads the response, so an
-//! upstream that answers early is heard), upgrades, TLS and h2 clusters
-//! (`super::super::forward`). Chunk extensions are dropped from a decoded body (as hyper's
+//! Not here: bodies of unknown length or larger than `buffer_size` (hyper's client streams
+//! them while it reads the response, so an upstream that answers early is heard), upgrades,
+//! TLS and h2 clusters (`super::super::forward`). A request's trailers are not sent on. Chunk extensions are dropped from a decoded body (as hyper's
 //! client does); trailers go on as a trailers frame.
 
 use std::net::SocketAddr;
@@ -41,26 +43,33 @@ use crate::config::http::HttpCluster;
 use crate::upstream::Cluster;
 use crate::worker::Worker;
 
-use super::super::body::{RequestBody, ResponseBody, ResponseError};
+use super::super::body::{BodyError, Fault, RequestBody, ResponseBody, ResponseError};
 use super::super::forward::Failure;
 use super::super::headers;
 
-/// Whether the bridge takes a prepared request: on a listener with `fast_path` on, no body,
-/// not an upgrade or a `CONNECT` (whose 2xx makes the connection a tunnel), to a plain HTTP/1.1
-/// cluster.
+/// Whether the bridge takes a prepared request: on a listener with `fast_path` on, not an
+/// upgrade or a `CONNECT` (whose 2xx makes the connection a tunnel), to a plain HTTP/1.1
+/// cluster, with no body or one whose length is known and at most `limit` bytes.
 pub fn takes(
     fast_path: bool,
     cluster: &Cluster,
     http: &HttpCluster,
     req: &Request<RequestBody>,
     upgrade: bool,
+    limit: usize,
 ) -> bool {
+    let small = match req.body() {
+        RequestBody::Empty => true,
+        body => hyper::body::Body::size_hint(body)
+            .exact()
+            .is_some_and(|n| n <= limit as u64),
+    };
     fast_path
+        && small
         && !upgrade
         && !http.h2
         && cluster.tls.is_none()
         && *req.method() != Method::CONNECT
-        && matches!(req.body(), RequestBody::Empty)
 }
 
 /// A response from upstream and the endpoint it came from.
@@ -75,26 +84,76 @@ pub async fn forward(
     worker: &Rc<Worker>,
     cluster: &Cluster,
     http: &HttpCluster,
+    req: &mut Request<RequestBody>,
+    key: &[u8],
+    deadline: Instant,
+    total: Option<Instant>,
+) -> Result<Sent, Failure> {
+    let mut body = Vec::new();
+    if !matches!(req.body(), RequestBody::Empty) {
+        body = worker.vecs.take();
+        let read = tokio::time::timeout_at(deadline, read_body(req.body_mut(), &mut body)).await;
+        let failed = match read {
+            Ok(Ok(())) => None,
+            // The client is slow; the deadline is the request's (as on hyper's client).
+            Err(_) => Some(Failure::Timeout),
+            Ok(Err(f)) => Some(Failure::Client(f)),
+        };
+        if let Some(f) = failed {
+            worker.vecs.put(&mut body);
+            return Err(f);
+        }
+    }
+    let sent = send(worker, cluster, http, req, &body, key, deadline, total).await;
+    worker.vecs.put(&mut body);
+    sent
+}
+
+/// Reads a request body of known length whole into `out`.
+async fn read_body(body: &mut RequestBody, out: &mut Vec<u8>) -> Result<(), Fault> {
+    while let Some(frame) =
+        std::future::poll_fn(|cx| hyper::body::Body::poll_frame(Pin::new(&mut *body), cx)).await
+    {
+        match frame {
+            Ok(f) => {
+                if let Some(d) = f.data_ref() {
+                    out.extend_from_slice(d);
+                }
+            }
+            Err(BodyError::TooLarge) => return Err(Fault::TooLarge),
+            Err(BodyError::Client(_)) => return Err(Fault::Malformed),
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    worker: &Rc<Worker>,
+    cluster: &Cluster,
+    http: &HttpCluster,
     req: &Request<RequestBody>,
+    body: &[u8],
     key: &[u8],
     deadline: Instant,
     total: Option<Instant>,
 ) -> Result<Sent, Failure> {
     let mut head = worker.vecs.take();
-    write_head(&mut head, req);
+    write_head(&mut head, req, body.len());
     let method = req.method();
     let r = exchange::Request {
         head: &head,
-        body: &[],
-        replayable: matches!(
-            *method,
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::TRACE
-                | Method::PUT
-                | Method::DELETE
-        ),
+        body,
+        replayable: body.is_empty()
+            && matches!(
+                *method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::TRACE
+                    | Method::PUT
+                    | Method::DELETE
+            ),
         to_head: *method == Method::HEAD,
         key,
         deadline,
@@ -140,8 +199,9 @@ pub async fn forward(
     })
 }
 
-/// The request line and headers, as HTTP/1.1, for a request without a body.
-fn write_head(out: &mut Vec<u8>, req: &Request<RequestBody>) {
+/// The request line and headers, as HTTP/1.1, for a request whose body (read whole) is
+/// `body_len` bytes.
+fn write_head(out: &mut Vec<u8>, req: &Request<RequestBody>, body_len: usize) {
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -162,9 +222,11 @@ fn write_head(out: &mut Vec<u8>, req: &Request<RequestBody>) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if had_length {
-        // The body is empty whatever the client's header said (hyper saw it end).
-        out.extend_from_slice(b"content-length: 0\r\n");
+    if had_length || body_len > 0 {
+        // The length of the body as read, whatever the client's header said.
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
 }

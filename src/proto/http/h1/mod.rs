@@ -31,9 +31,9 @@
 //! An idle connection holds no buffer here: a request borrows one from the worker's pool
 //! when its first bytes arrive and gives it back when it is answered.
 //!
-//! Not here: the TLS handshake (`super::serve_tls`), HTTP/2 (though requests hyper serves
-//! without a body reach their upstream through this module's exchange: [`bridge`]), upgrades,
-//! upstream TLS.
+//! Not here: the TLS handshake (`super::serve_tls`), HTTP/2 (though most requests hyper
+//! serves reach their upstream through this module's exchange: [`bridge`]), upgrades, upstream
+//! TLS.
 
 pub mod bridge;
 pub mod chunked;
