@@ -844,3 +844,88 @@ fn http2_requests_with_small_bodies_take_the_pooled_sockets_too() {
     assert!(seen[2].contains("content-length: 0\r\n"), "{}", seen[2]);
     assert_eq!(*up.connections.lock().unwrap(), 1, "one pooled socket");
 }
+
+/// Echoes each request's body back with its length.
+fn echo_body(req: &str) -> (Vec<u8>, bool) {
+    let body = req.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+        false,
+    )
+}
+
+/// An HTTP/2 client that declares a length, sends part of the body and resets its stream
+/// with NO_ERROR (which hyper reports as the body's end) gets nothing sent upstream: a short
+/// body is never passed on as a whole one.
+#[test]
+fn an_http2_body_cut_short_by_a_reset_is_not_forwarded() {
+    let up = Scripted::start(echo_body);
+    let (_p, listen) = proxy(up.addr, "");
+    // A pooled upstream socket, so the cut request could go out at once.
+    let (ok, _, _) = h2(listen, "GET", "/x");
+    assert!(ok);
+    let mut s = TcpStream::connect(listen).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
+        let n = payload.len();
+        let mut f = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, kind, flags];
+        f.extend(stream.to_be_bytes());
+        f.extend(payload);
+        f
+    };
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(4, 0, 0, &[])); // SETTINGS
+    // HPACK: :method POST, :scheme http, :path /, :authority t, content-length 100.
+    let block = [
+        0x83, 0x86, 0x84, 0x41, 0x01, b't', 0x5c, 0x03, b'1', b'0', b'0',
+    ];
+    out.extend(frame(1, 0x4, 1, &block)); // HEADERS, END_HEADERS
+    out.extend(frame(0, 0, 1, &[b'x'; 50])); // DATA, half the body
+    s.write_all(&out).unwrap();
+    // The reset comes while the proxy waits for the rest.
+    thread::sleep(Duration::from_millis(200));
+    s.write_all(&frame(3, 0, 1, &0u32.to_be_bytes())).unwrap(); // RST_STREAM(NO_ERROR)
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(up.requests().len(), 1, "{:?}", up.requests());
+    // The proxy goes on serving.
+    let (ok, _, body) = h2(listen, "GET", "/x");
+    assert!(ok);
+    assert!(body.is_empty());
+    assert_eq!(up.requests().len(), 2);
+}
+
+/// A handed-over HTTP/1.1 request with `Expect: 100-continue`: hyper answers 100, the body
+/// goes upstream with its head and without the `Expect` (already answered); a body that then
+/// never comes is answered 408 at `request_timeout`, and nothing reaches the upstream.
+#[test]
+fn expect_continue_is_answered_here_and_a_body_that_never_comes_is_408() {
+    let up = Scripted::start(echo_body);
+    let (_p, listen) = proxy(up.addr, "request_timeout = \"1s\"\n");
+    let mut c = client(listen);
+    c.write_all(b"PUT /e HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        .unwrap();
+    let mut interim = [0u8; 25];
+    c.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    c.write_all(b"hello").unwrap();
+    assert!(response(&mut c, false).ends_with("\r\n\r\nhello"));
+    let seen = up.requests();
+    assert!(
+        seen.len() == 1 && !seen[0].to_ascii_lowercase().contains("expect"),
+        "{seen:?}"
+    );
+    c.write_all(b"PUT /e HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        .unwrap();
+    c.read_exact(&mut interim).unwrap();
+    let r = response(&mut c, false);
+    assert!(r.starts_with("HTTP/1.1 408 "), "{r}");
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "the second never reached the upstream"
+    );
+}

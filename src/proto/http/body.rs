@@ -43,6 +43,8 @@ pub enum Fault {
     TooLarge,
     /// Broken framing (a bad chunk) or the client went away mid-body.
     Malformed,
+    /// The body did not arrive within `request_timeout` (read whole by `super::h1::bridge`).
+    Slow,
 }
 
 /// What the engine learns of a request body as it streams: how it failed, if it did, and

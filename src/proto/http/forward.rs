@@ -49,6 +49,7 @@ impl std::fmt::Display for Failure {
             Failure::Upstream(why) => write!(f, "upstream failed: {why}"),
             Failure::Client(Fault::TooLarge) => f.write_str("request body larger than max_body"),
             Failure::Client(Fault::Malformed) => f.write_str("client request body broken"),
+            Failure::Client(Fault::Slow) => f.write_str("client request body too slow"),
         }
     }
 }
@@ -63,6 +64,7 @@ impl Failure {
             Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::Client(Fault::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::Client(Fault::Malformed) => StatusCode::BAD_REQUEST,
+            Failure::Client(Fault::Slow) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }

@@ -254,8 +254,11 @@ async fn forward_to(
         w.buffers.size(),
     ) {
         let total = cfg.total_timeout.map(|t| started + t);
+        let limit = total.map_or(started + cfg.request_timeout, |t| {
+            t.min(started + cfg.request_timeout)
+        });
         let sent =
-            h1::bridge::forward(w, cluster, http, &mut upstream_req, &key, deadline, total).await;
+            h1::bridge::forward(w, cluster, http, &mut upstream_req, &key, limit, total).await;
         return match sent {
             Ok(sent) => (finish(sent.response, route, cfg), Some(sent.upstream)),
             Err(f) => (failed(c, cluster, f), None),

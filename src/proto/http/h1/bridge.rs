@@ -80,23 +80,30 @@ pub struct Sent {
 
 /// Sends `req` (prepared by `super::super::handle`: origin-form, headers final) until a
 /// response head comes; the response with its body to come.
+///
+/// `limit` is when the request must be done by (`request_timeout`, `total_timeout`): a body
+/// still arriving then is answered 408. The response head is then due within
+/// `response_timeout` of the body's end, and by `limit`.
 pub async fn forward(
     worker: &Rc<Worker>,
     cluster: &Cluster,
     http: &HttpCluster,
     req: &mut Request<RequestBody>,
     key: &[u8],
-    deadline: Instant,
+    limit: Instant,
     total: Option<Instant>,
 ) -> Result<Sent, Failure> {
     let mut body = Vec::new();
     if !matches!(req.body(), RequestBody::Empty) {
+        let want = hyper::body::Body::size_hint(req.body())
+            .exact()
+            .unwrap_or(0);
         body = worker.vecs.take();
-        let read = tokio::time::timeout_at(deadline, read_body(req.body_mut(), &mut body)).await;
+        body.reserve_exact(usize::try_from(want).unwrap_or(0));
+        let read = tokio::time::timeout_at(limit, read_body(req.body_mut(), &mut body, want)).await;
         let failed = match read {
             Ok(Ok(())) => None,
-            // The client is slow; the deadline is the request's (as on hyper's client).
-            Err(_) => Some(Failure::Timeout),
+            Err(_) => Some(Failure::Client(Fault::Slow)),
             Ok(Err(f)) => Some(Failure::Client(f)),
         };
         if let Some(f) = failed {
@@ -104,25 +111,34 @@ pub async fn forward(
             return Err(f);
         }
     }
+    let deadline = limit.min(Instant::now() + http.response_timeout);
     let sent = send(worker, cluster, http, req, &body, key, deadline, total).await;
     worker.vecs.put(&mut body);
     sent
 }
 
-/// Reads a request body of known length whole into `out`.
-async fn read_body(body: &mut RequestBody, out: &mut Vec<u8>) -> Result<(), Fault> {
+/// Reads a request body whole into `out`: exactly `want` bytes, its declared length. Fewer
+/// is a broken body even when it ended without an error (an HTTP/2 client may reset its
+/// stream with NO_ERROR mid-body, which hyper reports as the body's end).
+async fn read_body(body: &mut RequestBody, out: &mut Vec<u8>, want: u64) -> Result<(), Fault> {
     while let Some(frame) =
         std::future::poll_fn(|cx| hyper::body::Body::poll_frame(Pin::new(&mut *body), cx)).await
     {
         match frame {
             Ok(f) => {
                 if let Some(d) = f.data_ref() {
+                    if (out.len() + d.len()) as u64 > want {
+                        return Err(Fault::Malformed);
+                    }
                     out.extend_from_slice(d);
                 }
             }
             Err(BodyError::TooLarge) => return Err(Fault::TooLarge),
             Err(BodyError::Client(_)) => return Err(Fault::Malformed),
         }
+    }
+    if out.len() as u64 != want {
+        return Err(Fault::Malformed);
     }
     Ok(())
 }
@@ -169,14 +185,20 @@ async fn send(
     let sent = exchange::exchange(&ctx, cluster, &r, &mut sink).await;
     worker.vecs.put(&mut head);
     let x = sent?;
-    let (upstream, endpoint) = (x.upstream, x.endpoint);
+    let (upstream, endpoint, code) = (x.upstream, x.endpoint, x.head.status);
     let Some((status, headers, reason)) = sink.parts.take() else {
         return Err(Failure::Upstream("no response head".to_owned()));
     };
     let mut raw = RawBody::new(worker.clone(), x, http, total);
     let body = match raw.whole() {
-        Whole::Yes(b) => ResponseBody::full(b),
-        Whole::Not => ResponseBody::Raw(Box::new(raw)),
+        Whole::Yes(b) => {
+            exchange::report(cluster, endpoint, code);
+            ResponseBody::full(b)
+        }
+        Whole::Not => {
+            exchange::report(cluster, endpoint, code);
+            ResponseBody::Raw(Box::new(raw))
+        }
         Whole::Broken => {
             // Nothing went to the client yet: a 502, and the endpoint's failure.
             let why = "broken chunked body";
@@ -215,6 +237,11 @@ fn write_head(out: &mut Vec<u8>, req: &Request<RequestBody>, body_len: usize) {
     for (name, value) in req.headers() {
         if name == header::CONTENT_LENGTH {
             had_length = true;
+            continue;
+        }
+        if name == header::EXPECT {
+            // Answered already (hyper sent 100 Continue when the body was read): the body goes
+            // with the head, and some servers refuse `Expect` (417), so nginx drops it too.
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -451,10 +478,11 @@ impl RawBody {
     /// The trailers read, once, if there were any.
     fn trailer_map(&mut self) -> Option<HeaderMap> {
         let bytes = std::mem::take(&mut self.trailers);
-        let mut slots = [httparse::EMPTY_HEADER; 32];
+        let mut slots = [httparse::EMPTY_HEADER; super::response::MAX_HEADERS];
         let Ok(httparse::Status::Complete((_, fields))) =
             httparse::parse_headers(&bytes, &mut slots)
         else {
+            tracing::debug!("upstream trailers dropped: malformed or more than 100 fields");
             return None;
         };
         let mut map = HeaderMap::new();

@@ -269,13 +269,28 @@ pub async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
     reply: &mut Reply<'_>,
 ) -> Outcome {
     match exchange(ctx, cluster, req, reply).await {
-        Ok(x) => relay(ctx, http, x, req, client, reply).await,
+        Ok(x) => {
+            report(cluster, x.endpoint, x.head.status);
+            relay(ctx, http, x, req, client, reply).await
+        }
         Err(f) => Outcome::Failed(f),
     }
 }
 
+/// Tells the cluster's outlier detector how endpoint `i` answered: a 5xx is a failure. The
+/// caller of [`exchange`] does it once it has seen what it needs of the response (the bridge
+/// looks at a body that came whole with its head first).
+pub fn report(cluster: &Cluster, i: usize, status: u16) {
+    if status >= 500 {
+        cluster.failed(i, &format!("HTTP {status}"));
+    } else {
+        cluster.succeeded(i);
+    }
+}
+
 /// Sends `req` (with the retries above) until a response head comes, which goes to `sink`;
-/// the failure of the last try if none does.
+/// the failure of the last try if none does. Failures are reported to the outlier detector
+/// here; an answer is the caller's to report ([`report`]).
 pub async fn exchange<H: HeadSink>(
     ctx: &Ctx<'_>,
     cluster: &Cluster,
@@ -375,11 +390,6 @@ pub async fn exchange<H: HeadSink>(
                     return Err(Failure::Upstream(why));
                 }
             };
-            if head.status >= 500 {
-                cluster.failed(i, &format!("HTTP {}", head.status));
-            } else {
-                cluster.succeeded(i);
-            }
             return Ok(Exchanged {
                 up,
                 head,
