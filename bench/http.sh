@@ -2,7 +2,8 @@
 # L7 (HTTP) benchmark: corelane vs HAProxy (mode http) vs nginx (proxy_pass) vs a direct
 # connection, all in ONE run with rounds interleaved, against the same nginx backend.
 # `corelane-hyper` is the same corelane process on listeners with `fast_path = false` (every
-# request through hyper), to show what the hand-written HTTP/1.1 path is worth.
+# request through hyper, client side included), to show what the hand-written HTTP/1.1 path,
+# and for h2c its upstream side (src/proto/http/h1/bridge.rs), are worth.
 #
 #   bench/http.sh [--workers N] [--rounds R] [--duration S] [--conns C]
 #                 [placement options of bench/lib.sh]
@@ -197,8 +198,8 @@ for r in $(seq 1 "$ROUNDS"); do
   for test in small 16k h2 tls; do
     for t in "${order[@]}"; do
       [ $test != small ] && [ $test != 16k ] && [ $t = direct ] && continue
-      # h2c is hyper's on both corelane listeners.
-      [ $test = h2 ] && [ $t = corelane-hyper ] && continue
+      # h2c: hyper's server on both corelane listeners; upstream, the fast path's sockets
+      # (h1/bridge.rs) on `corelane`, hyper's client on `corelane-hyper`.
       pids=""
       [ "$t" != direct ] && pids=$(pids_of "$t")
       f="$OUT/$test-$t-$r.txt"
