@@ -44,24 +44,36 @@ pub fn visible_str(v: &[u8]) -> Option<&str> {
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Every `Connection` header counts (a message may carry several).
-    let named: Vec<HeaderValue> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .cloned()
-        .collect();
-    for conn in named {
-        if let Ok(list) = conn.to_str() {
-            for name in list.split(',') {
-                let name = name.trim();
-                if !name.is_empty() {
-                    headers.remove(name);
+    // One pass over the names (lowercase already) finds which are there; most messages have
+    // none (HTTP/2 forbids them) or only `Connection`, so only those are looked up again.
+    let mut found = [false; HOP_BY_HOP.len()];
+    for k in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == k.as_str()) {
+            found[i] = true;
+        }
+    }
+    if found[0] {
+        // Every `Connection` header counts (a message may carry several); the names they list
+        // are removed after the walk over them.
+        let mut named: Vec<HeaderName> = Vec::new();
+        for conn in headers.get_all(header::CONNECTION) {
+            let Ok(list) = conn.to_str() else { continue };
+            for name in list.split(',').map(str::trim) {
+                let ours =
+                    name.eq_ignore_ascii_case("close") || name.eq_ignore_ascii_case("keep-alive");
+                if !name.is_empty() && !ours {
+                    if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+                        named.push(n);
+                    }
                 }
             }
         }
+        for n in named {
+            headers.remove(n);
+        }
     }
-    for h in HOP_BY_HOP {
-        headers.remove(h);
+    for (h, _) in HOP_BY_HOP.iter().zip(found).filter(|(_, f)| *f) {
+        headers.remove(*h);
     }
 }
 
@@ -142,8 +154,10 @@ mod tests {
     fn hop_by_hop_headers_and_those_connection_names_go() {
         let mut m = map(&[
             ("connection", "keep-alive, X-Secret"),
+            ("connection", "x-other"),
             ("keep-alive", "timeout=5"),
             ("x-secret", "1"),
+            ("x-other", "1"),
             ("transfer-encoding", "chunked"),
             ("te", "trailers"),
             ("upgrade", "websocket"),
@@ -155,6 +169,13 @@ mod tests {
         let mut left: Vec<&str> = m.keys().map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, ["content-length", "x-kept"]);
+        // Without any hop-by-hop header nothing changes; one alone still goes.
+        let mut m = map(&[("x-kept", "yes"), ("date", "now")]);
+        strip_hop_by_hop(&mut m);
+        assert_eq!(m.len(), 2);
+        let mut m = map(&[("x-kept", "yes"), ("te", "trailers")]);
+        strip_hop_by_hop(&mut m);
+        assert_eq!(m.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
     }
 
     #[test]
