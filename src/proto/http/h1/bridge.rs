@@ -184,9 +184,11 @@ async fn send(
     let mut sink = ToHyper::default();
     let sent = exchange::exchange(&ctx, cluster, &r, &mut sink).await;
     worker.vecs.put(&mut head);
-    let x = sent?;
+    let mut x = sent?;
     let (upstream, endpoint, code) = (x.upstream, x.endpoint, x.head.status);
     let Some((status, headers, reason)) = sink.parts.take() else {
+        // Not reached: `exchange` answers only once the sink took a head.
+        x.up.detach(&worker.buffers);
         return Err(Failure::Upstream("no response head".to_owned()));
     };
     let mut raw = RawBody::new(worker.clone(), x, http, total);
