@@ -9,7 +9,7 @@
 //! - responses: a head lies inside the input, every strict prefix is incomplete, and the head
 //!   written to the client parses back with the same status and the same framing;
 //! - chunked: the body's end is inside the input, and feeding it in two pieces gives the same
-//!   end (or the same refusal) as feeding it whole; decoding it (`Chunked::next`, as the
+//!   end (or the same refusal) as feeding it whole; decoding it (`Chunked::decode`, as the
 //!   bridge does) in two pieces gives the same data, trailer bytes and end as in one, and the
 //!   same end as `feed`.
 #![no_main]
@@ -109,20 +109,8 @@ fn decode(pieces: &[&[u8]]) -> Option<(Vec<u8>, Vec<u8>, usize, bool)> {
     let mut c = Chunked::default();
     let (mut data, mut trailers, mut used) = (Vec::new(), Vec::new(), 0);
     for piece in pieces {
-        let mut at = 0;
-        while at < piece.len() && !c.done() {
-            let was_trailers = c.in_trailers();
-            let (n, run) = c.next(&piece[at..]).ok()?;
-            assert!(at + n <= piece.len());
-            if let Some(r) = run {
-                assert!(r.start < r.end && r.end <= n, "a run lies in what was taken");
-                data.extend_from_slice(&piece[at + r.start..at + r.end]);
-            } else if was_trailers {
-                trailers.extend_from_slice(&piece[at..at + n]);
-            }
-            at += n;
-        }
-        used += at;
+        used += c.decode(piece, &mut data, &mut trailers).ok()?;
+        assert!(used <= pieces.iter().map(|p| p.len()).sum());
     }
     Some((data, trailers, used, c.done()))
 }

@@ -116,18 +116,19 @@ struct Replay {
     headers: HeaderMap,
 }
 
+/// Whether a request with this method may be sent again after a failure (RFC 9110 9.2.2);
+/// every path asks this before a retry.
+pub fn idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}
+
 impl Replay {
     fn of(req: &Request<RequestBody>) -> Option<Replay> {
-        let idempotent = matches!(
-            *req.method(),
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::TRACE
-                | Method::PUT
-                | Method::DELETE
-        );
-        (idempotent && matches!(req.body(), RequestBody::Empty)).then(|| Replay {
+        let again = idempotent(req.method().as_str());
+        (again && matches!(req.body(), RequestBody::Empty)).then(|| Replay {
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),

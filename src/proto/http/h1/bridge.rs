@@ -160,16 +160,7 @@ async fn send(
     let r = exchange::Request {
         head: &head,
         body,
-        replayable: body.is_empty()
-            && matches!(
-                *method,
-                Method::GET
-                    | Method::HEAD
-                    | Method::OPTIONS
-                    | Method::TRACE
-                    | Method::PUT
-                    | Method::DELETE
-            ),
+        replayable: body.is_empty() && super::super::forward::idempotent(method.as_str()),
         to_head: *method == Method::HEAD,
         key,
         deadline,
@@ -385,29 +376,14 @@ impl RawBody {
             }
             Framing::Chunked => {
                 let mut c = self.chunked.clone();
-                let mut data = Vec::new();
-                let mut at = 0;
-                loop {
-                    let was_trailers = c.in_trailers();
-                    match c.next(&buf[at..]) {
-                        Err(_) => return Whole::Broken,
-                        Ok((n, run)) => {
-                            if let Some(r) = run {
-                                data.extend_from_slice(&buf[at + r.start..at + r.end]);
-                            }
-                            at += n;
-                            if c.done() {
-                                // Trailers (more than the final CRLF) go as a frame of their own.
-                                if was_trailers && n > 2 {
-                                    return Whole::Not;
-                                }
-                                break;
-                            }
-                            if at == buf.len() {
-                                return Whole::Not;
-                            }
-                        }
-                    }
+                let (mut data, mut trailers) = (Vec::new(), Vec::new());
+                let Ok(at) = c.decode(buf, &mut data, &mut trailers) else {
+                    return Whole::Broken;
+                };
+                // Not all here yet; or trailers (more than the final CRLF), which go as a
+                // frame of their own, from `poll_frame`.
+                if !c.done() || trailers.len() > 2 {
+                    return Whole::Not;
                 }
                 self.chunked = c;
                 self.pos += at;

@@ -82,6 +82,30 @@ impl Chunked {
         }
     }
 
+    /// Decodes what `buf` holds of the body, up to its end: appends the chunk data to `data`
+    /// and the trailer section's bytes (its final CRLF included) to `trailers`; how many bytes
+    /// of `buf` it took.
+    pub fn decode(
+        &mut self,
+        buf: &[u8],
+        data: &mut Vec<u8>,
+        trailers: &mut Vec<u8>,
+    ) -> Result<usize, Broken> {
+        let mut at = 0;
+        // Each step takes at least one byte until the body is done.
+        while at < buf.len() && !self.done() {
+            let was_trailers = self.in_trailers();
+            let (n, run) = self.next(&buf[at..])?;
+            if let Some(r) = run {
+                data.extend_from_slice(&buf[at + r.start..at + r.end]);
+            } else if was_trailers {
+                trailers.extend_from_slice(&buf[at..at + n]);
+            }
+            at += n;
+        }
+        Ok(at)
+    }
+
     /// Inside the trailer section (after the last chunk's size line, up to the final CRLF).
     pub fn in_trailers(&self) -> bool {
         matches!(
@@ -286,18 +310,7 @@ mod tests {
         let mut c = Chunked::default();
         let (mut data, mut trailers, mut used) = (Vec::new(), Vec::new(), 0);
         for piece in pieces {
-            let mut at = 0;
-            while at < piece.len() && !c.done() {
-                let was_trailers = c.in_trailers();
-                let (n, run) = c.next(&piece[at..])?;
-                if let Some(r) = run {
-                    data.extend_from_slice(&piece[at + r.start..at + r.end]);
-                } else if was_trailers {
-                    trailers.extend_from_slice(&piece[at..at + n]);
-                }
-                at += n;
-            }
-            used += at;
+            used += c.decode(piece, &mut data, &mut trailers)?;
         }
         Ok((data, trailers, used))
     }

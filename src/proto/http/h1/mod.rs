@@ -144,11 +144,7 @@ fn plan(c: &Conn, buf: &[u8], out: &mut Vec<u8>, key: &mut Vec<u8>) -> Step {
         path: route::Target::path(&head).to_owned(),
         at: std::time::SystemTime::now(),
     });
-    let replayable = head.content_length == 0
-        && matches!(
-            head.method,
-            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-        );
+    let replayable = head.content_length == 0 && super::forward::idempotent(head.method);
     Step::Go(Plan {
         listener: li,
         slot,
