@@ -358,17 +358,7 @@ fn pipelined_requests_are_answered_in_order_with_their_bodies() {
 
 #[test]
 fn a_request_for_the_hyper_path_takes_over_the_connection_mid_way() {
-    let up = Scripted::start(|req| {
-        let body = req.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-        (
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .into_bytes(),
-            false,
-        )
-    });
+    let up = Scripted::start(echo_body);
     let (_p, listen) = proxy(up.addr, "");
     let mut c = client(listen);
     // Fast path, then a chunked upload (hyper path from here on), then more requests.
@@ -805,17 +795,7 @@ fn http2_clients_get_streamed_bodies_whole_or_a_reset() {
 /// socket, head and body in one piece with the body's length; an empty one says length 0.
 #[test]
 fn http2_requests_with_small_bodies_take_the_pooled_sockets_too() {
-    let up = Scripted::start(|req| {
-        let body = req.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-        (
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .into_bytes(),
-            false,
-        )
-    });
+    let up = Scripted::start(echo_body);
     let (_p, listen) = proxy(up.addr, "");
     let post = |data: &str| {
         let out = std::process::Command::new("curl")
