@@ -5,7 +5,7 @@
 # request through hyper, client side included), to show what the hand-written HTTP/1.1 path,
 # and for h2c its upstream side (src/proto/http/h1/bridge.rs), are worth.
 #
-#   bench/http.sh [--workers N] [--rounds R] [--duration S] [--conns C]
+#   bench/http.sh [--workers N] [--rounds R] [--duration S] [--conns C] [--profile]
 #                 [placement options of bench/lib.sh]
 #
 # Per target and round:
@@ -16,8 +16,11 @@
 #   - wrk over TLS (HTTPS, keep-alive, small response), each proxy terminating TLS with the
 #     same test certificate (config/examples/certs/localhost.*) (not for `direct`).
 # Reported: median req/s, p99 (wrk), the proxy's CPU time per request (user+sys from /proc:
-# what a request costs, whichever process is the bottleneck), and ratios against the better
-# of HAProxy and nginx. Every proxy keeps its upstream connections alive (HAProxy
+# what a request costs, whichever process is the bottleneck) and the part of it spent in user
+# space (the rest is the kernel's: system calls, TCP, wake-ups), and ratios against the better
+# of HAProxy and nginx. `--profile` also samples each proxy with `perf record` (cpu-clock) in
+# the middle of each of its runs and writes the top symbols to bench/out/http/perf-TEST-TARGET-ROUND.txt
+# (the sampling costs the proxy a little: leave it off for the numbers you report). Every proxy keeps its upstream connections alive (HAProxy
 # `http-reuse always`, nginx `keepalive` + HTTP/1.1 upstream).
 #
 # By default the proxy under test is pinned to CPU 1 and the load generator and the backend to
@@ -29,24 +32,28 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/bench/lib.sh"
 
-WORKERS=1 ROUNDS=5 DURATION=10 CONNS=64
+WORKERS=1 ROUNDS=5 DURATION=10 CONNS=64 PROFILE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) WORKERS=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --conns) CONNS=$2; shift 2 ;;
+    --profile) PROFILE=1; shift ;;
     *) common_opt "$@" && shift "$TOOK" || { echo "unknown option $1" >&2; exit 2; } ;;
   esac
 done
 placement
 CMDLINE="bench/http.sh --workers $WORKERS --rounds $ROUNDS --duration $DURATION --conns $CONNS$PLACEMENT"
+[ "$PROFILE" = 1 ] && CMDLINE="$CMDLINE --profile"
 
 ulimit -n "$(ulimit -Hn)"
 OUT=$ROOT/bench/out/http
 mkdir -p "$OUT"
-rm -f "$OUT"/*.pid "$OUT"/raw.tsv
-for tool in wrk h2load haproxy nginx python3; do
+rm -f "$OUT"/*.pid "$OUT"/raw.tsv "$OUT"/perf-*
+tools="wrk h2load haproxy nginx python3"
+[ "$PROFILE" = 1 ] && tools="$tools perf"
+for tool in $tools; do
   command -v $tool >/dev/null || { echo "missing $tool (see the header of this script)" >&2; exit 1; }
 done
 
@@ -203,14 +210,20 @@ for r in $(seq 1 "$ROUNDS"); do
       pids=""
       [ "$t" != direct ] && pids=$(pids_of "$t")
       f="$OUT/$test-$t-$r.txt"
-      c0=$(cpu_ticks $pids)
+      c0=$(cpu_ticks $pids) u0=$(user_ticks $pids)
+      if [ "$PROFILE" = 1 ] && [ "$t" != direct ]; then
+        (sleep 1; perf record -q -e cpu-clock -F 2000 -p "$(echo $pids | tr ' ' ,)" -o "$OUT/perf.data" -- sleep "$((DURATION > 3 ? DURATION - 2 : 1))" >/dev/null 2>&1
+         perf report -i "$OUT/perf.data" --no-children --sort dso,sym 2>/dev/null | grep -v "^#" | grep . | sed -n 1,60p > "$OUT/perf-$test-$t-$r.txt" || true) &
+        perf_pid=$!
+      fi
       case $test in
         small) "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$(h1_url $t)/" > "$f" ;;
         16k) "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$(h1_url $t)/16k" > "$f" ;;
         h2) "${LOAD[@]}" h2load -t"$THREADS" -c"$CONNS" -m10 -D"$DURATION" "$(h2_url $t)/" > "$f" 2>&1 ;;
         tls) "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "https://localhost:${TLS_PORT[$t]}/" > "$f" ;;
       esac
-      c1=$(cpu_ticks $pids)
+      c1=$(cpu_ticks $pids) u1=$(user_ticks $pids)
+      [ "$PROFILE" = 1 ] && [ "$t" != direct ] && { wait "$perf_pid" || true; }
       if [ $test = h2 ]; then
         rps=$(awk '/^finished in/ {print $4}' "$f")
         reqs=$(awk '/^requests:/ {print $8}' "$f")
@@ -224,6 +237,7 @@ for r in $(seq 1 "$ROUNDS"); do
       record "$r" "$t" "${test}_rps" "$rps"
       if [ "$t" != direct ] && [ -n "$reqs" ] && [ "$reqs" != 0 ]; then
         record "$r" "$t" "${test}_cpu_us_per_req" "$(python3 -c "print(($c1-$c0)/$HZ*1e6/$reqs)")"
+        record "$r" "$t" "${test}_user_us_per_req" "$(python3 -c "print(($u1-$u0)/$HZ*1e6/$reqs)")"
       fi
       echo "round $r $test $t: $rps req/s ${fails:+(errors: $fails)}" >&2
     done
@@ -247,13 +261,13 @@ print(f"command: `{cmdline}`  ({workers} worker(s) per proxy)\n")
 for test, title in [("small", "keep-alive, small response (wrk)"), ("16k", "keep-alive, 16 KiB response (wrk)"), ("h2", "h2c, 10 streams per connection (h2load)"), ("tls", "HTTPS keep-alive, small response (wrk)")]:
     best = max((med(t, f"{test}_rps") or 0) for t in ["haproxy", "nginx"])
     print(f"**{title}**\n")
-    print("| target | req/s | vs better of haproxy/nginx | p99 ms | proxy CPU µs/req |")
-    print("|---|---:|---:|---:|---:|")
+    print("| target | req/s | vs better of haproxy/nginx | p99 ms | proxy CPU µs/req | of which user |")
+    print("|---|---:|---:|---:|---:|---:|")
     for t in ["direct", "corelane", "corelane-hyper", "haproxy", "nginx"]:
         rps = med(t, f"{test}_rps")
         if rps is None:
             continue
-        print(f"| {t} | {fmt(rps)} | {rps / best:.2f}x | {fmt(med(t, f'{test}_p99_ms'), 2)} | {fmt(med(t, f'{test}_cpu_us_per_req'), 2)} |")
+        print(f"| {t} | {fmt(rps)} | {rps / best:.2f}x | {fmt(med(t, f'{test}_p99_ms'), 2)} | {fmt(med(t, f'{test}_cpu_us_per_req'), 2)} | {fmt(med(t, f'{test}_user_us_per_req'), 2)} |")
     print()
     for t in ["corelane", "corelane-hyper", "haproxy", "nginx"]:
         rs = v.get((t, f"{test}_rps"), [])

@@ -23,6 +23,15 @@ cpu_ticks() {
   echo $sum
 }
 
+# user clock ticks alone summed over pids (the share of cpu_ticks spent outside the kernel).
+user_ticks() {
+  local sum=0 p
+  for p in "$@"; do
+    [ -r /proc/$p/stat ] && sum=$((sum + $(awk '{print $14}' /proc/$p/stat)))
+  done
+  echo $sum
+}
+
 # wrk's 99th percentile latency in milliseconds, from its --latency output file $1.
 p99_ms() {
   awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$1"

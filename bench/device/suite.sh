@@ -26,6 +26,9 @@ for b in "$@"; do
   case $b in
     tcp) "$ROOT/bench/tcp.sh" --no-build "${W4[@]}" --rounds 3 --duration 8 --bulk-mib 1024 --idle-conns 0 ;;
     http) "$ROOT/bench/http.sh" --no-build "${W4[@]}" --rounds 3 --duration 6 ;;
+    # One round with each proxy sampled by perf (needs perf in the bundle: bundle.sh --perf).
+    httpprof) "$ROOT/bench/http.sh" --no-build "${W4[@]}" --rounds 1 --duration 6 --profile
+      mkdir -p "$RESULTS/perf" && cp "$ROOT"/bench/out/http/perf-*.txt "$RESULTS/perf/" ;;
     redis) "$ROOT/bench/redis.sh" --no-build --workers 1 --proxy-cpus 0 --backend-cpus 4-6 --load-cpus 8-15 \
       --threads 2 --rounds 3 --clients 50 --requests 400000 --requests-p16 4000000 --keys 100000 --mc-requests 200000 ;;
     # All workers: corelane with 4 (twemproxy is one process by design; it gets the same CPUs).
