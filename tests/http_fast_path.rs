@@ -597,6 +597,86 @@ fn a_parked_client_still_ends_at_header_timeout_after_its_last_request() {
     assert!(took >= Duration::from_millis(2500), "closed after {took:?}");
 }
 
+#[test]
+fn an_idle_tls_client_is_parked_with_its_session_and_served_again() {
+    use std::process::{Command, Stdio};
+    let up = Scripted::start(by_path);
+    let certs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/certs");
+    let (admin, listen) = (addr(), addr());
+    let cfg = base_toml(admin, 1)
+        + &listener_toml(
+            "web",
+            listen,
+            "app",
+            "protocol = \"http\"\npark_after = \"1s\"\nheader_timeout = \"30s\"",
+        )
+        + &format!(
+            "[listeners.web.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\", names = [\"localhost\"] }}]\n",
+            certs.join("localhost.crt").display(),
+            certs.join("localhost.key").display()
+        )
+        + &cluster_toml("app", "round_robin", &[(up.addr, 1)], "");
+    let p = Proxy::start(&cfg, admin);
+    let gauge = |name: &str| {
+        metric(
+            &p.metrics(),
+            &format!("corelane_listener_{name}{{listener=\"web\"}}"),
+        )
+    };
+    for version in ["-tls1_3", "-tls1_2"] {
+        let mut child = Command::new("openssl")
+            .args([
+                "s_client", "-quiet", "-ign_eof", version, "-alpn", "http/1.1",
+            ])
+            .args(["-connect", &listen.to_string(), "-servername", "localhost"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl must be installed");
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = stdout.read_to_end(&mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        });
+        stdin
+            .write_all(b"GET /length HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert!(
+            eventually(5, || gauge("connections_parked") == Some(1.0)),
+            "{version}: parked after park_after: {:?}",
+            gauge("connections_parked")
+        );
+        assert_eq!(gauge("connections_active"), Some(1.0), "{version}");
+        // Woken by the next request, on the same TLS session (the client would fail to
+        // decrypt anything else), then closed on request.
+        stdin
+            .write_all(b"GET /length HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let out = reader.join().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            out.matches("HTTP/1.1 200 OK\r\n").count(),
+            2,
+            "{version}: {out}"
+        );
+        assert!(out.ends_with("hello"), "{version}: {out}");
+        assert!(
+            eventually(5, || gauge("connections_active") == Some(0.0)
+                && gauge("connections_parked") == Some(0.0)),
+            "{version}: {:?} {:?}",
+            gauge("connections_active"),
+            gauge("connections_parked")
+        );
+    }
+    // Both clients' requests went over the one pooled upstream connection.
+    assert_eq!(up.requests().len(), 4);
+    assert_eq!(*up.connections.lock().unwrap(), 1);
+}
+
 /// An HTTP/2 request with curl (prior knowledge): exit success, the response head (lowercase)
 /// and the body.
 fn h2(listen: SocketAddr, method: &str, path: &str) -> (bool, String, Vec<u8>) {

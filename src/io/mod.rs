@@ -12,6 +12,7 @@
 pub mod buffers;
 pub mod clock;
 pub mod counted;
+pub mod detach;
 pub mod notify;
 pub mod pump;
 pub mod readbuf;

@@ -20,6 +20,7 @@ use super::DrainSignal;
 pub const SWEEP: Duration = Duration::from_secs(1);
 
 /// A client connection's byte count, and how long it may stay still.
+#[derive(Clone)]
 pub(crate) struct Idle {
     pub activity: Arc<AtomicU64>,
     pub timeout: Duration,

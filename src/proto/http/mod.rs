@@ -67,6 +67,9 @@ use body::ResponseBody;
 pub use forward::RetryBudget;
 use handle::handle;
 pub use pool::Pool;
+use std::time::Duration;
+
+use crate::io::detach::Detachable;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -159,6 +162,16 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     serve_plain(worker, conn, None).await;
 }
 
+/// How long a client connection of `listener` may wait for its next request before it is
+/// parked (`worker::park`), if it may be parked at all now.
+fn park_after(listener: &crate::config::table::Listener, worker: &Worker) -> Option<Duration> {
+    listener
+        .config
+        .park_after
+        .filter(|p| *p < listener.config.idle_timeout)
+        .filter(|_| !worker.drain.started() && worker.park.open())
+}
+
 /// [`serve`], for a connection new (`resumed` None) or back from the parking lot, idle since
 /// the instant given.
 async fn serve_plain(worker: Rc<Worker>, conn: Accepted, resumed: Option<Instant>) {
@@ -172,23 +185,13 @@ async fn serve_plain(worker: Rc<Worker>, conn: Accepted, resumed: Option<Instant
     let table = held.table.clone();
     let listener = &table.listeners[held.listener];
     let _active = GaugeGuard::new(&listener.stats.workers.get(worker.id).active);
-    let watch = Idle {
-        activity: idle.activity.clone(),
-        timeout: idle.timeout,
-        waiting: idle.waiting.clone(),
-    };
     let cfg = &listener.config.http;
-    let park_after = listener
-        .config
-        .park_after
-        .filter(|p| *p < listener.config.idle_timeout)
-        .filter(|_| !worker.drain.started() && worker.park.open());
     let served = h1::serve(
         &ctx,
         &mut io,
-        watch,
+        idle.clone(),
         cfg.header_timeout,
-        park_after,
+        park_after(listener, &worker),
         resumed,
     );
     let result = match served.await {
@@ -196,25 +199,10 @@ async fn serve_plain(worker: Rc<Worker>, conn: Accepted, resumed: Option<Instant
         h1::End::Park(since) => {
             // Idle between requests, nothing buffered: the connection waits in the worker's
             // parking lot, as a bare socket, until its client sends something.
-            let deadline = since + cfg.header_timeout.min(listener.config.idle_timeout);
             drop((ctx, idle));
-            let stream = match Arc::try_unwrap(io.stream).map(TcpStream::into_std) {
-                Ok(Ok(s)) => s,
-                _ => return,
-            };
-            let parked = Box::new(Parked {
-                since,
-                _active: OwnedGauge::new(listener.stats.clone(), worker.id, |s, w| {
-                    &s.workers.get(w).active
-                }),
-                _parked: OwnedGauge::new(listener.stats.clone(), worker.id, |s, w| {
-                    &s.workers.get(w).parked
-                }),
-                held,
-            });
-            worker
-                .park
-                .park(&worker, Sleeper::Client(stream, parked), deadline);
+            if let Ok(stream) = Arc::try_unwrap(io.stream) {
+                park(&worker, stream, held, since, None);
+            }
             return;
         }
         h1::End::Hyper(prefix) => {
@@ -235,23 +223,74 @@ async fn serve_plain(worker: Rc<Worker>, conn: Accepted, resumed: Option<Instant
     }
 }
 
-/// A parked plain HTTP/1.1 connection (`worker::park`): what it needs to be served again.
+/// Puts an idle HTTP/1.1 client connection in the worker's parking lot, its TLS session (with
+/// its socket detached) boxed beside it if it has one, until its client sends something or
+/// its header deadline (`since` + the smaller of `header_timeout` and `idle_timeout`) passes.
+fn park(
+    worker: &Rc<Worker>,
+    stream: TcpStream,
+    held: Held,
+    since: Instant,
+    tls: Option<Box<io::TlsClient>>,
+) {
+    let listener = &held.table.listeners[held.listener];
+    let deadline = since
+        + listener
+            .config
+            .http
+            .header_timeout
+            .min(listener.config.idle_timeout);
+    let stream = match stream.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(peer = %held.peer, error = %e, "could not park an idle HTTP client");
+            return;
+        }
+    };
+    let parked = Box::new(Parked {
+        since,
+        tls,
+        _active: OwnedGauge::new(listener.stats.clone(), worker.id, |s, w| {
+            &s.workers.get(w).active
+        }),
+        _parked: OwnedGauge::new(listener.stats.clone(), worker.id, |s, w| {
+            &s.workers.get(w).parked
+        }),
+        held,
+    });
+    worker
+        .park
+        .park(worker, Sleeper::Client(stream, parked), deadline);
+}
+
+/// A parked HTTP/1.1 connection (`worker::park`): what it needs to be served again.
 /// Counted as active and as parked while it waits.
 struct Parked {
     held: Held,
     /// The end of its last request: its header and idle deadlines count from here.
     since: Instant,
+    /// A TLS connection's session, its socket detached (boxed: plain connections do not pay
+    /// for it).
+    tls: Option<Box<io::TlsClient>>,
     _active: OwnedGauge<ListenerStats>,
     _parked: OwnedGauge<ListenerStats>,
 }
 
 impl ResumeClient for Parked {
     fn resume(self: Box<Self>, worker: &Rc<Worker>, sock: std::net::TcpStream, _woken: bool) {
-        let Parked { held, since, .. } = *self;
+        let Parked {
+            held, since, tls, ..
+        } = *self;
         match TcpStream::from_std(sock) {
             Ok(stream) => {
                 let conn = held.rejoin(stream);
-                tokio::task::spawn_local(serve_plain(worker.clone(), conn, Some(since)));
+                let since = Some(since);
+                match tls {
+                    None => tokio::task::spawn_local(serve_plain(worker.clone(), conn, since)),
+                    Some(tls) => {
+                        tokio::task::spawn_local(serve_tls_h1(worker.clone(), conn, tls, since))
+                    }
+                };
             }
             Err(e) => {
                 tracing::debug!(peer = %held.peer, error = %e, "could not resume a parked HTTP client");
@@ -263,44 +302,21 @@ impl ResumeClient for Parked {
 /// Serves a client connection of a TLS listener: the handshake, then the HTTP/1.1 fast path
 /// (and hyper if a request needs it), or hyper for HTTP/2 when ALPN chose it.
 pub async fn serve_tls(worker: Rc<Worker>, conn: Accepted) {
-    let Client {
-        ctx,
-        io,
-        idle,
-        held,
-    } = client(&worker, conn);
+    let (stream, held) = conn.split();
     let listener = &held.table.listeners[held.listener];
-    let _active = GaugeGuard::new(&listener.stats.workers.get(worker.id).active);
     let (Some(tls), Some(t)) = (&listener.tls, &listener.config.tls) else {
         return;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
-    let result = match tokio::time::timeout(t.handshake_timeout, acceptor.accept(io)).await {
-        Ok(Ok(mut tls)) => {
-            let cfg = &listener.config.http;
-            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                Box::pin(hyper_serve(ctx, TokioIo::new(tls), cfg, &worker, idle)).await
-            } else {
-                let watch = Idle {
-                    activity: idle.activity.clone(),
-                    timeout: idle.timeout,
-                    waiting: idle.waiting.clone(),
-                };
-                match h1::serve(&ctx, &mut tls, watch, cfg.header_timeout, None, None).await {
-                    // (TLS connections are not parked: `park_after` is None here.)
-                    h1::End::Closed | h1::End::Park(_) => {
-                        // close_notify, so a client reading to the end sees a clean end.
-                        let bye = tokio::io::AsyncWriteExt::shutdown(&mut tls);
-                        let _ = tokio::time::timeout(IDLE_GRACE, bye).await;
-                        return;
-                    }
-                    h1::End::Hyper(prefix) => {
-                        let io = TokioIo::new(h1::Rewind::new(prefix, tls));
-                        Box::pin(hyper_serve(ctx, io, cfg, &worker, idle)).await
-                    }
-                }
-            }
-        }
+    // Counted as active from here; the socket goes back into the connection until the
+    // handshake is done, with the counters it is to have.
+    let active = GaugeGuard::new(&listener.stats.workers.get(worker.id).active);
+    let io = Detachable::new(io::Io {
+        stream: Arc::new(stream),
+        counted: io::ClientSide::new(listener.stats.clone(), worker.id),
+    });
+    let mut tls = match tokio::time::timeout(t.handshake_timeout, acceptor.accept(io)).await {
+        Ok(Ok(tls)) => Box::new(tls),
         Ok(Err(e)) => {
             tracing::debug!(listener = %listener.config.name, peer = %held.peer, error = %e, "TLS handshake failed");
             return;
@@ -310,9 +326,83 @@ pub async fn serve_tls(worker: Rc<Worker>, conn: Accepted) {
             return;
         }
     };
+    let Some(io) = tls.get_mut().0.detach() else {
+        return;
+    };
+    let Ok(stream) = Arc::try_unwrap(io.stream) else {
+        return;
+    };
+    drop(active);
+    serve_tls_h1(worker, held.rejoin(stream), tls, None).await;
+}
+
+/// Serves a TLS client connection after its handshake, new or back from the parking lot
+/// (`resumed`, idle since then), its socket given in `conn` and attached to `tls` here: the
+/// HTTP/1.1 fast path, and hyper for HTTP/2 or a request the fast path does not take.
+async fn serve_tls_h1(
+    worker: Rc<Worker>,
+    conn: Accepted,
+    mut tls: Box<io::TlsClient>,
+    resumed: Option<Instant>,
+) {
+    let Client {
+        ctx,
+        io,
+        idle,
+        held,
+    } = client(&worker, conn);
+    let stream = io.stream.clone();
+    tls.get_mut().0.attach(io);
+    let table = held.table.clone();
+    let listener = &table.listeners[held.listener];
+    let _active = GaugeGuard::new(&listener.stats.workers.get(worker.id).active);
+    let cfg = &listener.config.http;
+    let result = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        Box::pin(hyper_serve(ctx, TokioIo::new(tls), cfg, &worker, idle)).await
+    } else {
+        let served = h1::serve(
+            &ctx,
+            &mut *tls,
+            idle.clone(),
+            cfg.header_timeout,
+            park_after(listener, &worker),
+            resumed,
+        );
+        match served.await {
+            h1::End::Park(since) => {
+                // As a plain connection parks, with the session kept and its socket out.
+                // Whatever rustls still holds for the client (a session ticket) goes first.
+                let flush = tokio::io::AsyncWriteExt::flush(&mut *tls);
+                if let Ok(Ok(())) = tokio::time::timeout(IDLE_GRACE, flush).await
+                    && !tls.get_ref().1.wants_write()
+                {
+                    drop((ctx, idle, io_of(&mut tls)));
+                    if let Ok(stream) = Arc::try_unwrap(stream) {
+                        park(&worker, stream, held, since, Some(tls));
+                    }
+                }
+                return;
+            }
+            h1::End::Closed => {
+                // close_notify, so a client reading to the end sees a clean end.
+                let bye = tokio::io::AsyncWriteExt::shutdown(&mut *tls);
+                let _ = tokio::time::timeout(IDLE_GRACE, bye).await;
+                return;
+            }
+            h1::End::Hyper(prefix) => {
+                let io = TokioIo::new(h1::Rewind::new(prefix, tls));
+                Box::pin(hyper_serve(ctx, io, cfg, &worker, idle)).await
+            }
+        }
+    };
     if let Err(e) = result {
         tracing::debug!(listener = %listener.config.name, peer = %held.peer, error = %e, "client connection ended with an error");
     }
+}
+
+/// Takes a TLS connection's socket out of its session (see [`park`]).
+fn io_of(tls: &mut io::TlsClient) -> Option<io::Io<io::ClientSide>> {
+    tls.get_mut().0.detach()
 }
 
 type ConnError = Box<dyn std::error::Error + Send + Sync>;

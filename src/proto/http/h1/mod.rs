@@ -178,22 +178,25 @@ impl ClientIo for Io<ClientSide> {
     }
 }
 
-impl ClientIo for tokio_rustls::server::TlsStream<Io<ClientSide>> {
+impl ClientIo for super::io::TlsClient {
     async fn ready(&self) -> std::io::Result<()> {
         let (io, tls) = self.get_ref();
         // Plaintext already decrypted (a pipelined request) is there to read now.
         if !tls.wants_read() {
             return Ok(());
         }
-        io.stream.readable().await
+        match io.get() {
+            Some(io) => io.stream.readable().await,
+            None => Err(std::io::ErrorKind::NotConnected.into()),
+        }
     }
     fn too_slow(&self) {}
 }
 
 /// Serves a client connection until it ends or a request needs the hyper path.
 ///
-/// `park_after`: how long it may wait for a request before [`End::Park`] (plain connections,
-/// when the worker's parking lot is open and it does not drain). `resumed`: the connection
+/// `park_after`: how long it may wait for a request before [`End::Park`] (when the worker's
+/// parking lot is open and it does not drain). `resumed`: the connection
 /// comes back from the parking lot, idle since then: its first request's head is due by then
 /// plus `header_timeout`, and it is not parked again before that request.
 pub(super) async fn serve<S: ClientIo>(
