@@ -677,6 +677,107 @@ fn an_idle_tls_client_is_parked_with_its_session_and_served_again() {
     assert_eq!(*up.connections.lock().unwrap(), 1);
 }
 
+/// Accepts any server certificate: these tests are about what comes after the handshake.
+#[derive(Debug)]
+struct AnyCert;
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[test]
+fn a_parked_tls_client_gets_a_close_notify_at_its_deadline() {
+    let up = Scripted::start(by_path);
+    let certs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/certs");
+    let (admin, listen) = (addr(), addr());
+    let cfg = base_toml(admin, 1)
+        + &listener_toml(
+            "web",
+            listen,
+            "app",
+            "protocol = \"http\"\npark_after = \"500ms\"\nheader_timeout = \"2s\"",
+        )
+        + &format!(
+            "[listeners.web.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\", names = [\"localhost\"] }}]\n",
+            certs.join("localhost.crt").display(),
+            certs.join("localhost.key").display()
+        )
+        + &cluster_toml("app", "round_robin", &[(up.addr, 1)], "");
+    let p = Proxy::start(&cfg, admin);
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AnyCert))
+    .with_no_client_auth();
+    let session =
+        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let sock = TcpStream::connect(listen).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(session, sock);
+    tls.write_all(b"GET /length HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !got.ends_with(b"hello") {
+        let n = tls.read(&mut chunk).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let metrics = p.metrics();
+    assert!(
+        eventually(5, || metric(
+            &p.metrics(),
+            "corelane_listener_connections_parked{listener=\"web\"}"
+        ) == Some(1.0)),
+        "{metrics}"
+    );
+    // Closed by the lot at the header deadline, with a close_notify: rustls reads a clean
+    // end (a close without one is an UnexpectedEof error).
+    let mut rest = Vec::new();
+    let r = tls.read_to_end(&mut rest);
+    assert!(r.is_ok() && rest.is_empty(), "{r:?} {rest:?}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
 /// An HTTP/2 request with curl (prior knowledge): exit success, the response head (lowercase)
 /// and the body.
 fn h2(listen: SocketAddr, method: &str, path: &str) -> (bool, String, Vec<u8>) {

@@ -63,6 +63,12 @@ pub trait ResumeClient {
     /// error), else it was handed back unparked (the worker drains, the lot failed) and is as
     /// idle as it was.
     fn resume(self: Box<Self>, worker: &Rc<Worker>, sock: std::net::TcpStream, woken: bool);
+
+    /// Its deadline passed while parked: the connection closes, with whatever goodbye its
+    /// protocol wants sent first (best effort: the socket is non-blocking). By default none.
+    fn expire(self: Box<Self>, sock: std::net::TcpStream) {
+        drop((self, sock));
+    }
 }
 
 /// A parked connection: its sockets and what its engine needs to carry on.
@@ -87,6 +93,15 @@ impl Sleeper {
         match self {
             Sleeper::Pair(socks, what) => (*what).resume(worker, socks, woken),
             Sleeper::Client(sock, what) => what.resume(worker, sock, woken),
+        }
+    }
+
+    /// Closes it at its deadline: dropping a pair closes both sockets, as an idle timeout
+    /// does; a client engine may say goodbye first.
+    fn expire(self) {
+        match self {
+            Sleeper::Pair(..) => {}
+            Sleeper::Client(sock, what) => what.expire(sock),
         }
     }
 }
@@ -232,8 +247,11 @@ impl Lot {
         for i in 0..len {
             let deadline = self.slots.borrow().entries[i].as_ref().map(|p| p.deadline);
             match deadline {
-                // Dropping the entry closes both sockets, as an idle timeout does.
-                Some(d) if d <= now => drop(self.unpark(i)),
+                Some(d) if d <= now => {
+                    if let Some(p) = self.unpark(i) {
+                        p.who.expire();
+                    }
+                }
                 Some(d) => earliest = Some(earliest.map_or(d, |e| e.min(d))),
                 None => {}
             }

@@ -297,6 +297,17 @@ impl ResumeClient for Parked {
             }
         }
     }
+
+    /// A TLS client is told with a `close_notify` (as a live one closed when idle is), so
+    /// that it sees a clean end rather than a truncation; a plain one just sees the close.
+    fn expire(self: Box<Self>, mut sock: std::net::TcpStream) {
+        if let Some(mut tls) = self.tls {
+            let session = &mut tls.get_mut().1;
+            session.send_close_notify();
+            // A few dozen bytes into an idle socket's empty send buffer: it does not block.
+            let _ = session.write_tls(&mut sock);
+        }
+    }
 }
 
 /// Serves a client connection of a TLS listener: the handshake, then the HTTP/1.1 fast path
@@ -380,6 +391,8 @@ async fn serve_tls_h1(
                     if let Ok(stream) = Arc::try_unwrap(stream) {
                         park(&worker, stream, held, since, Some(tls));
                     }
+                } else {
+                    tracing::debug!(peer = %held.peer, "an idle TLS client could not be flushed to park; closing it");
                 }
                 return;
             }
