@@ -6,13 +6,15 @@
 //! instant. The pool is worker-local (`Rc`, no lock) and keeps at most `max_cached` free
 //! buffers so a burst does not pin memory forever.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 #[derive(Debug)]
 pub struct BufferPool {
     size: usize,
     max_cached: usize,
     free: RefCell<Vec<Box<[u8]>>>,
+    /// Buffers taken and not given back yet.
+    lent: Cell<usize>,
 }
 
 impl BufferPool {
@@ -21,10 +23,12 @@ impl BufferPool {
             size,
             max_cached,
             free: RefCell::new(Vec::new()),
+            lent: Cell::new(0),
         }
     }
 
     pub fn take(&self) -> Box<[u8]> {
+        self.lent.set(self.lent.get() + 1);
         self.free
             .borrow_mut()
             .pop()
@@ -32,6 +36,7 @@ impl BufferPool {
     }
 
     pub fn put(&self, buf: Box<[u8]>) {
+        self.lent.set(self.lent.get().saturating_sub(1));
         let mut free = self.free.borrow_mut();
         if free.len() < self.max_cached && buf.len() == self.size {
             free.push(buf);
@@ -46,6 +51,11 @@ impl BufferPool {
     /// Free buffers held now.
     pub fn cached(&self) -> usize {
         self.free.borrow().len()
+    }
+
+    /// Buffers out of the pool now (taken, not yet given back): what connections hold.
+    pub fn lent(&self) -> usize {
+        self.lent.get()
     }
 }
 

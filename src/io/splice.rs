@@ -3,16 +3,30 @@
 //!
 //! Plain TCP-to-TCP forwarding has its own, leaner path ([`super::pump`]); this one serves
 //! the streams `pump` cannot take.
+//!
+//! Written here rather than with `tokio::io::copy_bidirectional` for the same reason as
+//! [`super::buffers`]: that function gives each direction a buffer of its own for the
+//! connection's life (16 KiB per connection, idle or not). Here a direction takes a buffer
+//! from the worker's pool for each read and gives it back as soon as the bytes are written,
+//! or at once when the read finds nothing, so an idle connection holds no buffer: a read that
+//! is `Pending` writes nothing into the buffer it was lent.
+//!
+//! Each direction: read, write all of it, repeat; when the read side ends, flush and shut down
+//! the write side (a half-close is passed on, and the other direction goes on). Written bytes
+//! are flushed whenever the read side has nothing more for now, so a TLS writer does not keep
+//! them in its own buffer.
 
 use std::cell::Cell;
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
+
+use super::buffers::BufferPool;
 
 /// How a splice ended.
 #[derive(Debug)]
@@ -23,74 +37,206 @@ pub enum Spliced {
     Failed(io::Error),
 }
 
-pub async fn splice<A, B>(a: A, b: B, idle: Duration) -> Spliced
+/// Reads a direction may do in one poll before it lets other tasks run.
+const READS_PER_POLL: usize = 16;
+
+pub async fn splice<A, B>(mut a: A, mut b: B, idle: Duration, pool: &BufferPool) -> Spliced
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let last = Rc::new(Cell::new(Instant::now()));
-    let mut a = Active {
-        io: a,
-        last: last.clone(),
-    };
-    let mut b = Active {
-        io: b,
-        last: last.clone(),
-    };
-    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+    let last = Cell::new(Instant::now());
+    let (mut ab, mut ba) = (Half::default(), Half::default());
+    let copy = poll_fn(|cx| {
+        let to_b = ab.poll(cx, pool, &last, Pin::new(&mut a), Pin::new(&mut b))?;
+        let to_a = ba.poll(cx, pool, &last, Pin::new(&mut b), Pin::new(&mut a))?;
+        match (to_b, to_a) {
+            (Poll::Ready(()), Poll::Ready(())) => Poll::Ready(Ok::<_, io::Error>(())),
+            _ => Poll::Pending,
+        }
+    });
     tokio::pin!(copy);
-    loop {
+    let result = loop {
         tokio::select! {
-            r = &mut copy => {
-                return match r {
-                    Ok((ab, ba)) => Spliced::Done(ab, ba),
-                    Err(e) => Spliced::Failed(e),
-                };
-            }
+            r = &mut copy => break Some(r),
             () = tokio::time::sleep_until(last.get() + idle) => {
                 if Instant::now() >= last.get() + idle {
-                    return Spliced::Idle;
+                    break None;
                 }
             }
         }
-    }
-}
-
-/// One side, noting when it last delivered bytes.
-struct Active<T> {
-    io: T,
-    last: Rc<Cell<Instant>>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Active<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.last.set(Instant::now());
+    };
+    // A direction stopped mid-write (an error, the idle timeout) gives its buffer back.
+    for half in [&mut ab, &mut ba] {
+        if let Some(buf) = half.buf.take() {
+            pool.put(buf);
         }
-        r
+    }
+    match result {
+        Some(Ok(())) => Spliced::Done(ab.moved, ba.moved),
+        Some(Err(e)) => Spliced::Failed(e),
+        None => Spliced::Idle,
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Active<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
+/// One direction: the bytes read and not yet written (with the buffer lent for them), and how
+/// far it has got.
+#[derive(Default)]
+struct Half {
+    buf: Option<Box<[u8]>>,
+    pos: usize,
+    len: usize,
+    /// The read side ended: what is left is to shut the write side down.
+    eof: bool,
+    /// Bytes were written since the last flush.
+    unflushed: bool,
+    done: bool,
+    moved: u64,
+}
+
+impl Half {
+    fn poll<R, W>(
+        &mut self,
         cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, data)
+        pool: &BufferPool,
+        last: &Cell<Instant>,
+        mut from: Pin<&mut R>,
+        mut to: Pin<&mut W>,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + ?Sized,
+        W: AsyncWrite + ?Sized,
+    {
+        if self.done {
+            return Poll::Ready(Ok(()));
+        }
+        for _ in 0..READS_PER_POLL {
+            if let Some(buf) = &self.buf {
+                while self.pos < self.len {
+                    let n = ready!(to.as_mut().poll_write(cx, &buf[self.pos..self.len]))?;
+                    if n == 0 {
+                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    }
+                    self.pos += n;
+                    self.moved += n as u64;
+                }
+                self.unflushed = true;
+                if let Some(buf) = self.buf.take() {
+                    pool.put(buf);
+                }
+            }
+            if self.eof {
+                ready!(to.as_mut().poll_flush(cx))?;
+                ready!(to.as_mut().poll_shutdown(cx))?;
+                self.done = true;
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = pool.take();
+            let mut read = ReadBuf::new(&mut buf);
+            match from.as_mut().poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => {
+                    let n = read.filled().len();
+                    if n == 0 {
+                        pool.put(buf);
+                        self.eof = true;
+                    } else {
+                        last.set(Instant::now());
+                        (self.buf, self.pos, self.len) = (Some(buf), 0, n);
+                    }
+                }
+                Poll::Ready(Err(e)) => {
+                    pool.put(buf);
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => {
+                    // Nothing to read now: the buffer goes back unused, and what was written
+                    // is pushed out before the direction waits.
+                    pool.put(buf);
+                    if self.unflushed {
+                        ready!(to.as_mut().poll_flush(cx))?;
+                        self.unflushed = false;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        // Busy: let the other direction and other connections have a turn.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::{BufferPool, Spliced, splice};
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn bytes_cross_both_ways_half_closes_pass_and_an_idle_splice_holds_no_buffer() {
+        let pool = BufferPool::new(64, 16);
+        let (a, client) = tokio::io::duplex(256);
+        let (b, server) = tokio::io::duplex(256);
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let pool = std::rc::Rc::new(pool);
+                let p = pool.clone();
+                let spliced = tokio::task::spawn_local(async move {
+                    splice(a, b, Duration::from_secs(30), &p).await
+                });
+                // More than a buffer and more than the pipes hold, each way at once.
+                let up: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+                let down: Vec<u8> = (0..7000u32).map(|i| (i * 7) as u8).collect();
+                let (mut got_up, mut got_down) = (vec![0; up.len()], vec![0; down.len()]);
+                let (mut client_r, mut client_w) = tokio::io::split(client);
+                let (mut server_r, mut server_w) = tokio::io::split(server);
+                tokio::join!(
+                    async { client_w.write_all(&up).await.unwrap() },
+                    async { server_w.write_all(&down).await.unwrap() },
+                    async { server_r.read_exact(&mut got_up).await.unwrap() },
+                    async { client_r.read_exact(&mut got_down).await.unwrap() },
+                );
+                assert_eq!(got_up, up);
+                assert_eq!(got_down, down);
+                // Idle now: every buffer lent is back in the pool.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let cached = pool.cached();
+                assert!(cached >= 1);
+                assert_eq!(pool.lent(), 0, "{cached} cached");
+
+                // The client half-closes: the server sees the end, and can still answer.
+                client_w.shutdown().await.unwrap();
+                let mut rest = Vec::new();
+                server_r.read_to_end(&mut rest).await.unwrap();
+                assert!(rest.is_empty());
+                server_w.write_all(b"bye").await.unwrap();
+                server_w.shutdown().await.unwrap();
+                let mut bye = Vec::new();
+                client_r.read_to_end(&mut bye).await.unwrap();
+                assert_eq!(bye, b"bye");
+                match spliced.await.unwrap() {
+                    Spliced::Done(ab, ba) => assert_eq!((ab, ba), (5000, 7003)),
+                    other => panic!("{other:?}"),
+                }
+                assert_eq!(pool.lent(), 0);
+            })
+            .await;
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+    #[tokio::test(flavor = "current_thread")]
+    async fn nothing_either_way_for_idle_ends_it_and_gives_a_held_buffer_back() {
+        let pool = BufferPool::new(64, 16);
+        let (a, mut client) = tokio::io::duplex(16);
+        let (b, _server) = tokio::io::duplex(16);
+        // The server never reads: the write of what the client sent waits, holding its buffer,
+        // until the idle timeout ends the splice.
+        let (r, ()) = tokio::join!(splice(a, b, Duration::from_millis(300), &pool), async {
+            client.write_all(&[1; 40]).await.unwrap()
+        });
+        assert!(matches!(r, Spliced::Idle), "{r:?}");
+        assert_eq!(pool.lent(), 0);
     }
 }

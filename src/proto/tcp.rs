@@ -235,7 +235,7 @@ async fn serve_tls(worker: &Worker, conn: Accepted, tls: Arc<rustls::ServerConfi
         stream: Arc::new(upstream.stream),
         counted: UpstreamSide(endpoint.stats.clone(), worker.id),
     };
-    match splice(client, up, listener.config.idle_timeout).await {
+    match splice(client, up, listener.config.idle_timeout, &worker.buffers).await {
         Spliced::Done(..) => cluster.succeeded(upstream.endpoint),
         Spliced::Idle => {
             tracing::debug!(listener = %listener.config.name, %peer, "idle timeout");

@@ -306,6 +306,7 @@ async fn forward_to(
                         parts.headers.insert(header::UPGRADE, u);
                     }
                     tokio::task::spawn_local(tunnel::run(
+                        c.worker.clone(),
                         client_side,
                         upstream_side,
                         listener.config.idle_timeout,

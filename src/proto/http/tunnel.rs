@@ -4,14 +4,17 @@
 //!
 //! The tunnel owns a dedicated upstream connection (it never returns to the pool).
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use crate::io::splice::{Spliced, splice};
+use crate::worker::Worker;
 
-pub async fn run(client: OnUpgrade, upstream: OnUpgrade, idle: Duration) {
+/// `worker`: the buffers are its own (`crate::io::buffers`), lent for each read.
+pub async fn run(worker: Rc<Worker>, client: OnUpgrade, upstream: OnUpgrade, idle: Duration) {
     let (client, upstream) = match tokio::join!(client, upstream) {
         (Ok(c), Ok(u)) => (c, u),
         (c, u) => {
@@ -19,7 +22,8 @@ pub async fn run(client: OnUpgrade, upstream: OnUpgrade, idle: Duration) {
             return;
         }
     };
-    match splice(TokioIo::new(client), TokioIo::new(upstream), idle).await {
+    let (client, upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    match splice(client, upstream, idle, &worker.buffers).await {
         Spliced::Done(up, down) => tracing::debug!(up, down, "tunnel closed"),
         Spliced::Idle => tracing::debug!(?idle, "tunnel idle; closed"),
         Spliced::Failed(e) => tracing::debug!(error = %e, "tunnel failed"),
