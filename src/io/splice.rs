@@ -46,36 +46,55 @@ where
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let last = Cell::new(Instant::now());
-    let (mut ab, mut ba) = (Half::default(), Half::default());
-    let copy = poll_fn(|cx| {
-        let to_b = ab.poll(cx, pool, &last, Pin::new(&mut a), Pin::new(&mut b))?;
-        let to_a = ba.poll(cx, pool, &last, Pin::new(&mut b), Pin::new(&mut a))?;
-        match (to_b, to_a) {
-            (Poll::Ready(()), Poll::Ready(())) => Poll::Ready(Ok::<_, io::Error>(())),
-            _ => Poll::Pending,
-        }
-    });
-    tokio::pin!(copy);
-    let result = loop {
-        tokio::select! {
-            r = &mut copy => break Some(r),
-            () = tokio::time::sleep_until(last.get() + idle) => {
-                if Instant::now() >= last.get() + idle {
-                    break None;
+    let mut halves = Halves {
+        pool,
+        ab: Half::default(),
+        ba: Half::default(),
+    };
+    let result = {
+        let Halves { ab, ba, .. } = &mut halves;
+        let copy = poll_fn(|cx| {
+            let to_b = ab.poll(cx, pool, &last, Pin::new(&mut a), Pin::new(&mut b))?;
+            let to_a = ba.poll(cx, pool, &last, Pin::new(&mut b), Pin::new(&mut a))?;
+            match (to_b, to_a) {
+                (Poll::Ready(()), Poll::Ready(())) => Poll::Ready(Ok::<_, io::Error>(())),
+                _ => Poll::Pending,
+            }
+        });
+        tokio::pin!(copy);
+        loop {
+            tokio::select! {
+                r = &mut copy => break Some(r),
+                () = tokio::time::sleep_until(last.get() + idle) => {
+                    if Instant::now() >= last.get() + idle {
+                        break None;
+                    }
                 }
             }
         }
     };
-    // A direction stopped mid-write (an error, the idle timeout) gives its buffer back.
-    for half in [&mut ab, &mut ba] {
-        if let Some(buf) = half.buf.take() {
-            pool.put(buf);
-        }
-    }
     match result {
-        Some(Ok(())) => Spliced::Done(ab.moved, ba.moved),
+        Some(Ok(())) => Spliced::Done(halves.ab.moved, halves.ba.moved),
         Some(Err(e)) => Spliced::Failed(e),
         None => Spliced::Idle,
+    }
+}
+
+/// Both directions, giving back to the pool any buffer still lent when the splice ends (an
+/// error, the idle timeout, or the future dropped mid-write).
+struct Halves<'p> {
+    pool: &'p BufferPool,
+    ab: Half,
+    ba: Half,
+}
+
+impl Drop for Halves<'_> {
+    fn drop(&mut self) {
+        for half in [&mut self.ab, &mut self.ba] {
+            if let Some(buf) = half.buf.take() {
+                self.pool.put(buf);
+            }
+        }
     }
 }
 
@@ -174,8 +193,19 @@ mod tests {
 
     use super::{BufferPool, Spliced, splice};
 
+    /// A test body that must finish in time: a regression fails rather than hangs.
+    async fn within<F: std::future::Future>(f: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(10), f)
+            .await
+            .expect("timed out")
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn bytes_cross_both_ways_half_closes_pass_and_an_idle_splice_holds_no_buffer() {
+        within(both_ways()).await;
+    }
+
+    async fn both_ways() {
         let pool = BufferPool::new(64, 16);
         let (a, client) = tokio::io::duplex(256);
         let (b, server) = tokio::io::duplex(256);
@@ -227,7 +257,34 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn written_bytes_are_flushed_while_the_reader_waits() {
+        within(async {
+            let pool = BufferPool::new(64, 16);
+            let (a, mut client) = tokio::io::duplex(256);
+            let (b, mut server) = tokio::io::duplex(256);
+            // A writer that keeps what it is given until flushed, as a TLS stream may.
+            let b = tokio::io::BufWriter::with_capacity(1024, b);
+            let copy = splice(a, b, Duration::from_secs(30), &pool);
+            let check = async {
+                client.write_all(b"0123456789").await.unwrap();
+                let mut got = [0u8; 10];
+                server.read_exact(&mut got).await.unwrap();
+                assert_eq!(&got, b"0123456789");
+            };
+            tokio::select! {
+                r = copy => panic!("ended early: {r:?}"),
+                () = check => {}
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn nothing_either_way_for_idle_ends_it_and_gives_a_held_buffer_back() {
+        within(idle_ends_it()).await;
+    }
+
+    async fn idle_ends_it() {
         let pool = BufferPool::new(64, 16);
         let (a, mut client) = tokio::io::duplex(16);
         let (b, _server) = tokio::io::duplex(16);
