@@ -302,6 +302,76 @@ fn endpoint_active(p: &Proxy, endpoint: SocketAddr) -> Option<f64> {
 }
 
 #[test]
+fn idle_tls_connections_are_parked_with_their_session_and_wake_on_either_side() {
+    // A line echo server that answers `push` a second and a half later, when the connection
+    // has been parked.
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = server.local_addr().unwrap();
+    thread::spawn(move || {
+        let (s, _) = server.accept().unwrap();
+        let mut lines = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut lines, &mut line).unwrap_or(0) > 0 {
+            let mut w = s.try_clone().unwrap();
+            if line == "push\n" {
+                thread::spawn(move || {
+                    thread::sleep(Duration::from_millis(1500));
+                    let _ = w.write_all(b"pushed\n");
+                });
+            } else {
+                let _ = w.write_all(line.as_bytes());
+            }
+            line.clear();
+        }
+    });
+    let certs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/certs");
+    let tls = format!(
+        "park_after = \"300ms\"\n[listeners.l.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\", names = [\"localhost\"] }}]\n",
+        certs.join("localhost.crt").display(),
+        certs.join("localhost.key").display()
+    );
+    let (p, listen) = start(&cluster_toml("c", "round_robin", &[(up, 1)], ""), &tls, 1);
+    let mut tls = tls_connect(listen);
+    let line = |tls: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>| {
+        let mut got = Vec::new();
+        let mut b = [0u8; 1];
+        while !got.ends_with(b"\n") {
+            assert_eq!(tls.read(&mut b).unwrap(), 1, "{got:?}");
+            got.push(b[0]);
+        }
+        String::from_utf8(got).unwrap()
+    };
+    tls.write_all(b"hello\n").unwrap();
+    assert_eq!(line(&mut tls), "hello\n");
+    // Woken by the client, on the same session.
+    assert!(
+        eventually(5, || parked(&p) == Some(1.0)),
+        "{:?}",
+        parked(&p)
+    );
+    assert_eq!(active(&p), Some(1.0));
+    tls.write_all(b"again\n").unwrap();
+    assert_eq!(line(&mut tls), "again\n");
+    assert_eq!(parked(&p), Some(0.0));
+    // Woken by the upstream: its bytes are encrypted with the session kept while parked.
+    tls.write_all(b"push\n").unwrap();
+    assert!(
+        eventually(5, || parked(&p) == Some(1.0)),
+        "{:?}",
+        parked(&p)
+    );
+    assert_eq!(line(&mut tls), "pushed\n");
+    assert_eq!(parked(&p), Some(0.0));
+    drop(tls);
+    assert!(
+        eventually(5, || active(&p) == Some(0.0) && parked(&p) == Some(0.0)),
+        "{:?} {:?}",
+        active(&p),
+        parked(&p)
+    );
+}
+
+#[test]
 fn idle_connections_are_parked_and_wake_on_either_side() {
     let b = Backend::start("echo");
     let (p, listen) = start(

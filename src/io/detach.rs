@@ -17,6 +17,11 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::counted::{ClientSide, Io};
+
+/// A TLS client connection whose socket can leave its session while it is parked.
+pub type TlsClient = tokio_rustls::server::TlsStream<Detachable<Io<ClientSide>>>;
+
 /// `T`, or nothing while the connection is parked.
 pub struct Detachable<T>(Option<T>);
 

@@ -11,6 +11,10 @@
 //! or at once when the read finds nothing, so an idle connection holds no buffer: a read that
 //! is `Pending` writes nothing into the buffer it was lent.
 //!
+//! With `park_after`, a splice that has moved nothing for that long, with both directions
+//! waiting to read and nothing held or unflushed, returns [`Spliced::Parked`] so that the
+//! caller can park the connection (as [`super::pump`] does for plain TCP).
+//!
 //! Each direction: read, write all of it, repeat; when the read side ends, flush and shut down
 //! the write side (a half-close is passed on, and the other direction goes on). Written bytes
 //! are flushed whenever the read side has nothing more for now, so a TLS writer does not keep
@@ -27,6 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use super::buffers::BufferPool;
+pub use super::pump::Timing;
 
 /// How a splice ended.
 #[derive(Debug)]
@@ -35,27 +40,45 @@ pub enum Spliced {
     Done(u64, u64),
     Idle,
     Failed(io::Error),
+    /// Nothing moved for `timing.park_after`, both directions wait to read and nothing is
+    /// held or unflushed: the caller may park the connection. Idle since then.
+    Parked {
+        idle_since: Instant,
+    },
 }
 
 /// Reads a direction may do in one poll before it lets other tasks run.
 const READS_PER_POLL: usize = 16;
 
-pub async fn splice<A, B>(mut a: A, mut b: B, idle: Duration, pool: &BufferPool) -> Spliced
+/// Copies both ways between `a` and `b` (see the module doc). The idle time counts from
+/// `timing.idle_since`; `timing.park_after` (if any) ends the splice with
+/// [`Spliced::Parked`] when the connection could be parked.
+pub async fn splice<A, B>(a: &mut A, b: &mut B, timing: Timing, pool: &BufferPool) -> Spliced
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let last = Cell::new(Instant::now());
+    let Timing {
+        idle,
+        park_after,
+        idle_since,
+    } = timing;
+    let last = Cell::new(idle_since);
     let mut halves = Halves {
         pool,
         ab: Half::default(),
         ba: Half::default(),
     };
+    let mut park_at = park_after.map(|p| idle_since + p);
+    // As the last poll left the directions: both wait to read; one has half-closed.
+    let (waiting, half_closed) = (Cell::new(false), Cell::new(false));
     let result = {
         let Halves { ab, ba, .. } = &mut halves;
         let copy = poll_fn(|cx| {
-            let to_b = ab.poll(cx, pool, &last, Pin::new(&mut a), Pin::new(&mut b))?;
-            let to_a = ba.poll(cx, pool, &last, Pin::new(&mut b), Pin::new(&mut a))?;
+            let to_b = ab.poll(cx, pool, &last, Pin::new(&mut *a), Pin::new(&mut *b))?;
+            let to_a = ba.poll(cx, pool, &last, Pin::new(&mut *b), Pin::new(&mut *a))?;
+            waiting.set(ab.waits_to_read() && ba.waits_to_read());
+            half_closed.set(ab.eof || ba.eof);
             match (to_b, to_a) {
                 (Poll::Ready(()), Poll::Ready(())) => Poll::Ready(Ok::<_, io::Error>(())),
                 _ => Poll::Pending,
@@ -63,11 +86,30 @@ where
         });
         tokio::pin!(copy);
         loop {
+            let idle_at = last.get() + idle;
+            let wake_at = park_at.map_or(idle_at, |p| p.min(idle_at));
             tokio::select! {
                 r = &mut copy => break Some(r),
-                () = tokio::time::sleep_until(last.get() + idle) => {
-                    if Instant::now() >= last.get() + idle {
+                () = tokio::time::sleep_until(wake_at) => {
+                    let now = Instant::now();
+                    if now >= last.get() + idle {
                         break None;
+                    }
+                    let (Some(p), Some(after)) = (park_at, park_after) else { continue };
+                    if now < p {
+                        continue;
+                    }
+                    if last.get() + after > now {
+                        // Bytes moved since: look again `park_after` after them.
+                        park_at = Some(last.get() + after);
+                    } else if waiting.get() {
+                        return Spliced::Parked { idle_since: last.get() };
+                    } else if half_closed.get() {
+                        // Half-closed: not parked (as in `pump`).
+                        park_at = None;
+                    } else {
+                        // A write still waits for its reader: look again in a while.
+                        park_at = Some(now + after.max(RECHECK));
                     }
                 }
             }
@@ -79,6 +121,9 @@ where
         None => Spliced::Idle,
     }
 }
+
+/// Shortest wait before parking is looked at again, when it was due but a write was waiting.
+const RECHECK: Duration = Duration::from_millis(100);
 
 /// Both directions, giving back to the pool any buffer still lent when the splice ends (an
 /// error, the idle timeout, or the future dropped mid-write).
@@ -114,6 +159,11 @@ struct Half {
 }
 
 impl Half {
+    /// Waiting for its next read with nothing held, unwritten or unflushed.
+    fn waits_to_read(&self) -> bool {
+        self.buf.is_none() && !self.eof && !self.unflushed
+    }
+
     fn poll<R, W>(
         &mut self,
         cx: &mut Context<'_>,
@@ -193,6 +243,15 @@ mod tests {
 
     use super::{BufferPool, Spliced, splice};
 
+    /// An idle timeout of `ms`, no parking.
+    fn timing(ms: u64) -> super::Timing {
+        super::Timing {
+            idle: Duration::from_millis(ms),
+            park_after: None,
+            idle_since: tokio::time::Instant::now(),
+        }
+    }
+
     /// A test body that must finish in time: a regression fails rather than hangs.
     async fn within<F: std::future::Future>(f: F) -> F::Output {
         tokio::time::timeout(Duration::from_secs(10), f)
@@ -215,7 +274,8 @@ mod tests {
                 let pool = std::rc::Rc::new(pool);
                 let p = pool.clone();
                 let spliced = tokio::task::spawn_local(async move {
-                    splice(a, b, Duration::from_secs(30), &p).await
+                    let (mut a, mut b) = (a, b);
+                    splice(&mut a, &mut b, timing(30_000), &p).await
                 });
                 // More than a buffer and more than the pipes hold, each way at once.
                 let up: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
@@ -264,7 +324,8 @@ mod tests {
             let (b, mut server) = tokio::io::duplex(256);
             // A writer that keeps what it is given until flushed, as a TLS stream may.
             let b = tokio::io::BufWriter::with_capacity(1024, b);
-            let copy = splice(a, b, Duration::from_secs(30), &pool);
+            let (mut a, mut b) = (a, b);
+            let copy = splice(&mut a, &mut b, timing(30_000), &pool);
             let check = async {
                 client.write_all(b"0123456789").await.unwrap();
                 let mut got = [0u8; 10];
@@ -290,7 +351,8 @@ mod tests {
         let (b, _server) = tokio::io::duplex(16);
         // The server never reads: the write of what the client sent waits, holding its buffer,
         // until the idle timeout ends the splice.
-        let (r, ()) = tokio::join!(splice(a, b, Duration::from_millis(300), &pool), async {
+        let (mut a, mut b) = (a, b);
+        let (r, ()) = tokio::join!(splice(&mut a, &mut b, timing(300), &pool), async {
             client.write_all(&[1; 40]).await.unwrap()
         });
         assert!(matches!(r, Spliced::Idle), "{r:?}");

@@ -18,7 +18,9 @@
 //!
 //! TLS listeners terminate TLS, then copy through [`splice`]: connect failures still count
 //! for outlier detection, but an upstream reset is not told from a close there, so it is
-//! neither counted nor passed on as a reset (the client's TLS connection is closed).
+//! neither counted nor passed on as a reset (the client's TLS connection is closed). They park
+//! too: the client's TLS session waits boxed in [`Parked`], its socket taken out of it
+//! (`io::detach`), and is given the socket back when the connection wakes.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -28,9 +30,10 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use crate::io::counted::{ClientSide, Io, UpstreamSide};
+use crate::io::detach::{Detachable, TlsClient};
 use crate::io::pump::{End, Side, Timing, pump};
 use crate::io::splice::{Spliced, splice};
-use crate::metrics::counters::{GaugeGuard, OwnedGauge as Gauge};
+use crate::metrics::counters::OwnedGauge as Gauge;
 use crate::metrics::stats::{EndpointStats, ListenerStats};
 use crate::upstream::connect::connect;
 use crate::worker::park::{Sleeper, Socks};
@@ -40,7 +43,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     let table = conn.table.clone();
     let listener = &table.listeners[conn.listener];
     if let Some(tls) = listener.tls.clone() {
-        return serve_tls(&worker, conn, tls).await;
+        return serve_tls(worker, conn, tls).await;
     }
     let active = Gauge::new(listener.stats.clone(), worker.id, |s, w| {
         &s.workers.get(w).active
@@ -72,6 +75,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         endpoint: upstream.endpoint,
         answered: false,
         idle_since: tokio::time::Instant::now(),
+        tls: None,
     };
     forward(worker, parked, client, upstream.stream).await;
 }
@@ -90,6 +94,9 @@ pub struct Parked {
     answered: bool,
     /// Nothing has moved since (the idle timeout counts from here across parking).
     idle_since: tokio::time::Instant,
+    /// A TLS listener's connection: the client's session, its socket detached while parked
+    /// (boxed: plain connections do not pay for it).
+    tls: Option<Box<TlsClient>>,
 }
 
 impl Parked {
@@ -101,6 +108,9 @@ impl Parked {
         }
         let [client, upstream] = socks.map(TcpStream::from_std);
         match (client, upstream) {
+            (Ok(client), Ok(upstream)) if self.tls.is_some() => {
+                tokio::task::spawn_local(forward_tls(worker.clone(), self, client, upstream));
+            }
             (Ok(client), Ok(upstream)) => {
                 tokio::task::spawn_local(forward(worker.clone(), self, client, upstream));
             }
@@ -145,22 +155,7 @@ async fn forward(worker: Rc<Worker>, mut c: Parked, client: TcpStream, upstream:
     c.answered = answered.get();
     if let End::Parked { idle_since } = end {
         c.idle_since = idle_since;
-        match (client.into_std(), upstream.into_std()) {
-            (Ok(client), Ok(upstream)) => {
-                let deadline = idle_since + cfg.idle_timeout;
-                c.parked = Some(Gauge::new(listener.stats.clone(), worker.id, |s, w| {
-                    &s.workers.get(w).parked
-                }));
-                let lot = worker.park.clone();
-                lot.park(
-                    &worker,
-                    Sleeper::Pair([client, upstream], Box::new(c)),
-                    deadline,
-                );
-            }
-            // Not expected (the sockets are registered); the connection is closed.
-            _ => tracing::debug!(peer = %c.held.peer, "could not park a connection"),
-        }
+        park(&worker, c, client, upstream);
         return;
     }
     // For the outlier detector, an endpoint that resets a connection before sending a byte
@@ -189,60 +184,146 @@ async fn forward(worker: Rc<Worker>, mut c: Parked, client: TcpStream, upstream:
     }
 }
 
+/// Puts an idle connection in the worker's parking lot until one of its sockets has
+/// something or its idle timeout (from `c.idle_since`) passes.
+fn park(worker: &Rc<Worker>, mut c: Parked, client: TcpStream, upstream: TcpStream) {
+    let listener = &c.held.table.listeners[c.held.listener];
+    match (client.into_std(), upstream.into_std()) {
+        (Ok(client), Ok(upstream)) => {
+            let deadline = c.idle_since + listener.config.idle_timeout;
+            c.parked = Some(Gauge::new(listener.stats.clone(), worker.id, |s, w| {
+                &s.workers.get(w).parked
+            }));
+            let lot = worker.park.clone();
+            lot.park(
+                worker,
+                Sleeper::Pair([client, upstream], Box::new(c)),
+                deadline,
+            );
+        }
+        // Not expected (the sockets are registered); the connection is closed.
+        _ => tracing::debug!(peer = %c.held.peer, "could not park a connection"),
+    }
+}
+
 /// TLS termination: the handshake (rustls), then bytes both ways between the decrypted client
-/// stream and a plain upstream connection ([`splice`]), until both sides close, one fails, or
-/// the idle timeout passes.
-async fn serve_tls(worker: &Worker, conn: Accepted, tls: Arc<rustls::ServerConfig>) {
+/// stream and a plain upstream connection ([`forward_tls`]).
+async fn serve_tls(worker: Rc<Worker>, conn: Accepted, tls: Arc<rustls::ServerConfig>) {
     let table_ref = conn.table.clone();
     let table = &*table_ref;
     let listener = &table.listeners[conn.listener];
-    let lc = listener.stats.workers.get(worker.id);
-    let _active = GaugeGuard::new(&lc.active);
+    let active = Gauge::new(listener.stats.clone(), worker.id, |s, w| {
+        &s.workers.get(w).active
+    });
     let cluster = table.cluster_of(listener);
     let handshake = listener
         .config
         .tls
         .as_ref()
         .map_or(Duration::from_secs(10), |t| t.handshake_timeout);
-    let peer = conn.peer;
-    let io = Io {
-        stream: Arc::new(conn.stream),
+    let (stream, held) = conn.split();
+    let io = Detachable::new(Io {
+        stream: Arc::new(stream),
         counted: ClientSide::new(listener.stats.clone(), worker.id),
-    };
+    });
     let accept = tokio_rustls::TlsAcceptor::from(tls).accept(io);
-    let client = match tokio::time::timeout(handshake, accept).await {
-        Ok(Ok(s)) => s,
+    let mut session = match tokio::time::timeout(handshake, accept).await {
+        Ok(Ok(s)) => Box::new(s),
         Ok(Err(error)) => {
-            tracing::debug!(listener = %listener.config.name, %peer, %error, "TLS handshake failed");
+            tracing::debug!(listener = %listener.config.name, peer = %held.peer, %error, "TLS handshake failed");
             return;
         }
         Err(_) => {
-            tracing::debug!(listener = %listener.config.name, %peer, "TLS handshake timed out");
+            tracing::debug!(listener = %listener.config.name, peer = %held.peer, "TLS handshake timed out");
             return;
         }
     };
-    let connecting = Box::pin(connect(cluster, worker.id, &worker.histograms, peer.ip()));
+    let connecting = Box::pin(connect(
+        cluster,
+        worker.id,
+        &worker.histograms,
+        held.peer.ip(),
+    ));
     let upstream = match connecting.await {
         Ok(u) => u,
         Err(why) => {
             cluster.stats.workers.get(worker.id).unavailable.inc();
-            tracing::debug!(listener = %listener.config.name, cluster = %cluster.name, %peer, reason = why.reason(), "closing client");
+            tracing::debug!(listener = %listener.config.name, cluster = %cluster.name, peer = %held.peer, reason = why.reason(), "closing client");
             return;
         }
     };
-    let endpoint = &cluster.endpoints[upstream.endpoint];
-    let up = Io {
-        stream: Arc::new(upstream.stream),
+    let Some(client) = session.get_mut().0.detach() else {
+        return;
+    };
+    let Ok(client) = Arc::try_unwrap(client.stream) else {
+        return;
+    };
+    let c = Parked {
+        held,
+        _active: (active, upstream.active),
+        parked: None,
+        endpoint: upstream.endpoint,
+        answered: false,
+        idle_since: tokio::time::Instant::now(),
+        tls: Some(session),
+    };
+    forward_tls(worker, c, client, upstream.stream).await;
+}
+
+/// Copies between a TLS client's session (its socket attached here) and its upstream
+/// ([`splice`]) until both sides close, one fails, or the idle timeout passes; or parks the
+/// connection, session included, when it has been idle for the listener's `park_after`.
+async fn forward_tls(worker: Rc<Worker>, mut c: Parked, client: TcpStream, upstream: TcpStream) {
+    let Some(mut session) = c.tls.take() else {
+        return;
+    };
+    let table = c.held.table.clone();
+    let listener = &table.listeners[c.held.listener];
+    let cluster = table.cluster_of(listener);
+    let endpoint = &cluster.endpoints[c.endpoint];
+    let cfg = &listener.config;
+    let client = Arc::new(client);
+    session.get_mut().0.attach(Io {
+        stream: client.clone(),
+        counted: ClientSide::new(listener.stats.clone(), worker.id),
+    });
+    let mut up = Io {
+        stream: Arc::new(upstream),
         counted: UpstreamSide(endpoint.stats.clone(), worker.id),
     };
-    match splice(client, up, listener.config.idle_timeout, &worker.buffers).await {
-        Spliced::Done(..) => cluster.succeeded(upstream.endpoint),
-        Spliced::Idle => {
-            tracing::debug!(listener = %listener.config.name, %peer, "idle timeout");
+    let mut park_after = cfg.park_after.filter(|_| worker.park.open());
+    loop {
+        let timing = Timing {
+            idle: cfg.idle_timeout,
+            park_after,
+            idle_since: c.idle_since,
+        };
+        match splice(&mut *session, &mut up, timing, &worker.buffers).await {
+            // Parked only with nothing left for rustls to send (`splice` flushed it).
+            Spliced::Parked { idle_since } if !session.get_ref().1.wants_write() => {
+                c.idle_since = idle_since;
+                drop(session.get_mut().0.detach());
+                c.tls = Some(session);
+                match (Arc::try_unwrap(client), Arc::try_unwrap(up.stream)) {
+                    (Ok(client), Ok(upstream)) => park(&worker, c, client, upstream),
+                    _ => tracing::debug!(peer = %c.held.peer, "could not park a connection"),
+                }
+            }
+            Spliced::Parked { idle_since } => {
+                // Not expected: served on, live.
+                c.idle_since = idle_since;
+                park_after = None;
+                continue;
+            }
+            Spliced::Done(..) => cluster.succeeded(c.endpoint),
+            Spliced::Idle => {
+                tracing::debug!(listener = %cfg.name, peer = %c.held.peer, "idle timeout");
+            }
+            Spliced::Failed(error) => {
+                tracing::debug!(listener = %cfg.name, peer = %c.held.peer, upstream = %endpoint.addr, %error, "connection aborted");
+            }
         }
-        Spliced::Failed(error) => {
-            tracing::debug!(listener = %listener.config.name, %peer, upstream = %endpoint.addr, %error, "connection aborted");
-        }
+        return;
     }
 }
 

@@ -3,10 +3,7 @@
 use tokio::net::TcpStream;
 
 pub use crate::io::counted::{ClientSide, Io, UpstreamSide};
-use crate::io::detach::Detachable;
-
-/// A TLS client connection: its socket can leave the session while it is parked.
-pub type TlsClient = tokio_rustls::server::TlsStream<Detachable<Io<ClientSide>>>;
+pub use crate::io::detach::TlsClient;
 
 /// Best effort: tells a client that was too slow to send its request headers, then the caller
 /// closes the connection.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::io::splice::{Spliced, splice};
+use crate::io::splice::{Spliced, Timing, splice};
 use crate::worker::Worker;
 
 /// `worker`: the buffers are its own (`crate::io::buffers`), lent for each read.
@@ -22,10 +22,17 @@ pub async fn run(worker: Rc<Worker>, client: OnUpgrade, upstream: OnUpgrade, idl
             return;
         }
     };
-    let (client, upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-    match splice(client, upstream, idle, &worker.buffers).await {
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    let timing = Timing {
+        idle,
+        park_after: None,
+        idle_since: tokio::time::Instant::now(),
+    };
+    match splice(&mut client, &mut upstream, timing, &worker.buffers).await {
         Spliced::Done(up, down) => tracing::debug!(up, down, "tunnel closed"),
         Spliced::Idle => tracing::debug!(?idle, "tunnel idle; closed"),
         Spliced::Failed(e) => tracing::debug!(error = %e, "tunnel failed"),
+        // Not asked for (`park_after` is None).
+        Spliced::Parked { .. } => {}
     }
 }
