@@ -303,10 +303,11 @@ fn endpoint_active(p: &Proxy, endpoint: SocketAddr) -> Option<f64> {
 
 #[test]
 fn idle_tls_connections_are_parked_with_their_session_and_wake_on_either_side() {
-    // A line echo server that answers `push` a second and a half later, when the connection
-    // has been parked.
+    // A line echo server that answers `push` when told to (once the connection is parked).
     let server = TcpListener::bind("127.0.0.1:0").unwrap();
     let up = server.local_addr().unwrap();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let mut wait = Some(wait);
     thread::spawn(move || {
         let (s, _) = server.accept().unwrap();
         let mut lines = std::io::BufReader::new(s.try_clone().unwrap());
@@ -314,8 +315,9 @@ fn idle_tls_connections_are_parked_with_their_session_and_wake_on_either_side() 
         while std::io::BufRead::read_line(&mut lines, &mut line).unwrap_or(0) > 0 {
             let mut w = s.try_clone().unwrap();
             if line == "push\n" {
+                let Some(wait) = wait.take() else { break };
                 thread::spawn(move || {
-                    thread::sleep(Duration::from_millis(1500));
+                    let _ = wait.recv();
                     let _ = w.write_all(b"pushed\n");
                 });
             } else {
@@ -360,6 +362,7 @@ fn idle_tls_connections_are_parked_with_their_session_and_wake_on_either_side() 
         "{:?}",
         parked(&p)
     );
+    go.send(()).unwrap();
     assert_eq!(line(&mut tls), "pushed\n");
     assert_eq!(parked(&p), Some(0.0));
     drop(tls);
@@ -369,6 +372,47 @@ fn idle_tls_connections_are_parked_with_their_session_and_wake_on_either_side() 
         active(&p),
         parked(&p)
     );
+}
+
+#[test]
+fn a_parked_tls_connection_woken_by_bytes_that_decrypt_to_nothing_still_idles_out() {
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = server.local_addr().unwrap();
+    thread::spawn(move || {
+        let (mut s, _) = server.accept().unwrap();
+        let mut b = [0u8; 64];
+        while let Ok(n) = s.read(&mut b) {
+            if n == 0 || s.write_all(&b[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let certs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/certs");
+    let tls = format!(
+        "park_after = \"100ms\"\nidle_timeout = \"1500ms\"\n[listeners.l.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\", names = [\"localhost\"] }}]\n",
+        certs.join("localhost.crt").display(),
+        certs.join("localhost.key").display()
+    );
+    let (p, listen) = start(&cluster_toml("c", "round_robin", &[(up, 1)], ""), &tls, 1);
+    let mut tls = tls_connect(listen);
+    tls.write_all(b"hi").unwrap();
+    let mut got = [0u8; 2];
+    tls.read_exact(&mut got).unwrap();
+    let t = Instant::now();
+    // Then, one byte every 250 ms of a TLS record that never completes, straight on the
+    // socket: each wakes the parked connection, none is plaintext, so none is activity.
+    let record = [0x17u8, 0x03, 0x03, 0x00, 0x40];
+    let mut closed_at = None;
+    for i in 0..20 {
+        thread::sleep(Duration::from_millis(250));
+        if active(&p) == Some(0.0) {
+            closed_at = Some(t.elapsed());
+            break;
+        }
+        let _ = tls.sock.write_all(&[*record.get(i).unwrap_or(&0)]);
+    }
+    let closed_at = closed_at.expect("still open after 5 s of partial-record wakes");
+    assert!(closed_at >= Duration::from_millis(1400), "{closed_at:?}");
 }
 
 #[test]

@@ -69,7 +69,9 @@ where
         ab: Half::default(),
         ba: Half::default(),
     };
-    let mut park_at = park_after.map(|p| idle_since + p);
+    // Not parked again within `park_after` of (re)starting, whatever the idle clock says: a
+    // connection woken from the parking lot reads what woke it first.
+    let mut park_at = park_after.map(|p| Instant::now() + p);
     // As the last poll left the directions: both wait to read; one has half-closed.
     let (waiting, half_closed) = (Cell::new(false), Cell::new(false));
     let result = {
@@ -89,6 +91,8 @@ where
             let idle_at = last.get() + idle;
             let wake_at = park_at.map_or(idle_at, |p| p.min(idle_at));
             tokio::select! {
+                // The copy first: bytes already there count before the clock is looked at.
+                biased;
                 r = &mut copy => break Some(r),
                 () = tokio::time::sleep_until(wake_at) => {
                     let now = Instant::now();

@@ -103,7 +103,11 @@ impl Parked {
     /// Serves the connection again; `woken`: one of its sockets has something.
     pub fn resume(mut self, worker: &Rc<Worker>, socks: Socks, woken: bool) {
         self.parked = None;
-        if woken {
+        // A plain connection wakes on a byte or its end: activity. Over TLS only plaintext
+        // is, and what woke the connection may decrypt to nothing (part of a record): the
+        // clock goes on from the last plaintext, and `splice` reads what came before it looks
+        // at the clock.
+        if woken && self.tls.is_none() {
             self.idle_since = tokio::time::Instant::now();
         }
         let [client, upstream] = socks.map(TcpStream::from_std);
@@ -291,7 +295,7 @@ async fn forward_tls(worker: Rc<Worker>, mut c: Parked, client: TcpStream, upstr
         stream: Arc::new(upstream),
         counted: UpstreamSide(endpoint.stats.clone(), worker.id),
     };
-    let mut park_after = cfg.park_after.filter(|_| worker.park.open());
+    let park_after = cfg.park_after.filter(|_| worker.park.open());
     loop {
         let timing = Timing {
             idle: cfg.idle_timeout,
@@ -310,9 +314,15 @@ async fn forward_tls(worker: Rc<Worker>, mut c: Parked, client: TcpStream, upstr
                 }
             }
             Spliced::Parked { idle_since } => {
-                // Not expected: served on, live.
+                // rustls has something to send (a reply to a KeyUpdate, say): send it, and
+                // look again.
                 c.idle_since = idle_since;
-                park_after = None;
+                if tokio::io::AsyncWriteExt::flush(&mut *session)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
                 continue;
             }
             Spliced::Done(..) => cluster.succeeded(c.endpoint),
