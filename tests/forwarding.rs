@@ -326,12 +326,7 @@ fn idle_tls_connections_are_parked_with_their_session_and_wake_on_either_side() 
             line.clear();
         }
     });
-    let certs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/certs");
-    let tls = format!(
-        "park_after = \"300ms\"\n[listeners.l.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\", names = [\"localhost\"] }}]\n",
-        certs.join("localhost.crt").display(),
-        certs.join("localhost.key").display()
-    );
+    let tls = "park_after = \"300ms\"\n".to_owned() + &localhost_tls("l");
     let (p, listen) = start(&cluster_toml("c", "round_robin", &[(up, 1)], ""), &tls, 1);
     let mut tls = tls_connect(listen);
     let line = |tls: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>| {
@@ -387,12 +382,8 @@ fn a_parked_tls_connection_woken_by_bytes_that_decrypt_to_nothing_still_idles_ou
             }
         }
     });
-    let certs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/certs");
-    let tls = format!(
-        "park_after = \"100ms\"\nidle_timeout = \"1500ms\"\n[listeners.l.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\", names = [\"localhost\"] }}]\n",
-        certs.join("localhost.crt").display(),
-        certs.join("localhost.key").display()
-    );
+    let tls =
+        "park_after = \"100ms\"\nidle_timeout = \"1500ms\"\n".to_owned() + &localhost_tls("l");
     let (p, listen) = start(&cluster_toml("c", "round_robin", &[(up, 1)], ""), &tls, 1);
     let mut tls = tls_connect(listen);
     tls.write_all(b"hi").unwrap();

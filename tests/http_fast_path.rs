@@ -423,12 +423,7 @@ fn tls_clients_are_served_by_the_fast_path_and_handed_over_too() {
             false,
         )
     });
-    let certs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/certs");
-    let tls = format!(
-        "[listeners.web.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\", names = [\"localhost\"] }}]\n",
-        certs.join("localhost.crt").display(),
-        certs.join("localhost.key").display()
-    );
+    let tls = localhost_tls("web");
     let (admin, listen) = (addr(), addr());
     let cfg = base_toml(admin, 1)
         + &listener_toml("web", listen, "app", "protocol = \"http\"")
@@ -601,22 +596,11 @@ fn a_parked_client_still_ends_at_header_timeout_after_its_last_request() {
 fn an_idle_tls_client_is_parked_with_its_session_and_served_again() {
     use std::process::{Command, Stdio};
     let up = Scripted::start(by_path);
-    let certs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/certs");
-    let (admin, listen) = (addr(), addr());
-    let cfg = base_toml(admin, 1)
-        + &listener_toml(
-            "web",
-            listen,
-            "app",
-            "protocol = \"http\"\npark_after = \"1s\"\nheader_timeout = \"30s\"",
-        )
-        + &format!(
-            "[listeners.web.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\", names = [\"localhost\"] }}]\n",
-            certs.join("localhost.crt").display(),
-            certs.join("localhost.key").display()
-        )
-        + &cluster_toml("app", "round_robin", &[(up.addr, 1)], "");
-    let p = Proxy::start(&cfg, admin);
+    let tls = localhost_tls("web");
+    let (p, listen) = proxy(
+        up.addr,
+        &format!("park_after = \"1s\"\nheader_timeout = \"30s\"\n{tls}"),
+    );
     let gauge = |name: &str| {
         metric(
             &p.metrics(),
@@ -680,22 +664,11 @@ fn an_idle_tls_client_is_parked_with_its_session_and_served_again() {
 #[test]
 fn a_parked_tls_client_gets_a_close_notify_at_its_deadline() {
     let up = Scripted::start(by_path);
-    let certs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/certs");
-    let (admin, listen) = (addr(), addr());
-    let cfg = base_toml(admin, 1)
-        + &listener_toml(
-            "web",
-            listen,
-            "app",
-            "protocol = \"http\"\npark_after = \"500ms\"\nheader_timeout = \"2s\"",
-        )
-        + &format!(
-            "[listeners.web.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\", names = [\"localhost\"] }}]\n",
-            certs.join("localhost.crt").display(),
-            certs.join("localhost.key").display()
-        )
-        + &cluster_toml("app", "round_robin", &[(up.addr, 1)], "");
-    let p = Proxy::start(&cfg, admin);
+    let tls = localhost_tls("web");
+    let (p, listen) = proxy(
+        up.addr,
+        &format!("park_after = \"500ms\"\nheader_timeout = \"2s\"\n{tls}"),
+    );
     let mut tls = tls_connect(listen);
     tls.write_all(b"GET /length HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();

@@ -68,15 +68,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         }
     };
     let (client, held) = conn.split();
-    let parked = Parked {
-        held,
-        _active: (active, upstream.active),
-        parked: None,
-        endpoint: upstream.endpoint,
-        answered: false,
-        idle_since: tokio::time::Instant::now(),
-        tls: None,
-    };
+    let parked = Parked::new(held, (active, upstream.active), upstream.endpoint, None);
     forward(worker, parked, client, upstream.stream).await;
 }
 
@@ -100,6 +92,25 @@ pub struct Parked {
 }
 
 impl Parked {
+    /// A connection just connected to its cluster's endpoint `endpoint`, with its listener's
+    /// and the endpoint's `active` gauges.
+    fn new(
+        held: Held,
+        active: (Gauge<ListenerStats>, Gauge<EndpointStats>),
+        endpoint: usize,
+        tls: Option<Box<TlsClient>>,
+    ) -> Self {
+        Parked {
+            held,
+            _active: active,
+            parked: None,
+            endpoint,
+            answered: false,
+            idle_since: tokio::time::Instant::now(),
+            tls,
+        }
+    }
+
     /// Serves the connection again; `woken`: one of its sockets has something.
     pub fn resume(mut self, worker: &Rc<Worker>, socks: Socks, woken: bool) {
         self.parked = None;
@@ -262,15 +273,12 @@ async fn serve_tls(worker: Rc<Worker>, conn: Accepted, tls: Arc<rustls::ServerCo
     let Ok(client) = Arc::try_unwrap(client.stream) else {
         return;
     };
-    let c = Parked {
+    let c = Parked::new(
         held,
-        _active: (active, upstream.active),
-        parked: None,
-        endpoint: upstream.endpoint,
-        answered: false,
-        idle_since: tokio::time::Instant::now(),
-        tls: Some(session),
-    };
+        (active, upstream.active),
+        upstream.endpoint,
+        Some(session),
+    );
     forward_tls(worker, c, client, upstream.stream).await;
 }
 

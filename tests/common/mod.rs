@@ -423,3 +423,14 @@ pub fn tls_connect(listen: SocketAddr) -> rustls::StreamOwned<rustls::ClientConn
         .unwrap();
     rustls::StreamOwned::new(session, sock)
 }
+
+/// The `[listeners.NAME.tls]` table of a listener that terminates TLS with the test
+/// certificate for `localhost` (config/examples/certs).
+pub fn localhost_tls(listener: &str) -> String {
+    let certs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/certs");
+    format!(
+        "[listeners.{listener}.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\", names = [\"localhost\"] }}]\n",
+        certs.join("localhost.crt").display(),
+        certs.join("localhost.key").display()
+    )
+}
