@@ -8,8 +8,12 @@
 # `exec`s the bundled loader on the real binary (so a pid taken with `$!` is the tool's own,
 # and CPU affinity set by taskset carries over), with the bundled libraries only.
 #
-#   bench/device/bundle.sh DIR          # then, there: . bench/device/env.sh DIR; bench/....sh --no-build
-#                                       # or bench/device/suite.sh DIR tcp http ...
+#   bench/device/bundle.sh DIR [--perf]  # then, there: . bench/device/env.sh DIR; bench/....sh --no-build
+#                                        # or bench/device/suite.sh DIR tcp http ...
+#
+# --perf adds perf (for `suite.sh DIR httpprof`). perf brings python's and perl's libraries:
+# the bundle then passes 64 MiB, so carry it compressed (`tar cJf bundle.tar.xz DIR`, about
+# 21 MB) and unpack it there.
 #
 # Only the wrappers find the bundled libraries: nothing else on that machine is affected.
 # This is a measuring aid, not a way to ship corelane (see Dockerfile for that).
@@ -23,6 +27,7 @@ DIR=$(mkdir -p "$1" && cd "$1" && pwd)
 touch "$DIR/.corelane-bundle"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TOOLS="wrk h2load curl haproxy nginx redis-server redis-benchmark redis-cli nutcracker memcached memcslap taskset pgrep"
+[ "${2:-}" = --perf ] && TOOLS="$TOOLS perf"
 rm -rf "$DIR/bin" "$DIR/real" "$DIR/lib" "$DIR/nginx-modules"
 mkdir -p "$DIR/bin" "$DIR/real" "$DIR/lib" "$DIR/nginx-modules"
 

@@ -7,7 +7,7 @@
 #   CPUs 10-15 (8-15 for redis)       load generators (6 wrk/h2load threads; 2 or 4 redis-benchmark
 #                                     processes)
 #
-#   bench/device/suite.sh BUNDLE_DIR [tcp] [tcp5] [http] [redis] [redis4] [health] [reload] ...
+#   bench/device/suite.sh BUNDLE_DIR [tcp] [tcp5] [http] [httpprof] [redis] [redis4] [health] [reload] ...
 #
 # (reload has not run on the device machine yet; bench/mysql.sh is not part of the suite: it
 # needs MariaDB, which the bundle does not carry.)
@@ -26,9 +26,10 @@ for b in "$@"; do
   case $b in
     tcp) "$ROOT/bench/tcp.sh" --no-build "${W4[@]}" --rounds 3 --duration 8 --bulk-mib 1024 --idle-conns 0 ;;
     http) "$ROOT/bench/http.sh" --no-build "${W4[@]}" --rounds 3 --duration 6 ;;
-    # One round with each proxy sampled by perf (needs perf in the bundle: bundle.sh --perf).
+    # One round with each proxy sampled by perf (needs perf in the bundle: bundle.sh DIR --perf).
     httpprof) "$ROOT/bench/http.sh" --no-build "${W4[@]}" --rounds 1 --duration 6 --profile
-      mkdir -p "$RESULTS/perf" && cp "$ROOT"/bench/out/http/perf-*.txt "$RESULTS/perf/" ;;
+      # One file: a device run brings back only a few files.
+      tar cf "$RESULTS/perf.tar" -C "$ROOT/bench/out/http" $(cd "$ROOT/bench/out/http" && ls perf-*.txt) ;;
     redis) "$ROOT/bench/redis.sh" --no-build --workers 1 --proxy-cpus 0 --backend-cpus 4-6 --load-cpus 8-15 \
       --threads 2 --rounds 3 --clients 50 --requests 400000 --requests-p16 4000000 --keys 100000 --mc-requests 200000 ;;
     # All workers: corelane with 4 (twemproxy is one process by design; it gets the same CPUs).
@@ -41,7 +42,7 @@ for b in "$@"; do
       --threads 6 --conns 256 --reloads 100 --rounds 2 --duration 20 ;;
     *) echo "unknown benchmark $b" >&2; exit 2 ;;
   esac
-  d=${b%[0-9]}
+  d=${b%[0-9]}; d=${d%prof}
   cp "$ROOT/bench/out/$d/summary.md" "$RESULTS/$b.md" 2>/dev/null || true
   cp "$ROOT/bench/out/$d/raw.tsv" "$RESULTS/$b.tsv" 2>/dev/null || true
 done
