@@ -32,6 +32,10 @@
 //!
 //! TLS listeners do the handshake first (rustls, `crate::tls`; ALPN picks h2 or HTTP/1.1).
 //!
+//! An HTTP/1.1 keep-alive client idle between requests for `park_after` is parked
+//! (`worker::park`, [`park`]): plain or TLS, with a TLS session kept boxed and its socket
+//! taken out of it (`io::detach`). Connections on the hyper path are not parked.
+//!
 //! Not here: TLS configurations (`crate::tls`), health (`crate::upstream::health`).
 
 pub mod access_log;
