@@ -391,7 +391,7 @@ async fn serve_tls_h1(
                 if let Ok(Ok(())) = tokio::time::timeout(IDLE_GRACE, flush).await
                     && !tls.get_ref().1.wants_write()
                 {
-                    drop((ctx, idle, io_of(&mut tls)));
+                    drop((ctx, idle, tls.get_mut().0.detach()));
                     if let Ok(stream) = Arc::try_unwrap(stream) {
                         park(&worker, stream, held, since, Some(tls));
                     }
@@ -415,11 +415,6 @@ async fn serve_tls_h1(
     if let Err(e) = result {
         tracing::debug!(listener = %listener.config.name, peer = %held.peer, error = %e, "client connection ended with an error");
     }
-}
-
-/// Takes a TLS connection's socket out of its session (see [`park`]).
-fn io_of(tls: &mut io::TlsClient) -> Option<io::Io<io::ClientSide>> {
-    tls.get_mut().0.detach()
 }
 
 type ConnError = Box<dyn std::error::Error + Send + Sync>;
