@@ -29,7 +29,8 @@
 #
 # Then (--idle N, default 1000; 0 skips it) the memory of idle sessions: corelane's RSS growth
 # per session with N sessions open and idle, after login only, and after one read each (which
-# opens the session's replica connection) (bench/mysql_idle.py).
+# opens the session's replica connection), 1 s after they opened (live) and 7 s after (parked:
+# `park_after` is 5 s), and how many answered a statement afterwards (bench/mysql_idle.py).
 #
 # Needs: mariadb-server, mariadb-client, sysbench, python3, python3-pymysql (Debian packages
 # of those names).
@@ -214,7 +215,7 @@ for t in tests:
 EOF
 if [ -s "$OUT/idle.tsv" ]; then
   echo
-  echo "| idle sessions | kind | corelane RSS per session (bytes) |"
-  echo "|---|---|---|"
-  awk -F'\t' '{printf "| %s | %s | %s |\n", $2, ($1 == "login" ? "after login" : "after one read (replica connection open)"), $3}' "$OUT/idle.tsv"
+  echo "| idle sessions | kind | corelane RSS per session after 1 s, live (bytes) | after 7 s, parked (bytes) | answered afterwards |"
+  echo "|---|---|---|---|---|"
+  awk -F'\t' '{printf "| %s | %s | %s | %s | %s |\n", $2, ($1 == "login" ? "after login" : "after one read (replica connection open)"), $3, $4, $5}' "$OUT/idle.tsv"
 fi

@@ -442,6 +442,111 @@ except pymysql.MySQLError as e:
     assert_eq!(out, "1105 True");
 }
 
+/// Idle sessions are parked (`park_after`) with their backend connections, and carry on where
+/// they were: the same server connection, its transaction and session variables. A backend
+/// connection lost while parked is replaced, unless the session's transaction was on it; a
+/// parked session that idles out says COM_QUIT to its backends.
+#[test]
+fn idle_sessions_are_parked_with_their_connections() {
+    let pair = Pair::start();
+    setup_schema(&pair);
+    let (admin, listen) = addrs();
+    let cfg = config(admin, listen, &pair, "", "10s").replace(
+        "idle_timeout = \"60s\"",
+        "idle_timeout = \"6s\"\npark_after = \"200ms\"",
+    );
+    let p = Proxy::start(&cfg, admin);
+    assert!(replica_state(&p, "up"));
+    let out = py(
+        listen,
+        &format!(
+            r#"
+import urllib.request
+def gauge(kind):
+    m = urllib.request.urlopen("http://{admin}/metrics").read().decode()
+    for line in m.splitlines():
+        if line.startswith('corelane_listener_connections_%s{{listener="db"}}' % kind):
+            return float(line.split()[-1])
+def wait_parked(n):
+    for _ in range(100):
+        if gauge("parked") == n:
+            return True
+        time.sleep(0.05)
+    return False
+direct = pymysql.connect(host="127.0.0.1", port={primary}, user="app", password="app", database="shop", autocommit=True)
+cid = lambda c: one(c, "/* corelane:primary */ SELECT CONNECTION_ID()")[0]
+
+# a: a transaction and a session variable; b: a plain connection to the primary;
+# t: a transaction whose connection will be killed.
+a = connect()
+a.cursor().execute("SET SESSION sql_mode = 'ANSI_QUOTES'")
+a.cursor().execute("BEGIN")
+a.cursor().execute("INSERT INTO items (v) VALUES ('parked')")
+a_id = cid(a)
+b = connect()
+b_id = cid(b)
+t = connect()
+t.cursor().execute("BEGIN")
+t.cursor().execute("INSERT INTO items (v) VALUES ('lost')")
+t_id = cid(t)
+print("parked", wait_parked(3), gauge("active"))
+direct.cursor().execute("KILL %d" % b_id)
+direct.cursor().execute("KILL %d" % t_id)
+time.sleep(0.2)
+
+print("same connection", cid(a) == a_id)
+print("in its transaction", one(a, "SELECT COUNT(*) FROM items WHERE v = 'parked'")[0], one(direct, "SELECT COUNT(*) FROM items WHERE v = 'parked'")[0])
+print("sql_mode", one(a, "SELECT @@sql_mode")[0])
+a.cursor().execute("ROLLBACK")
+print("rolled back", one(a, "/* corelane:primary */ SELECT COUNT(*) FROM items WHERE v = 'parked'")[0])
+new_b = cid(b)
+print("replaced", new_b != b_id)
+print("transaction lost", err(lambda: t.cursor().execute("SELECT 1")))
+print("closed", err(lambda: t.cursor().execute("SELECT 1")) is not None)
+print("lost row", one(direct, "SELECT COUNT(*) FROM items WHERE v = 'lost'")[0])
+
+# Parked until the idle timeout (6 s): closed, with COM_QUIT to its backend (a server counts
+# a client that closes without one in Aborted_clients).
+aborted = lambda: int(one(direct, "SHOW GLOBAL STATUS LIKE 'Aborted_clients'")[1])
+before = aborted()
+print("parked again", wait_parked(2))
+for _ in range(200):
+    if gauge("active") == 0:
+        break
+    time.sleep(0.05)
+print("idled out", gauge("active"), gauge("parked"))
+print("client closed", err(lambda: b.cursor().execute("SELECT 1")) is not None)
+for _ in range(100):
+    if one(direct, "SELECT COUNT(*) FROM information_schema.processlist WHERE id = %d" % new_b)[0] == 0:
+        break
+    time.sleep(0.05)
+print("backend gone", one(direct, "SELECT COUNT(*) FROM information_schema.processlist WHERE id IN (%d, %d)" % (a_id, new_b))[0])
+print("said goodbye", aborted() - before)
+"#,
+            primary = pair.primary.port(),
+        ),
+    );
+    assert_eq!(
+        out,
+        "parked True 3.0\n\
+         same connection True\n\
+         in its transaction 1 0\n\
+         sql_mode ANSI_QUOTES\n\
+         rolled back 0\n\
+         replaced True\n\
+         transaction lost 2013\n\
+         closed True\n\
+         lost row 0\n\
+         parked again True\n\
+         idled out 0.0 0.0\n\
+         client closed True\n\
+         backend gone 0\n\
+         said goodbye 0",
+        "{}",
+        p.log_text()
+    );
+}
+
 /// Read-your-writes: by time, and by GTID (MASTER_GTID_WAIT on the replica).
 #[test]
 fn read_your_writes() {

@@ -110,8 +110,9 @@ pub struct MysqlListener {
 }
 
 impl MysqlListener {
-    pub fn user(&self, name: &[u8]) -> Option<&MysqlUser> {
-        self.users.iter().find(|u| u.user.as_bytes() == name)
+    /// The index in `users` of the user called `name`.
+    pub fn user_index(&self, name: &[u8]) -> Option<usize> {
+        self.users.iter().position(|u| u.user.as_bytes() == name)
     }
 }
 

@@ -270,10 +270,12 @@ pub fn greeting(cfg: &MysqlListener, tls: bool, out: &mut Vec<u8>) -> [u8; 20] {
     s
 }
 
-/// Who logged in, and how.
+/// Who logged in, and how. Owns what it says (no borrow of the table), so that a parked
+/// session can keep it.
 #[derive(Debug, Clone)]
-pub struct LoggedIn<'c> {
-    pub user: &'c MysqlUser,
+pub struct LoggedIn {
+    /// Index into the listener's `users`.
+    pub user: usize,
     /// Capabilities both sides have: what backends are asked for too.
     pub capabilities: u32,
     pub charset: u8,
@@ -322,13 +324,13 @@ pub fn is_ssl_request(r: &Response) -> bool {
 }
 
 /// Checks the login against the listener's users and answers it (OK, or ERR and `End`).
-pub async fn login<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
+pub async fn login<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     client: &mut Client<'_, S>,
-    cfg: &'c MysqlListener,
+    cfg: &MysqlListener,
     scramble: &[u8; 20],
     r: Response,
     peer: SocketAddr,
-) -> Result<LoggedIn<'c>, End> {
+) -> Result<LoggedIn, End> {
     let h = HandshakeResponse41::parse(&r.payload)
         .map_err(|_| End::Refused(err_payload(1043, b"08S01", "Bad handshake")))?;
     if h.ssl_request {
@@ -387,14 +389,14 @@ async fn switch<S: AsyncRead + AsyncWrite + Readable + Unpin>(
 /// connection's login (clients compute it with that one), and a client answering with another
 /// method is switched to `mysql_native_password`. A failed change is answered with ERR and
 /// ends the connection.
-pub async fn change_user<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
+pub async fn change_user<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     client: &mut Client<'_, S>,
-    cfg: &'c MysqlListener,
+    cfg: &MysqlListener,
     payload: &[u8],
-    login: &LoggedIn<'_>,
+    login: &LoggedIn,
     seq: u8,
     peer: SocketAddr,
-) -> Result<LoggedIn<'c>, End> {
+) -> Result<LoggedIn, End> {
     let bad = || End::Refused(err_payload(1047, b"08S01", "Malformed COM_CHANGE_USER"));
     let capabilities = login.capabilities;
     let mut r = wire::Reader::new(payload.get(1..).ok_or_else(bad)?);
@@ -425,19 +427,21 @@ pub async fn change_user<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
 
 /// Checks the credentials of the user `name` (`response`, computed by `plugin` against
 /// `scramble`), switching a client that used another method to `mysql_native_password`, and
-/// answers from sequence id `seq`: OK, or ERR and [`End::Gone`].
+/// answers from sequence id `seq`: OK (and the user's index in `cfg.users`), or ERR and
+/// [`End::Gone`].
 #[allow(clippy::too_many_arguments)]
-async fn authenticate<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
+async fn authenticate<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     client: &mut Client<'_, S>,
-    cfg: &'c MysqlListener,
+    cfg: &MysqlListener,
     name: &[u8],
     plugin: &[u8],
     response: &[u8],
     scramble: &[u8; 20],
     mut seq: u8,
     peer: SocketAddr,
-) -> Result<&'c MysqlUser, End> {
-    let user = cfg.user(name);
+) -> Result<usize, End> {
+    let index = cfg.user_index(name);
+    let user = index.and_then(|i| cfg.users.get(i));
     let mut sent_password = !response.is_empty();
     let mut used_sha2 = plugin == SHA2;
     let verified = match check(user, plugin, scramble, response) {
@@ -452,7 +456,7 @@ async fn authenticate<'c, S: AsyncRead + AsyncWrite + Readable + Unpin>(
             check(user, NATIVE, scramble, &response) == Some(true)
         }
     };
-    let Some(u) = user.filter(|_| verified) else {
+    let Some(u) = index.filter(|_| verified) else {
         let msg = format!(
             "Access denied for user '{}'@'{}' (using password: {})",
             String::from_utf8_lossy(name),

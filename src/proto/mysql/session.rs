@@ -48,14 +48,16 @@ use super::reply::{Expect, PrepareOk, ReplyReader, Step};
 use super::stmt::{self, Role, Stmts};
 use super::wire::{command, status};
 use crate::config::model::{MysqlListener, NoReplica, ReadYourWrites};
+use crate::config::table::RoutingTable;
 use crate::io::buffers::VecPool;
-use crate::metrics::counters::GaugeGuard;
 use crate::metrics::counters::OwnedGauge;
 use crate::metrics::stats::EndpointStats;
 use crate::metrics::stats::{EndpointCounters, ListenerCounters};
 use crate::upstream::Cluster;
 use crate::upstream::connect::connect;
 use crate::worker::{Accepted, Worker};
+
+mod park;
 
 /// Session commands kept for replay, and their bytes; past either the session is pinned to the
 /// primary.
@@ -65,24 +67,20 @@ const MAX_REPLAY_BYTES: usize = 256 * 1024;
 const FLUSH_AT: usize = 64 * 1024;
 
 pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
-    let table = conn.table.clone();
-    let listener = &table.listeners[conn.listener];
-    let Some(cfg) = listener.config.mysql.as_ref() else {
+    let (stream, held) = conn.split();
+    let table = held.table.clone();
+    let listener = &table.listeners[held.listener];
+    let Some(ctx) = Ctx::new(&worker, &table, held.listener, held.peer) else {
         return;
     };
-    let lc = listener.stats.workers.get(worker.id);
-    let _active = GaugeGuard::new(&lc.active);
-    let _ = conn.stream.set_nodelay(true);
-    let peer = conn.peer;
-    let mut c = Client::new(conn.stream, cfg.max_packet, &worker.vecs);
+    let active = OwnedGauge::new(listener.stats.clone(), worker.id, |s, w| {
+        &s.workers.get(w).active
+    });
+    let _ = stream.set_nodelay(true);
+    let mut c = Client::new(stream, ctx.cfg.max_packet, &worker.vecs);
     let tls = listener.tls.clone();
-    let scramble = client::greeting(cfg, tls.is_some(), c.out());
-    let handshake = listener
-        .config
-        .tls
-        .as_ref()
-        .map_or(Duration::from_secs(10), |t| t.handshake_timeout);
-    let first = match tokio::time::timeout(handshake, async {
+    let scramble = client::greeting(ctx.cfg, tls.is_some(), c.out());
+    let first = match tokio::time::timeout(ctx.login_timeout, async {
         c.flush().await?;
         client::read_response(&mut c).await
     })
@@ -92,19 +90,6 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         Ok(Err(e)) => return refuse(&mut c, e).await,
         Err(_) => return,
     };
-    let clusters = [
-        Some(table.cluster_of(listener)),
-        cfg.replicas.map(|i| &table.clusters[i]),
-    ];
-    let ctx = Ctx {
-        worker: &worker,
-        cfg,
-        clusters,
-        peer,
-        idle: listener.config.idle_timeout,
-        login_timeout: handshake,
-        lc,
-    };
     match (tls, client::is_ssl_request(&first)) {
         (Some(tls), true) => {
             if !c.rbuf.is_empty() {
@@ -112,20 +97,31 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
             }
             // Boxed: the TLS handshake's and a TLS session's state would otherwise be part of
             // every plain session's task too.
-            Box::pin(serve_tls(ctx, c.stream, tls, handshake, scramble)).await;
+            Box::pin(serve_tls(ctx, c.stream, tls, scramble)).await;
+            drop((held, active));
         }
-        _ => run(ctx, c, &scramble, first).await,
+        _ => {
+            if let Some(s) = log_in(ctx, &mut c, &scramble, first).await {
+                let kept = park::Kept {
+                    held,
+                    _active: active,
+                };
+                park::serve(&worker, kept, s, c, Instant::now()).await;
+            }
+        }
     }
 }
 
-/// A session whose client asked for TLS: the handshake (rustls), then the login over it.
+/// A session whose client asked for TLS: the handshake (rustls), then the login over it. TLS
+/// sessions are not parked.
 async fn serve_tls(
-    ctx: Ctx<'_>,
+    mut ctx: Ctx<'_>,
     stream: TcpStream,
     tls: std::sync::Arc<rustls::ServerConfig>,
-    handshake: Duration,
     scramble: [u8; 20],
 ) {
+    ctx.park_after = None;
+    let handshake = ctx.login_timeout;
     let accepted = tokio::time::timeout(
         handshake,
         tokio_rustls::TlsAcceptor::from(tls).accept(stream),
@@ -141,7 +137,10 @@ async fn serve_tls(
         Ok(Err(e)) => return refuse(&mut c, e).await,
         Err(_) => return,
     };
-    run(ctx, c, &scramble, r).await;
+    if let Some(mut s) = log_in(ctx, &mut c, &scramble, r).await {
+        let r = s.serve(&mut c, Instant::now()).await;
+        s.end(&mut c, r).await;
+    }
 }
 
 /// Sends a refusal's ERR, if it has one.
@@ -159,6 +158,9 @@ struct Ctx<'t> {
     clusters: [Option<&'t Cluster>; 2],
     peer: SocketAddr,
     idle: Duration,
+    /// Idle this long, the session may be parked (`park`): the listener's `park_after`, if
+    /// under `idle`, while the worker does not drain and its parking lot works.
+    park_after: Option<Duration>,
     /// How long a client has to log in (and to answer an auth switch): the listener's TLS
     /// `handshake_timeout`, else 10 s.
     login_timeout: Duration,
@@ -166,37 +168,66 @@ struct Ctx<'t> {
     lc: &'t ListenerCounters,
 }
 
-async fn run<S: AsyncRead + AsyncWrite + Readable + Unpin>(
-    ctx: Ctx<'_>,
-    mut c: Client<'_, S>,
+impl<'t> Ctx<'t> {
+    /// The context of a session on `table`'s listener `index`; `None` if it is not a mysql
+    /// listener.
+    fn new(
+        worker: &'t Worker,
+        table: &'t RoutingTable,
+        index: usize,
+        peer: SocketAddr,
+    ) -> Option<Self> {
+        let listener = &table.listeners[index];
+        let cfg = listener.config.mysql.as_ref()?;
+        let idle = listener.config.idle_timeout;
+        Some(Ctx {
+            worker,
+            cfg,
+            clusters: [
+                Some(table.cluster_of(listener)),
+                cfg.replicas.map(|i| &table.clusters[i]),
+            ],
+            peer,
+            idle,
+            park_after: listener
+                .config
+                .park_after
+                .filter(|&p| p < idle && !worker.drain.started() && worker.park.open()),
+            login_timeout: listener
+                .config
+                .tls
+                .as_ref()
+                .map_or(Duration::from_secs(10), |t| t.handshake_timeout),
+            lc: listener.stats.workers.get(worker.id),
+        })
+    }
+}
+
+/// Checks the client's login; the session it opens, or `None` (the client was refused, or
+/// took too long).
+async fn log_in<'t, S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    ctx: Ctx<'t>,
+    c: &mut Client<'_, S>,
     scramble: &[u8; 20],
     first: client::Response,
-) {
-    let login = client::login(&mut c, ctx.cfg, scramble, first, ctx.peer);
+) -> Option<Session<'t>> {
+    let login = client::login(c, ctx.cfg, scramble, first, ctx.peer);
     let login = match tokio::time::timeout(ctx.login_timeout, login).await {
         Ok(Ok(l)) => l,
-        Ok(Err(e)) => return refuse(&mut c, e).await,
-        Err(_) => return,
+        Ok(Err(e)) => {
+            refuse(c, e).await;
+            return None;
+        }
+        Err(_) => return None,
     };
-    let mut s = Session {
+    Some(Session {
         ctx,
         login,
         backends: [None, None],
-        replay: Vec::new(),
-        pinned: false,
-        last: Role::Primary,
-        wrote: false,
-        last_write: None,
-        gtid_stale: false,
-        last_gtid: None,
-        stmts: Stmts::default(),
+        st: State::default(),
         doomed: false,
         reply_seq: 1,
-    };
-    if let Err(End::Refused(p)) = s.serve(&mut c).await {
-        let _ = c.send(1, &p).await;
-    }
-    s.quit().await;
+    })
 }
 
 /// One open backend connection.
@@ -214,6 +245,9 @@ struct Backend<'t> {
     unsure: bool,
     /// The last GTID this (replica) connection is known to have applied.
     gtid_seen: Option<String>,
+    /// Why the connection is unusable, found while the session was parked (`park`): [`stale`]
+    /// reports it at its next use, as it reports what it finds on a live connection.
+    found_dead: Option<String>,
 }
 
 impl Backend<'_> {
@@ -226,6 +260,14 @@ impl Backend<'_> {
     fn in_transaction(&self) -> bool {
         self.unsure || self.status & status::IN_TRANS != 0 || self.status & status::AUTOCOMMIT == 0
     }
+}
+
+/// How [`Session::serve`] returned, when the client did not fail.
+enum Served {
+    /// The session is over: the client quit, idled out, or the worker drains.
+    Ended,
+    /// The client has been idle since `since` for the listener's `park_after`.
+    Idle { since: Instant },
 }
 
 /// How relaying one reply ended.
@@ -246,8 +288,21 @@ enum Relayed {
 
 struct Session<'t> {
     ctx: Ctx<'t>,
-    login: LoggedIn<'t>,
+    login: LoggedIn,
     backends: [Option<Backend<'t>>; 2],
+    st: State,
+    /// A connection holding the session's transaction or pinned state was lost: the client
+    /// connection is closed after the current command's reply.
+    doomed: bool,
+    /// The sequence id of a reply corelane writes itself to the command being handled: one
+    /// past its last packet (1, unless the command took several packets).
+    reply_seq: u8,
+}
+
+/// What a session has learnt from its commands, apart from its connections: all of it goes
+/// with COM_RESET_CONNECTION and COM_CHANGE_USER.
+#[derive(Default)]
+pub(super) struct State {
     /// Session commands (whole command payloads) to replay on new connections; `true` marks a
     /// database change (only the last one is kept).
     replay: Vec<(bool, Box<[u8]>)>,
@@ -261,12 +316,6 @@ struct Session<'t> {
     gtid_stale: bool,
     last_gtid: Option<String>,
     stmts: Stmts,
-    /// A connection holding the session's transaction or pinned state was lost: the client
-    /// connection is closed after the current command's reply.
-    doomed: bool,
-    /// The sequence id of a reply corelane writes itself to the command being handled: one
-    /// past its last packet (1, unless the command took several packets).
-    reply_seq: u8,
 }
 
 fn role_name(r: Role) -> &'static str {
@@ -324,7 +373,7 @@ impl<'t> Session<'t> {
         if self.replica_txn() {
             return Role::Replica;
         }
-        if self.primary_txn() || self.pinned || class.hint == Some(Hint::Primary) {
+        if self.primary_txn() || self.st.pinned || class.hint == Some(Hint::Primary) {
             return Role::Primary;
         }
         if class.route == Route::Pin {
@@ -339,13 +388,13 @@ impl<'t> Session<'t> {
         match class.route {
             Route::Read | Route::BeginReadOnly => {
                 if let ReadYourWrites::Primary(d) = self.ctx.cfg.read_your_writes {
-                    if self.last_write.is_some_and(|t| t.elapsed() < d) {
+                    if self.st.last_write.is_some_and(|t| t.elapsed() < d) {
                         return Role::Primary;
                     }
                 }
                 Role::Replica
             }
-            Route::Previous => self.last,
+            Route::Previous => self.st.last,
             _ => Role::Primary,
         }
     }
@@ -397,13 +446,13 @@ impl<'t> Session<'t> {
         let ReadYourWrites::Gtid(wait) = self.ctx.cfg.read_your_writes else {
             return Ok(());
         };
-        if self.gtid_stale {
+        if self.st.gtid_stale {
             if !self.read_last_gtid().await {
                 return Err(ReplicaOut::Behind);
             }
-            self.gtid_stale = false;
+            self.st.gtid_stale = false;
         }
-        let Some(gtid) = self.last_gtid.clone() else {
+        let Some(gtid) = self.st.last_gtid.clone() else {
             return Ok(());
         };
         let in_txn = self.replica_txn();
@@ -445,6 +494,12 @@ impl<'t> Session<'t> {
         let Some(cluster) = self.ctx.clusters[role as usize] else {
             return Err(Failure::Io("no replica cluster".to_owned()));
         };
+        // The login's user comes from the same configuration as `ctx.cfg`.
+        let Some(u) = self.ctx.cfg.users.get(self.login.user) else {
+            return Err(Failure::Io(
+                "the session's user is not configured".to_owned(),
+            ));
+        };
         let w = self.ctx.worker;
         let up = connect(cluster, w.id, &w.histograms, self.ctx.peer.ip())
             .await
@@ -457,7 +512,6 @@ impl<'t> Session<'t> {
             .with_interval(Duration::from_secs(10));
         let _ = socket2::SockRef::from(&up.stream).set_tcp_keepalive(&keepalive);
         let mut conn = Conn::new(up.stream, self.ctx.cfg.max_packet);
-        let u = self.login.user;
         let login = Login {
             user: &u.backend_user,
             password: &u.backend_password,
@@ -466,7 +520,7 @@ impl<'t> Session<'t> {
             charset: Some(self.login.charset),
             max_packet: self.ctx.cfg.max_packet.min(u32::MAX as usize) as u32,
         };
-        let replay = &self.replay;
+        let replay = &self.st.replay;
         let setup = async {
             let mut st = conn.login(&login).await?;
             for (_, cmd) in replay {
@@ -503,6 +557,7 @@ impl<'t> Session<'t> {
             status,
             unsure: false,
             gtid_seen: None,
+            found_dead: None,
         });
         Ok(())
     }
@@ -512,7 +567,20 @@ impl<'t> Session<'t> {
     fn drop_backend(&mut self, role: Role) {
         self.doomed |= self.in_state(role);
         self.backends[role as usize] = None;
-        self.stmts.forget(role);
+        self.st.stmts.forget(role);
+    }
+
+    /// Ends the session after [`Self::serve`]: a refusal's ERR to the client, QUIT to the
+    /// backends.
+    async fn end<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+        &mut self,
+        c: &mut Client<'_, S>,
+        served: Result<Served, End>,
+    ) {
+        if let Err(End::Refused(p)) = served {
+            let _ = c.send(1, &p).await;
+        }
+        self.quit().await;
     }
 
     /// Sends QUIT to the open backends.
@@ -525,14 +593,19 @@ impl<'t> Session<'t> {
         self.backends = [None, None];
     }
 
-    /// The session's command loop.
+    /// The session's command loop, from a client last active at `since`. It returns when the
+    /// session ends, or when it may be parked: the client has sent nothing for `park_after`,
+    /// and nothing is buffered either way (the client holds no buffer).
     async fn serve<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         &mut self,
         c: &mut Client<'_, S>,
-    ) -> Result<(), End> {
-        let idle = tokio::time::sleep(self.ctx.idle.min(Duration::from_secs(1)));
+        since: Instant,
+    ) -> Result<Served, End> {
+        let tick = self.ctx.idle.min(Duration::from_secs(1));
+        let tick = self.ctx.park_after.map_or(tick, |p| tick.min(p));
+        let idle = tokio::time::sleep(tick);
         tokio::pin!(idle);
-        let mut last_active = Instant::now();
+        let mut last_active = since;
         loop {
             let f = tokio::select! {
                 biased;
@@ -540,9 +613,13 @@ impl<'t> Session<'t> {
                 () = &mut idle => {
                     let now = Instant::now();
                     if self.ctx.worker.drain.started() || now >= last_active + self.ctx.idle {
-                        return Ok(());
+                        return Ok(Served::Ended);
                     }
-                    idle.as_mut().reset(now + self.ctx.idle.min(Duration::from_secs(1)));
+                    let parkable = c.rbuf.capacity() == 0 && c.wbuf.is_empty();
+                    if parkable && self.ctx.park_after.is_some_and(|p| now >= last_active + p) {
+                        return Ok(Served::Idle { since: last_active });
+                    }
+                    idle.as_mut().reset(now + tick);
                     continue;
                 }
             };
@@ -558,10 +635,10 @@ impl<'t> Session<'t> {
             self.ctx.lc.bytes_in.add(f.consumed as u64);
             self.ctx.lc.bytes_out.add(std::mem::take(&mut c.sent));
             if !go_on? || self.doomed {
-                return Ok(());
+                return Ok(Served::Ended);
             }
             if self.ctx.worker.drain.started() && !self.primary_txn() && !self.replica_txn() {
-                return Ok(());
+                return Ok(Served::Ended);
             }
         }
     }
@@ -662,14 +739,13 @@ impl<'t> Session<'t> {
     /// COM_CHANGE_USER).
     async fn reset(&mut self) {
         self.quit().await;
-        self.replay.clear();
-        self.stmts.clear();
-        self.pinned = false;
-        self.wrote = false;
-        self.last_write = None;
-        self.last_gtid = None;
-        self.gtid_stale = false;
-        self.last = Role::Primary;
+        let mut stmts = std::mem::take(&mut self.st.stmts);
+        // Ids go on counting: one from before the reset is not given to a new statement.
+        stmts.clear();
+        self.st = State {
+            stmts,
+            ..State::default()
+        };
     }
 
     /// A statement (or FIELD_LIST, STATISTICS) in `raw`: route it, relay the reply.
@@ -710,7 +786,7 @@ impl<'t> Session<'t> {
     /// pinned session state).
     fn in_state(&self, role: Role) -> bool {
         match role {
-            Role::Primary => self.primary_txn() || self.pinned,
+            Role::Primary => self.primary_txn() || self.st.pinned,
             Role::Replica => self.replica_txn(),
         }
     }
@@ -725,10 +801,10 @@ impl<'t> Session<'t> {
     ) -> Result<bool, End> {
         match r {
             Relayed::Done { error, .. } => {
-                self.last = role;
+                self.st.last = role;
                 if class.route == Route::Pin {
                     // Even inside a transaction: temporary tables and locks outlive it.
-                    self.pinned = true;
+                    self.st.pinned = true;
                 }
                 let may_write = !matches!(
                     class.route,
@@ -736,15 +812,15 @@ impl<'t> Session<'t> {
                 );
                 if role == Role::Primary && may_write {
                     // A failed statement may still have written (a multi-statement, CALL).
-                    self.wrote = true;
+                    self.st.wrote = true;
                     if error && class.opens {
                         if let Some(b) = self.backends[role as usize].as_mut() {
                             b.unsure = true;
                         }
                     }
                 }
-                if self.wrote && !self.primary_txn() {
-                    self.wrote = false;
+                if self.st.wrote && !self.primary_txn() {
+                    self.st.wrote = false;
                     self.written();
                 }
                 Ok(true)
@@ -778,8 +854,8 @@ impl<'t> Session<'t> {
     fn written(&mut self) {
         match self.ctx.cfg.read_your_writes {
             ReadYourWrites::Off => {}
-            ReadYourWrites::Primary(_) => self.last_write = Some(Instant::now()),
-            ReadYourWrites::Gtid(_) => self.gtid_stale = true,
+            ReadYourWrites::Primary(_) => self.st.last_write = Some(Instant::now()),
+            ReadYourWrites::Gtid(_) => self.st.gtid_stale = true,
         }
     }
 
@@ -797,7 +873,7 @@ impl<'t> Session<'t> {
                     && g.bytes()
                         .all(|c| c.is_ascii_digit() || c == b'-' || c == b',') =>
             {
-                self.last_gtid = Some(g);
+                self.st.last_gtid = Some(g);
                 true
             }
             // Nothing was logged (the statement changed no row).
@@ -855,16 +931,16 @@ impl<'t> Session<'t> {
                 self.drop_backend(other);
             }
         }
-        let bytes: usize = self.replay.iter().map(|(_, p)| p.len()).sum();
-        if self.replay.len() >= MAX_REPLAY || bytes + payload.len() > MAX_REPLAY_BYTES {
-            self.pinned = true;
+        let bytes: usize = self.st.replay.iter().map(|(_, p)| p.len()).sum();
+        if self.st.replay.len() >= MAX_REPLAY || bytes + payload.len() > MAX_REPLAY_BYTES {
+            self.st.pinned = true;
         } else {
             if is_use {
-                self.replay.retain(|(u, _)| !u);
+                self.st.replay.retain(|(u, _)| !u);
             } else {
-                self.replay.retain(|(_, p)| **p != *payload);
+                self.st.replay.retain(|(_, p)| **p != *payload);
             }
-            self.replay.push((is_use, payload.into()));
+            self.st.replay.push((is_use, payload.into()));
         }
         Ok(go_on)
     }
@@ -923,7 +999,7 @@ impl<'t> Session<'t> {
         raw: &[u8],
         payload: &[u8],
     ) -> Result<bool, End> {
-        if self.stmts.is_full() {
+        if self.st.stmts.is_full() {
             let msg = format!(
                 "Can't create more than max_prepared_stmt_count statements (current value: {})",
                 stmt::MAX_STATEMENTS
@@ -934,7 +1010,7 @@ impl<'t> Session<'t> {
         }
         let mut class = classify(&payload[1..]);
         if class.route == Route::Kill {
-            self.stmts.prepare_failed();
+            self.st.stmts.prepare_failed();
             c.send(self.reply_seq, &kill_refused()).await?;
             return Ok(true);
         }
@@ -946,12 +1022,12 @@ impl<'t> Session<'t> {
         let role = match self.route(class).await {
             Ok(r) => r,
             Err(e) => {
-                self.stmts.prepare_failed();
+                self.st.stmts.prepare_failed();
                 c.send(self.reply_seq, &e).await?;
                 return Ok(true);
             }
         };
-        let id = self.stmts.peek_next();
+        let id = self.st.stmts.peek_next();
         let r = self
             .relay_fresh(c, role, raw, Expect::Prepare, Some(id))
             .await;
@@ -961,9 +1037,11 @@ impl<'t> Session<'t> {
             ..
         } = &r
         {
-            self.stmts.add(payload, class, p.params, role, p.statement);
+            self.st
+                .stmts
+                .add(payload, class, p.params, role, p.statement);
         } else {
-            self.stmts.prepare_failed();
+            self.st.stmts.prepare_failed();
         }
         let read = Class {
             route: Route::Read,
@@ -976,7 +1054,7 @@ impl<'t> Session<'t> {
     /// Makes sure statement `id` is prepared on `role`'s connection (which is open); returns
     /// its id there.
     async fn prepared_on(&mut self, id: u32, role: Role) -> Result<u32, Vec<u8>> {
-        let Some(st) = self.stmts.get_mut(id) else {
+        let Some(st) = self.st.stmts.get_mut(id) else {
             return Err(unknown_stmt(id, "mysqld_stmt_execute"));
         };
         if let Some(b) = st.on[role as usize] {
@@ -1008,7 +1086,7 @@ impl<'t> Session<'t> {
                 error: false,
                 ..
             } => {
-                if let Some(st) = self.stmts.get_mut(id) {
+                if let Some(st) = self.st.stmts.get_mut(id) {
                     st.on[role as usize] = Some(p.statement);
                     st.typed[role as usize] = false;
                 }
@@ -1043,7 +1121,7 @@ impl<'t> Session<'t> {
         payload: &[u8],
     ) -> Result<bool, End> {
         let id = stmt::id_of(payload).unwrap_or(0);
-        let Some(st) = self.stmts.get_mut(id) else {
+        let Some(st) = self.st.stmts.get_mut(id) else {
             c.send(self.reply_seq, &unknown_stmt(id, "mysqld_stmt_execute"))
                 .await?;
             return Ok(true);
@@ -1102,7 +1180,7 @@ impl<'t> Session<'t> {
                 });
             }
         };
-        let Some(st) = self.stmts.get_mut(id) else {
+        let Some(st) = self.st.stmts.get_mut(id) else {
             return Err(End::Gone);
         };
         let mut p = payload.to_vec();
@@ -1130,7 +1208,7 @@ impl<'t> Session<'t> {
 
     async fn long_data(&mut self, payload: &[u8]) {
         let id = stmt::id_of(payload).unwrap_or(0);
-        let Some(st) = self.stmts.get_mut(id) else {
+        let Some(st) = self.st.stmts.get_mut(id) else {
             return; // no reply exists for this command; the execute will report it
         };
         let (class, forced) = (st.class, st.long_data);
@@ -1144,7 +1222,7 @@ impl<'t> Session<'t> {
         let Ok(backend_id) = self.prepared_on(id, role).await else {
             return;
         };
-        if let Some(st) = self.stmts.get_mut(id) {
+        if let Some(st) = self.st.stmts.get_mut(id) {
             st.long_data = Some(role);
         }
         let p = stmt::with_id(payload, backend_id);
@@ -1158,7 +1236,7 @@ impl<'t> Session<'t> {
 
     async fn close_stmt(&mut self, payload: &[u8]) {
         let id = stmt::id_of(payload).unwrap_or(0);
-        let Some(st) = self.stmts.remove(id) else {
+        let Some(st) = self.st.stmts.remove(id) else {
             return;
         };
         for role in [Role::Primary, Role::Replica] {
@@ -1180,7 +1258,7 @@ impl<'t> Session<'t> {
         payload: &[u8],
     ) -> Result<bool, End> {
         let id = stmt::id_of(payload).unwrap_or(0);
-        let Some(st) = self.stmts.get_mut(id) else {
+        let Some(st) = self.st.stmts.get_mut(id) else {
             c.send(self.reply_seq, &unknown_stmt(id, "mysqld_stmt_reset"))
                 .await?;
             return Ok(true);
@@ -1217,7 +1295,7 @@ impl<'t> Session<'t> {
         payload: &[u8],
     ) -> Result<bool, End> {
         let id = stmt::id_of(payload).unwrap_or(0);
-        let (role, bid) = match self.stmts.get_mut(id) {
+        let (role, bid) = match self.st.stmts.get_mut(id) {
             Some(st) => match st.last.and_then(|r| Some((r, st.on[r as usize]?))) {
                 Some(x) => x,
                 None => {
@@ -1301,6 +1379,9 @@ async fn relay<S: AsyncRead + AsyncWrite + Readable + Unpin>(
 /// the server, or holding bytes nobody asked for (MySQL 8 sends an ERR before it closes an
 /// idle connection). Costs no system call unless the socket was seen readable.
 fn stale(b: &mut Backend<'_>) -> Option<String> {
+    if let Some(why) = b.found_dead.take() {
+        return Some(why);
+    }
     if !b.conn.buf.is_empty() {
         return Some("the server sent bytes nobody asked for".to_owned());
     }
@@ -1308,17 +1389,18 @@ fn stale(b: &mut Backend<'_>) -> Option<String> {
     match b.conn.stream.poll_read_ready(&mut cx) {
         std::task::Poll::Pending => None,
         std::task::Poll::Ready(Err(e)) => Some(e.to_string()),
-        std::task::Poll::Ready(Ok(())) => {
-            let mut probe = [0u8; 64];
-            match b.conn.stream.try_read(&mut probe) {
-                Ok(0) => Some("the server closed the connection".to_owned()),
-                Ok(_) => {
-                    Some("the server sent bytes nobody asked for (an error while idle?)".to_owned())
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
-                Err(e) => Some(e.to_string()),
-            }
-        }
+        std::task::Poll::Ready(Ok(())) => probe_result(b.conn.stream.try_read(&mut [0u8; 64])),
+    }
+}
+
+/// What a read (or peek) on an idle backend connection says about it: `None` if it is fine
+/// (nothing to read yet).
+fn probe_result(read: std::io::Result<usize>) -> Option<String> {
+    match read {
+        Ok(0) => Some("the server closed the connection".to_owned()),
+        Ok(_) => Some("the server sent bytes nobody asked for (an error while idle?)".to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        Err(e) => Some(e.to_string()),
     }
 }
 

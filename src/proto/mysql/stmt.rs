@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use super::classify::Class;
 
 /// A backend of the session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Role {
+    #[default]
     Primary = 0,
     Replica = 1,
 }

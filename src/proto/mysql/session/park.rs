@@ -1,0 +1,217 @@
+//! Parking an idle MySQL session (`worker::park`). A plain client connection that has sent
+//! nothing for its listener's `park_after`, with nothing buffered either way, leaves its task:
+//! what the session knows (its login, its [`State`], each backend connection's socket and
+//! status) waits in a box in the worker's parking lot, and the client's socket in the lot's
+//! epoll set. The backend sockets leave the runtime too, unwatched (a live idle session does not
+//! watch them either). When the client sends again, closes, or the worker drains, the session
+//! is rebuilt around the same connections and carries on: its transaction, its prepared
+//! statements and its session variables are where they were.
+//!
+//! A backend connection that died while parked (the server closed it, or sent an error before
+//! closing it) is found on waking with one `peek` each and handled at its next use exactly as
+//! on a live session (`super::stale`): replaced, or, if the session's transaction or pinned
+//! state was on it, the statement gets an ERR and the session ends. (The runtime would
+//! usually report it before the client's command is read, since a woken session first waits on
+//! its freshly registered client socket; the `peek` makes that certain rather than likely.)
+//! At the idle deadline a parked session's backends get COM_QUIT, as a live session's do.
+//!
+//! Not here: TLS sessions (they stay live: their rustls state would be most of what parking
+//! saves), the command loop (`super::Session::serve`).
+
+use std::io::Write;
+use std::rc::Rc;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::super::backend::Conn;
+use super::super::client::{Client, LoggedIn};
+use super::super::stmt::Role;
+use super::super::wire::command;
+use super::{Backend, Ctx, Served, Session, State, probe_result};
+use crate::metrics::counters::OwnedGauge;
+use crate::metrics::stats::{EndpointStats, ListenerStats};
+use crate::worker::park::{ResumeClient, Sleeper};
+use crate::worker::{Held, Worker};
+
+/// What a plain session holds for its whole life, live or parked: its place under the
+/// listener's limits and among the worker's connections, and its count as active.
+pub(super) struct Kept {
+    pub held: Held,
+    pub _active: OwnedGauge<ListenerStats>,
+}
+
+/// A parked session.
+struct Parked {
+    kept: Kept,
+    /// Counts the session as parked while it is.
+    _parked: OwnedGauge<ListenerStats>,
+    login: LoggedIn,
+    st: State,
+    backends: [Option<Dormant>; 2],
+    /// The client's last command came then: the idle timeout counts from here.
+    since: Instant,
+}
+
+/// A backend connection of a parked session: [`Backend`] without what the table gives back.
+struct Dormant {
+    sock: std::net::TcpStream,
+    /// Empty (and without capacity) unless the server sent what nobody asked for.
+    buf: Vec<u8>,
+    seq: u8,
+    endpoint: usize,
+    active: OwnedGauge<EndpointStats>,
+    status: u16,
+    unsure: bool,
+    gtid_seen: Option<String>,
+    found_dead: Option<String>,
+}
+
+/// Serves a plain session, its client last active at `since`, until it ends or is parked.
+pub(super) async fn serve(
+    worker: &Rc<Worker>,
+    kept: Kept,
+    mut s: Session<'_>,
+    mut c: Client<'_, TcpStream>,
+    since: Instant,
+) {
+    match s.serve(&mut c, since).await {
+        Ok(Served::Idle { since }) => park(worker, kept, s, c.stream, since),
+        served => s.end(&mut c, served).await,
+    }
+}
+
+/// Takes the session apart and parks it until its idle deadline.
+fn park(worker: &Rc<Worker>, kept: Kept, s: Session<'_>, stream: TcpStream, since: Instant) {
+    let deadline = since + s.ctx.idle;
+    let peer = s.ctx.peer;
+    let sock = match stream.into_std() {
+        Ok(sock) => sock,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "could not park a mysql session");
+            return;
+        }
+    };
+    let Session {
+        login,
+        backends,
+        st,
+        ..
+    } = s;
+    let mut dormant = [None, None];
+    for (slot, b) in dormant.iter_mut().zip(backends) {
+        let Some(b) = b else { continue };
+        match b.conn.stream.into_std() {
+            Ok(bsock) => {
+                *slot = Some(Dormant {
+                    sock: bsock,
+                    buf: b.conn.buf,
+                    seq: b.conn.seq,
+                    endpoint: b.endpoint,
+                    active: b._active,
+                    status: b.status,
+                    unsure: b.unsure,
+                    gtid_seen: b.gtid_seen,
+                    found_dead: b.found_dead,
+                });
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "could not park a mysql session's backend; closing the session");
+                return;
+            }
+        }
+    }
+    let table = &kept.held.table;
+    let stats = table.listeners[kept.held.listener].stats.clone();
+    let parked = Parked {
+        _parked: OwnedGauge::new(stats, worker.id, |s, w| &s.workers.get(w).parked),
+        kept,
+        login,
+        st,
+        backends: dormant,
+        since,
+    };
+    worker
+        .park
+        .park(worker, Sleeper::Client(sock, Box::new(parked)), deadline);
+}
+
+impl ResumeClient for Parked {
+    fn resume(self: Box<Self>, worker: &Rc<Worker>, sock: std::net::TcpStream, _woken: bool) {
+        tokio::task::spawn_local(wake(worker.clone(), *self, sock));
+    }
+
+    /// Idled out while parked: COM_QUIT to the backends, as [`Session::quit`] sends (best
+    /// effort: five bytes to an idle, non-blocking socket), and the client closed.
+    fn expire(self: Box<Self>, sock: std::net::TcpStream) {
+        for b in self.backends.iter().flatten() {
+            let _ = (&b.sock).write(&[1, 0, 0, 0, command::QUIT]);
+        }
+        drop(sock);
+    }
+}
+
+/// Rebuilds a parked session around its connections and serves it again.
+async fn wake(worker: Rc<Worker>, p: Parked, sock: std::net::TcpStream) {
+    let Parked {
+        kept,
+        _parked,
+        login,
+        st,
+        backends,
+        since,
+    } = p;
+    drop(_parked);
+    let table = kept.held.table.clone();
+    let Some(ctx) = Ctx::new(&worker, &table, kept.held.listener, kept.held.peer) else {
+        return;
+    };
+    let peer = ctx.peer;
+    let stream = match TcpStream::from_std(sock) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "could not resume a parked mysql session");
+            return;
+        }
+    };
+    let c = Client::new(stream, ctx.cfg.max_packet, &worker.vecs);
+    let mut s = Session {
+        ctx,
+        login,
+        backends: [None, None],
+        st,
+        doomed: false,
+        reply_seq: 1,
+    };
+    for (role, d) in [Role::Primary, Role::Replica].into_iter().zip(backends) {
+        let Some(d) = d else { continue };
+        let Some(cluster) = s.ctx.clusters[role as usize] else {
+            continue;
+        };
+        let found_dead = d
+            .found_dead
+            .or_else(|| probe_result(d.sock.peek(&mut [0u8; 1])));
+        let stream = match TcpStream::from_std(d.sock) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "could not resume a parked mysql session's backend; closing the session");
+                return;
+            }
+        };
+        let mut conn = Conn::new(stream, s.ctx.cfg.max_packet);
+        conn.buf = d.buf;
+        conn.seq = d.seq;
+        s.backends[role as usize] = Some(Backend {
+            conn,
+            cluster,
+            endpoint: d.endpoint,
+            _active: d.active,
+            counters: cluster.endpoints[d.endpoint].stats.workers.get(worker.id),
+            status: d.status,
+            unsure: d.unsure,
+            gtid_seen: d.gtid_seen,
+            found_dead,
+        });
+    }
+    serve(&worker, kept, s, c, since).await;
+}
