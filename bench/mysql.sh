@@ -15,8 +15,9 @@
 #                                without BEGIN/COMMIT: replica through corelane;
 #   oltp_read_only               the same inside BEGIN/COMMIT: all on the primary;
 #   oltp_read_write              transactions with writes: all on the primary.
-# Each run: --threads T (default 8) for --time S seconds (default 10), prepared statements
-# (--db-ps-mode=auto, the binary protocol). Reported: QPS and 95th-percentile latency (median
+# (--rounds 0 runs none of them, only the idle sessions below.) Each run: --threads T
+# (default 8) for --time S seconds (default 10), prepared statements (--db-ps-mode=auto, the
+# binary protocol). Reported: QPS and 95th-percentile latency (median
 # over rounds), errors, and the ratio corelane/direct. By default nothing is pinned:
 # corelane, sysbench and both servers share the machine's cores, so corelane's CPU cost shows
 # in QPS. With --pin the proxies run on CPU 1 and sysbench and the servers on CPU 0 (how
@@ -27,10 +28,11 @@
 # (nbthread = workers). It splits nothing and parses nothing; it is the cost of one more hop
 # on this machine, the floor for any proxy.
 #
-# Then (--idle N, default 1000; 0 skips it) the memory of idle sessions: corelane's RSS growth
-# per session with N sessions open and idle, after login only, and after one read each (which
-# opens the session's replica connection), 1 s after they opened (live) and 7 s after (parked:
-# `park_after` is 5 s), and how many answered a statement afterwards (bench/mysql_idle.py).
+# Then (--idle N, default 2000; 0 skips it) the memory of idle sessions: corelane's RSS growth
+# per session with N sessions opened in four batches, each left idle 7 s, after login only and
+# after one read each (which opens the session's replica connection), on a listener that parks
+# them (`park_after`, 5 s by default) and on one that never does (`park_after = "0s"`, port
+# 7318), and how many answered a statement afterwards (bench/mysql_idle.py).
 #
 # Needs: mariadb-server, mariadb-client, sysbench, python3, python3-pymysql (Debian packages
 # of those names).
@@ -38,7 +40,7 @@
 # bench/out/mysql/ and the summary table to stdout.
 set -euo pipefail
 
-WORKERS=1 ROUNDS=3 TIME=10 THREADS=8 BUILD=1 PIN=0 IDLE=1000
+WORKERS=1 ROUNDS=3 TIME=10 THREADS=8 BUILD=1 PIN=0 IDLE=2000
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) WORKERS=$2; shift 2 ;;
@@ -92,6 +94,14 @@ listen = "127.0.0.1:7316"
 protocol = "mysql"
 cluster = "primary"
 [listeners.db.mysql]
+users = [{ user = "app", password = "app" }]
+replicas = "replicas"
+[listeners.never]
+listen = "127.0.0.1:7318"
+protocol = "mysql"
+cluster = "primary"
+park_after = "0s"
+[listeners.never.mysql]
 users = [{ user = "app", password = "app" }]
 replicas = "replicas"
 [clusters.primary]
@@ -180,15 +190,18 @@ if [ "$IDLE" -gt 0 ]; then
   done
   # A fresh corelane for each kind, so that one's freed memory does not serve the other.
   for mode in login read; do
-    kill "$CL_PID"; wait "$CL_PID" || true
-    start_corelane
-    "${LOAD[@]}" /usr/bin/python3 "$ROOT/bench/mysql_idle.py" "$CL_PID" 7316 "$IDLE" "$mode" >> "$OUT/idle.tsv"
+    for port in 7316 7318; do
+      kill "$CL_PID"; wait "$CL_PID" || true
+      start_corelane
+      printf '%s\t' "$([ $port = 7316 ] && echo '"5s" (parked)' || echo '"0s" (never)')" >> "$OUT/idle.tsv"
+      "${LOAD[@]}" /usr/bin/python3 "$ROOT/bench/mysql_idle.py" "$CL_PID" $port $((IDLE / 4)) 4 "$mode" 7 >> "$OUT/idle.tsv"
+    done
   done
 fi
 
 echo "# $CMDLINE"
 echo "# $(nproc) cores; corelane workers = $WORKERS (haproxy nbthread = $WORKERS); sysbench threads = $THREADS, $TIME s per run; pinned: $PIN"
-python3 - "$OUT/raw.tsv" <<'EOF'
+[ "$(wc -l < "$OUT/raw.tsv")" -gt 1 ] && python3 - "$OUT/raw.tsv" <<'EOF'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 tests = list(dict.fromkeys(r["test"] for r in rows))
@@ -215,7 +228,7 @@ for t in tests:
 EOF
 if [ -s "$OUT/idle.tsv" ]; then
   echo
-  echo "| idle sessions | kind | corelane RSS per session after 1 s, live (bytes) | after 7 s, parked (bytes) | answered afterwards |"
+  echo "| park_after | sessions | kind | corelane RSS growth per session so far after each batch (bytes) | answered afterwards |"
   echo "|---|---|---|---|---|"
-  awk -F'\t' '{printf "| %s | %s | %s | %s | %s |\n", $2, ($1 == "login" ? "after login" : "after one read (replica connection open)"), $3, $4, $5}' "$OUT/idle.tsv"
+  awk -F'\t' '{printf "| %s | %s | %s | %s | %s |\n", $1, $3, ($2 == "login" ? "after login" : "after one read (replica connection open)"), $4, $5}' "$OUT/idle.tsv"
 fi

@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""Memory of idle MySQL sessions in corelane: opens N sessions through a mysql listener
-(PyMySQL, autocommit), optionally has each run one read (which opens its replica
-connection), leaves them idle, and prints corelane's RSS growth per session 1 s later (still
-live) and PARKED s later (past the listener's `park_after`, default 5 s: parked), then has
-every session run one statement and prints how many answered.
+"""Memory per idle MySQL session of a running corelane, by RSS.
 
-    bench/mysql_idle.py PID PORT N login|read [PARKED]
+    bench/mysql_idle.py PID PORT PER_BATCH BATCHES login|read WAIT_S
 
-Output: mode, N, bytes per session live, bytes per session parked, sessions that answered.
+Opens BATCHES batches of PER_BATCH sessions through the mysql listener on PORT (PyMySQL,
+autocommit); with `read` each session runs one read (which opens its replica connection).
+After each batch it waits WAIT_S seconds (longer than the listener's `park_after` to see
+parking) and records the RSS growth of process PID since the start, per session so far.
+Batches, because memory a process frees goes back to the system only as it goes on
+allocating: what parked sessions freed serves the next batch. At the end every session runs
+one statement.
+
+Output (one line, tab-separated): mode, sessions, the growth per session after each batch
+(bytes, " / "-separated), sessions that answered afterwards.
 Warms up with 50 sessions first so that one-time allocations are not counted.
 """
 import sys
@@ -33,17 +38,16 @@ def session(port, mode):
 
 
 def main():
-    pid, port, n, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    parked_after = float(sys.argv[5]) if len(sys.argv) > 5 else 7.0
+    pid, port, n, batches, mode, wait = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
+                                         int(sys.argv[4]), sys.argv[5], float(sys.argv[6]))
     warm = [session(port, mode) for _ in range(50)]
     time.sleep(0.5)
-    before = rss_kib(pid)
-    start = time.monotonic()
-    conns = [session(port, mode) for _ in range(n)]
-    time.sleep(1)
-    live = rss_kib(pid)
-    time.sleep(max(0.0, parked_after - (time.monotonic() - start)))
-    parked = rss_kib(pid)
+    base = rss_kib(pid)
+    conns, growth = [], []
+    for _ in range(batches):
+        conns += [session(port, mode) for _ in range(n)]
+        time.sleep(wait)
+        growth.append((rss_kib(pid) - base) * 1024 // len(conns))
     answered = 0
     for c in conns:
         try:
@@ -51,8 +55,7 @@ def main():
             answered += 1
         except pymysql.MySQLError:
             pass
-    per = lambda kib: f"{(kib - before) * 1024 / n:.0f}"
-    print(f"{mode}\t{n}\t{per(live)}\t{per(parked)}\t{answered}")
+    print(f"{mode}\t{len(conns)}\t{' / '.join(map(str, growth))}\t{answered}")
     for c in conns + warm:
         c.close()
 

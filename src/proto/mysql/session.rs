@@ -1383,7 +1383,7 @@ fn stale(b: &mut Backend<'_>) -> Option<String> {
         return Some(why);
     }
     if !b.conn.buf.is_empty() {
-        return Some("the server sent bytes nobody asked for".to_owned());
+        return Some(UNASKED.to_owned());
     }
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     match b.conn.stream.poll_read_ready(&mut cx) {
@@ -1392,6 +1392,9 @@ fn stale(b: &mut Backend<'_>) -> Option<String> {
         std::task::Poll::Ready(Ok(())) => probe_result(b.conn.stream.try_read(&mut [0u8; 64])),
     }
 }
+
+/// Why a connection that holds bytes nobody asked for is not used.
+const UNASKED: &str = "the server sent bytes nobody asked for";
 
 /// What a read (or peek) on an idle backend connection says about it: `None` if it is fine
 /// (nothing to read yet).

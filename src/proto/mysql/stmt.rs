@@ -8,7 +8,7 @@
 //!
 //! Not here: routing (`super::session`) and I/O.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use super::classify::Class;
 
@@ -47,7 +47,9 @@ pub struct Stmt {
 
 #[derive(Debug, Default)]
 pub struct Stmts {
-    map: HashMap<u32, Stmt>,
+    /// By client id. A B-tree: ids are small and sequential, lookups need no hashing, and an
+    /// empty one is 24 bytes (a parked session keeps it, `super::session::park`).
+    map: BTreeMap<u32, Stmt>,
     next: u32,
     last_prepared: Option<u32>,
 }
