@@ -3,7 +3,7 @@
 # replica) and directly to the primary, in ONE run with rounds interleaved.
 #
 #   bench/mysql.sh [--workers N] [--rounds R] [--time S] [--threads T] [--idle N] [--pin]
-#                  [--no-build]
+#                  [--no-build] [--baseline BIN]
 #
 # Servers: a MariaDB primary and replica from scripts/mariadb-pair.sh on 127.0.0.1:13406 and
 # 13407 (not the example's ports), in a temporary directory, default settings. sysbench
@@ -24,6 +24,9 @@
 # bench/redis.sh places them): the proxy has a core of its own, as in a deployment, and what
 # shows is the latency it adds.
 #
+# --baseline BIN adds a target "baseline": another corelane binary (an earlier build) with the
+# same configuration on port 7326, run interleaved with the others, to compare builds in one run.
+#
 # A third target, when haproxy is installed: HAProxy in `mode tcp` in front of the primary
 # (nbthread = workers). It splits nothing and parses nothing; it is the cost of one more hop
 # on this machine, the floor for any proxy.
@@ -40,7 +43,7 @@
 # bench/out/mysql/ and the summary table to stdout.
 set -euo pipefail
 
-WORKERS=1 ROUNDS=3 TIME=10 THREADS=8 BUILD=1 PIN=0 IDLE=2000
+WORKERS=1 ROUNDS=3 TIME=10 THREADS=8 BUILD=1 PIN=0 IDLE=2000 BASELINE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) WORKERS=$2; shift 2 ;;
@@ -50,11 +53,13 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     --pin) PIN=1; shift ;;
     --idle) IDLE=$2; shift 2 ;;
+    --baseline) BASELINE=$2; shift 2 ;;
     *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
 CMDLINE="bench/mysql.sh --workers $WORKERS --rounds $ROUNDS --time $TIME --threads $THREADS --idle $IDLE"
 [ $PIN = 1 ] && CMDLINE="$CMDLINE --pin"
+[ -n "$BASELINE" ] && CMDLINE="$CMDLINE --baseline $BASELINE"
 ulimit -n "$(ulimit -Hn)"
 if [ $PIN = 1 ]; then LOAD=(taskset -c 0) PROXY=(taskset -c 1); else LOAD=() PROXY=(); fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -71,9 +76,10 @@ if [ $BUILD = 1 ]; then (cd "$ROOT" && cargo build --release --quiet); fi
 [ -x "$BIN" ] || { echo "no corelane binary at $BIN" >&2; exit 1; }
 
 DB=$(mktemp -d /tmp/corelane-bench-mysql.XXXXXX)
-CL_PID="" HA_PID=""
+CL_PID="" HA_PID="" BL_PID=""
 cleanup() {
   [ -n "$CL_PID" ] && kill "$CL_PID" 2>/dev/null || true
+  [ -n "$BL_PID" ] && kill "$BL_PID" 2>/dev/null || true
   [ -n "$HA_PID" ] && kill "$HA_PID" 2>/dev/null || true
   "$ROOT/scripts/mariadb-pair.sh" stop "$DB" || true
   rm -rf "$DB"
@@ -126,7 +132,15 @@ start_corelane() {
 start_corelane
 
 TARGETS=(direct corelane)
-declare -A PORT=([direct]=13406 [corelane]=7316 [haproxy]=7317)
+declare -A PORT=([direct]=13406 [corelane]=7316 [haproxy]=7317 [baseline]=7326)
+if [ -n "$BASELINE" ]; then
+  sed -e 's/7316/7326/; s/7318/7328/; s/9913/9923/' "$OUT/corelane.toml" > "$OUT/baseline.toml"
+  "${PROXY[@]}" "$BASELINE" run -c "$OUT/baseline.toml" 2>> "$OUT/baseline.log" &
+  BL_PID=$!
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/7326) 2>/dev/null && break; sleep 0.1; done
+  kill -0 "$BL_PID" || { echo "the baseline exited, see $OUT/baseline.log" >&2; exit 1; }
+  TARGETS+=(baseline)
+fi
 if [ $HAPROXY = 1 ]; then
   cat > "$OUT/haproxy.cfg" <<EOF
 global
@@ -180,6 +194,7 @@ for round in $(seq "$ROUNDS"); do
       printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$t" "$target" "$qps" "$p95" "$errs" >> "$OUT/raw.tsv"
       kill -0 "$CL_PID" || { echo "corelane exited, see $OUT/corelane.log" >&2; exit 1; }
       [ -z "$HA_PID" ] || kill -0 "$HA_PID" || { echo "haproxy exited, see $OUT/haproxy.log" >&2; exit 1; }
+      [ -z "$BL_PID" ] || kill -0 "$BL_PID" || { echo "the baseline exited, see $OUT/baseline.log" >&2; exit 1; }
     done
   done
 done

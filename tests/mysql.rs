@@ -445,7 +445,8 @@ except pymysql.MySQLError as e:
 /// Idle sessions are parked (`park_after`) with their backend connections, and carry on where
 /// they were: the same server connection, its transaction and session variables. A backend
 /// connection lost while parked is replaced, unless the session's transaction was on it; a
-/// parked session that idles out says COM_QUIT to its backends.
+/// parked session that idles out says COM_QUIT to its backends. Idle time counts from the
+/// answer to the last command.
 #[test]
 fn idle_sessions_are_parked_with_their_connections() {
     let pair = Pair::start();
@@ -522,6 +523,10 @@ for _ in range(100):
     time.sleep(0.05)
 print("backend gone", one(direct, "SELECT COUNT(*) FROM information_schema.processlist WHERE id IN (%d, %d)" % (a_id, new_b))[0])
 print("said goodbye", aborted() - before)
+
+# Idle time counts from a command's answer: a statement longer than idle_timeout is not idleness.
+l = connect()
+print("long statement", one(l, "SELECT SLEEP(6.5)")[0], one(l, "SELECT 1")[0])
 "#,
             primary = pair.primary.port(),
         ),
@@ -541,7 +546,8 @@ print("said goodbye", aborted() - before)
          idled out 0.0 0.0\n\
          client closed True\n\
          backend gone 0\n\
-         said goodbye 0",
+         said goodbye 0\n\
+         long statement 0 1",
         "{}",
         p.log_text()
     );

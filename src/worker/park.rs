@@ -14,9 +14,9 @@
 //! socket becomes readable (data, a close or an error), the connection leaves the lot and its
 //! engine gets it back as a new task.
 //!
-//! Drain (SIGTERM): parked Redis and Memcached clients are woken when the drain starts, so
-//! that they close as live idle clients do; parked TCP connections stay until `shutdown_timeout`,
-//! as live ones do.
+//! Drain (SIGTERM): parked clients of the client engines (HTTP, Redis, Memcached, MySQL) are
+//! woken when the drain starts, so that they close as live idle clients do; parked TCP
+//! connections stay until `shutdown_timeout`, as live ones do.
 //!
 //! The lot's epoll instance is itself one socket-like file in the worker's runtime
 //! (`AsyncFd`), so a parked connection that wakes is handled in the same event loop as all
@@ -56,7 +56,7 @@ const BATCH: usize = 64;
 /// The two sockets of a parked proxied connection (client and upstream).
 pub type Socks = [std::net::TcpStream; 2];
 
-/// What a client engine (redis, memcache) keeps of a parked client connection, and how it
+/// What a client engine (http, redis, memcache, mysql) keeps of a parked client connection, and how it
 /// carries on. Boxed, as a TCP connection's state is, so that the slab entry stays small.
 pub trait ResumeClient {
     /// Serve the connection again: `woken` when its socket has something (bytes, a close or an
@@ -76,8 +76,9 @@ pub enum Sleeper {
     /// A proxied TCP connection: client and upstream sockets, and the TCP engine's state.
     /// Boxed, so that the slab entry, which every kind of sleeper occupies, stays small.
     Pair(Socks, Box<crate::proto::tcp::Parked>),
-    /// A client of an engine with shared server connections (redis, memcache): woken when
-    /// the worker drains too, so that it can say goodbye as a live client does.
+    /// A client connection of a client engine, with whatever server connections it owns in
+    /// its box: woken when the worker drains too, so that it can say goodbye as a live
+    /// client does.
     Client(std::net::TcpStream, Box<dyn ResumeClient>),
 }
 

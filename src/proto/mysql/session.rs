@@ -580,6 +580,7 @@ impl<'t> Session<'t> {
         if let Err(End::Refused(p)) = served {
             let _ = c.send(1, &p).await;
         }
+        self.ctx.lc.bytes_out.add(std::mem::take(&mut c.sent));
         self.quit().await;
     }
 
@@ -594,15 +595,20 @@ impl<'t> Session<'t> {
     }
 
     /// The session's command loop, from a client last active at `since`. It returns when the
-    /// session ends, or when it may be parked: the client has sent nothing for `park_after`,
-    /// and nothing is buffered either way (the client holds no buffer).
+    /// session ends, or when it may be parked: `park_after` has passed since the last
+    /// command's reply, and nothing is buffered either way (the client holds no buffer).
     async fn serve<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         &mut self,
         c: &mut Client<'_, S>,
         since: Instant,
     ) -> Result<Served, End> {
+        // The idle timer looks at the session at least every second (a drain, the idle
+        // timeout) and about when it may be parked, but not more often than every 100 ms.
         let tick = self.ctx.idle.min(Duration::from_secs(1));
-        let tick = self.ctx.park_after.map_or(tick, |p| tick.min(p));
+        let tick = self
+            .ctx
+            .park_after
+            .map_or(tick, |p| tick.min(p.max(Duration::from_millis(100))));
         let idle = tokio::time::sleep(tick);
         tokio::pin!(idle);
         let mut last_active = since;
@@ -617,13 +623,13 @@ impl<'t> Session<'t> {
                     }
                     let parkable = c.rbuf.capacity() == 0 && c.wbuf.is_empty();
                     if parkable && self.ctx.park_after.is_some_and(|p| now >= last_active + p) {
+                        self.ctx.lc.bytes_out.add(std::mem::take(&mut c.sent));
                         return Ok(Served::Idle { since: last_active });
                     }
                     idle.as_mut().reset(now + tick);
                     continue;
                 }
             };
-            last_active = Instant::now();
             // The command is handled in place: the read buffer is lent to it, then given back
             // with whatever followed the command.
             self.reply_seq = f.last_seq.wrapping_add(1);
@@ -634,6 +640,9 @@ impl<'t> Session<'t> {
             c.restore(req, f.consumed);
             self.ctx.lc.bytes_in.add(f.consumed as u64);
             self.ctx.lc.bytes_out.add(std::mem::take(&mut c.sent));
+            // Idle time counts from the end of the last command (as the server's
+            // wait_timeout does): a statement that ran longer is not idleness.
+            last_active = Instant::now();
             if !go_on? || self.doomed {
                 return Ok(Served::Ended);
             }

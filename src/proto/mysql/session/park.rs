@@ -1,11 +1,13 @@
-//! Parking an idle MySQL session (`worker::park`). A plain client connection that has sent
-//! nothing for its listener's `park_after`, with nothing buffered either way, leaves its task:
-//! what the session knows (its login, its [`State`], each backend connection's socket and
-//! status) waits in a box in the worker's parking lot, and the client's socket in the lot's
-//! epoll set. The backend sockets leave the runtime too, unwatched (a live idle session does not
-//! watch them either). When the client sends again, closes, or the worker drains, the session
-//! is rebuilt around the same connections and carries on: its transaction, its prepared
-//! statements and its session variables are where they were.
+//! Parking an idle MySQL session (`worker::park`). A plain client connection whose last
+//! command was answered at least its listener's `park_after` ago, with nothing buffered either
+//! way, leaves its task: what the session knows (its login, its [`State`], each backend
+//! connection's socket and status) waits in a box in the worker's parking lot, and the
+//! client's socket in the lot's epoll set. The backend sockets leave the runtime too, unwatched
+//! (a live idle session does not watch them either). When the client sends again or closes,
+//! the session is rebuilt around the same connections and carries on: its transaction, its
+//! prepared statements and its session variables are where they were. It is also rebuilt when
+//! the worker drains (it then ends as a live idle session does, within a second, COM_QUIT to
+//! its backends) and if the lot fails (it then stays live).
 //!
 //! A backend connection that died while parked (the server closed it, or sent an error before
 //! closing it) is found on waking with one `peek` each and handled at its next use exactly as
@@ -74,31 +76,50 @@ pub(super) async fn serve(
     since: Instant,
 ) {
     match s.serve(&mut c, since).await {
-        Ok(Served::Idle { since }) => park(worker, kept, s, c.stream, since),
+        Ok(Served::Idle { since }) => match c.stream.into_std() {
+            Ok(sock) => park(worker, kept, s, sock, since),
+            Err(e) => {
+                tracing::debug!(peer = %s.ctx.peer, error = %e, "could not park a mysql session; closing it");
+                s.quit().await;
+            }
+        },
         served => s.end(&mut c, served).await,
     }
 }
 
+/// COM_QUIT, as [`Session::quit`] sends it.
+const QUIT: [u8; 5] = [1, 0, 0, 0, command::QUIT];
+
+/// Sends COM_QUIT on a backend socket out of the runtime: best effort, without waiting (five
+/// bytes to an idle, non-blocking socket).
+fn quit_now(sock: &std::net::TcpStream) {
+    let _ = (&*sock).write(&QUIT);
+}
+
 /// Takes the session apart and parks it until its idle deadline.
-fn park(worker: &Rc<Worker>, kept: Kept, s: Session<'_>, stream: TcpStream, since: Instant) {
+fn park(
+    worker: &Rc<Worker>,
+    kept: Kept,
+    s: Session<'_>,
+    sock: std::net::TcpStream,
+    since: Instant,
+) {
     let deadline = since + s.ctx.idle;
     let peer = s.ctx.peer;
-    let sock = match stream.into_std() {
-        Ok(sock) => sock,
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "could not park a mysql session");
-            return;
-        }
-    };
     let Session {
         login,
         backends,
         st,
         ..
     } = s;
-    let mut dormant = [None, None];
+    let mut dormant: [Option<Dormant>; 2] = [None, None];
+    let mut failed = None;
     for (slot, b) in dormant.iter_mut().zip(backends) {
         let Some(b) = b else { continue };
+        if failed.is_some() {
+            let _ = b.conn.stream.try_write(&QUIT);
+            continue;
+        }
         // Bytes the server sent unasked are what `stale` reports; they need not be kept.
         let found_dead = b
             .found_dead
@@ -116,11 +137,13 @@ fn park(worker: &Rc<Worker>, kept: Kept, s: Session<'_>, stream: TcpStream, sinc
                     found_dead: found_dead.map(String::into_boxed_str),
                 });
             }
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "could not park a mysql session's backend; closing the session");
-                return;
-            }
+            Err(e) => failed = Some(e),
         }
+    }
+    if let Some(e) = failed {
+        tracing::debug!(%peer, error = %e, "could not park a mysql session's backend; closing the session");
+        dormant.iter().flatten().for_each(|d| quit_now(&d.sock));
+        return;
     }
     let table = &kept.held.table;
     let stats = table.listeners[kept.held.listener].stats.clone();
@@ -142,38 +165,43 @@ impl ResumeClient for Parked {
         tokio::task::spawn_local(wake(worker.clone(), *self, sock));
     }
 
-    /// Idled out while parked: COM_QUIT to the backends, as [`Session::quit`] sends (best
-    /// effort: five bytes to an idle, non-blocking socket), and the client closed.
+    /// Idled out while parked: COM_QUIT to the backends, as a live session idling out sends,
+    /// and the client closed.
     fn expire(self: Box<Self>, sock: std::net::TcpStream) {
-        for b in self.backends.iter().flatten() {
-            let _ = (&b.sock).write(&[1, 0, 0, 0, command::QUIT]);
-        }
+        self.backends
+            .iter()
+            .flatten()
+            .for_each(|d| quit_now(&d.sock));
         drop(sock);
     }
 }
 
-/// Rebuilds a parked session around its connections and serves it again.
+/// Rebuilds a parked session around its connections and serves it again. (If the runtime
+/// will not take a socket back, which takes running out of kernel memory, the session ends:
+/// COM_QUIT to the backends it can still reach.)
 async fn wake(worker: Rc<Worker>, p: Parked, sock: std::net::TcpStream) {
     let Parked {
         kept,
         _parked,
         login,
         st,
-        backends,
+        mut backends,
         since,
     } = p;
     drop(_parked);
     let table = kept.held.table.clone();
-    let Some(ctx) = Ctx::new(&worker, &table, kept.held.listener, kept.held.peer) else {
-        return;
+    let peer = kept.held.peer;
+    let give_up = |backends: &[Option<Dormant>; 2], e: &dyn std::fmt::Display| {
+        tracing::debug!(%peer, error = %e, "could not resume a parked mysql session");
+        backends.iter().flatten().for_each(|d| quit_now(&d.sock));
     };
-    let peer = ctx.peer;
+    // The session's own table, which it was accepted on: its mysql listener is still there.
+    let Some(ctx) = Ctx::new(&worker, &table, kept.held.listener, peer) else {
+        return give_up(&backends, &"not a mysql listener");
+    };
     let stream = match TcpStream::from_std(sock) {
         Ok(s) => s,
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "could not resume a parked mysql session");
-            return;
-        }
+        Err(e) => return give_up(&backends, &e),
     };
     let c = Client::new(stream, ctx.cfg.max_packet, &worker.vecs);
     let mut s = Session {
@@ -184,8 +212,10 @@ async fn wake(worker: Rc<Worker>, p: Parked, sock: std::net::TcpStream) {
         doomed: false,
         reply_seq: 1,
     };
-    for (role, d) in [Role::Primary, Role::Replica].into_iter().zip(backends) {
-        let Some(d) = d else { continue };
+    for role in [Role::Primary, Role::Replica] {
+        let Some(d) = backends[role as usize].take() else {
+            continue;
+        };
         let Some(cluster) = s.ctx.clusters[role as usize] else {
             continue;
         };
@@ -196,8 +226,8 @@ async fn wake(worker: Rc<Worker>, p: Parked, sock: std::net::TcpStream) {
         let stream = match TcpStream::from_std(d.sock) {
             Ok(s) => s,
             Err(e) => {
-                tracing::debug!(%peer, error = %e, "could not resume a parked mysql session's backend; closing the session");
-                return;
+                give_up(&backends, &e);
+                return s.quit().await;
             }
         };
         let mut conn = Conn::new(stream, s.ctx.cfg.max_packet);
