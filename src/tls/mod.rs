@@ -80,7 +80,7 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-fn server_config(
+pub(crate) fn server_config(
     key: &str,
     t: &TlsListener,
     protocol: Protocol,

@@ -6,6 +6,7 @@
 //!
 //! Not here: anything after the login (`super::session`).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -63,7 +64,7 @@ pub trait Readable {
     fn readable(&self) -> impl std::future::Future<Output = ()>;
     /// Reads what is there without waiting (`WouldBlock` if nothing is); `None` for streams
     /// that cannot, which are then read the usual way with the buffer held.
-    fn try_read_now(&self, buf: &mut Vec<u8>) -> Option<std::io::Result<usize>>;
+    fn try_read_now(&mut self, buf: &mut Vec<u8>) -> Option<std::io::Result<usize>>;
 }
 
 impl Readable for tokio::net::TcpStream {
@@ -71,24 +72,36 @@ impl Readable for tokio::net::TcpStream {
         let _ = tokio::net::TcpStream::readable(self).await;
     }
 
-    fn try_read_now(&self, buf: &mut Vec<u8>) -> Option<std::io::Result<usize>> {
+    fn try_read_now(&mut self, buf: &mut Vec<u8>) -> Option<std::io::Result<usize>> {
         Some(self.try_read_buf(buf))
     }
 }
 
-impl<T> Readable for tokio_rustls::server::TlsStream<T> {
-    /// TLS may hold decrypted bytes the socket does not show: read at once.
-    async fn readable(&self) {}
+impl Readable for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    /// Plaintext rustls has already decrypted is there at once; else the socket's readiness.
+    async fn readable(&self) {
+        let (sock, tls) = self.get_ref();
+        if tls.wants_read() {
+            let _ = sock.readable().await;
+        }
+    }
 
-    fn try_read_now(&self, _: &mut Vec<u8>) -> Option<std::io::Result<usize>> {
-        None
+    /// One read through TLS, polled once: `WouldBlock` if it would wait (then nothing was
+    /// read, and the socket's stale readiness is cleared).
+    fn try_read_now(&mut self, buf: &mut Vec<u8>) -> Option<std::io::Result<usize>> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let read = std::pin::pin!(self.read_buf(buf));
+        match read.poll(&mut cx) {
+            std::task::Poll::Ready(r) => Some(r),
+            std::task::Poll::Pending => Some(Err(std::io::ErrorKind::WouldBlock.into())),
+        }
     }
 }
 
 impl Readable for tokio::io::Empty {
     async fn readable(&self) {}
 
-    fn try_read_now(&self, _: &mut Vec<u8>) -> Option<std::io::Result<usize>> {
+    fn try_read_now(&mut self, _: &mut Vec<u8>) -> Option<std::io::Result<usize>> {
         None
     }
 }
@@ -489,4 +502,88 @@ fn check(
         _ => return None,
     };
     Some(user.is_some_and(|u| same(&expected(scramble, u.password.as_bytes()), response)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::Protocol;
+    use crate::config::tls::{CertSpec, ClientAuth, TlsListener, UpstreamTls};
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A TLS client connected to a TLS server stream over loopback (the example certificates).
+    async fn tls_pair() -> (
+        tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    ) {
+        let certs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/certs");
+        let listener = TlsListener {
+            certificates: vec![CertSpec {
+                cert: certs.join("localhost.crt"),
+                key: certs.join("localhost.key"),
+                names: vec!["localhost".to_owned()],
+            }],
+            client_ca: None,
+            client_auth: ClientAuth::Required,
+            session_cache: 16,
+            handshake_timeout: Duration::from_secs(1),
+        };
+        let server = crate::tls::server_config("l", &listener, Protocol::Mysql).unwrap();
+        let upstream = UpstreamTls {
+            ca: certs.join("ca.crt"),
+            server_name: Some("localhost".to_owned()),
+            verify: true,
+        };
+        let client = crate::tls::client::cluster("c", &upstream, false).unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let connect = async {
+            let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let name = client.server_name.clone().unwrap();
+            tokio_rustls::TlsConnector::from(client.config.clone())
+                .connect(name, s)
+                .await
+                .unwrap()
+        };
+        let accept = async {
+            let (s, _) = l.accept().await.unwrap();
+            tokio_rustls::TlsAcceptor::from(Arc::new(server))
+                .accept(s)
+                .await
+                .unwrap()
+        };
+        tokio::join!(connect, accept)
+    }
+
+    #[tokio::test]
+    async fn an_idle_tls_client_holds_no_buffer() {
+        let (mut peer, server) = tls_pair().await;
+        let pool = VecPool::new(16 * 1024, 4);
+        let mut c = Client::new(server, 1024, &pool);
+        // One command (COM_PING), read and consumed as the session does.
+        peer.write_all(&[1, 0, 0, 0, 0x0e]).await.unwrap();
+        peer.flush().await.unwrap();
+        let f = tokio::time::timeout(Duration::from_secs(5), c.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&c.rbuf[..f.consumed], &[1, 0, 0, 0, 0x0e]);
+        c.consume(f.consumed);
+        assert_eq!(c.rbuf.capacity(), 0);
+        // Waiting for the next command (the socket's readiness from the last read is still
+        // set): the buffer goes back to the pool rather than being held through the wait.
+        let waited = tokio::time::timeout(Duration::from_millis(100), c.next()).await;
+        assert!(waited.is_err(), "no command was sent");
+        assert_eq!(c.rbuf.capacity(), 0, "an idle TLS client holds a buffer");
+        // And the next command is read.
+        peer.write_all(&[1, 0, 0, 0, 0x0e]).await.unwrap();
+        peer.flush().await.unwrap();
+        let f = tokio::time::timeout(Duration::from_secs(5), c.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.consumed, 5);
+    }
 }
