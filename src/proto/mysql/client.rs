@@ -557,33 +557,36 @@ mod tests {
         tokio::join!(connect, accept)
     }
 
-    #[tokio::test]
-    async fn an_idle_tls_client_holds_no_buffer() {
-        let (mut peer, server) = tls_pair().await;
-        let pool = VecPool::new(16 * 1024, 4);
-        let mut c = Client::new(server, 1024, &pool);
-        // One command (COM_PING), read and consumed as the session does.
-        peer.write_all(&[1, 0, 0, 0, 0x0e]).await.unwrap();
+    const PING: [u8; 5] = [1, 0, 0, 0, 0x0e];
+
+    /// `peer` sends COM_PING; `c` reads it and consumes it, as a session does.
+    async fn ping(
+        peer: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+        c: &mut Client<'_, tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+    ) {
+        peer.write_all(&PING).await.unwrap();
         peer.flush().await.unwrap();
         let f = tokio::time::timeout(Duration::from_secs(5), c.next())
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(&c.rbuf[..f.consumed], &[1, 0, 0, 0, 0x0e]);
+        assert_eq!(&c.rbuf[..f.consumed], &PING);
         c.consume(f.consumed);
         assert_eq!(c.rbuf.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_idle_tls_client_holds_no_buffer() {
+        let (mut peer, server) = tls_pair().await;
+        let pool = VecPool::new(16 * 1024, 4);
+        let mut c = Client::new(server, 1024, &pool);
+        ping(&mut peer, &mut c).await;
         // Waiting for the next command (the socket's readiness from the last read is still
         // set): the buffer goes back to the pool rather than being held through the wait.
         let waited = tokio::time::timeout(Duration::from_millis(100), c.next()).await;
         assert!(waited.is_err(), "no command was sent");
         assert_eq!(c.rbuf.capacity(), 0, "an idle TLS client holds a buffer");
         // And the next command is read.
-        peer.write_all(&[1, 0, 0, 0, 0x0e]).await.unwrap();
-        peer.flush().await.unwrap();
-        let f = tokio::time::timeout(Duration::from_secs(5), c.next())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(f.consumed, 5);
+        ping(&mut peer, &mut c).await;
     }
 }
