@@ -101,12 +101,15 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
             drop((held, active));
         }
         _ => {
-            if let Some(s) = log_in(ctx, &mut c, &scramble, first).await {
+            if let Some(login) = log_in(&ctx, &mut c, &scramble, first).await {
+                // The session goes on in a task of its own, built from what it owns: this
+                // task's login state is not carried along.
+                ctx.lc.bytes_out.add(std::mem::take(&mut c.sent));
                 let kept = park::Kept {
                     held,
                     _active: active,
                 };
-                park::serve(&worker, kept, s, c, Instant::now()).await;
+                park::hand_over(&worker, kept, login, c.stream);
             }
         }
     }
@@ -137,7 +140,8 @@ async fn serve_tls(
         Ok(Err(e)) => return refuse(&mut c, e).await,
         Err(_) => return,
     };
-    if let Some(mut s) = log_in(ctx, &mut c, &scramble, r).await {
+    if let Some(login) = log_in(&ctx, &mut c, &scramble, r).await {
+        let mut s = Session::new(ctx, login);
         let r = s.serve(&mut c, Instant::now()).await;
         s.end(&mut c, r).await;
     }
@@ -203,31 +207,23 @@ impl<'t> Ctx<'t> {
     }
 }
 
-/// Checks the client's login; the session it opens, or `None` (the client was refused, or
-/// took too long).
-async fn log_in<'t, S: AsyncRead + AsyncWrite + Readable + Unpin>(
-    ctx: Ctx<'t>,
+/// Checks the client's login; who logged in, or `None` (the client was refused, or took too
+/// long).
+async fn log_in<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    ctx: &Ctx<'_>,
     c: &mut Client<'_, S>,
     scramble: &[u8; 20],
     first: client::Response,
-) -> Option<Session<'t>> {
+) -> Option<LoggedIn> {
     let login = client::login(c, ctx.cfg, scramble, first, ctx.peer);
-    let login = match tokio::time::timeout(ctx.login_timeout, login).await {
-        Ok(Ok(l)) => l,
+    match tokio::time::timeout(ctx.login_timeout, login).await {
+        Ok(Ok(l)) => Some(l),
         Ok(Err(e)) => {
             refuse(c, e).await;
-            return None;
+            None
         }
-        Err(_) => return None,
-    };
-    Some(Session {
-        ctx,
-        login,
-        backends: [None, None],
-        st: State::default(),
-        doomed: false,
-        reply_seq: 1,
-    })
+        Err(_) => None,
+    }
 }
 
 /// One open backend connection.
@@ -343,6 +339,18 @@ fn unknown_stmt(id: u32, what: &str) -> Vec<u8> {
 }
 
 impl<'t> Session<'t> {
+    /// A session just logged in, with no server connection yet.
+    fn new(ctx: Ctx<'t>, login: LoggedIn) -> Self {
+        Session {
+            ctx,
+            login,
+            backends: [None, None],
+            st: State::default(),
+            doomed: false,
+            reply_seq: 1,
+        }
+    }
+
     fn replica_txn(&self) -> bool {
         self.backends[Role::Replica as usize]
             .as_ref()

@@ -20,6 +20,7 @@
 //! Not here: TLS sessions (they stay live: their rustls state would be most of what parking
 //! saves), the command loop (`super::Session::serve`).
 
+use std::future::Future;
 use std::io::Write;
 use std::rc::Rc;
 
@@ -43,11 +44,12 @@ pub(super) struct Kept {
     pub _active: OwnedGauge<ListenerStats>,
 }
 
-/// A parked session.
+/// A session apart from its task: what it keeps while parked, and what a task of its own is
+/// built from when it logs in or wakes.
 struct Parked {
     kept: Kept,
-    /// Counts the session as parked while it is.
-    _parked: OwnedGauge<ListenerStats>,
+    /// Counts the session as parked while it is (`None` when it is only handed to a task).
+    _parked: Option<OwnedGauge<ListenerStats>>,
     login: LoggedIn,
     st: State,
     backends: [Option<Dormant>; 2],
@@ -67,24 +69,110 @@ struct Dormant {
     found_dead: Option<Box<str>>,
 }
 
-/// Serves a plain session, its client last active at `since`, until it ends or is parked.
-pub(super) async fn serve(
-    worker: &Rc<Worker>,
-    kept: Kept,
-    mut s: Session<'_>,
-    mut c: Client<'_, TcpStream>,
-    since: Instant,
-) {
-    match s.serve(&mut c, since).await {
-        Ok(Served::Idle { since }) => match c.stream.into_std() {
-            Ok(sock) => park(worker, kept, s, sock, since),
-            Err(e) => {
-                tracing::debug!(peer = %s.ctx.peer, error = %e, "could not park a mysql session; closing it");
-                s.quit().await;
-            }
-        },
-        served => s.end(&mut c, served).await,
+/// Starts the task of a plain session that has just logged in. The login's task then ends:
+/// what it held for the greeting and the login is not carried through the session's life.
+pub(super) fn hand_over(worker: &Rc<Worker>, kept: Kept, login: LoggedIn, stream: TcpStream) {
+    let p = Box::new(Parked {
+        kept,
+        _parked: None,
+        login,
+        st: State::default(),
+        backends: [None, None],
+        since: Instant::now(),
+    });
+    tokio::task::spawn_local(run(worker.clone(), p, stream));
+}
+
+/// A plain session's task: the session rebuilt from its parts, served until it ends or is
+/// parked. (A function returning an `async` block rather than an `async fn`: an `async fn`
+/// keeps its arguments twice in its future, as arguments and as the body's locals.)
+#[allow(clippy::manual_async_fn)]
+fn run(worker: Rc<Worker>, p: Box<Parked>, stream: TcpStream) -> impl Future<Output = ()> {
+    async move {
+        let table = p.kept.held.table.clone();
+        let Some(ctx) = Ctx::new(&worker, &table, p.kept.held.listener, p.kept.held.peer) else {
+            return give_up(&p.backends, &"not a mysql listener");
+        };
+        let Some((kept, mut s, since)) = unpack(ctx, p, worker.id) else {
+            return;
+        };
+        let mut c = Client::new(stream, s.ctx.cfg.max_packet, &worker.vecs);
+        match s.serve(&mut c, since).await {
+            Ok(Served::Idle { since }) => match c.stream.into_std() {
+                Ok(sock) => park(&worker, kept, s, sock, since),
+                Err(e) => {
+                    tracing::debug!(peer = %s.ctx.peer, error = %e, "could not park a mysql session; closing it");
+                    s.quit().await;
+                }
+            },
+            served => s.end(&mut c, served).await,
+        }
     }
+}
+
+/// The session again from its parts, with its server connections back in the runtime; `None`
+/// if the runtime will not take one back (which takes running out of kernel memory): the
+/// session then ends, COM_QUIT sent to the servers it can still reach.
+fn unpack<'t>(ctx: Ctx<'t>, p: Box<Parked>, worker: usize) -> Option<(Kept, Session<'t>, Instant)> {
+    let Parked {
+        kept,
+        _parked,
+        login,
+        st,
+        mut backends,
+        since,
+    } = *p;
+    drop(_parked);
+    let mut s = Session {
+        ctx,
+        login,
+        backends: [None, None],
+        st,
+        doomed: false,
+        reply_seq: 1,
+    };
+    for role in [Role::Primary, Role::Replica] {
+        let Some(d) = backends[role as usize].take() else {
+            continue;
+        };
+        let Some(cluster) = s.ctx.clusters[role as usize] else {
+            continue;
+        };
+        let found_dead = d
+            .found_dead
+            .map(String::from)
+            .or_else(|| probe_result(d.sock.peek(&mut [0u8; 1])));
+        let stream = match TcpStream::from_std(d.sock) {
+            Ok(s) => s,
+            Err(e) => {
+                give_up(&backends, &e);
+                for b in s.backends.iter().flatten() {
+                    let _ = b.conn.stream.try_write(&QUIT);
+                }
+                return None;
+            }
+        };
+        let mut conn = Conn::new(stream, s.ctx.cfg.max_packet);
+        conn.seq = d.seq;
+        s.backends[role as usize] = Some(Backend {
+            conn,
+            cluster,
+            endpoint: d.endpoint,
+            _active: d.active,
+            counters: cluster.endpoints[d.endpoint].stats.workers.get(worker),
+            status: d.status,
+            unsure: d.unsure,
+            gtid_seen: d.gtid_seen.map(String::from),
+            found_dead,
+        });
+    }
+    Some((kept, s, since))
+}
+
+/// A parked session cannot go on: COM_QUIT to the servers it still has.
+fn give_up(backends: &[Option<Dormant>; 2], why: &dyn std::fmt::Display) {
+    tracing::debug!(error = %why, "could not resume a parked mysql session");
+    backends.iter().flatten().for_each(|d| quit_now(&d.sock));
 }
 
 /// COM_QUIT, as [`Session::quit`] sends it.
@@ -148,7 +236,9 @@ fn park(
     let table = &kept.held.table;
     let stats = table.listeners[kept.held.listener].stats.clone();
     let parked = Parked {
-        _parked: OwnedGauge::new(stats, worker.id, |s, w| &s.workers.get(w).parked),
+        _parked: Some(OwnedGauge::new(stats, worker.id, |s, w| {
+            &s.workers.get(w).parked
+        })),
         kept,
         login,
         st,
@@ -162,7 +252,12 @@ fn park(
 
 impl ResumeClient for Parked {
     fn resume(self: Box<Self>, worker: &Rc<Worker>, sock: std::net::TcpStream, _woken: bool) {
-        tokio::task::spawn_local(wake(worker.clone(), *self, sock));
+        match TcpStream::from_std(sock) {
+            Ok(stream) => {
+                tokio::task::spawn_local(run(worker.clone(), self, stream));
+            }
+            Err(e) => give_up(&self.backends, &e),
+        }
     }
 
     /// Idled out while parked: COM_QUIT to the backends, as a live session idling out sends,
@@ -174,77 +269,6 @@ impl ResumeClient for Parked {
             .for_each(|d| quit_now(&d.sock));
         drop(sock);
     }
-}
-
-/// Rebuilds a parked session around its connections and serves it again. (If the runtime
-/// will not take a socket back, which takes running out of kernel memory, the session ends:
-/// COM_QUIT to the backends it can still reach.)
-async fn wake(worker: Rc<Worker>, p: Parked, sock: std::net::TcpStream) {
-    let Parked {
-        kept,
-        _parked,
-        login,
-        st,
-        mut backends,
-        since,
-    } = p;
-    drop(_parked);
-    let table = kept.held.table.clone();
-    let peer = kept.held.peer;
-    let give_up = |backends: &[Option<Dormant>; 2], e: &dyn std::fmt::Display| {
-        tracing::debug!(%peer, error = %e, "could not resume a parked mysql session");
-        backends.iter().flatten().for_each(|d| quit_now(&d.sock));
-    };
-    // The session's own table, which it was accepted on: its mysql listener is still there.
-    let Some(ctx) = Ctx::new(&worker, &table, kept.held.listener, peer) else {
-        return give_up(&backends, &"not a mysql listener");
-    };
-    let stream = match TcpStream::from_std(sock) {
-        Ok(s) => s,
-        Err(e) => return give_up(&backends, &e),
-    };
-    let c = Client::new(stream, ctx.cfg.max_packet, &worker.vecs);
-    let mut s = Session {
-        ctx,
-        login,
-        backends: [None, None],
-        st,
-        doomed: false,
-        reply_seq: 1,
-    };
-    for role in [Role::Primary, Role::Replica] {
-        let Some(d) = backends[role as usize].take() else {
-            continue;
-        };
-        let Some(cluster) = s.ctx.clusters[role as usize] else {
-            continue;
-        };
-        let found_dead = d
-            .found_dead
-            .map(String::from)
-            .or_else(|| probe_result(d.sock.peek(&mut [0u8; 1])));
-        let stream = match TcpStream::from_std(d.sock) {
-            Ok(s) => s,
-            Err(e) => {
-                give_up(&backends, &e);
-                return s.quit().await;
-            }
-        };
-        let mut conn = Conn::new(stream, s.ctx.cfg.max_packet);
-        conn.seq = d.seq;
-        s.backends[role as usize] = Some(Backend {
-            conn,
-            cluster,
-            endpoint: d.endpoint,
-            _active: d.active,
-            counters: cluster.endpoints[d.endpoint].stats.workers.get(worker.id),
-            status: d.status,
-            unsure: d.unsure,
-            gtid_seen: d.gtid_seen.map(String::from),
-            found_dead,
-        });
-    }
-    serve(&worker, kept, s, c, since).await;
 }
 
 #[cfg(test)]
