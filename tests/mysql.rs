@@ -725,6 +725,35 @@ caps = 0x200 | 0x8000 | 0x80000                   # PROTOCOL_41, SECURE_CONNECTI
 login = struct.pack("<IIB", caps, 1 << 24, 45) + bytes(23) + b"app\0" + b"\0" + b"client_ed25519\0"
 print("stalled", stalled(None), stalled(struct.pack("<I", len(login))[:3] + b"\x01" + login))
 
+# A client switched to mysql_native_password that sends its first command with its answer:
+# both are answered (the command is not lost when the session leaves its login).
+import hashlib
+def native(scramble, pw):
+    h1 = hashlib.sha1(pw).digest()
+    h3 = hashlib.sha1(scramble + hashlib.sha1(h1).digest()).digest()
+    return bytes(a ^ b for a, b in zip(h1, h3))
+def pipelined_after_switch():
+    s = socket.create_connection(("127.0.0.1", {port}))
+    s.settimeout(3)
+    s.recv(4096)
+    s.sendall(struct.pack("<I", len(login))[:3] + b"\x01" + login)
+    switch = s.recv(4096)
+    scramble = switch[5 + len(b"mysql_native_password\0"):][:20]
+    auth = native(scramble, b"app")
+    s.sendall(struct.pack("<I", len(auth))[:3] + b"\x03" + auth + b"\x01\x00\x00\x00\x0e")
+    buf, firsts = b"", []
+    try:
+        while len(firsts) < 2:
+            buf += s.recv(4096)
+            while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[:3], "little"):
+                n = int.from_bytes(buf[:3], "little")
+                firsts.append(buf[4])
+                buf = buf[4 + n:]
+    except socket.timeout:
+        pass
+    return firsts
+print("pipelined after a switch", pipelined_after_switch())
+
 plain._execute_command(0x99, b"")
 print("unknown command", err(plain._read_ok_packet))
 print("still serving", one(plain, "SELECT 1")[0], one(c, "SELECT 1")[0])
@@ -734,6 +763,6 @@ print("still serving", one(plain, "SELECT 1")[0], one(c, "SELECT 1")[0])
     );
     assert_eq!(
         out,
-        "SSLSocket 2\nsocket 2\njunk login (255, 1043)\nhuge login (255, 1043)\nhuge query 1153\nstalled True True\nunknown command 1047\nstill serving 1 1"
+        "SSLSocket 2\nsocket 2\njunk login (255, 1043)\nhuge login (255, 1043)\nhuge query 1153\nstalled True True\npipelined after a switch [0, 0]\nunknown command 1047\nstill serving 1 1"
     );
 }

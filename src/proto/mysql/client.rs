@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::Poll;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -58,54 +59,6 @@ pub enum End {
     Refused(Vec<u8>),
 }
 
-/// A client stream that can be waited on without a buffer (so an idle session holds none).
-pub trait Readable {
-    /// Returns when the stream may have bytes to read.
-    fn readable(&self) -> impl std::future::Future<Output = ()>;
-    /// Reads what is there without waiting (`WouldBlock` if nothing is); `None` for streams
-    /// that cannot, which are then read the usual way with the buffer held.
-    fn try_read_now(&mut self, buf: &mut Vec<u8>) -> Option<std::io::Result<usize>>;
-}
-
-impl Readable for tokio::net::TcpStream {
-    async fn readable(&self) {
-        let _ = tokio::net::TcpStream::readable(self).await;
-    }
-
-    fn try_read_now(&mut self, buf: &mut Vec<u8>) -> Option<std::io::Result<usize>> {
-        Some(self.try_read_buf(buf))
-    }
-}
-
-impl Readable for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
-    /// Plaintext rustls has already decrypted is there at once; else the socket's readiness.
-    async fn readable(&self) {
-        let (sock, tls) = self.get_ref();
-        if tls.wants_read() {
-            let _ = sock.readable().await;
-        }
-    }
-
-    /// One read through TLS, polled once: `WouldBlock` if it would wait (then nothing was
-    /// read, and the socket's stale readiness is cleared).
-    fn try_read_now(&mut self, buf: &mut Vec<u8>) -> Option<std::io::Result<usize>> {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        let read = std::pin::pin!(self.read_buf(buf));
-        match read.poll(&mut cx) {
-            std::task::Poll::Ready(r) => Some(r),
-            std::task::Poll::Pending => Some(Err(std::io::ErrorKind::WouldBlock.into())),
-        }
-    }
-}
-
-impl Readable for tokio::io::Empty {
-    async fn readable(&self) {}
-
-    fn try_read_now(&mut self, _: &mut Vec<u8>) -> Option<std::io::Result<usize>> {
-        None
-    }
-}
-
 /// Packet I/O on a client connection. Its buffers come from the worker's pool while bytes are
 /// in flight and go back when a command has been answered.
 #[derive(Debug)]
@@ -119,7 +72,7 @@ pub struct Client<'p, S> {
     pub sent: u64,
 }
 
-impl<'p, S: AsyncRead + AsyncWrite + Readable + Unpin> Client<'p, S> {
+impl<'p, S: AsyncRead + AsyncWrite + Unpin> Client<'p, S> {
     pub fn new(stream: S, max_packet: usize, pool: &'p VecPool) -> Self {
         Client {
             stream,
@@ -135,18 +88,7 @@ impl<'p, S: AsyncRead + AsyncWrite + Readable + Unpin> Client<'p, S> {
     pub async fn next(&mut self) -> Result<Frame, End> {
         loop {
             if self.rbuf.capacity() == 0 {
-                // Idle: wait without a buffer. Readiness can be left over from an earlier
-                // read, so a buffer is taken only for bytes that are really there.
-                self.stream.readable().await;
-                let mut buf = self.pool.take();
-                match self.stream.try_read_now(&mut buf) {
-                    Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        self.pool.put(&mut buf);
-                        continue;
-                    }
-                    Some(Ok(0) | Err(_)) => return Err(End::Gone),
-                    Some(Ok(_)) | None => self.rbuf = buf,
-                }
+                self.rbuf = self.read_idle().await?;
             }
             match packet::frame(&self.rbuf, self.max_packet) {
                 Ok(Some(f)) => return Ok(f),
@@ -167,6 +109,31 @@ impl<'p, S: AsyncRead + AsyncWrite + Readable + Unpin> Client<'p, S> {
                 Ok(_) => {}
             }
         }
+    }
+
+    /// Waits for bytes without holding a buffer (an idle session holds none), and returns them
+    /// in a buffer from the pool. Each poll takes a buffer, reads into it with the task's own
+    /// context, and gives it back if the read would wait: the stream (a socket, or TLS over
+    /// one, which may already hold decrypted bytes) and the runtime's budget wake the task as
+    /// any read's would.
+    async fn read_idle(&mut self) -> Result<Vec<u8>, End> {
+        let (stream, pool) = (&mut self.stream, self.pool);
+        std::future::poll_fn(|cx| {
+            let mut buf = pool.take();
+            let read = std::pin::pin!(stream.read_buf(&mut buf)).poll(cx);
+            match read {
+                Poll::Ready(Ok(n)) if n > 0 => Poll::Ready(Ok(buf)),
+                Poll::Ready(_) => {
+                    pool.put(&mut buf);
+                    Poll::Ready(Err(End::Gone))
+                }
+                Poll::Pending => {
+                    pool.put(&mut buf);
+                    Poll::Pending
+                }
+            }
+        })
+        .await
     }
 
     /// Drops the first `n` bytes of `rbuf` (a packet that was handled); an empty buffer goes
@@ -305,7 +272,7 @@ pub struct Response {
 
 /// Reads the client's login packet, and not a byte more: after an SSL request the next bytes
 /// are the client's TLS hello, which belong to the TLS handshake.
-pub async fn read_response<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+pub async fn read_response<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut Client<'_, S>,
 ) -> Result<Response, End> {
     let mut head = [0u8; 4];
@@ -337,7 +304,7 @@ pub fn is_ssl_request(r: &Response) -> bool {
 }
 
 /// Checks the login against the listener's users and answers it (OK, or ERR and `End`).
-pub async fn login<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut Client<'_, S>,
     cfg: &MysqlListener,
     scramble: &[u8; 20],
@@ -380,7 +347,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Readable + Unpin>(
 }
 
 /// Sends an auth switch request and returns the client's answer and the next sequence id.
-async fn switch<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+async fn switch<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut Client<'_, S>,
     seq: u8,
     scramble: &[u8; 20],
@@ -402,7 +369,7 @@ async fn switch<S: AsyncRead + AsyncWrite + Readable + Unpin>(
 /// connection's login (clients compute it with that one), and a client answering with another
 /// method is switched to `mysql_native_password`. A failed change is answered with ERR and
 /// ends the connection.
-pub async fn change_user<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+pub async fn change_user<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut Client<'_, S>,
     cfg: &MysqlListener,
     payload: &[u8],
@@ -443,7 +410,7 @@ pub async fn change_user<S: AsyncRead + AsyncWrite + Readable + Unpin>(
 /// answers from sequence id `seq`: OK (and the user's index in `cfg.users`), or ERR and
 /// [`End::Gone`].
 #[allow(clippy::too_many_arguments)]
-async fn authenticate<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut Client<'_, S>,
     cfg: &MysqlListener,
     name: &[u8],
@@ -588,5 +555,36 @@ mod tests {
         assert_eq!(c.rbuf.capacity(), 0, "an idle TLS client holds a buffer");
         // And the next command is read.
         ping(&mut peer, &mut c).await;
+    }
+
+    #[test]
+    fn an_idle_tls_read_with_the_task_budget_spent_yields_rather_than_spins() {
+        // The runtime's per-task budget refuses I/O once spent, and only a read that yields
+        // gets it back: a read for the next command must then yield, not retry in place (a
+        // retry would spin inside one poll, and stop the worker).
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let (mut peer, server) = tls_pair().await;
+                let pool = VecPool::new(16 * 1024, 4);
+                let mut c = Client::new(server, 1024, &pool);
+                peer.write_all(&PING).await.unwrap();
+                peer.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Spend the budget without yielding: budgeted writes to an in-memory pipe.
+                let (mut spend, _other) = tokio::io::duplex(1 << 20);
+                while tokio::task::coop::has_budget_remaining() {
+                    spend.write_all(b"x").await.unwrap();
+                }
+                let f = c.next().await.unwrap();
+                let _ = tx.send(c.rbuf[..f.consumed].to_vec());
+            });
+        });
+        let got = rx.recv_timeout(Duration::from_secs(5));
+        assert_eq!(got.as_deref(), Ok(&PING[..]), "the read spun or failed");
     }
 }

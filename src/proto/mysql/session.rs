@@ -42,7 +42,7 @@ use tokio::time::Instant;
 
 use super::backend::{Conn, Failure, Login};
 use super::classify::{Class, Hint, Route, classify};
-use super::client::{self, Client, End, LoggedIn, Readable, err_payload, ok_payload};
+use super::client::{self, Client, End, LoggedIn, err_payload, ok_payload};
 use super::packet::{self, HEADER, MAX_CHUNK};
 use super::reply::{Expect, PrepareOk, ReplyReader, Step};
 use super::stmt::{self, Role, Stmts};
@@ -109,7 +109,7 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
                     held,
                     _active: active,
                 };
-                park::hand_over(&worker, kept, login, c.stream);
+                park::hand_over(&worker, kept, login, c.stream, c.rbuf);
             }
         }
     }
@@ -148,7 +148,7 @@ async fn serve_tls(
 }
 
 /// Sends a refusal's ERR, if it has one.
-async fn refuse<S: AsyncRead + AsyncWrite + Readable + Unpin>(c: &mut Client<'_, S>, e: End) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(c: &mut Client<'_, S>, e: End) {
     if let End::Refused(p) = e {
         let _ = c.send(2, &p).await;
     }
@@ -209,7 +209,7 @@ impl<'t> Ctx<'t> {
 
 /// Checks the client's login; who logged in, or `None` (the client was refused, or took too
 /// long).
-async fn log_in<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+async fn log_in<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &Ctx<'_>,
     c: &mut Client<'_, S>,
     scramble: &[u8; 20],
@@ -580,7 +580,7 @@ impl<'t> Session<'t> {
 
     /// Ends the session after [`Self::serve`]: a refusal's ERR to the client, QUIT to the
     /// backends.
-    async fn end<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    async fn end<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         c: &mut Client<'_, S>,
         served: Result<Served, End>,
@@ -605,7 +605,7 @@ impl<'t> Session<'t> {
     /// The session's command loop, from a client last active at `since`. It returns when the
     /// session ends, or when it may be parked: `park_after` has passed since the last
     /// command's reply, and nothing is buffered either way (the client holds no buffer).
-    async fn serve<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         c: &mut Client<'_, S>,
         since: Instant,
@@ -661,7 +661,7 @@ impl<'t> Session<'t> {
     }
 
     /// Handles one command; `Ok(false)` ends the session.
-    async fn command<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    async fn command<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         c: &mut Client<'_, S>,
         raw: &[u8],
@@ -766,7 +766,7 @@ impl<'t> Session<'t> {
     }
 
     /// A statement (or FIELD_LIST, STATISTICS) in `raw`: route it, relay the reply.
-    async fn statement<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    async fn statement<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         c: &mut Client<'_, S>,
         raw: &[u8],
@@ -809,7 +809,7 @@ impl<'t> Session<'t> {
     }
 
     /// Book-keeping after a reply: where it ran, writes for read-your-writes, lost backends.
-    async fn settle<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    async fn settle<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         c: &mut Client<'_, S>,
         role: Role,
@@ -905,7 +905,7 @@ impl<'t> Session<'t> {
 
     /// SET, USE, COM_INIT_DB, COM_SET_OPTION: run on every open connection (the primary's
     /// reply goes to the client) and kept for replay.
-    async fn session_command<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    async fn session_command<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         c: &mut Client<'_, S>,
         raw: &[u8],
@@ -964,7 +964,7 @@ impl<'t> Session<'t> {
 
     /// [`Self::relay`], once more on a fresh connection if the one of `role` is found closed
     /// before anything was sent and held nothing the client relies on.
-    async fn relay_fresh<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    async fn relay_fresh<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         c: &mut Client<'_, S>,
         role: Role,
@@ -986,7 +986,7 @@ impl<'t> Session<'t> {
     /// Sends `raw` (whole packets) to the backend of `role` and relays its reply to the client
     /// (or drops it, with `to_client` false). With `prepare_id`, the statement id of a
     /// COM_STMT_PREPARE OK is rewritten to it.
-    async fn relay<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         c: &mut Client<'_, S>,
         role: Role,
@@ -1010,7 +1010,7 @@ impl<'t> Session<'t> {
         .await
     }
 
-    async fn prepare<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    async fn prepare<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         c: &mut Client<'_, S>,
         raw: &[u8],
@@ -1132,7 +1132,7 @@ impl<'t> Session<'t> {
         }
     }
 
-    async fn execute<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    async fn execute<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         c: &mut Client<'_, S>,
         payload: &[u8],
@@ -1178,7 +1178,7 @@ impl<'t> Session<'t> {
 
     /// Sends the COM_STMT_EXECUTE `payload` of statement `id` to `role` (preparing it there
     /// first if needed) and relays the reply.
-    async fn execute_on<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    async fn execute_on<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         c: &mut Client<'_, S>,
         payload: &[u8],
@@ -1269,7 +1269,7 @@ impl<'t> Session<'t> {
         }
     }
 
-    async fn reset_stmt<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    async fn reset_stmt<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         c: &mut Client<'_, S>,
         payload: &[u8],
@@ -1306,7 +1306,7 @@ impl<'t> Session<'t> {
         Ok(true)
     }
 
-    async fn fetch<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    async fn fetch<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         c: &mut Client<'_, S>,
         payload: &[u8],
@@ -1368,7 +1368,7 @@ fn failure_payload(role: Role, e: &Failure) -> Vec<u8> {
 }
 
 /// Relays one command's reply from `b` to `c`.
-async fn relay<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
     b: &mut Backend<'_>,
     c: &mut Client<'_, S>,
     raw: &[u8],
@@ -1424,7 +1424,7 @@ fn probe_result(read: std::io::Result<usize>) -> Option<String> {
     }
 }
 
-async fn relay_reply<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+async fn relay_reply<S: AsyncRead + AsyncWrite + Unpin>(
     b: &mut Backend<'_>,
     c: &mut Client<'_, S>,
     raw: &[u8],

@@ -69,9 +69,16 @@ struct Dormant {
     found_dead: Option<Box<str>>,
 }
 
-/// Starts the task of a plain session that has just logged in. The login's task then ends:
-/// what it held for the greeting and the login is not carried through the session's life.
-pub(super) fn hand_over(worker: &Rc<Worker>, kept: Kept, login: LoggedIn, stream: TcpStream) {
+/// Starts the task of a plain session that has just logged in, with what the client sent after
+/// its login (`rbuf`). The login's task then ends: what it held for the greeting and the login
+/// is not carried through the session's life.
+pub(super) fn hand_over(
+    worker: &Rc<Worker>,
+    kept: Kept,
+    login: LoggedIn,
+    stream: TcpStream,
+    rbuf: Vec<u8>,
+) {
     let p = Box::new(Parked {
         kept,
         _parked: None,
@@ -80,14 +87,19 @@ pub(super) fn hand_over(worker: &Rc<Worker>, kept: Kept, login: LoggedIn, stream
         backends: [None, None],
         since: Instant::now(),
     });
-    tokio::task::spawn_local(run(worker.clone(), p, stream));
+    tokio::task::spawn_local(run(worker.clone(), p, stream, rbuf));
 }
 
 /// A plain session's task: the session rebuilt from its parts, served until it ends or is
 /// parked. (A function returning an `async` block rather than an `async fn`: an `async fn`
 /// keeps its arguments twice in its future, as arguments and as the body's locals.)
 #[allow(clippy::manual_async_fn)]
-fn run(worker: Rc<Worker>, p: Box<Parked>, stream: TcpStream) -> impl Future<Output = ()> {
+fn run(
+    worker: Rc<Worker>,
+    p: Box<Parked>,
+    stream: TcpStream,
+    rbuf: Vec<u8>,
+) -> impl Future<Output = ()> {
     async move {
         let table = p.kept.held.table.clone();
         let Some(ctx) = Ctx::new(&worker, &table, p.kept.held.listener, p.kept.held.peer) else {
@@ -97,6 +109,7 @@ fn run(worker: Rc<Worker>, p: Box<Parked>, stream: TcpStream) -> impl Future<Out
             return;
         };
         let mut c = Client::new(stream, s.ctx.cfg.max_packet, &worker.vecs);
+        c.rbuf = rbuf;
         match s.serve(&mut c, since).await {
             Ok(Served::Idle { since }) => match c.stream.into_std() {
                 Ok(sock) => park(&worker, kept, s, sock, since),
@@ -254,7 +267,7 @@ impl ResumeClient for Parked {
     fn resume(self: Box<Self>, worker: &Rc<Worker>, sock: std::net::TcpStream, _woken: bool) {
         match TcpStream::from_std(sock) {
             Ok(stream) => {
-                tokio::task::spawn_local(run(worker.clone(), self, stream));
+                tokio::task::spawn_local(run(worker.clone(), self, stream, Vec::new()));
             }
             Err(e) => give_up(&self.backends, &e),
         }
