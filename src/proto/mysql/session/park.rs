@@ -17,8 +17,12 @@
 //! its freshly registered client socket; the `peek` makes that certain rather than likely.)
 //! At the idle deadline a parked session's backends get COM_QUIT, as a live session's do.
 //!
-//! Not here: TLS sessions (they stay live: their rustls state would be most of what parking
-//! saves), the command loop (`super::Session::serve`).
+//! The same parts start a plain session's task after its login ([`hand_over`]): the session
+//! is served by [`run`] in a task of its own from then on, whether it has just logged in or
+//! has just woken, and the login's task (with the greeting's and the login's state) ends.
+//!
+//! Not here: TLS sessions (they stay live; parking one needs its socket taken out from under
+//! rustls, as `io::detach` does for HTTP), the command loop (`super::Session::serve`).
 
 use std::future::Future;
 use std::io::Write;
