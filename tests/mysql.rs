@@ -452,9 +452,12 @@ fn idle_sessions_are_parked_with_their_connections() {
     let pair = Pair::start();
     setup_schema(&pair);
     let (admin, listen) = addrs();
+    let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/certs");
     let cfg = config(admin, listen, &pair, "", "10s").replace(
         "idle_timeout = \"60s\"",
         "idle_timeout = \"6s\"\npark_after = \"200ms\"",
+    ) + &format!(
+        "[listeners.db.tls]\ncertificates = [{{ cert = \"{certs}/localhost.crt\", key = \"{certs}/localhost.key\", names = [\"localhost\"] }}]\n"
     );
     let p = Proxy::start(&cfg, admin);
     assert!(replica_state(&p, "up"));
@@ -490,7 +493,16 @@ t = connect()
 t.cursor().execute("BEGIN")
 t.cursor().execute("INSERT INTO items (v) VALUES ('lost')")
 t_id = cid(t)
-print("parked", wait_parked(3), gauge("active"))
+# s: over TLS, with a transaction and a session variable. (Its context tells a TLS connection
+# cut without a close_notify from a clean end.)
+import ssl
+strict = ssl.create_default_context(cafile="{certs}/ca.crt")
+strict.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
+s = connect(ssl=strict, host="localhost")
+s.cursor().execute("SET SESSION sql_mode = 'NO_ZERO_DATE'")
+s.cursor().execute("BEGIN")
+s_id = cid(s)
+print("parked", wait_parked(4), gauge("active"))
 direct.cursor().execute("KILL %d" % b_id)
 direct.cursor().execute("KILL %d" % t_id)
 time.sleep(0.2)
@@ -500,6 +512,8 @@ print("in its transaction", one(a, "SELECT COUNT(*) FROM items WHERE v = 'parked
 print("sql_mode", one(a, "SELECT @@sql_mode")[0])
 a.cursor().execute("ROLLBACK")
 print("rolled back", one(a, "/* corelane:primary */ SELECT COUNT(*) FROM items WHERE v = 'parked'")[0])
+print("tls", type(s._sock).__name__, cid(s) == s_id, one(s, "SELECT @@in_transaction, @@sql_mode"))
+s.cursor().execute("ROLLBACK")
 new_b = cid(b)
 print("replaced", new_b != b_id)
 print("transaction lost", err(lambda: t.cursor().execute("SELECT 1")))
@@ -510,18 +524,25 @@ print("lost row", one(direct, "SELECT COUNT(*) FROM items WHERE v = 'lost'")[0])
 # a client that closes without one in Aborted_clients).
 aborted = lambda: int(one(direct, "SHOW GLOBAL STATUS LIKE 'Aborted_clients'")[1])
 before = aborted()
-print("parked again", wait_parked(2))
+print("parked again", wait_parked(3))
 for _ in range(200):
     if gauge("active") == 0:
         break
     time.sleep(0.05)
 print("idled out", gauge("active"), gauge("parked"))
 print("client closed", err(lambda: b.cursor().execute("SELECT 1")) is not None)
+# A TLS session that idles out ends with a close_notify: its client reads a clean end, not a
+# truncation (which raises with ragged EOFs not suppressed).
+s._sock.suppress_ragged_eofs = False
+try:
+    print("tls closed cleanly", s._sock.recv(1))
+except Exception as e:
+    print("tls closed cleanly", repr(e))
 for _ in range(100):
     if one(direct, "SELECT COUNT(*) FROM information_schema.processlist WHERE id = %d" % new_b)[0] == 0:
         break
     time.sleep(0.05)
-print("backend gone", one(direct, "SELECT COUNT(*) FROM information_schema.processlist WHERE id IN (%d, %d)" % (a_id, new_b))[0])
+print("backend gone", one(direct, "SELECT COUNT(*) FROM information_schema.processlist WHERE id IN (%d, %d, %d)" % (a_id, new_b, s_id))[0])
 print("said goodbye", aborted() - before)
 
 # Idle time counts from a command's answer: a statement longer than idle_timeout is not idleness.
@@ -535,11 +556,12 @@ print("long statement", slept, one(l, "SELECT 1")[0])
     );
     assert_eq!(
         out,
-        "parked True 3.0\n\
+        "parked True 4.0\n\
          same connection True\n\
          in its transaction 1 0\n\
          sql_mode ANSI_QUOTES\n\
          rolled back 0\n\
+         tls SSLSocket True (1, 'NO_ZERO_DATE')\n\
          replaced True\n\
          transaction lost 2013\n\
          closed True\n\
@@ -547,6 +569,7 @@ print("long statement", slept, one(l, "SELECT 1")[0])
          parked again True\n\
          idled out 0.0 0.0\n\
          client closed True\n\
+         tls closed cleanly b''\n\
          backend gone 0\n\
          said goodbye 0\n\
          long statement 0 1",

@@ -50,6 +50,7 @@ use super::wire::{command, status};
 use crate::config::model::{MysqlListener, NoReplica, ReadYourWrites};
 use crate::config::table::RoutingTable;
 use crate::io::buffers::VecPool;
+use crate::io::detach::Detachable;
 use crate::metrics::counters::OwnedGauge;
 use crate::metrics::stats::EndpointStats;
 use crate::metrics::stats::{EndpointCounters, ListenerCounters};
@@ -90,60 +91,67 @@ pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
         Ok(Err(e)) => return refuse(&mut c, e).await,
         Err(_) => return,
     };
+    let kept = park::Kept {
+        held,
+        _active: active,
+    };
     match (tls, client::is_ssl_request(&first)) {
         (Some(tls), true) => {
             if !c.rbuf.is_empty() {
                 return;
             }
-            // Boxed: the TLS handshake's and a TLS session's state would otherwise be part of
-            // every plain session's task too.
-            Box::pin(serve_tls(ctx, c.stream, tls, scramble)).await;
-            drop((held, active));
+            // Boxed: the TLS handshake's state would otherwise be part of every plain
+            // session's login task too.
+            Box::pin(serve_tls(&worker, ctx, kept, c.stream, tls, scramble)).await;
         }
         _ => {
             if let Some(login) = log_in(&ctx, &mut c, &scramble, first).await {
                 // The session goes on in a task of its own, built from what it owns: this
                 // task's login state is not carried along.
                 ctx.lc.bytes_out.add(std::mem::take(&mut c.sent));
-                let kept = park::Kept {
-                    held,
-                    _active: active,
-                };
-                park::hand_over(&worker, kept, login, c.stream, c.rbuf);
+                park::hand_over(&worker, kept, login, c.stream, None, c.rbuf);
             }
         }
     }
 }
 
-/// A session whose client asked for TLS: the handshake (rustls), then the login over it. TLS
-/// sessions are not parked.
+/// A session whose client asked for TLS: the handshake (rustls, over a socket that can leave
+/// the TLS session while it is parked), then the login over it; the session then goes on in
+/// a task of its own, as a plain one does.
 async fn serve_tls(
-    mut ctx: Ctx<'_>,
+    worker: &Rc<Worker>,
+    ctx: Ctx<'_>,
+    kept: park::Kept,
     stream: TcpStream,
     tls: std::sync::Arc<rustls::ServerConfig>,
     scramble: [u8; 20],
 ) {
-    ctx.park_after = None;
     let handshake = ctx.login_timeout;
     let accepted = tokio::time::timeout(
         handshake,
-        tokio_rustls::TlsAcceptor::from(tls).accept(stream),
+        tokio_rustls::TlsAcceptor::from(tls).accept(Detachable::new(stream)),
     )
     .await;
     let Ok(Ok(stream)) = accepted else {
         tracing::debug!(peer = %ctx.peer, "mysql client TLS handshake failed");
         return;
     };
-    let mut c = Client::new(stream, ctx.cfg.max_packet, &ctx.worker.vecs);
+    let mut c = Client::new(Box::new(stream), ctx.cfg.max_packet, &ctx.worker.vecs);
     let r = match tokio::time::timeout(handshake, client::read_response(&mut c)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return refuse(&mut c, e).await,
         Err(_) => return,
     };
     if let Some(login) = log_in(&ctx, &mut c, &scramble, r).await {
-        let mut s = Session::new(ctx, login);
-        let r = s.serve(&mut c, Instant::now()).await;
-        s.end(&mut c, r).await;
+        ctx.lc.bytes_out.add(std::mem::take(&mut c.sent));
+        let Client {
+            stream: mut tls,
+            rbuf,
+            ..
+        } = c;
+        if let Some(sock) = tls.get_mut().0.detach() {
+            park::hand_over(worker, kept, login, sock, Some(tls), rbuf);
+        }
     }
 }
 
@@ -339,18 +347,6 @@ fn unknown_stmt(id: u32, what: &str) -> Vec<u8> {
 }
 
 impl<'t> Session<'t> {
-    /// A session just logged in, with no server connection yet.
-    fn new(ctx: Ctx<'t>, login: LoggedIn) -> Self {
-        Session {
-            ctx,
-            login,
-            backends: [None, None],
-            st: State::default(),
-            doomed: false,
-            reply_seq: 1,
-        }
-    }
-
     fn replica_txn(&self) -> bool {
         self.backends[Role::Replica as usize]
             .as_ref()

@@ -1,4 +1,4 @@
-//! Parking an idle MySQL session (`worker::park`). A plain client connection whose last
+//! Parking an idle MySQL session (`worker::park`). A client connection whose last
 //! command was answered at least its listener's `park_after` ago, with nothing buffered either
 //! way, leaves its task: what the session knows (its login, its [`State`], each backend
 //! connection's socket and status) waits in a box in the worker's parking lot, and the
@@ -17,17 +17,24 @@
 //! its freshly registered client socket; the `peek` makes that certain rather than likely.)
 //! At the idle deadline a parked session's backends get COM_QUIT, as a live session's do.
 //!
-//! The same parts start a plain session's task after its login ([`hand_over`]): the session
-//! is served by [`run`] in a task of its own from then on, whether it has just logged in or
-//! has just woken, and the login's task (with the greeting's and the login's state) ends.
+//! A TLS client parks the same way: its TLS session (keys, sequence numbers, rustls's state)
+//! waits in the box with its socket taken out of it (`io::detach`, as for HTTP), once whatever
+//! rustls still had for the client has been written. At the idle deadline it is sent a
+//! `close_notify`, as a live TLS session that ends is.
 //!
-//! Not here: TLS sessions (they stay live; parking one needs its socket taken out from under
-//! rustls, as `io::detach` does for HTTP), the command loop (`super::Session::serve`).
+//! The same parts start a session's task after its login ([`hand_over`]): the session is
+//! served by [`run`] in a task of its own from then on, whether it has just logged in or has
+//! just woken, and the login's task (with the greeting's and the login's state) ends.
+//!
+//! Not here: the command loop (`super::Session::serve`).
 
 use std::future::Future;
 use std::io::Write;
 use std::rc::Rc;
 
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -36,6 +43,7 @@ use super::super::client::{Client, LoggedIn};
 use super::super::stmt::Role;
 use super::super::wire::command;
 use super::{Backend, Ctx, Served, Session, State, UNASKED, probe_result};
+use crate::io::detach::Detachable;
 use crate::metrics::counters::OwnedGauge;
 use crate::metrics::stats::{EndpointStats, ListenerStats};
 use crate::worker::park::{ResumeClient, Sleeper};
@@ -57,8 +65,55 @@ struct Parked {
     login: LoggedIn,
     st: State,
     backends: [Option<Dormant>; 2],
+    /// A TLS client's session, its socket detached (boxed: a plain session does not pay for
+    /// it).
+    tls: Option<Box<TlsClient>>,
     /// The client's last command came then: the idle timeout counts from here.
     since: Instant,
+}
+
+/// A TLS client connection of a mysql listener: its socket can be taken out from under the
+/// TLS session while the session is parked (`io::detach`).
+pub(super) type TlsClient = tokio_rustls::server::TlsStream<Detachable<TcpStream>>;
+
+/// How long a TLS client has to take what rustls still has for it (a session ticket) before
+/// its session parks, and its `close_notify` when the session ends.
+const TLS_GRACE: Duration = Duration::from_millis(100);
+
+/// A client transport a session can be served on and parked from: a socket, or TLS over one.
+trait Transport: AsyncRead + AsyncWrite + Unpin {
+    /// The socket, out of the runtime, and the TLS session that goes with it, once all that
+    /// was for the client has left.
+    async fn part(self) -> std::io::Result<(std::net::TcpStream, Option<Box<TlsClient>>)>;
+
+    /// The session ended: a TLS client is told with a `close_notify` (so that it sees a clean
+    /// end rather than a truncation); a plain one just sees the close.
+    async fn close(&mut self);
+}
+
+impl Transport for TcpStream {
+    async fn part(self) -> std::io::Result<(std::net::TcpStream, Option<Box<TlsClient>>)> {
+        Ok((self.into_std()?, None))
+    }
+
+    async fn close(&mut self) {}
+}
+
+impl Transport for Box<TlsClient> {
+    async fn part(mut self) -> std::io::Result<(std::net::TcpStream, Option<Box<TlsClient>>)> {
+        use std::io::ErrorKind;
+        match tokio::time::timeout(TLS_GRACE, self.flush()).await {
+            Ok(Ok(())) if !self.get_ref().1.wants_write() => {}
+            Ok(Err(e)) => return Err(e),
+            _ => return Err(ErrorKind::TimedOut.into()),
+        }
+        let sock = self.get_mut().0.detach().ok_or(ErrorKind::NotConnected)?;
+        Ok((sock.into_std()?, Some(self)))
+    }
+
+    async fn close(&mut self) {
+        let _ = tokio::time::timeout(TLS_GRACE, self.shutdown()).await;
+    }
 }
 
 /// A backend connection of a parked session: [`Backend`] without what the table gives back.
@@ -73,14 +128,16 @@ struct Dormant {
     found_dead: Option<Box<str>>,
 }
 
-/// Starts the task of a plain session that has just logged in, with what the client sent after
-/// its login (`rbuf`). The login's task then ends: what it held for the greeting and the login
-/// is not carried through the session's life.
+/// Starts the task of a session that has just logged in, with its client's socket (and the TLS
+/// session it was taken out of, for a TLS client) and what the client sent after its login
+/// (`rbuf`). The login's task then ends: what it held for the greeting and the login is not
+/// carried through the session's life.
 pub(super) fn hand_over(
     worker: &Rc<Worker>,
     kept: Kept,
     login: LoggedIn,
     stream: TcpStream,
+    tls: Option<Box<TlsClient>>,
     rbuf: Vec<u8>,
 ) {
     let p = Box::new(Parked {
@@ -89,14 +146,15 @@ pub(super) fn hand_over(
         login,
         st: State::default(),
         backends: [None, None],
+        tls,
         since: Instant::now(),
     });
     tokio::task::spawn_local(run(worker.clone(), p, stream, rbuf));
 }
 
-/// A plain session's task: the session rebuilt from its parts, served until it ends or is
-/// parked. (A function returning an `async` block rather than an `async fn`: an `async fn`
-/// keeps its arguments twice in its future, as arguments and as the body's locals.)
+/// A session's task: the session rebuilt from its parts, served until it ends or is parked.
+/// (A function returning an `async` block rather than an `async fn`: an `async fn` keeps its
+/// arguments twice in its future, as arguments and as the body's locals.)
 #[allow(clippy::manual_async_fn)]
 fn run(
     worker: Rc<Worker>,
@@ -109,20 +167,44 @@ fn run(
         let Some(ctx) = Ctx::new(&worker, &table, p.kept.held.listener, p.kept.held.peer) else {
             return give_up(&p.backends, &"not a mysql listener");
         };
-        let Some((kept, mut s, since)) = unpack(ctx, p, worker.id) else {
+        let Some((kept, s, tls, since)) = unpack(ctx, p, worker.id) else {
             return;
         };
+        match tls {
+            None => serve(&worker, kept, s, stream, since, rbuf).await,
+            Some(mut tls) => {
+                tls.get_mut().0.attach(stream);
+                serve(&worker, kept, s, tls, since, rbuf).await
+            }
+        }
+    }
+}
+
+/// Serves the session on its client's transport until it ends (or parks it).
+#[allow(clippy::manual_async_fn)]
+fn serve<'a, S: Transport + 'a>(
+    worker: &'a Rc<Worker>,
+    kept: Kept,
+    mut s: Session<'a>,
+    stream: S,
+    since: Instant,
+    rbuf: Vec<u8>,
+) -> impl Future<Output = ()> + 'a {
+    async move {
         let mut c = Client::new(stream, s.ctx.cfg.max_packet, &worker.vecs);
         c.rbuf = rbuf;
         match s.serve(&mut c, since).await {
-            Ok(Served::Idle { since }) => match c.stream.into_std() {
-                Ok(sock) => park(&worker, kept, s, sock, since),
+            Ok(Served::Idle { since }) => match c.stream.part().await {
+                Ok((sock, tls)) => park(worker, kept, s, sock, tls, since),
                 Err(e) => {
                     tracing::debug!(peer = %s.ctx.peer, error = %e, "could not park a mysql session; closing it");
                     s.quit().await;
                 }
             },
-            served => s.end(&mut c, served).await,
+            served => {
+                s.end(&mut c, served).await;
+                c.stream.close().await;
+            }
         }
     }
 }
@@ -130,13 +212,18 @@ fn run(
 /// The session again from its parts, with its server connections back in the runtime; `None`
 /// if the runtime will not take one back (which takes running out of kernel memory): the
 /// session then ends, COM_QUIT sent to the servers it can still reach.
-fn unpack<'t>(ctx: Ctx<'t>, p: Box<Parked>, worker: usize) -> Option<(Kept, Session<'t>, Instant)> {
+fn unpack<'t>(
+    ctx: Ctx<'t>,
+    p: Box<Parked>,
+    worker: usize,
+) -> Option<(Kept, Session<'t>, Option<Box<TlsClient>>, Instant)> {
     let Parked {
         kept,
         _parked,
         login,
         st,
         mut backends,
+        tls,
         since,
     } = *p;
     drop(_parked);
@@ -183,7 +270,7 @@ fn unpack<'t>(ctx: Ctx<'t>, p: Box<Parked>, worker: usize) -> Option<(Kept, Sess
             found_dead,
         });
     }
-    Some((kept, s, since))
+    Some((kept, s, tls, since))
 }
 
 /// A parked session cannot go on: COM_QUIT to the servers it still has.
@@ -207,6 +294,7 @@ fn park(
     kept: Kept,
     s: Session<'_>,
     sock: std::net::TcpStream,
+    tls: Option<Box<TlsClient>>,
     since: Instant,
 ) {
     let deadline = since + s.ctx.idle;
@@ -260,6 +348,7 @@ fn park(
         login,
         st,
         backends: dormant,
+        tls,
         since,
     };
     worker
@@ -278,13 +367,18 @@ impl ResumeClient for Parked {
     }
 
     /// Idled out while parked: COM_QUIT to the backends, as a live session idling out sends,
-    /// and the client closed.
-    fn expire(self: Box<Self>, sock: std::net::TcpStream) {
+    /// and the client closed (a TLS client told with a `close_notify`, as a live one is).
+    fn expire(self: Box<Self>, mut sock: std::net::TcpStream) {
         self.backends
             .iter()
             .flatten()
             .for_each(|d| quit_now(&d.sock));
-        drop(sock);
+        if let Some(mut tls) = self.tls {
+            let session = &mut tls.get_mut().1;
+            session.send_close_notify();
+            // A few dozen bytes into an idle socket's empty send buffer: it does not block.
+            let _ = session.write_tls(&mut sock);
+        }
     }
 }
 
