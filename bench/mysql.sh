@@ -35,7 +35,8 @@
 # per session with N sessions opened in four batches, each left idle 7 s, after login only and
 # after one read each (which opens the session's replica connection), on a listener that parks
 # them (`park_after`, 5 s by default) and on one that never does (`park_after = "0s"`, port
-# 7318), and how many answered a statement afterwards (bench/mysql_idle.py).
+# 7318), and how many answered a statement afterwards (bench/mysql_idle.py); then the same
+# over TLS (ports 7319, parked, and 7320, never; config/examples/certs).
 #
 # Needs: mariadb-server, mariadb-client, sysbench, python3, python3-pymysql (Debian packages
 # of those names).
@@ -110,6 +111,25 @@ park_after = "0s"
 [listeners.never.mysql]
 users = [{ user = "app", password = "app" }]
 replicas = "replicas"
+[listeners.dbtls]
+listen = "127.0.0.1:7319"
+protocol = "mysql"
+cluster = "primary"
+[listeners.dbtls.mysql]
+users = [{ user = "app", password = "app" }]
+replicas = "replicas"
+[listeners.dbtls.tls]
+certificates = [{ cert = "$ROOT/config/examples/certs/localhost.crt", key = "$ROOT/config/examples/certs/localhost.key", names = ["localhost"] }]
+[listeners.nevertls]
+listen = "127.0.0.1:7320"
+protocol = "mysql"
+cluster = "primary"
+park_after = "0s"
+[listeners.nevertls.mysql]
+users = [{ user = "app", password = "app" }]
+replicas = "replicas"
+[listeners.nevertls.tls]
+certificates = [{ cert = "$ROOT/config/examples/certs/localhost.crt", key = "$ROOT/config/examples/certs/localhost.key", names = ["localhost"] }]
 [clusters.primary]
 endpoints = [{ addr = "127.0.0.1:13406" }]
 [clusters.primary.health_check]
@@ -204,12 +224,19 @@ if [ "$IDLE" -gt 0 ]; then
     mariadb --protocol=socket -S "$DB/$s.sock" -uroot -e "SET GLOBAL max_connections = $((IDLE + 200))"
   done
   # A fresh corelane for each kind, so that one's freed memory does not serve the other.
+  CA=$ROOT/config/examples/certs/ca.crt
   for mode in login read; do
-    for port in 7316 7318; do
+    for port in 7316 7318 7319 7320; do
       kill "$CL_PID"; wait "$CL_PID" || true
       start_corelane
-      printf '%s\t' "$([ $port = 7316 ] && echo '"5s" (parked)' || echo '"0s" (never)')" >> "$OUT/idle.tsv"
-      "${LOAD[@]}" /usr/bin/python3 "$ROOT/bench/mysql_idle.py" "$CL_PID" $port $((IDLE / 4)) 4 "$mode" 7 >> "$OUT/idle.tsv"
+      case $port in
+        7316) label='"5s" (parked)' tls=() ;;
+        7318) label='"0s" (never)' tls=() ;;
+        7319) label='"5s" (parked), TLS' tls=("$CA") ;;
+        7320) label='"0s" (never), TLS' tls=("$CA") ;;
+      esac
+      printf '%s\t' "$label" >> "$OUT/idle.tsv"
+      "${LOAD[@]}" /usr/bin/python3 "$ROOT/bench/mysql_idle.py" "$CL_PID" $port $((IDLE / 4)) 4 "$mode" 7 "${tls[@]}" >> "$OUT/idle.tsv"
     done
   done
 fi
