@@ -237,6 +237,69 @@ fn large_chunked_bodies_arrive_identical_both_ways() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Trailers go through both ways: announced in `Trailer` (end-to-end) and taken by a client
+/// that says `TE: trailers` (which corelane says again upstream), over HTTP/1.1 on the fast
+/// path and the hyper path, and from HTTP/2 clients to an HTTP/1.1 upstream.
+#[test]
+fn trailers_are_passed_on_both_ways() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "", "", "");
+    let upload = |path: &str| {
+        raw(
+            listen,
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTE: trailers\r\nTrailer: x-checksum\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n").as_bytes(),
+        )
+    };
+    // A chunked upload's trailers reach the upstream, and come back with its echo.
+    let seen = upload("/inspect");
+    assert!(seen.contains("trailer x-checksum: abc\n"), "{seen}");
+    assert!(seen.contains("te: trailers\n"), "{seen}");
+    let echoed = upload("/echo");
+    assert!(echoed.starts_with("HTTP/1.1 200"), "{echoed}");
+    assert!(
+        echoed.ends_with("5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n"),
+        "{echoed}"
+    );
+    // A response's trailers reach a client that takes them (the upstream sends them only to
+    // one that says so), and not one that does not.
+    let get = |te: &str| {
+        raw(
+            listen,
+            format!("GET /trailers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{te}\r\n")
+                .as_bytes(),
+        )
+    };
+    let with = get("TE: trailers\r\n");
+    assert!(with.ends_with("\r\n0\r\nx-sum: 42\r\n\r\n"), "{with}");
+    let without = get("");
+    assert!(without.ends_with("4\r\ndata\r\n0\r\n\r\n"), "{without}");
+
+    // HTTP/2 (h2c) clients: a body of known length with trailers reaches the HTTP/1.1 upstream
+    // whole, trailers included; a response's trailers come back as a trailers frame.
+    let dir = tempdir("trailers");
+    let file = dir.join("body");
+    std::fs::write(&file, b"hello h2").unwrap();
+    let nghttp = |args: &[&str]| {
+        let out = Command::new("nghttp").args(args).output().expect("nghttp");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let data = format!("--data={}", file.display());
+    let seen = nghttp(&[
+        &data,
+        "--trailer=x-checksum: abc",
+        "-H",
+        "trailer: x-checksum",
+        &url(listen, "/inspect"),
+    ]);
+    assert!(seen.contains("body-length: 8\n"), "{seen}");
+    assert!(seen.contains("trailer x-checksum: abc\n"), "{seen}");
+    let verbose = nghttp(&["-v", "-H", "te: trailers", &url(listen, "/trailers")]);
+    let data_at = verbose.find("recv DATA").unwrap_or(usize::MAX);
+    let sum_at = verbose.rfind("x-sum: 42").unwrap_or(0);
+    assert!(sum_at > data_at && data_at != usize::MAX, "{verbose}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn h2c_clients_reach_http1_upstreams() {
     let a = EchoBackend::start("a");

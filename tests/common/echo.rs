@@ -1,11 +1,14 @@
 //! An HTTP/1.1 and h2c backend (hyper) for the HTTP engine's tests. Every response carries
 //! `x-backend: NAME`. Paths:
-//! - `/echo`: the request body, streamed back as it arrives;
+//! - `/echo`: the request body, streamed back as it arrives, with its trailers (announced in a
+//!   `Trailer` header if the request announced them);
 //! - `/big?n=N`: N bytes of a fixed pattern, chunked;
+//! - `/trailers`: `data`, then the trailer `x-sum: 42` (announced in `Trailer`; hyper sends it
+//!   to an HTTP/1.1 client only if the request said `TE: trailers`);
 //! - `/status/NNN`: that status;
 //! - `/slow?ms=N`: answers after N ms;
 //! - anything else: a text description of the request (method, path, version, headers, body
-//!   length), one `name: value` per line.
+//!   length, trailers as `trailer name: value`), one `name: value` per line.
 //!
 //! It counts the connections it accepts and the requests it serves.
 
@@ -126,7 +129,23 @@ async fn handle(
         *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
         r
     } else if path == "/echo" {
-        Response::new(req.into_body().boxed())
+        let announced = req.headers().get(hyper::header::TRAILER).cloned();
+        let mut r = Response::new(req.into_body().boxed());
+        if let Some(t) = announced {
+            r.headers_mut().insert(hyper::header::TRAILER, t);
+        }
+        r
+    } else if path == "/trailers" {
+        let mut sum = hyper::HeaderMap::new();
+        sum.insert("x-sum", "42".parse().unwrap());
+        let frames = [
+            Frame::data(Bytes::from_static(b"data")),
+            Frame::trailers(sum),
+        ];
+        let mut r = Response::new(Frames(frames.into()).boxed());
+        r.headers_mut()
+            .insert(hyper::header::TRAILER, "x-sum".parse().unwrap());
+        r
     } else if path == "/big" {
         let n = query(&req, "n").unwrap_or(0) as usize;
         let data = pattern(n);
@@ -149,13 +168,18 @@ async fn handle(
         for (k, v) in req.headers() {
             text.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
         }
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes().len())
-            .unwrap_or(0);
+        let (body, trailers) = match req.into_body().collect().await {
+            Ok(b) => {
+                let t = b.trailers().cloned();
+                (b.to_bytes().len(), t)
+            }
+            Err(_) => (0, None),
+        };
         text.push_str(&format!("body-length: {body}\n"));
+        for (k, v) in trailers.iter().flatten() {
+            let v = String::from_utf8_lossy(v.as_bytes());
+            text.push_str(&format!("trailer {k}: {v}\n"));
+        }
         Response::new(full(text))
     };
     resp.headers_mut()
@@ -175,5 +199,20 @@ impl hyper::body::Body for Chunks {
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// Frames sent as they are (data and trailers).
+struct Frames(std::collections::VecDeque<Frame<Bytes>>);
+
+impl hyper::body::Body for Frames {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(Ok))
     }
 }

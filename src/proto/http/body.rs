@@ -66,6 +66,10 @@ pub enum RequestBody {
         /// Set when the client's body failed (too large, malformed), so the engine answers
         /// 413 or 400 rather than blaming the upstream; and when it has ended.
         state: Rc<BodyState>,
+        /// Its length is not told to the upstream even if the client gave one: the client
+        /// announced trailers (`Trailer`), which an HTTP/1.1 upstream gets only in a chunked
+        /// body.
+        length_hidden: bool,
     },
 }
 
@@ -79,7 +83,9 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
-            RequestBody::Stream { inner, left, state } => match Pin::new(inner).poll_frame(cx) {
+            RequestBody::Stream {
+                inner, left, state, ..
+            } => match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let (Some(left), Some(data)) = (left.as_mut(), frame.data_ref()) {
                         let n = data.len() as u64;
@@ -114,6 +120,10 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Stream {
+                length_hidden: true,
+                ..
+            } => SizeHint::default(),
             RequestBody::Stream { inner, .. } => inner.size_hint(),
         }
     }

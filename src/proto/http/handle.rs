@@ -423,11 +423,31 @@ fn prepare(
     } else {
         parts.version = hyper::Version::HTTP_11;
     }
+    let te = parts.headers.get_all(header::TE).iter();
+    let te_trailers = headers::accepts_trailers(te.map(HeaderValue::as_bytes));
     headers::strip_hop_by_hop(&mut parts.headers);
+    if te_trailers {
+        // The client takes trailers, and so does corelane on its behalf (TE is hop-by-hop,
+        // and over HTTP/1.1 a TE must be named in Connection).
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+        if h2.is_none() {
+            parts
+                .headers
+                .append(header::CONNECTION, HeaderValue::from_static("te"));
+        }
+    }
     headers::add_forwarded(&mut parts.headers, &c.peer_value, c.scheme, host);
     headers::apply(&mut parts.headers, &cfg.request_headers);
     if let Some(r) = route {
         headers::apply(&mut parts.headers, &r.request_headers);
+    }
+    // Trailers announced to an HTTP/1.1 upstream need a chunked body (hyper sends those the
+    // `Trailer` header names), so a length the client gave is not passed on.
+    let length_hidden = h2.is_none() && parts.headers.contains_key(header::TRAILER);
+    if length_hidden {
+        parts.headers.remove(header::CONTENT_LENGTH);
     }
     let body = if hyper::body::Body::is_end_stream(&inner) {
         RequestBody::Empty
@@ -436,6 +456,7 @@ fn prepare(
             inner,
             left: cfg.max_body,
             state: state.clone(),
+            length_hidden,
         }
     };
     Ok(Request::from_parts(parts, body))

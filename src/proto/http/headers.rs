@@ -2,6 +2,10 @@
 //! `X-Forwarded-For`, `-Proto` and `-Host` added, and the configured add / set / remove rules
 //! applied.
 //!
+//! Trailers go through: `Trailer` (which fields a message's trailer section will hold) is
+//! end-to-end and kept, and a client's `TE: trailers` is said again on the upstream hop
+//! ([`accepts_trailers`]), since corelane passes trailers on to any client that accepts them.
+//!
 //! Framing headers (`Content-Length`, `Transfer-Encoding`) are not ours to keep: hyper frames
 //! each side's message itself from the body it is given, so `Transfer-Encoding` is removed
 //! with the other hop-by-hop headers and a smuggled pair of framing headers never reaches the
@@ -17,17 +21,28 @@ use crate::config::http::HeaderRules;
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1), plus the
 /// non-standard `Proxy-Connection` and `Keep-Alive`, and `Upgrade` (tunnels are set up by the
 /// engine, not forwarded as a header). Both paths (hyper's and `super::h1`) drop these.
-const HOP_BY_HOP: [&str; 9] = [
+const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",
     "proxy-authorization",
     "te",
-    "trailer",
     "transfer-encoding",
     "upgrade",
 ];
+
+/// Whether a message's `TE` values (any number of headers) accept trailers: a `trailers`
+/// member (RFC 9110 10.1.4). `TE` is hop-by-hop, so it is dropped with the others and this
+/// is what is said again to the upstream.
+pub fn accepts_trailers<'a>(te: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    te.into_iter().any(|v| {
+        v.split(|&b| b == b',').any(|m| {
+            let name = m.split(|&b| b == b';').next().unwrap_or(m);
+            name.trim_ascii().eq_ignore_ascii_case(b"trailers")
+        })
+    })
+}
 
 /// Whether `name` (any case) is one of [`HOP_BY_HOP`].
 pub fn is_hop_by_hop(name: &str) -> bool {
@@ -164,11 +179,13 @@ mod tests {
             ("proxy-connection", "close"),
             ("x-kept", "yes"),
             ("content-length", "3"),
+            ("trailer", "x-checksum"),
         ]);
         strip_hop_by_hop(&mut m);
         let mut left: Vec<&str> = m.keys().map(|k| k.as_str()).collect();
         left.sort();
-        assert_eq!(left, ["content-length", "x-kept"]);
+        // `Trailer` is end-to-end (RFC 9110 6.6.2): the trailers it announces are passed on.
+        assert_eq!(left, ["content-length", "trailer", "x-kept"]);
         // Without any hop-by-hop header nothing changes; one alone still goes.
         let mut m = map(&[("x-kept", "yes"), ("date", "now")]);
         strip_hop_by_hop(&mut m);
@@ -176,6 +193,23 @@ mod tests {
         let mut m = map(&[("x-kept", "yes"), ("te", "trailers")]);
         strip_hop_by_hop(&mut m);
         assert_eq!(m.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    #[test]
+    fn te_accepts_trailers_only_when_it_says_so() {
+        let yes: [&[&[u8]]; 4] = [
+            &[b"trailers"],
+            &[b"gzip;q=0.5, Trailers"],
+            &[b"deflate", b" trailers ;q=1"],
+            &[b"trailers,"],
+        ];
+        for te in yes {
+            assert!(accepts_trailers(te.iter().copied()), "{te:?}");
+        }
+        let no: [&[&[u8]]; 4] = [&[], &[b"gzip"], &[b"trailersx"], &[b"x-trailers, chunked"]];
+        for te in no {
+            assert!(!accepts_trailers(te.iter().copied()), "{te:?}");
+        }
     }
 
     #[test]

@@ -21,8 +21,11 @@
 //!
 //! Not here: bodies of unknown length or larger than `buffer_size` (hyper's client streams
 //! them while it reads the response, so an upstream that answers early is heard), upgrades,
-//! TLS and h2 clusters (`super::super::forward`). A request's trailers are not sent on. Chunk extensions are dropped from a decoded body (as hyper's
-//! client does); trailers go on as a trailers frame.
+//! TLS and h2 clusters (`super::super::forward`), and requests that announce trailers (a
+//! `Trailer` header: hyper's client sends them in a chunked body); unannounced request
+//! trailers are dropped, as hyper's client drops them. In a chunked response, chunk extensions
+//! are dropped from the decoded body (as hyper's client does) and trailers go on as a
+//! trailers frame.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -49,7 +52,8 @@ use super::super::headers;
 
 /// Whether the bridge takes a prepared request: on a listener with `fast_path` on, not an
 /// upgrade or a `CONNECT` (whose 2xx makes the connection a tunnel), to a plain HTTP/1.1
-/// cluster, with no body or one whose length is known and at most `limit` bytes.
+/// cluster, with no body or one whose length is known and at most `limit` bytes (a body
+/// whose length is not to be told, for its trailers, is not: `RequestBody::Stream::length_hidden`).
 pub fn takes(
     fast_path: bool,
     cluster: &Cluster,

@@ -18,7 +18,7 @@
 
 use hyper::http::HeaderName;
 
-use super::super::headers::{is_hop_by_hop, visible_str};
+use super::super::headers::{accepts_trailers, is_hop_by_hop, visible_str};
 use super::super::route::Target;
 use crate::config::http::HeaderRules;
 
@@ -268,6 +268,11 @@ pub fn write_upstream(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut prev_xff: Option<&[u8]> = None;
     let hop = HopByHop::of(head.headers);
+    let te = head
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("te"));
+    let te_trailers = accepts_trailers(te.map(|h| h.value));
     for h in head.headers {
         let n = h.name;
         if n.eq_ignore_ascii_case("x-forwarded-for") {
@@ -307,6 +312,11 @@ pub fn write_upstream(
     }
     if !replaced(sets, "x-forwarded-host") {
         line(out, b"x-forwarded-host", head.host.as_bytes());
+    }
+    if te_trailers {
+        // The client takes trailers, and so does corelane on its behalf (as the hyper path).
+        line(out, b"te", b"trailers");
+        line(out, b"connection", b"te");
     }
     write_rules(out, sets);
     out.extend_from_slice(b"\r\n");
@@ -355,7 +365,15 @@ mod tests {
                 b"POST /p HTTP/1.1\r\nhost: h\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\nx-forwarded-proto: https\r\ncontent-length: 0\r\n\r\n",
                 &[]
             ),
-            "POST /p HTTP/1.1\r\nhost: h\r\nx-forwarded-for: 10.0.0.1, 192.0.2.7\r\ncontent-length: 0\r\nx-forwarded-proto: http\r\nx-forwarded-host: h\r\n\r\n"
+            "POST /p HTTP/1.1\r\nhost: h\r\nx-forwarded-for: 10.0.0.1, 192.0.2.7\r\ncontent-length: 0\r\nx-forwarded-proto: http\r\nx-forwarded-host: h\r\nte: trailers\r\nconnection: te\r\n\r\n"
+        );
+        // A TE without `trailers` goes as hop-by-hop; `Trailer` is end-to-end and stays.
+        assert_eq!(
+            upstream(
+                b"GET / HTTP/1.1\r\nHost: h\r\nTE: gzip\r\nTrailer: x-sum\r\n\r\n",
+                &[]
+            ),
+            "GET / HTTP/1.1\r\nHost: h\r\nTrailer: x-sum\r\nx-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: http\r\nx-forwarded-host: h\r\n\r\n"
         );
     }
 
