@@ -406,6 +406,20 @@ fn client_errors_are_400_408_413_431() {
     let huge = format!("x-big: {}", "y".repeat(20_000));
     let r = curl(&["-H", &huge, &url(listen, "/")]);
     assert_eq!(r.status, 431);
+    // 431 for more header fields than `max_headers` (100 by default), HTTP/1.1 and HTTP/2;
+    // 90 of them pass.
+    let many = |n: usize, h2: bool| {
+        let mut args: Vec<String> = (0..n)
+            .flat_map(|i| ["-H".to_owned(), format!("x-h{i}: {i}")])
+            .collect();
+        if h2 {
+            args.push("--http2-prior-knowledge".to_owned());
+        }
+        args.push(url(listen, "/"));
+        curl(&args.iter().map(String::as_str).collect::<Vec<_>>()).status
+    };
+    assert_eq!([many(120, false), many(120, true)], [431, 431]);
+    assert_eq!([many(90, false), many(90, true)], [200, 200]);
     // 400.
     assert!(
         raw(listen, b"GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n").starts_with("HTTP/1.1 400")
@@ -417,8 +431,8 @@ fn client_errors_are_400_408_413_431() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(
         a.requests.load(Ordering::SeqCst),
-        1,
-        "only the small body reached the backend"
+        3,
+        "only the small body and the two requests within max_headers reached the backend"
     );
 }
 
@@ -513,6 +527,99 @@ fn idempotent_requests_are_retried_after_a_reset_and_posts_are_not() {
         "a POST that was reset is not retried: {statuses:?}"
     );
     assert!(statuses.contains(&200), "{statuses:?}");
+}
+
+/// A failed connect moves on to the next endpoint, for any method (nothing was sent); and
+/// retries after a reset are bounded by the worker's retry budget (a reserve of 10, then a
+/// fifth of requests), so an endpoint that resets everything cannot double the load.
+#[test]
+fn connect_failures_are_retried_and_resets_within_the_retry_budget() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[refused_addr(), a.addr], "", "connect_attempts = 2\n", "");
+    for i in 0..6 {
+        let r = if i % 2 == 0 {
+            curl(&[&url(listen, "/x")])
+        } else {
+            curl(&["--data-binary", "body", &url(listen, "/echo")])
+        };
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+    }
+
+    let bad = ResetBackend::start();
+    let (_p, listen) = proxy(&[bad.addr, a.addr], "", "connect_attempts = 2\n", "");
+    let statuses: Vec<u16> = (0..100)
+        .map(|_| curl(&[&url(listen, "/x")]).status)
+        .collect();
+    let failed = statuses.iter().filter(|&&s| s == 502).count();
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 502),
+        "{statuses:?}"
+    );
+    // Half the requests meet the reset; each worker retries its first ten or so (the reserve),
+    // then about two in five of the rest, for the budget grows by 0.2 a request.
+    assert!(
+        statuses[..10].iter().all(|&s| s == 200),
+        "the reserve covers the first retries: {statuses:?}"
+    );
+    assert!(
+        (3..=40).contains(&failed),
+        "{failed} of 100 failed: {statuses:?}"
+    );
+}
+
+/// `hash_on` a header, a cookie or the path: every request with the same key reaches the
+/// same endpoint, on either worker and over HTTP/1.1 or HTTP/2, and different keys spread
+/// over both (ketama and maglev).
+#[test]
+fn hashing_on_a_header_a_cookie_or_the_path_keeps_each_key_on_one_endpoint() {
+    let (a, b) = (EchoBackend::start("a"), EchoBackend::start("b"));
+    let ways: [(&str, &str); 3] = [
+        ("ketama", "header:x-user"),
+        ("maglev", "cookie:sid"),
+        ("ketama", "path"),
+    ];
+    for (lb, on) in ways {
+        let (admin, listen) = (addr(), addr());
+        let cfg = base_toml(admin, 2)
+            + &listener_toml("web", listen, "app", "protocol = \"http\"\n")
+            + &cluster_toml(
+                "app",
+                lb,
+                &[(a.addr, 1), (b.addr, 1)],
+                &format!("hash_on = \"{on}\"\n"),
+            );
+        let _p = Proxy::start(&cfg, admin);
+        let mut placed = std::collections::BTreeMap::new();
+        for key in 0..24 {
+            let key = format!("user{key}");
+            let (header, cookie) = (format!("x-user: {key}"), format!("other=1; sid={key}"));
+            let target = url(listen, &format!("/{key}"));
+            let mut args: Vec<&str> = match on {
+                "header:x-user" => vec!["-H", &header],
+                "cookie:sid" => vec!["-b", &cookie],
+                _ => vec![],
+            };
+            args.push(&target);
+            let mut seen = std::collections::BTreeSet::new();
+            for i in 0..4 {
+                let mut args = args.clone();
+                if i % 2 == 1 {
+                    args.push("--http2-prior-knowledge");
+                }
+                let r = curl(&args);
+                assert_eq!(r.status, 200, "{lb} {on} {key}");
+                seen.insert(r.header("x-backend").unwrap_or_default());
+            }
+            assert_eq!(seen.len(), 1, "{lb} {on}: {key} went to {seen:?}");
+            placed.insert(key, seen.into_iter().next().unwrap_or_default());
+        }
+        let used: std::collections::BTreeSet<_> = placed.values().collect();
+        assert_eq!(
+            used.len(),
+            2,
+            "{lb} {on}: every key on one endpoint: {placed:?}"
+        );
+    }
 }
 
 #[test]
@@ -729,7 +836,7 @@ fn metrics_by_route_and_class_and_the_access_log() {
     for _ in 0..2 {
         assert_eq!(curl(&[&url(listen, "/status/503")]).status, 503);
     }
-    assert_eq!(curl(&[&url(listen, "/x")]).status, 200);
+    assert_eq!(curl(&[&url(listen, "/slow?ms=300")]).status, 200);
     let m = p.metrics();
     let get = |series: &str| metric(&m, series).unwrap_or_else(|| panic!("no {series} in\n{m}"));
     assert_eq!(
@@ -752,6 +859,13 @@ fn metrics_by_route_and_class_and_the_access_log() {
         get("corelane_cluster_http_responses_total{cluster=\"app\",class=\"2xx\"}"),
         1.0
     );
+    // The slow response is in the histogram's upper buckets, not the fast ones.
+    let le = |b: &str| {
+        get(&format!(
+            "corelane_cluster_http_response_duration_seconds_bucket{{le=\"{b}\",cluster=\"app\"}}"
+        ))
+    };
+    assert_eq!((le("0.1"), le("+Inf")), (2.0, 3.0), "{m}");
     assert_eq!(
         get("corelane_http_response_duration_seconds_count{listener=\"web\",route=\"hello\"}"),
         3.0
@@ -785,7 +899,9 @@ fn metrics_by_route_and_class_and_the_access_log() {
     assert_eq!(e["client"], "127.0.0.1");
     assert_eq!(e["upstream"], a.addr.to_string());
     assert_eq!(e["host"], listen.to_string());
-    assert!(e["duration_ms"].as_f64().unwrap() >= 0.0);
+    let slow = entries.iter().find(|e| e["path"] == "/slow").unwrap();
+    let ms = slow["duration_ms"].as_f64().unwrap();
+    assert!((300.0..10_000.0).contains(&ms), "{slow}");
     let e = entries.iter().find(|e| e["path"] == "/hello").unwrap();
     assert_eq!(
         (

@@ -150,14 +150,14 @@ fn sni_chooses_the_certificate() {
 /// `sess` (`flag` = `-sess_out`) or resumes it (`-sess_in`); its output.
 fn s_client_session(
     listen: SocketAddr,
-    version: &str,
+    version: &[&str],
     flag: &str,
     sess: &std::path::Path,
 ) -> String {
     let out = Command::new("openssl")
+        .arg("s_client")
+        .args(version)
         .args([
-            "s_client",
-            version,
             "-connect",
             &listen.to_string(),
             "-servername",
@@ -190,15 +190,18 @@ fn tls_sessions_are_resumed() {
         admin,
     );
     let dir = tempdir("sess");
-    for version in ["-tls1_3", "-tls1_2"] {
-        let sess = dir.join(format!("s{version}"));
+    // Tickets (TLS 1.3 and 1.2), and the session cache by session ID (TLS 1.2 without
+    // tickets: only the cache can resume it).
+    let versions: [&[&str]; 3] = [&["-tls1_3"], &["-tls1_2"], &["-tls1_2", "-no_ticket"]];
+    for (i, version) in versions.into_iter().enumerate() {
+        let sess = dir.join(format!("s{i}"));
         let run = |flag: &str| s_client_session(listen, version, flag, &sess);
         let first = run("-sess_out");
-        assert!(first.contains("New, TLSv1."), "{version}: {first}");
+        assert!(first.contains("New, TLSv1."), "{version:?}: {first}");
         let second = run("-sess_in");
         assert!(
             second.contains("Reused, TLSv1."),
-            "{version}: not resumed:\n{second}"
+            "{version:?}: not resumed:\n{second}"
         );
     }
 }
@@ -269,7 +272,7 @@ fn sessions_from_elsewhere_do_not_skip_client_certificates() {
     let _p = Proxy::start(&cfg, admin);
     let dir = tempdir("sess-mtls");
     let sess = dir.join("s");
-    let run = |listen: SocketAddr, flag: &str| s_client_session(listen, "-tls1_3", flag, &sess);
+    let run = |listen: SocketAddr, flag: &str| s_client_session(listen, &["-tls1_3"], flag, &sess);
     let first = run(open_listen, "-sess_out");
     assert!(first.contains("New, TLSv1.3"), "{first}");
     let second = run(mtls_listen, "-sess_in");
@@ -322,6 +325,9 @@ fn certificates_reload_under_traffic() {
         })
         .collect();
     thread::sleep(Duration::from_millis(300));
+    // A keep-alive connection open across the reload: it keeps its session and is served.
+    let mut open = S_client::open(listen);
+    open.send(b"GET /before HTTP/1.1\r\nHost: localhost\r\n\r\n");
     p.write_config(&config(
         admin,
         listen,
@@ -332,6 +338,15 @@ fn certificates_reload_under_traffic() {
     let s = p.sighup_and_wait();
     assert_eq!(s["last_reload"]["result"], "ok", "{s}");
     assert_eq!(presented(listen, Some("localhost")), "localhost rotated");
+    open.send(b"GET /after HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let out = open.finish();
+    assert!(
+        out.lines()
+            .any(|l| l == "subject=CN = localhost" || l == "subject=CN=localhost"),
+        "{out}"
+    );
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out}");
+    assert!(out.contains("path: /after"), "{out}");
     thread::sleep(Duration::from_millis(300));
 
     // A key that does not match its certificate: the reload is refused, nothing changes.
@@ -359,6 +374,54 @@ fn certificates_reload_under_traffic() {
         0,
         "requests failed during certificate reloads"
     );
+}
+
+/// An `openssl s_client` connection (SNI localhost) that sends what it is given and, once
+/// finished, reads until the server closes (10 s at most).
+#[allow(non_camel_case_types)]
+struct S_client(std::process::Child);
+
+impl S_client {
+    fn open(listen: SocketAddr) -> S_client {
+        let child = Command::new("timeout")
+            .args(["10", "openssl", "s_client", "-ign_eof", "-connect"])
+            .arg(listen.to_string())
+            .args(["-servername", "localhost"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl must be installed");
+        S_client(child)
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        let stdin = self.0.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+        thread::sleep(Duration::from_millis(300));
+    }
+
+    /// Everything the client printed: the handshake, then what the server sent.
+    fn finish(self) -> String {
+        let out = self.0.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// A TLS client too slow with its request head is told 408 inside TLS before the close, as a
+/// plain one is.
+#[test]
+fn a_slow_tls_client_is_told_408() {
+    let a = EchoBackend::start("a");
+    let (admin, listen) = (addr(), addr());
+    let tls = format!("header_timeout = \"500ms\"\n{}", tls_table("localhost", ""));
+    let _p = Proxy::start(&config(admin, listen, "http", a.addr, &tls), admin);
+    let mut slow = S_client::open(listen);
+    slow.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n");
+    let out = slow.finish();
+    assert!(out.contains("HTTP/1.1 408 Request Timeout"), "{out}");
+    assert_eq!(a.requests.load(Ordering::SeqCst), 0);
 }
 
 /// An nginx serving HTTPS with the test `localhost` certificate.

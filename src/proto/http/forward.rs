@@ -7,10 +7,12 @@
 //! Retries, bounded: a connect failure moves on to the policy's next endpoint (up to the
 //! cluster's `connect_attempts` endpoints); a pooled connection that turns out closed before
 //! the request was written is replaced, on the same endpoint, without counting an attempt; and
-//! an idempotent request without a body whose connection fails after it was written, before
-//! any response byte, is sent once more to another endpoint if the worker's retry budget
-//! (20% of requests, plus a small reserve) allows. Anything else is answered with an error
-//! status by the caller ([`Failure::status`]).
+//! an idempotent request without a body whose connection fails after it was written, before a
+//! whole response head came (hyper does not say whether part of one did; the fast path's
+//! exchange retries only before any response byte), is sent once more to another endpoint if
+//! the worker's retry budget (20% of requests, plus a small reserve) allows. A malformed
+//! response is not sent again. Anything else is answered with an error status by the caller
+//! ([`Failure::status`]).
 //!
 //! Every failure and every answered request is reported to the cluster's outlier detector;
 //! a 5xx response counts as a failure of its endpoint.
@@ -320,11 +322,16 @@ pub async fn forward(
                         // The client's fault, not the endpoint's.
                         return Err(Failure::Client(f));
                     }
-                    let why = e.into_error().to_string();
+                    let e = e.into_error();
+                    // A malformed response is the upstream's answer, not a lost exchange: it
+                    // is not sent again (hyper tells no more, so a connection lost part-way
+                    // through a response head counts as lost before it).
+                    let answered = e.is_parse();
+                    let why = e.to_string();
                     cluster.failed(i, &format!("failed before a response: {why}"));
                     tracing::debug!(cluster = %cluster.name, endpoint = %ep.addr, reason = %why, "upstream failed the request");
                     match &replay {
-                        Some(r) if n < attempts && ctx.budget.take() => {
+                        Some(r) if !answered && n < attempts && ctx.budget.take() => {
                             req = r.request();
                             last = Failure::Upstream(why);
                             break;

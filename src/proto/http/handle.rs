@@ -156,6 +156,12 @@ async fn answer(
 ) -> (Response<ResponseBody>, Option<usize>, Option<SocketAddr>) {
     let listener = &table.listeners[li];
     let cfg = &listener.config.http;
+    if req.headers().len() > cfg.max_headers {
+        // hyper counts an HTTP/1 request's fields itself; HTTP/2 has only a size limit
+        // (`max_header_list_size`), so the count is checked here.
+        let too_many = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+        return (error(too_many, "too many header fields"), None, None);
+    }
     let cluster_index = match route.map(|r| &r.action) {
         None => listener.config.cluster,
         Some(Action::Forward(i)) => *i,

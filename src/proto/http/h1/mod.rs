@@ -164,16 +164,16 @@ pub(super) trait ClientIo: AsyncRead + AsyncWrite + Unpin {
     /// Returns once a read would find something (or fail), without reading: a connection
     /// waiting for its next request holds no buffer.
     async fn ready(&self) -> std::io::Result<()>;
-    /// Tells a client too slow with its request head so, where the protocol allows (a plain
-    /// 408 before closing; nothing inside TLS, as the hyper path).
-    fn too_slow(&self);
+    /// Tells a client too slow with its request head so: a 408 before the connection closes
+    /// (best effort: a client that does not read is not waited for).
+    async fn too_slow(&mut self);
 }
 
 impl ClientIo for Io<ClientSide> {
     async fn ready(&self) -> std::io::Result<()> {
         self.stream.readable().await
     }
-    fn too_slow(&self) {
+    async fn too_slow(&mut self) {
         super::io::send_408(&self.stream);
     }
 }
@@ -190,7 +190,14 @@ impl ClientIo for super::io::TlsClient {
             None => Err(std::io::ErrorKind::NotConnected.into()),
         }
     }
-    fn too_slow(&self) {}
+    async fn too_slow(&mut self) {
+        // Inside TLS; the close_notify follows when the connection closes.
+        let tell = async {
+            self.write_all(super::io::RESPONSE_408).await?;
+            self.flush().await
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(100), tell).await;
+    }
 }
 
 /// Serves a client connection until it ends or a request needs the hyper path.
@@ -249,7 +256,7 @@ pub(super) async fn serve<S: ClientIo>(
                     if park.is_some() && !w.drain.started() {
                         return End::Park(since);
                     }
-                    io.too_slow();
+                    io.too_slow().await;
                     return End::Closed;
                 }
             }
@@ -308,7 +315,7 @@ pub(super) async fn serve<S: ClientIo>(
                 () = stop.0.notified() => Ok(0),
                 r = io.read(&mut buf[end..]) => r,
                 () = &mut timer => {
-                    io.too_slow();
+                    io.too_slow().await;
                     Ok(0)
                 }
             };
