@@ -6,7 +6,11 @@
 # and for h2c its upstream side (src/proto/http/h1/bridge.rs), are worth.
 #
 #   bench/http.sh [--workers N] [--rounds R] [--duration S] [--conns C] [--profile]
-#                 [placement options of bench/lib.sh]
+#                 [--baseline BIN] [placement options of bench/lib.sh]
+#
+# --baseline BIN adds a target `baseline`: another corelane binary (an earlier build) with the
+# fast-path listeners of the same configuration (ports 7190 and 7193), interleaved with the
+# others, to compare builds in one run.
 #
 # Per target and round:
 #   - wrk, C keep-alive connections, small response (`/`, 22 bytes);
@@ -32,9 +36,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/bench/lib.sh"
 
-WORKERS=1 ROUNDS=5 DURATION=10 CONNS=64 PROFILE=0
+WORKERS=1 ROUNDS=5 DURATION=10 CONNS=64 PROFILE=0 BASELINE=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --baseline) BASELINE=$2; shift 2 ;;
     --workers) WORKERS=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
@@ -46,6 +51,7 @@ done
 placement
 CMDLINE="bench/http.sh --workers $WORKERS --rounds $ROUNDS --duration $DURATION --conns $CONNS$PLACEMENT"
 [ "$PROFILE" = 1 ] && CMDLINE="$CMDLINE --profile"
+[ -n "$BASELINE" ] && CMDLINE="$CMDLINE --baseline $BASELINE"
 
 ulimit -n "$(ulimit -Hn)"
 OUT=$ROOT/bench/out/http
@@ -58,11 +64,15 @@ for tool in $tools; do
 done
 
 BACKEND=127.0.0.1:18080
-declare -A PORT=([direct]=18080 [corelane]=7180 [corelane-hyper]=7186 [haproxy]=7181 [nginx]=7182)
-declare -A TLS_PORT=([corelane]=7183 [corelane-hyper]=7187 [haproxy]=7184 [nginx]=7185)
+declare -A PORT=([direct]=18080 [corelane]=7180 [corelane-hyper]=7186 [haproxy]=7181 [nginx]=7182 [baseline]=7190)
+declare -A TLS_PORT=([corelane]=7183 [corelane-hyper]=7187 [haproxy]=7184 [nginx]=7185 [baseline]=7193)
 CERT=$ROOT/config/examples/certs/localhost.crt KEY=$ROOT/config/examples/certs/localhost.key
 cat "$CERT" "$KEY" > "$OUT/haproxy.pem"
 TARGETS=(direct corelane corelane-hyper haproxy nginx)
+if [ -n "$BASELINE" ]; then
+  [ -x "$BASELINE" ] || { echo "no baseline binary at $BASELINE" >&2; exit 1; }
+  TARGETS+=(baseline)
+fi
 
 cleanup() {
   for f in "$OUT"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
@@ -130,6 +140,19 @@ pool_max_idle = 1024
 EOF
 "${PROXY[@]}" "$BIN" run -c "$OUT/corelane.toml" 2> "$OUT/corelane.err" & echo $! > "$OUT/corelane.pid"
 cp "$OUT/corelane.pid" "$OUT/corelane-hyper.pid"
+if [ -n "$BASELINE" ]; then
+  # The fast-path listeners only, on the baseline's own ports and admin port.
+  awk '/^\[listeners.bench_hyper\]/ {exit} {print}' "$OUT/corelane.toml" \
+    | sed -e "s/127.0.0.1:9912/127.0.0.1:9922/" \
+          -e "s/:${PORT[corelane]}\"/:${PORT[baseline]}\"/" \
+          -e "s/:${TLS_PORT[corelane]}\"/:${TLS_PORT[baseline]}\"/" > "$OUT/baseline.toml"
+  cat >> "$OUT/baseline.toml" <<EOF
+[clusters.backend]
+endpoints = [{ addr = "$BACKEND" }]
+pool_max_idle = 1024
+EOF
+  "${PROXY[@]}" "$BASELINE" run -c "$OUT/baseline.toml" 2> "$OUT/baseline.err" & echo $! > "$OUT/baseline.pid"
+fi
 
 cat > "$OUT/haproxy.cfg" <<EOF
 global
@@ -263,14 +286,16 @@ for test, title in [("small", "keep-alive, small response (wrk)"), ("16k", "keep
     print(f"**{title}**\n")
     print("| target | req/s | vs better of haproxy/nginx | p99 ms | proxy CPU µs/req | of which user |")
     print("|---|---:|---:|---:|---:|---:|")
-    for t in ["direct", "corelane", "corelane-hyper", "haproxy", "nginx"]:
+    for t in ["direct", "corelane", "corelane-hyper", "baseline", "haproxy", "nginx"]:
         rps = med(t, f"{test}_rps")
         if rps is None:
             continue
         print(f"| {t} | {fmt(rps)} | {rps / best:.2f}x | {fmt(med(t, f'{test}_p99_ms'), 2)} | {fmt(med(t, f'{test}_cpu_us_per_req'), 2)} | {fmt(med(t, f'{test}_user_us_per_req'), 2)} |")
     print()
-    for t in ["corelane", "corelane-hyper", "haproxy", "nginx"]:
+    for t in ["corelane", "corelane-hyper", "baseline", "haproxy", "nginx"]:
         rs = v.get((t, f"{test}_rps"), [])
+        if not rs:
+            continue
         print(f"- {t} req/s per round: {' / '.join(f'{x:,.0f}' for x in rs)}")
     print()
 PY

@@ -837,6 +837,10 @@ fn metrics_by_route_and_class_and_the_access_log() {
         assert_eq!(curl(&[&url(listen, "/status/503")]).status, 503);
     }
     assert_eq!(curl(&[&url(listen, "/slow?ms=300")]).status, 200);
+    // A chunked body, over HTTP/1.1 (the fast path) and HTTP/2 (hyper).
+    let big = url(listen, "/big?n=100000");
+    assert_eq!(curl(&[&big]).body.len(), 100_000);
+    assert_eq!(curl(&["--http2-prior-knowledge", &big]).body.len(), 100_000);
     let m = p.metrics();
     let get = |series: &str| metric(&m, series).unwrap_or_else(|| panic!("no {series} in\n{m}"));
     assert_eq!(
@@ -849,7 +853,7 @@ fn metrics_by_route_and_class_and_the_access_log() {
     );
     assert_eq!(
         get("corelane_http_responses_total{listener=\"web\",route=\"default\",class=\"2xx\"}"),
-        1.0
+        3.0
     );
     assert_eq!(
         get("corelane_cluster_http_responses_total{cluster=\"app\",class=\"5xx\"}"),
@@ -857,7 +861,7 @@ fn metrics_by_route_and_class_and_the_access_log() {
     );
     assert_eq!(
         get("corelane_cluster_http_responses_total{cluster=\"app\",class=\"2xx\"}"),
-        1.0
+        3.0
     );
     // The slow response is in the histogram's upper buckets, not the fast ones.
     let le = |b: &str| {
@@ -865,14 +869,14 @@ fn metrics_by_route_and_class_and_the_access_log() {
             "corelane_cluster_http_response_duration_seconds_bucket{{le=\"{b}\",cluster=\"app\"}}"
         ))
     };
-    assert_eq!((le("0.1"), le("+Inf")), (2.0, 3.0), "{m}");
+    assert_eq!((le("0.1"), le("+Inf")), (4.0, 5.0), "{m}");
     assert_eq!(
         get("corelane_http_response_duration_seconds_count{listener=\"web\",route=\"hello\"}"),
         3.0
     );
     assert_eq!(
         get("corelane_cluster_http_response_duration_seconds_count{cluster=\"app\"}"),
-        3.0
+        5.0
     );
 
     let mut lines = Vec::new();
@@ -883,7 +887,7 @@ fn metrics_by_route_and_class_and_the_access_log() {
                 .lines()
                 .map(str::to_owned)
                 .collect();
-            lines.len() == 6
+            lines.len() == 8
         }),
         "{lines:?}"
     );
@@ -899,9 +903,25 @@ fn metrics_by_route_and_class_and_the_access_log() {
     assert_eq!(e["client"], "127.0.0.1");
     assert_eq!(e["upstream"], a.addr.to_string());
     assert_eq!(e["host"], listen.to_string());
+    assert_eq!(e["bytes"], "status 503\n".len());
     let slow = entries.iter().find(|e| e["path"] == "/slow").unwrap();
     let ms = slow["duration_ms"].as_f64().unwrap();
     assert!((300.0..10_000.0).contains(&ms), "{slow}");
+    for e in &entries {
+        let (head, total) = (e["duration_ms"].as_f64(), e["total_ms"].as_f64());
+        assert!(head.zip(total).is_some_and(|(h, t)| t >= h), "{e}");
+    }
+    // The bytes sent: the decoded body to the HTTP/2 client, the body as relayed (its chunk
+    // framing too) on the fast path.
+    let mut big: Vec<u64> = entries
+        .iter()
+        .filter(|e| e["path"] == "/big")
+        .filter_map(|e| e["bytes"].as_u64())
+        .collect();
+    big.sort();
+    assert_eq!(big.len(), 2, "{entries:?}");
+    assert_eq!(big[0], 100_000);
+    assert!((100_001..101_000).contains(&big[1]), "{big:?}");
     let e = entries.iter().find(|e| e["path"] == "/hello").unwrap();
     assert_eq!(
         (

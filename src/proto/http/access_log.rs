@@ -4,8 +4,12 @@
 //! a full buffer (32 KiB), or the worker's flush every quarter second, hands the whole buffer
 //! to one writer thread through a bounded channel, and only that thread writes to the file
 //! (or standard output). If the writer falls 256 batches behind (a stalled pipe), batches are
-//! dropped with a warning rather than held in memory. A line is written when the response headers are sent, so `bytes` is the
-//! response body's length when it is known then (`Content-Length`), else null.
+//! dropped with a warning rather than held in memory.
+//!
+//! A line is written when the response has ended (or was cut, or the client left), so that it
+//! can say how long the whole exchange took and how many body bytes went to the client; on
+//! hyper's path the line waits with the response body ([`Pending`], boxed, only on listeners
+//! that log).
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -71,10 +75,54 @@ pub struct Entry<'a> {
     pub host: Option<&'a str>,
     pub path: &'a str,
     pub status: u16,
-    pub bytes: Option<u64>,
+    /// Response body bytes written to the client (on the fast path, a chunked body's chunk
+    /// framing included, as it is relayed).
+    pub bytes: u64,
     pub upstream: Option<String>,
     /// Milliseconds from the request's arrival to its response headers.
     pub duration_ms: f64,
+    /// Milliseconds from the request's arrival to the end of its response (its last byte
+    /// handed to the connection, or the moment it was cut).
+    pub total_ms: f64,
+}
+
+/// A line whose response body is still on its way (hyper's path): what it will say, and the
+/// body bytes counted so far. It is written when the body ends or is dropped.
+#[derive(Debug)]
+pub struct Pending {
+    pub ts: f64,
+    pub listener: String,
+    pub route: String,
+    pub client: String,
+    pub method: String,
+    pub host: Option<String>,
+    pub path: String,
+    pub status: u16,
+    pub upstream: Option<String>,
+    pub duration_ms: f64,
+    /// When the request arrived.
+    pub started: std::time::Instant,
+    pub bytes: u64,
+}
+
+impl Pending {
+    /// Writes the line, the response having ended now.
+    pub fn write(&self) {
+        record(&Entry {
+            ts: self.ts,
+            listener: &self.listener,
+            route: &self.route,
+            client: &self.client,
+            method: &self.method,
+            host: self.host.as_deref(),
+            path: &self.path,
+            status: self.status,
+            bytes: self.bytes,
+            upstream: self.upstream.clone(),
+            duration_ms: self.duration_ms,
+            total_ms: self.started.elapsed().as_secs_f64() * 1e3,
+        });
+    }
 }
 
 /// Appends `e` to this worker's buffer; hands the buffer over when it is full.

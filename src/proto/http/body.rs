@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 
+use super::access_log;
 use super::h1::bridge::RawBody;
 use super::pool::Checkin;
 
@@ -144,12 +145,46 @@ pub enum ResponseBody {
     },
     /// Read from a pooled upstream socket by the fast path's exchange (`super::h1::bridge`).
     Raw(Box<RawBody>),
+    /// Any of the above on a listener that keeps an access log: its line is written when the
+    /// body ends, or when it is dropped unfinished.
+    Logged(Box<LoggedBody>),
+}
+
+/// A response body and the access log line that waits for its end.
+#[derive(Debug)]
+pub struct LoggedBody {
+    inner: ResponseBody,
+    line: access_log::Pending,
+    written: bool,
+}
+
+impl LoggedBody {
+    fn write(&mut self) {
+        if !std::mem::replace(&mut self.written, true) {
+            self.line.write();
+        }
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.write();
+    }
 }
 
 impl ResponseBody {
     pub fn full(b: impl Into<Bytes>) -> Self {
         let b = b.into();
         ResponseBody::Full((!b.is_empty()).then_some(b))
+    }
+
+    /// This body, with `line` written to the access log when it ends.
+    pub fn logged(self, line: access_log::Pending) -> Self {
+        ResponseBody::Logged(Box::new(LoggedBody {
+            inner: self,
+            line,
+            written: false,
+        }))
     }
 }
 
@@ -228,6 +263,17 @@ impl Body for ResponseBody {
                 polled
             }
             ResponseBody::Raw(raw) => Pin::new(&mut **raw).poll_frame(cx),
+            ResponseBody::Logged(l) => {
+                let polled = Pin::new(&mut l.inner).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(f))) => {
+                        l.line.bytes += f.data_ref().map_or(0, |d| d.len() as u64);
+                    }
+                    Poll::Ready(_) => l.write(),
+                    Poll::Pending => {}
+                }
+                polled
+            }
         }
     }
 
@@ -236,6 +282,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(b) => b.is_none(),
             ResponseBody::Upstream { inner, .. } => inner.is_end_stream(),
             ResponseBody::Raw(raw) => raw.is_end_stream(),
+            ResponseBody::Logged(l) => l.inner.is_end_stream(),
         }
     }
 
@@ -244,6 +291,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ResponseBody::Upstream { inner, .. } => inner.size_hint(),
             ResponseBody::Raw(raw) => raw.size_hint(),
+            ResponseBody::Logged(l) => l.inner.size_hint(),
         }
     }
 }

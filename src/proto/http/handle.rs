@@ -61,11 +61,13 @@ pub(super) async fn handle(c: &Conn, req: Request<Incoming>) -> Response<Respons
         slot,
         cluster,
         status: resp.status().as_u16(),
-        bytes: hyper::body::Body::size_hint(resp.body()).exact(),
         upstream,
     };
-    record(c, &table, li, &done, started.elapsed(), logged);
-    resp
+    match record(c, &table, li, &done, (started, started.elapsed()), logged) {
+        // The line waits for the end of the body.
+        Some(line) => resp.map(|b| b.logged(line)),
+        None => resp,
+    }
 }
 
 /// What the access log needs from a request, taken before it is forwarded.
@@ -83,40 +85,39 @@ pub(super) struct Finished<'a> {
     pub slot: usize,
     pub cluster: Option<usize>,
     pub status: u16,
-    /// The response body's length, when known.
-    pub bytes: Option<u64>,
     pub upstream: Option<SocketAddr>,
 }
 
-/// Counts a request (status class and `took`, its latency to its response headers, for its
-/// route and cluster) and writes its access log line if the listener keeps a log.
+/// Counts a request that arrived at `started` and whose response head went out `took` later
+/// (status class and latency, for its route and cluster); and, if the listener keeps an
+/// access log, makes its line, which the caller writes when the response has ended.
 pub(super) fn record(
     c: &Conn,
     table: &TableRef,
     li: usize,
     done: &Finished<'_>,
-    took: std::time::Duration,
+    (started, took): (Instant, std::time::Duration),
     logged: Option<Logged>,
-) {
+) -> Option<access_log::Pending> {
     let listener = &table.listeners[li];
     let w = c.worker.id;
-    if let Some(l) = logged {
-        access_log::record(&access_log::Entry {
-            ts: crate::control::unix_seconds(l.at),
-            listener: &listener.config.name,
-            route: done
-                .route
-                .map_or(crate::config::table::DEFAULT_ROUTE, |r| r.name.as_str()),
-            client: c.peer_value.to_str().unwrap_or(""),
-            method: &l.method,
-            host: l.host.as_deref(),
-            path: &l.path,
-            status: done.status,
-            bytes: done.bytes,
-            upstream: done.upstream.map(|a| a.to_string()),
-            duration_ms: took.as_secs_f64() * 1e3,
-        });
-    }
+    let line = logged.map(|l| access_log::Pending {
+        ts: crate::control::unix_seconds(l.at),
+        listener: listener.config.name.clone(),
+        route: done
+            .route
+            .map_or(crate::config::table::DEFAULT_ROUTE, |r| r.name.as_str())
+            .to_owned(),
+        client: c.peer_value.to_str().unwrap_or("").to_owned(),
+        method: l.method,
+        host: l.host,
+        path: l.path,
+        status: done.status,
+        upstream: done.upstream.map(|a| a.to_string()),
+        duration_ms: took.as_secs_f64() * 1e3,
+        started: started.into_std(),
+        bytes: 0,
+    });
     if let Some(r) = listener.routes.get(done.slot) {
         r.workers.get(w).responses.count(done.status);
         c.worker.histograms.record(r.uid, took);
@@ -126,6 +127,7 @@ pub(super) fn record(
         stats.workers.get(w).http_responses.count(done.status);
         c.worker.histograms.record(stats.uid, took);
     }
+    line
 }
 
 /// Counts a request as waiting for its response headers while it lives.

@@ -430,8 +430,9 @@ pub struct Reply<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Answered {
     pub status: u16,
-    /// The body's length, when known.
-    pub bytes: Option<u64>,
+    /// Body bytes written to the client (a chunked body's framing included), once the body
+    /// has been relayed.
+    pub bytes: u64,
     pub upstream: SocketAddr,
     /// When its head was ready to go out.
     pub at: Instant,
@@ -529,25 +530,31 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
         upstream,
         ..
     } = x;
-    let bytes = match head.framing {
-        Framing::Length(n) => Some(n),
-        Framing::Empty => Some(0),
-        Framing::Chunked | Framing::Close => None,
-    };
     reply.waiting = None;
     reply.answered = Some(Answered {
         status: head.status,
-        bytes,
+        bytes: 0,
         upstream,
         at: Instant::now(),
     });
-    let body = relay_body(&mut up, head.len, head.framing, client, reply.out);
+    let mut sent = 0;
+    let body = relay_body(
+        &mut up,
+        head.len,
+        head.framing,
+        client,
+        reply.out,
+        &mut sent,
+    );
     let ended = match req.total {
         Some(t) => tokio::time::timeout_at(t, body)
             .await
             .unwrap_or(Ok(BodyEnd::Cut)),
         None => body.await,
     };
+    if let Some(a) = reply.answered.as_mut() {
+        a.bytes = sent;
+    }
     up.detach(ctx.buffers);
     let keep = match ended {
         Ok(BodyEnd::Whole { reuse }) => {
@@ -570,13 +577,14 @@ enum BodyEnd {
 }
 
 /// Relays the body after the head (`head_len` bytes at the start of `up.buf`), the client's
-/// response head `out` first.
+/// response head `out` first, counting the body bytes written in `sent`.
 async fn relay_body<S: AsyncWrite + Unpin>(
     up: &mut UpConn,
     head_len: usize,
     framing: Framing,
     client: &mut S,
     out: &[u8],
+    sent: &mut u64,
 ) -> io::Result<BodyEnd> {
     let after = up.filled - head_len;
     let mut chunked = Chunked::default();
@@ -600,6 +608,7 @@ async fn relay_body<S: AsyncWrite + Unpin>(
     };
     write_two(client, out, &up.buf[head_len..head_len + first]).await?;
     client.flush().await?;
+    *sent = first as u64;
     if broken {
         return Ok(BodyEnd::Cut);
     }
@@ -634,6 +643,7 @@ async fn relay_body<S: AsyncWrite + Unpin>(
         };
         client.write_all(&up.buf[..take]).await?;
         client.flush().await?;
+        *sent += take as u64;
         extra = take < n;
     }
     up.filled = 0;

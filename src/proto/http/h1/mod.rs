@@ -441,10 +441,9 @@ async fn one<S: ClientIo>(
                 slot: plan.slot,
                 cluster: Some(plan.cluster),
                 status: a.status,
-                bytes: a.bytes,
                 upstream: Some(a.upstream),
             };
-            ((done, a.at), keep)
+            ((done, a.at, a.bytes), keep)
         }
         (Some(exchange::Outcome::Failed(f)), None) => {
             if let Failure::NoUpstream(_) = f {
@@ -468,16 +467,23 @@ async fn one<S: ClientIo>(
                 slot: plan.slot,
                 cluster: Some(plan.cluster),
                 status: status.as_u16(),
-                bytes: Some(len),
                 upstream: None,
             };
-            ((done, Instant::now()), sent && keep)
+            (
+                (done, Instant::now(), if sent { len } else { 0 }),
+                sent && keep,
+            )
         }
         // Stopped before any response: nothing to count.
         (_, None) => return false,
     };
-    let (done, at) = done;
-    handle::record(c, table, plan.listener, &done, at - started, plan.logged);
+    let (done, at, bytes) = done;
+    let timing = (started, at - started);
+    if let Some(mut line) = handle::record(c, table, plan.listener, &done, timing, plan.logged) {
+        // The response has been relayed: its line goes now.
+        line.bytes = bytes;
+        line.write();
+    }
     keep && !close
 }
 
