@@ -269,7 +269,10 @@ fn run(
             }
         }
     });
-    // Dropping the LocalSet and runtime closes whatever is still open.
+    // Dropping the LocalSet closes whatever is still open; access log lines written as
+    // responses are cut go to the writer with the rest.
+    drop(local);
+    crate::proto::http::access_log::flush();
 }
 
 fn add_listeners(

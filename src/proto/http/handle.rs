@@ -158,7 +158,10 @@ async fn answer(
 ) -> (Response<ResponseBody>, Option<usize>, Option<SocketAddr>) {
     let listener = &table.listeners[li];
     let cfg = &listener.config.http;
-    if req.headers().len() > cfg.max_headers {
+    // HTTP/2 clients send each cookie as a field of its own (RFC 9113 8.2.3): they count as
+    // the one `Cookie` line HTTP/1.1 would carry.
+    let cookies = req.headers().get_all(header::COOKIE).iter().count();
+    if req.headers().len() - cookies.saturating_sub(1) > cfg.max_headers {
         // hyper counts an HTTP/1 request's fields itself; HTTP/2 has only a size limit
         // (`max_header_list_size`), so the count is checked here.
         let too_many = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
@@ -245,7 +248,8 @@ async fn forward_to(
     };
     if let Some(u) = &upgrade {
         let h = upstream_req.headers_mut();
-        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        // Appended: a `Connection: te` (see `prepare`) stays.
+        h.append(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, u.clone());
     }
     let mut deadline = (started + cfg.request_timeout).min(Instant::now() + http.response_timeout);

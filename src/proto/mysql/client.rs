@@ -172,12 +172,18 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin> Client<'p, S> {
         packet::write(self.out(), seq, payload)
     }
 
-    /// Writes what is queued; the emptied buffer goes back to the pool.
+    /// Writes what is queued, through to the socket; the emptied buffer goes back to the
+    /// pool. (Over TLS a write can return once rustls has taken the bytes, with records still
+    /// waiting for the socket: the flush sends them, where nothing else would while the
+    /// session waits for the client.)
     pub async fn flush(&mut self) -> Result<(), End> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        let r = self.stream.write_all(&self.wbuf).await;
+        let r = match self.stream.write_all(&self.wbuf).await {
+            Ok(()) => self.stream.flush().await,
+            Err(e) => Err(e),
+        };
         self.sent += self.wbuf.len() as u64;
         self.pool.put(&mut self.wbuf);
         r.map_err(|_| End::Gone)

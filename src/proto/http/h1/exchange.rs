@@ -531,30 +531,22 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
         ..
     } = x;
     reply.waiting = None;
-    reply.answered = Some(Answered {
+    let answered = reply.answered.insert(Answered {
         status: head.status,
         bytes: 0,
         upstream,
         at: Instant::now(),
     });
-    let mut sent = 0;
-    let body = relay_body(
-        &mut up,
-        head.len,
-        head.framing,
-        client,
-        reply.out,
-        &mut sent,
-    );
+    // Counted as it goes: a relay stopped part-way (the client stopped reading) has sent
+    // what it has sent.
+    let sent = &mut answered.bytes;
+    let body = relay_body(&mut up, head.len, head.framing, client, reply.out, sent);
     let ended = match req.total {
         Some(t) => tokio::time::timeout_at(t, body)
             .await
             .unwrap_or(Ok(BodyEnd::Cut)),
         None => body.await,
     };
-    if let Some(a) = reply.answered.as_mut() {
-        a.bytes = sent;
-    }
     up.detach(ctx.buffers);
     let keep = match ended {
         Ok(BodyEnd::Whole { reuse }) => {

@@ -49,7 +49,7 @@ use crate::metrics::stats::{EndpointStats, ListenerStats};
 use crate::worker::park::{ResumeClient, Sleeper};
 use crate::worker::{Held, Worker};
 
-/// What a plain session holds for its whole life, live or parked: its place under the
+/// What a session holds for its whole life, live or parked: its place under the
 /// listener's limits and among the worker's connections, and its count as active.
 pub(super) struct Kept {
     pub held: Held,
@@ -82,9 +82,13 @@ const TLS_GRACE: Duration = Duration::from_millis(100);
 
 /// A client transport a session can be served on and parked from: a socket, or TLS over one.
 trait Transport: AsyncRead + AsyncWrite + Unpin {
-    /// The socket, out of the runtime, and the TLS session that goes with it, once all that
-    /// was for the client has left.
-    async fn part(self) -> std::io::Result<(std::net::TcpStream, Option<Box<TlsClient>>)>;
+    /// Whether all that was for the client has left, so that the session may park. Over TLS
+    /// what rustls still holds is flushed first, for [`TLS_GRACE`] at most: `Ok(false)` is a
+    /// client that is not reading, whose session stays live.
+    async fn settled(&mut self) -> std::io::Result<bool>;
+
+    /// The socket, out of the runtime, and the TLS session that goes with it.
+    fn part(self) -> std::io::Result<(std::net::TcpStream, Option<Box<TlsClient>>)>;
 
     /// The session ended: a TLS client is told with a `close_notify` (so that it sees a clean
     /// end rather than a truncation); a plain one just sees the close.
@@ -92,7 +96,11 @@ trait Transport: AsyncRead + AsyncWrite + Unpin {
 }
 
 impl Transport for TcpStream {
-    async fn part(self) -> std::io::Result<(std::net::TcpStream, Option<Box<TlsClient>>)> {
+    async fn settled(&mut self) -> std::io::Result<bool> {
+        Ok(true)
+    }
+
+    fn part(self) -> std::io::Result<(std::net::TcpStream, Option<Box<TlsClient>>)> {
         Ok((self.into_std()?, None))
     }
 
@@ -100,14 +108,17 @@ impl Transport for TcpStream {
 }
 
 impl Transport for Box<TlsClient> {
-    async fn part(mut self) -> std::io::Result<(std::net::TcpStream, Option<Box<TlsClient>>)> {
-        use std::io::ErrorKind;
+    async fn settled(&mut self) -> std::io::Result<bool> {
         match tokio::time::timeout(TLS_GRACE, self.flush()).await {
-            Ok(Ok(())) if !self.get_ref().1.wants_write() => {}
-            Ok(Err(e)) => return Err(e),
-            _ => return Err(ErrorKind::TimedOut.into()),
+            Ok(Ok(())) => Ok(!self.get_ref().1.wants_write()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(false),
         }
-        let sock = self.get_mut().0.detach().ok_or(ErrorKind::NotConnected)?;
+    }
+
+    fn part(mut self) -> std::io::Result<(std::net::TcpStream, Option<Box<TlsClient>>)> {
+        let sock = self.get_mut().0.detach();
+        let sock = sock.ok_or(std::io::ErrorKind::NotConnected)?;
         Ok((sock.into_std()?, Some(self)))
     }
 
@@ -193,17 +204,30 @@ fn serve<'a, S: Transport + 'a>(
     async move {
         let mut c = Client::new(stream, s.ctx.cfg.max_packet, &worker.vecs);
         c.rbuf = rbuf;
-        match s.serve(&mut c, since).await {
-            Ok(Served::Idle { since }) => match c.stream.part().await {
-                Ok((sock, tls)) => park(worker, kept, s, sock, tls, since),
-                Err(e) => {
-                    tracing::debug!(peer = %s.ctx.peer, error = %e, "could not park a mysql session; closing it");
-                    s.quit().await;
+        let mut since = since;
+        loop {
+            match s.serve(&mut c, since).await {
+                Ok(Served::Idle { since: idle }) => match c.stream.settled().await {
+                    Ok(true) => {
+                        match c.stream.part() {
+                            Ok((sock, tls)) => park(worker, kept, s, sock, tls, idle),
+                            Err(e) => {
+                                tracing::debug!(peer = %s.ctx.peer, error = %e, "could not park a mysql session; closing it");
+                                s.quit().await;
+                            }
+                        }
+                        return;
+                    }
+                    // A TLS client not reading what it was sent: the session stays live and
+                    // tries again at its next tick.
+                    Ok(false) => since = idle,
+                    Err(_) => return s.quit().await,
+                },
+                served => {
+                    s.end(&mut c, served).await;
+                    c.stream.close().await;
+                    return;
                 }
-            },
-            served => {
-                s.end(&mut c, served).await;
-                c.stream.close().await;
             }
         }
     }
