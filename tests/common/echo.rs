@@ -149,8 +149,8 @@ async fn handle(
     } else if path == "/big" {
         let n = query(&req, "n").unwrap_or(0) as usize;
         let data = pattern(n);
-        let chunks = data.chunks(64 * 1024).map(Bytes::copy_from_slice).collect();
-        Response::new(Chunks(chunks).boxed())
+        let chunks = data.chunks(64 * 1024).map(Bytes::copy_from_slice);
+        Response::new(Frames(chunks.map(Frame::data).collect()).boxed())
     } else if let Some(code) = path.strip_prefix("/status/") {
         let mut r = Response::new(full(format!("status {code}\n")));
         *r.status_mut() = code.parse().unwrap_or(hyper::StatusCode::BAD_REQUEST);
@@ -187,22 +187,8 @@ async fn handle(
     Ok(resp)
 }
 
-/// Chunks sent as separate frames (so the response is chunked, not one buffer).
-struct Chunks(std::collections::VecDeque<Bytes>);
-
-impl hyper::body::Body for Chunks {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
-    }
-}
-
-/// Frames sent as they are (data and trailers).
+/// Frames sent as they are, each separately (data, so that a response is chunked rather than
+/// one buffer, and trailers).
 struct Frames(std::collections::VecDeque<Frame<Bytes>>);
 
 impl hyper::body::Body for Frames {

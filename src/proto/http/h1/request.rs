@@ -268,13 +268,13 @@ pub fn write_upstream(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut prev_xff: Option<&[u8]> = None;
     let hop = HopByHop::of(head.headers);
-    let te = head
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("te"));
-    let te_trailers = accepts_trailers(te.map(|h| h.value));
+    let mut te_trailers = false;
     for h in head.headers {
         let n = h.name;
+        if n.eq_ignore_ascii_case("te") {
+            // Dropped as hop-by-hop below; said again after the headers if it takes trailers.
+            te_trailers |= accepts_trailers([h.value]);
+        }
         if n.eq_ignore_ascii_case("x-forwarded-for") {
             prev_xff.get_or_insert(h.value);
             continue;
