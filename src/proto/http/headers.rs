@@ -49,6 +49,11 @@ pub fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
+/// Whether `b` may be part of a token (RFC 9110 5.6.2): a field name or a method.
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// A header value as text if it is visible ASCII (what `HeaderValue::to_str` accepts).
 pub fn visible_str(v: &[u8]) -> Option<&str> {
     v.iter()

@@ -42,6 +42,7 @@ pub mod access_log;
 pub mod body;
 mod forward;
 pub mod h1;
+pub mod h2;
 mod handle;
 mod headers;
 mod idle;

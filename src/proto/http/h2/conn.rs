@@ -1,0 +1,818 @@
+//! One HTTP/2 server connection as a state machine, without I/O (sans-IO): bytes from the
+//! client go in ([`Connection::recv`]), requests, body data, trailers and resets come out
+//! through [`Events`], and everything corelane sends (responses, window updates, acks,
+//! resets, GOAWAY) is appended to one output buffer the driver writes.
+//!
+//! What it keeps for the connection: the client's preface and settings, the HPACK decoder
+//! (`super::hpack`), both directions' flow-control windows (RFC 9113 5.2 and 6.9) and the
+//! open streams, each with its state (RFC 9113 5.1: open, or half-closed either way), its two
+//! windows and the body length it announced. Every rule of RFC 9113 that a server must check
+//! is checked here, as a connection error (GOAWAY, then the connection closes) or a stream
+//! error (RST_STREAM), with the code the RFC names. Beyond the RFC, against known attacks:
+//! - at most `max_streams` streams open (more are refused, REFUSED_STREAM);
+//! - a header block, CONTINUATION frames included, of at most `max_block` octets
+//!   (ENHANCE_YOUR_CALM past it: the CONTINUATION flood of CVE-2024-27316);
+//! - decoded header lists counted against `max_header_list` without keeping the excess (the
+//!   HPACK bomb);
+//! - streams reset by the client before their response ended draw on a budget that finished
+//!   responses refill (ENHANCE_YOUR_CALM when it runs out: the rapid reset of CVE-2023-44487);
+//! - the driver stops reading while the output it has not written passes a bound, so floods
+//!   of PING or SETTINGS from a client that does not read cannot grow it without end.
+//!
+//! Server push is never used (`SETTINGS_ENABLE_PUSH` is announced as 0); priorities are
+//! parsed for their errors and otherwise ignored, as RFC 9113 allows.
+//!
+//! Not here: sockets, tasks and timers (`super::serve`), HTTP semantics (routing and
+//! forwarding are `super::super::handle`'s).
+
+use super::fields::Fields;
+use super::frame::{self, Head, Layout, MAX_WINDOW, Reason, flag, kind, setting};
+use super::hpack::{self, Decoder};
+
+/// `SETTINGS_HEADER_TABLE_SIZE`: the HPACK table the client may use (RFC 9113's default).
+pub const HEADER_TABLE_SIZE: usize = 4096;
+
+/// What a connection allows, announced in its first SETTINGS.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`.
+    pub max_streams: u32,
+    /// `SETTINGS_INITIAL_WINDOW_SIZE`: what a client may send on a stream before corelane
+    /// has passed it on.
+    pub stream_window: u32,
+    /// The connection's window, for all streams together.
+    pub conn_window: u32,
+    /// `SETTINGS_MAX_HEADER_LIST_SIZE`: a request's header list, as RFC 9113 counts it.
+    pub max_header_list: usize,
+    /// The largest header block, HEADERS and CONTINUATION frames together.
+    pub max_block: usize,
+}
+
+/// A connection error: corelane says GOAWAY with `reason`, then closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnError {
+    pub reason: Reason,
+    pub why: &'static str,
+}
+
+fn fail(reason: Reason, why: &'static str) -> ConnError {
+    ConnError { reason, why }
+}
+
+/// What the client asks of the driver.
+pub trait Events {
+    /// A new request on `stream`; `end`: it has no body. A list over the size limit comes
+    /// too ([`Fields::too_large`]), to be answered 431.
+    fn request(&mut self, stream: u32, fields: &Fields, end: bool);
+    /// Body bytes; the driver gives them back to the windows with [`Connection::release`]
+    /// once they are passed on.
+    fn data(&mut self, stream: u32, data: &[u8], end: bool);
+    /// The request's trailers, which end it.
+    fn trailers(&mut self, stream: u32, fields: &Fields);
+    /// The stream is gone: the client reset it, or corelane did for a stream error.
+    fn reset(&mut self, stream: u32, reason: Reason);
+}
+
+#[derive(Debug)]
+struct Stream {
+    id: u32,
+    /// The client may still send (no END_STREAM yet).
+    recv_open: bool,
+    send_window: i64,
+    recv_window: i64,
+    /// Bytes passed on since the last WINDOW_UPDATE for this stream.
+    recv_unacked: u32,
+    /// The client's `content-length`, and the body bytes received so far.
+    expect_len: Option<u64>,
+    received: u64,
+}
+
+/// A header block waiting for its CONTINUATION frames.
+#[derive(Debug)]
+struct Pending {
+    stream: u32,
+    end_stream: bool,
+    self_dependent: bool,
+    block: Vec<u8>,
+}
+
+/// How many streams a client may reset before their response ended, beyond those that
+/// finished responses earned back.
+const RESET_BUDGET: i32 = 200;
+
+#[derive(Debug)]
+pub struct Connection {
+    limits: Limits,
+    /// Octets of the client preface seen so far.
+    preface: usize,
+    settings_seen: bool,
+    decoder: Decoder,
+    /// Working space: Huffman strings while decoding, a block while encoding.
+    scratch: Vec<u8>,
+    fields: Fields,
+    /// The client's `SETTINGS_INITIAL_WINDOW_SIZE` and `SETTINGS_MAX_FRAME_SIZE`.
+    peer_window: u32,
+    peer_max_frame: usize,
+    /// The connection's send window, and the client's receive window as corelane sees it.
+    send_window: i64,
+    recv_window: i64,
+    recv_unacked: u32,
+    /// Open streams, by id (ascending: ids only grow).
+    streams: Vec<Stream>,
+    /// The highest stream the client opened (or tried to).
+    last_id: u32,
+    pending: Option<Pending>,
+    /// GOAWAY sent: streams above `last_id` then are not served.
+    goaway: bool,
+    /// The client said GOAWAY: it opens no more streams.
+    peer_goaway: bool,
+    reset_budget: i32,
+    /// A window grew since the driver last asked: blocked streams may send.
+    window_opened: bool,
+    out: Vec<u8>,
+    written: usize,
+}
+
+impl Connection {
+    /// A connection whose first bytes out are corelane's SETTINGS (and a window update for
+    /// the connection window beyond the initial 65,535).
+    pub fn new(limits: Limits) -> Self {
+        let mut c = Connection {
+            limits,
+            preface: 0,
+            settings_seen: false,
+            decoder: Decoder::new(HEADER_TABLE_SIZE),
+            scratch: Vec::new(),
+            fields: Fields::default(),
+            peer_window: 65_535,
+            peer_max_frame: frame::DEFAULT_MAX_FRAME as usize,
+            send_window: 65_535,
+            recv_window: i64::from(limits.conn_window),
+            recv_unacked: 0,
+            streams: Vec::new(),
+            last_id: 0,
+            pending: None,
+            goaway: false,
+            peer_goaway: false,
+            reset_budget: RESET_BUDGET,
+            window_opened: false,
+            out: Vec::new(),
+            written: 0,
+        };
+        frame::write_settings(
+            &mut c.out,
+            &[
+                (setting::ENABLE_PUSH, 0),
+                (setting::MAX_CONCURRENT_STREAMS, limits.max_streams),
+                (setting::INITIAL_WINDOW_SIZE, limits.stream_window),
+                (
+                    setting::MAX_HEADER_LIST_SIZE,
+                    u32::try_from(limits.max_header_list).unwrap_or(u32::MAX),
+                ),
+            ],
+        );
+        if limits.conn_window > 65_535 {
+            frame::write_window_update(&mut c.out, 0, limits.conn_window - 65_535);
+        }
+        c
+    }
+
+    /// Reads the frames at the start of `input`, telling `ev` what they ask; how many bytes
+    /// were used (a frame not all there yet is left for the next call).
+    pub fn recv(&mut self, input: &[u8], ev: &mut impl Events) -> Result<usize, ConnError> {
+        let mut pos = 0;
+        if self.preface < frame::PREFACE.len() {
+            let n = (frame::PREFACE.len() - self.preface).min(input.len());
+            if input[..n] != frame::PREFACE[self.preface..self.preface + n] {
+                return Err(fail(Reason::PROTOCOL_ERROR, "no HTTP/2 connection preface"));
+            }
+            self.preface += n;
+            pos = n;
+        }
+        while let Some(head) = Head::parse(&input[pos..]) {
+            if head.len > frame::DEFAULT_MAX_FRAME as usize {
+                return Err(fail(Reason::FRAME_SIZE_ERROR, "frame larger than allowed"));
+            }
+            let end = pos + frame::HEADER_LEN + head.len;
+            if end > input.len() {
+                break;
+            }
+            self.frame(head, &input[pos + frame::HEADER_LEN..end], ev)?;
+            pos = end;
+        }
+        Ok(pos)
+    }
+
+    fn frame(&mut self, h: Head, p: &[u8], ev: &mut impl Events) -> Result<(), ConnError> {
+        if !self.settings_seen {
+            if h.kind != kind::SETTINGS || h.has(flag::ACK) {
+                return Err(fail(Reason::PROTOCOL_ERROR, "first frame not SETTINGS"));
+            }
+            self.settings_seen = true;
+        }
+        if let Some(pending) = &self.pending {
+            if h.kind != kind::CONTINUATION || h.stream != pending.stream {
+                return Err(fail(Reason::PROTOCOL_ERROR, "header block interrupted"));
+            }
+        }
+        match h.kind {
+            kind::DATA => self.on_data(h, p, ev),
+            kind::HEADERS => self.on_headers(h, p, ev),
+            kind::PRIORITY => self.on_priority(h, p, ev),
+            kind::RST_STREAM => self.on_rst(h, p, ev),
+            kind::SETTINGS => self.on_settings(h, p),
+            kind::PUSH_PROMISE => Err(fail(Reason::PROTOCOL_ERROR, "PUSH_PROMISE from a client")),
+            kind::PING => self.on_ping(h, p),
+            kind::GOAWAY => {
+                need_stream0(&h)?;
+                if p.len() < 8 {
+                    return Err(fail(Reason::FRAME_SIZE_ERROR, "short GOAWAY"));
+                }
+                self.peer_goaway = true;
+                Ok(())
+            }
+            kind::WINDOW_UPDATE => self.on_window_update(h, p, ev),
+            kind::CONTINUATION => self.on_continuation(h, p, ev),
+            // Unknown frame types are ignored (RFC 9113 4.1).
+            _ => Ok(()),
+        }
+    }
+
+    fn find(&self, id: u32) -> Option<usize> {
+        self.streams.binary_search_by_key(&id, |s| s.id).ok()
+    }
+
+    fn on_data(&mut self, h: Head, p: &[u8], ev: &mut impl Events) -> Result<(), ConnError> {
+        need_stream(&h)?;
+        let len = h.len as i64;
+        if len > self.recv_window {
+            return Err(fail(
+                Reason::FLOW_CONTROL_ERROR,
+                "connection window exceeded",
+            ));
+        }
+        self.recv_window -= len;
+        let (data, padding) = frame::unpad(&h, p)
+            .map_err(|_| fail(Reason::PROTOCOL_ERROR, "padding longer than its frame"))?;
+        let Some(i) = self.find(h.stream) else {
+            if h.stream > self.last_id {
+                return Err(fail(Reason::PROTOCOL_ERROR, "DATA on an idle stream"));
+            }
+            // A stream already closed (or reset): counted for the connection, then dropped.
+            self.release_conn(h.len);
+            return Ok(());
+        };
+        let s = &mut self.streams[i];
+        if !s.recv_open {
+            self.release_conn(h.len);
+            self.stream_error(i, Reason::STREAM_CLOSED, ev);
+            return Ok(());
+        }
+        if len > s.recv_window {
+            return Err(fail(Reason::FLOW_CONTROL_ERROR, "stream window exceeded"));
+        }
+        s.recv_window -= len;
+        s.received += data.len() as u64;
+        let end = h.has(flag::END_STREAM);
+        if s.expect_len
+            .is_some_and(|n| s.received > n || (end && s.received != n))
+        {
+            self.release_conn(h.len);
+            self.stream_error(i, Reason::PROTOCOL_ERROR, ev);
+            return Ok(());
+        }
+        if end {
+            s.recv_open = false;
+        }
+        if padding > 0 {
+            self.release(h.stream, padding);
+        }
+        ev.data(h.stream, data, end);
+        Ok(())
+    }
+
+    fn on_headers(&mut self, h: Head, p: &[u8], ev: &mut impl Events) -> Result<(), ConnError> {
+        need_stream(&h)?;
+        let (payload, _) = frame::unpad(&h, p)
+            .map_err(|_| fail(Reason::PROTOCOL_ERROR, "padding longer than its frame"))?;
+        let (dep, fragment) = frame::headers_block(&h, payload)
+            .map_err(|_| fail(Reason::FRAME_SIZE_ERROR, "short priority fields"))?;
+        let self_dependent = dep == Some(h.stream);
+        if fragment.len() > self.limits.max_block {
+            return Err(fail(Reason::ENHANCE_YOUR_CALM, "header block too large"));
+        }
+        if h.has(flag::END_HEADERS) {
+            return self.on_block(
+                h.stream,
+                h.has(flag::END_STREAM),
+                self_dependent,
+                fragment,
+                ev,
+            );
+        }
+        self.pending = Some(Pending {
+            stream: h.stream,
+            end_stream: h.has(flag::END_STREAM),
+            self_dependent,
+            block: fragment.to_vec(),
+        });
+        Ok(())
+    }
+
+    fn on_continuation(
+        &mut self,
+        h: Head,
+        p: &[u8],
+        ev: &mut impl Events,
+    ) -> Result<(), ConnError> {
+        let Some(pending) = self.pending.as_mut() else {
+            return Err(fail(Reason::PROTOCOL_ERROR, "CONTINUATION without HEADERS"));
+        };
+        if pending.block.len() + p.len() > self.limits.max_block {
+            return Err(fail(Reason::ENHANCE_YOUR_CALM, "header block too large"));
+        }
+        pending.block.extend_from_slice(p);
+        if !h.has(flag::END_HEADERS) {
+            return Ok(());
+        }
+        let Some(p) = self.pending.take() else {
+            return Ok(());
+        };
+        self.on_block(p.stream, p.end_stream, p.self_dependent, &p.block, ev)
+    }
+
+    /// A whole header block: a new request, or an open stream's trailers.
+    fn on_block(
+        &mut self,
+        id: u32,
+        end: bool,
+        self_dependent: bool,
+        block: &[u8],
+        ev: &mut impl Events,
+    ) -> Result<(), ConnError> {
+        let existing = self.find(id);
+        // Decoded whatever becomes of the stream: the table must stay in step with the client's.
+        self.fields
+            .reset(self.limits.max_header_list, existing.is_some());
+        let fields = &mut self.fields;
+        self.decoder
+            .decode(block, &mut self.scratch, |n, v| fields.push(n, v))
+            .map_err(|e| match e {
+                hpack::DecodeError::Truncated => {
+                    fail(Reason::COMPRESSION_ERROR, "header block truncated")
+                }
+                _ => fail(Reason::COMPRESSION_ERROR, "header block does not decode"),
+            })?;
+        if let Some(i) = existing {
+            let s = &self.streams[i];
+            let why = if !s.recv_open {
+                Some(Reason::STREAM_CLOSED)
+            } else if !end
+                || self.fields.too_large()
+                || self.fields.malformed().is_some()
+                || s.expect_len.is_some_and(|n| n != s.received)
+            {
+                Some(Reason::PROTOCOL_ERROR)
+            } else {
+                None
+            };
+            match why {
+                Some(reason) => self.stream_error(i, reason, ev),
+                None => {
+                    self.streams[i].recv_open = false;
+                    ev.trailers(id, &self.fields);
+                }
+            }
+            return Ok(());
+        }
+        if id % 2 == 0 {
+            return Err(fail(Reason::PROTOCOL_ERROR, "even stream id from a client"));
+        }
+        if id <= self.last_id {
+            // A stream that is closed (perhaps reset by corelane while the client was still
+            // sending): ignored, as RFC 9113 5.1 asks after a RST_STREAM.
+            return Ok(());
+        }
+        self.last_id = id;
+        if self.goaway {
+            return Ok(());
+        }
+        let refuse = if self_dependent {
+            Some(Reason::PROTOCOL_ERROR)
+        } else if self.streams.len() >= self.limits.max_streams as usize {
+            Some(Reason::REFUSED_STREAM)
+        } else if self.fields.malformed().is_some()
+            || (end && self.fields.content_length().is_some_and(|n| n > 0))
+        {
+            Some(Reason::PROTOCOL_ERROR)
+        } else {
+            None
+        };
+        if let Some(reason) = refuse {
+            if let Some(why) = self.fields.malformed() {
+                tracing::debug!(stream = id, why, "malformed HTTP/2 request");
+            }
+            frame::write_rst(&mut self.out, id, reason);
+            return Ok(());
+        }
+        self.streams.push(Stream {
+            id,
+            recv_open: !end,
+            send_window: i64::from(self.peer_window),
+            recv_window: i64::from(self.limits.stream_window),
+            recv_unacked: 0,
+            expect_len: self.fields.content_length(),
+            received: 0,
+        });
+        ev.request(id, &self.fields, end);
+        Ok(())
+    }
+
+    fn on_priority(&mut self, h: Head, p: &[u8], ev: &mut impl Events) -> Result<(), ConnError> {
+        need_stream(&h)?;
+        let reason = if p.len() != 5 {
+            Reason::FRAME_SIZE_ERROR
+        } else if frame::word(&p[..4]).map(|d| d & 0x7fff_ffff) == Ok(h.stream) {
+            Reason::PROTOCOL_ERROR
+        } else {
+            return Ok(());
+        };
+        match self.find(h.stream) {
+            Some(i) => self.stream_error(i, reason, ev),
+            None => frame::write_rst(&mut self.out, h.stream, reason),
+        }
+        Ok(())
+    }
+
+    fn on_rst(&mut self, h: Head, p: &[u8], ev: &mut impl Events) -> Result<(), ConnError> {
+        need_stream(&h)?;
+        let code = frame::word(p)
+            .map_err(|_| fail(Reason::FRAME_SIZE_ERROR, "RST_STREAM not 4 octets"))?;
+        if h.stream > self.last_id {
+            return Err(fail(Reason::PROTOCOL_ERROR, "RST_STREAM on an idle stream"));
+        }
+        if let Some(i) = self.find(h.stream) {
+            self.streams.remove(i);
+            ev.reset(h.stream, Reason(code));
+            self.reset_budget -= 1;
+            if self.reset_budget < 0 {
+                return Err(fail(Reason::ENHANCE_YOUR_CALM, "too many streams reset"));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_settings(&mut self, h: Head, p: &[u8]) -> Result<(), ConnError> {
+        need_stream0(&h)?;
+        if h.has(flag::ACK) {
+            return match p.is_empty() {
+                true => Ok(()),
+                false => Err(fail(
+                    Reason::FRAME_SIZE_ERROR,
+                    "SETTINGS ack with a payload",
+                )),
+            };
+        }
+        let values = frame::settings(p)
+            .map_err(|_| fail(Reason::FRAME_SIZE_ERROR, "SETTINGS not a multiple of 6"))?;
+        for (id, v) in values {
+            match id {
+                setting::ENABLE_PUSH if v > 1 => {
+                    return Err(fail(Reason::PROTOCOL_ERROR, "ENABLE_PUSH not 0 or 1"));
+                }
+                setting::INITIAL_WINDOW_SIZE => {
+                    if i64::from(v) > MAX_WINDOW {
+                        return Err(fail(
+                            Reason::FLOW_CONTROL_ERROR,
+                            "INITIAL_WINDOW_SIZE too large",
+                        ));
+                    }
+                    let delta = i64::from(v) - i64::from(self.peer_window);
+                    for s in &mut self.streams {
+                        s.send_window += delta;
+                        if s.send_window > MAX_WINDOW {
+                            return Err(fail(Reason::FLOW_CONTROL_ERROR, "stream window overflow"));
+                        }
+                    }
+                    self.peer_window = v;
+                    self.window_opened |= delta > 0;
+                }
+                setting::MAX_FRAME_SIZE => {
+                    if !(frame::DEFAULT_MAX_FRAME..(1 << 24)).contains(&v) {
+                        return Err(fail(Reason::PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range"));
+                    }
+                    self.peer_max_frame = v as usize;
+                }
+                // HEADER_TABLE_SIZE: corelane's encoder uses no dynamic table; the others
+                // concern what the client receives from a pushing server, or are advice.
+                _ => {}
+            }
+        }
+        frame::write_settings_ack(&mut self.out);
+        Ok(())
+    }
+
+    fn on_ping(&mut self, h: Head, p: &[u8]) -> Result<(), ConnError> {
+        need_stream0(&h)?;
+        if p.len() != 8 {
+            return Err(fail(Reason::FRAME_SIZE_ERROR, "PING not 8 octets"));
+        }
+        if !h.has(flag::ACK) {
+            frame::write_ping_ack(&mut self.out, p);
+        }
+        Ok(())
+    }
+
+    fn on_window_update(
+        &mut self,
+        h: Head,
+        p: &[u8],
+        ev: &mut impl Events,
+    ) -> Result<(), ConnError> {
+        let inc = frame::word(p)
+            .map_err(|_| fail(Reason::FRAME_SIZE_ERROR, "WINDOW_UPDATE not 4 octets"))?
+            & 0x7fff_ffff;
+        if h.stream == 0 {
+            if inc == 0 {
+                return Err(fail(Reason::PROTOCOL_ERROR, "WINDOW_UPDATE of 0"));
+            }
+            self.send_window += i64::from(inc);
+            if self.send_window > MAX_WINDOW {
+                return Err(fail(
+                    Reason::FLOW_CONTROL_ERROR,
+                    "connection window overflow",
+                ));
+            }
+            self.window_opened = true;
+            return Ok(());
+        }
+        if h.stream > self.last_id {
+            return Err(fail(
+                Reason::PROTOCOL_ERROR,
+                "WINDOW_UPDATE on an idle stream",
+            ));
+        }
+        if let Some(i) = self.find(h.stream) {
+            let s = &mut self.streams[i];
+            s.send_window += i64::from(inc);
+            if inc == 0 {
+                self.stream_error(i, Reason::PROTOCOL_ERROR, ev);
+            } else if s.send_window > MAX_WINDOW {
+                self.stream_error(i, Reason::FLOW_CONTROL_ERROR, ev);
+            } else {
+                self.window_opened = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resets stream `streams[i]` for an error of its own, and tells `ev`.
+    fn stream_error(&mut self, i: usize, reason: Reason, ev: &mut impl Events) {
+        let s = self.streams.remove(i);
+        frame::write_rst(&mut self.out, s.id, reason);
+        ev.reset(s.id, reason);
+    }
+
+    /// `n` bytes of stream `id`'s body were passed on (or dropped): the client may send as
+    /// many again. Window updates go out once half a window is owed, not for every frame.
+    pub fn release(&mut self, id: u32, n: usize) {
+        self.release_conn(n);
+        if let Some(i) = self.find(id) {
+            let s = &mut self.streams[i];
+            if !s.recv_open {
+                return;
+            }
+            s.recv_unacked += n as u32;
+            if s.recv_unacked >= self.limits.stream_window / 2 {
+                frame::write_window_update(&mut self.out, id, s.recv_unacked);
+                s.recv_window += i64::from(s.recv_unacked);
+                s.recv_unacked = 0;
+            }
+        }
+    }
+
+    fn release_conn(&mut self, n: usize) {
+        self.recv_unacked += n as u32;
+        if self.recv_unacked >= self.limits.conn_window / 2 {
+            frame::write_window_update(&mut self.out, 0, self.recv_unacked);
+            self.recv_window += i64::from(self.recv_unacked);
+            self.recv_unacked = 0;
+        }
+    }
+
+    /// Writes a response head on stream `id`: `:status`, then `fields`; `end`: no body
+    /// follows. A 1xx head (`100 Continue`) leaves the stream as it was.
+    pub fn send_headers<'a>(
+        &mut self,
+        id: u32,
+        status: u16,
+        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+        end: bool,
+    ) {
+        let Some(i) = self.find(id) else {
+            return;
+        };
+        let mut block = std::mem::take(&mut self.scratch);
+        block.clear();
+        hpack::encode::status(&mut block, status);
+        for (n, v) in fields {
+            hpack::encode::field(&mut block, n, v);
+        }
+        self.write_block(id, &block, end);
+        self.scratch = block;
+        if end {
+            self.end_local(i);
+        }
+    }
+
+    /// Writes a response head encoded already (`:status` first, `hpack::encode`) on stream
+    /// `id`; `end`: no body follows.
+    pub fn send_encoded(&mut self, id: u32, block: &[u8], end: bool) {
+        let Some(i) = self.find(id) else {
+            return;
+        };
+        self.write_block(id, block, end);
+        if end {
+            self.end_local(i);
+        }
+    }
+
+    /// Writes trailers on stream `id`, which end it.
+    pub fn send_trailers<'a>(
+        &mut self,
+        id: u32,
+        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    ) {
+        let Some(i) = self.find(id) else {
+            return;
+        };
+        let mut block = std::mem::take(&mut self.scratch);
+        block.clear();
+        for (n, v) in fields {
+            hpack::encode::field(&mut block, n, v);
+        }
+        self.write_block(id, &block, true);
+        self.scratch = block;
+        self.end_local(i);
+    }
+
+    /// A header block as HEADERS, then CONTINUATION frames as the client's frame size needs.
+    fn write_block(&mut self, id: u32, block: &[u8], end: bool) {
+        let max = self.peer_max_frame;
+        let mut chunks = block.chunks(max).peekable();
+        let first = chunks.next().unwrap_or(&[]);
+        let mut flags = if end { flag::END_STREAM } else { 0 };
+        if chunks.peek().is_none() {
+            flags |= flag::END_HEADERS;
+        }
+        frame::write_head(&mut self.out, first.len(), kind::HEADERS, flags, id);
+        self.out.extend_from_slice(first);
+        while let Some(c) = chunks.next() {
+            let last = chunks.peek().is_none();
+            let flags = if last { flag::END_HEADERS } else { 0 };
+            frame::write_head(&mut self.out, c.len(), kind::CONTINUATION, flags, id);
+            self.out.extend_from_slice(c);
+        }
+    }
+
+    /// Writes as much of `data` on stream `id` as the windows allow, in frames of the client's
+    /// size; `end` marks the last frame if all of `data` went. How much went, or None if the
+    /// stream is gone.
+    pub fn send_data(&mut self, id: u32, data: &[u8], end: bool) -> Option<usize> {
+        let i = self.find(id)?;
+        let s = &mut self.streams[i];
+        let room = s.send_window.min(self.send_window).max(0) as usize;
+        let n = data.len().min(room);
+        let ends = end && n == data.len();
+        let mut chunks = data[..n].chunks(self.peer_max_frame).peekable();
+        if n == 0 && ends {
+            frame::write_head(&mut self.out, 0, kind::DATA, flag::END_STREAM, id);
+        }
+        while let Some(c) = chunks.next() {
+            let flags = if ends && chunks.peek().is_none() {
+                flag::END_STREAM
+            } else {
+                0
+            };
+            frame::write_head(&mut self.out, c.len(), kind::DATA, flags, id);
+            self.out.extend_from_slice(c);
+        }
+        s.send_window -= n as i64;
+        self.send_window -= n as i64;
+        if ends {
+            self.end_local(i);
+        }
+        Some(n)
+    }
+
+    /// The response on `streams[i]` has ended: the stream closes, with a RST_STREAM
+    /// (NO_ERROR) if the client was still sending (RFC 9113 8.1: no more of it is wanted).
+    fn end_local(&mut self, i: usize) {
+        let s = self.streams.remove(i);
+        if s.recv_open {
+            frame::write_rst(&mut self.out, s.id, Reason::NO_ERROR);
+        }
+        self.reset_budget = (self.reset_budget + 1).min(RESET_BUDGET * 5);
+    }
+
+    /// Resets stream `id` (its response failed, or corelane gives up on it).
+    pub fn reset(&mut self, id: u32, reason: Reason) {
+        if let Some(i) = self.find(id) {
+            self.streams.remove(i);
+            frame::write_rst(&mut self.out, id, reason);
+        }
+    }
+
+    /// Says GOAWAY: streams opened after now are not served; those open go on.
+    pub fn goaway(&mut self, reason: Reason, debug: &str) {
+        if !self.goaway {
+            self.goaway = true;
+            frame::write_goaway(&mut self.out, self.last_id, reason, debug.as_bytes());
+        }
+    }
+
+    /// Whether stream `id` is open (its response not ended, not reset).
+    pub fn is_open(&self, id: u32) -> bool {
+        self.find(id).is_some()
+    }
+
+    /// How many bytes stream `id` may send now.
+    pub fn send_room(&self, id: u32) -> usize {
+        self.find(id).map_or(0, |i| {
+            self.streams[i].send_window.min(self.send_window).max(0) as usize
+        })
+    }
+
+    /// Whether a window grew since the last call.
+    pub fn take_window_opened(&mut self) -> bool {
+        std::mem::take(&mut self.window_opened)
+    }
+
+    /// Bytes to write, in order.
+    pub fn output(&self) -> &[u8] {
+        &self.out[self.written..]
+    }
+
+    /// `n` bytes of [`Connection::output`] were written.
+    pub fn written(&mut self, n: usize) {
+        self.written += n;
+        if self.written >= self.out.len() {
+            self.out.clear();
+            self.written = 0;
+        }
+    }
+
+    /// No stream open, no header block half received, nothing to write.
+    pub fn is_quiet(&self) -> bool {
+        self.streams.is_empty() && self.pending.is_none() && self.output().is_empty()
+    }
+
+    /// A header block is half received (its CONTINUATION frames are due).
+    pub fn mid_block(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Whether the preface and first SETTINGS have come.
+    pub fn started(&self) -> bool {
+        self.settings_seen
+    }
+
+    /// GOAWAY went either way and no stream is left: the connection may close.
+    pub fn done(&self) -> bool {
+        (self.goaway || self.peer_goaway) && self.streams.is_empty() && self.pending.is_none()
+    }
+
+    pub fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Gives back working memory before the connection waits idle (parked).
+    pub fn shrink(&mut self) {
+        self.scratch = Vec::new();
+        self.fields.shrink();
+        self.streams = Vec::new();
+        self.out = Vec::new();
+        self.written = 0;
+        self.decoder.shrink();
+    }
+}
+
+fn need_stream(h: &Head) -> Result<(), ConnError> {
+    match h.stream {
+        0 => Err(fail(Reason::PROTOCOL_ERROR, "stream frame on stream 0")),
+        _ => Ok(()),
+    }
+}
+
+fn need_stream0(h: &Head) -> Result<(), ConnError> {
+    match h.stream {
+        0 => Ok(()),
+        _ => Err(fail(Reason::PROTOCOL_ERROR, "connection frame on a stream")),
+    }
+}
+
+impl From<Layout> for ConnError {
+    fn from(_: Layout) -> Self {
+        fail(Reason::FRAME_SIZE_ERROR, "bad frame layout")
+    }
+}
