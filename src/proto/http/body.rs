@@ -24,7 +24,47 @@ use super::pool::Checkin;
 pub enum BodyError {
     /// The client's body passed `max_body`.
     TooLarge,
-    Client(hyper::Error),
+    /// The client's body broke off (a bad chunk, a reset stream, a closed connection).
+    Client(ClientError),
+}
+
+/// How a client's body broke, as its server reports it.
+pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A client's request body as its server delivers it.
+#[derive(Debug)]
+pub enum ClientBody {
+    Hyper(Incoming),
+    H2(super::h2::RecvBody),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = ClientError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientError>>> {
+        match self.get_mut() {
+            ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(|e| e.into()),
+            ClientBody::H2(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Hyper(b) => b.is_end_stream(),
+            ClientBody::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Hyper(b) => b.size_hint(),
+            ClientBody::H2(b) => b.size_hint(),
+        }
+    }
 }
 
 impl std::fmt::Display for BodyError {
@@ -61,7 +101,7 @@ pub struct BodyState {
 pub enum RequestBody {
     Empty,
     Stream {
-        inner: Incoming,
+        inner: ClientBody,
         /// Bytes still allowed under `max_body`, if set.
         left: Option<u64>,
         /// Set when the client's body failed (too large, malformed), so the engine answers

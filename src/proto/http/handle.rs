@@ -9,13 +9,12 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use hyper::body::Incoming;
 use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::http::{HeaderValue, StatusCode, Uri};
 use hyper::{Request, Response, header};
 use tokio::time::Instant;
 
-use super::body::{self, RequestBody, ResponseBody};
+use super::body::{self, ClientBody, RequestBody, ResponseBody};
 use super::forward::{self, Ctx, Failure};
 use super::{Conn, access_log, h1, headers, route, tunnel};
 use crate::config::http::{Action, HashOn, Route};
@@ -41,7 +40,7 @@ pub(super) fn routing(c: &Conn) -> (Rc<TableRef>, usize) {
 
 /// Answers one request and counts it: by status class and latency (to the response headers)
 /// for its route and, when forwarded, its cluster.
-pub(super) async fn handle(c: &Conn, req: Request<Incoming>) -> Response<ResponseBody> {
+pub(super) async fn handle(c: &Conn, req: Request<ClientBody>) -> Response<ResponseBody> {
     let started = Instant::now();
     let _waiting = Waiting::new(&c.waiting);
     let (table, li) = routing(c);
@@ -154,7 +153,7 @@ async fn answer(
     li: usize,
     route: Option<&Route>,
     started: Instant,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> (Response<ResponseBody>, Option<usize>, Option<SocketAddr>) {
     let listener = &table.listeners[li];
     let cfg = &listener.config.http;
@@ -202,7 +201,7 @@ async fn forward_to(
     route: Option<&Route>,
     cluster_index: usize,
     started: Instant,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
 ) -> (Response<ResponseBody>, Option<SocketAddr>) {
     let listener = &table.listeners[li];
     let cfg = &listener.config.http;
@@ -343,7 +342,11 @@ async fn forward_to(
 }
 
 /// The answer to a request that got no response from its cluster.
-fn failed(c: &Conn, cluster: &crate::upstream::Cluster, f: Failure) -> Response<ResponseBody> {
+pub(super) fn failed(
+    c: &Conn,
+    cluster: &crate::upstream::Cluster,
+    f: Failure,
+) -> Response<ResponseBody> {
     if let Failure::NoUpstream(_) = f {
         cluster.stats.workers.get(c.worker.id).unavailable.inc();
     }
@@ -393,7 +396,7 @@ fn content_length<B>(req: &Request<B>) -> Option<u64> {
 /// The request as the upstream gets it: origin-form URI, `Host` kept (or taken from an h2
 /// authority), hop-by-hop headers out, forwarding headers and rules in.
 fn prepare(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     c: &Conn,
     h2: Option<&'static str>,
     route: Option<&Route>,
@@ -512,7 +515,7 @@ pub(super) fn hash_key<'a, T: route::Target>(
     }
 }
 
-fn error(status: StatusCode, text: &str) -> Response<ResponseBody> {
+pub(super) fn error(status: StatusCode, text: &str) -> Response<ResponseBody> {
     let mut resp = Response::new(ResponseBody::full(format!("{} {text}\n", status.as_u16())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(

@@ -161,8 +161,8 @@ fn client(worker: &Rc<Worker>, conn: Accepted) -> Client {
 }
 
 /// Serves a client connection of a listener without TLS: the HTTP/1.1 fast path ([`h1`]),
-/// then hyper if a request needs it. Only the fast path's state is in the task; hyper's is
-/// boxed when it takes over.
+/// corelane's HTTP/2 server ([`h2`]) for h2c, then hyper if a request needs it. Only the fast
+/// path's state is in the task; the others' are boxed when they take over.
 pub async fn serve(worker: Rc<Worker>, conn: Accepted) {
     serve_plain(worker, conn, None).await;
 }
@@ -177,9 +177,62 @@ fn park_after(listener: &crate::config::table::Listener, worker: &Worker) -> Opt
         .filter(|_| !worker.drain.started() && worker.park.open())
 }
 
-/// [`serve`], for a connection new (`resumed` None) or back from the parking lot, idle since
-/// the instant given.
-async fn serve_plain(worker: Rc<Worker>, conn: Accepted, resumed: Option<Instant>) {
+/// A connection back from the parking lot.
+enum Resumed {
+    /// HTTP/1.1, idle since then.
+    H1(Instant),
+    /// HTTP/2, with its state.
+    H2(Box<h2::conn::Connection>),
+}
+
+/// What a connection is served by once the fast path has read its first bytes.
+enum Next {
+    /// Done: closed, or parked.
+    Done,
+    H2(h2::Start),
+    Hyper(Vec<u8>),
+}
+
+/// The fast path on `io`, for a connection new or back from the parking lot: what serves it
+/// next. `park` parks it (the fast path found it idle, since the instant given).
+async fn fast_path<S: h1::ClientIo>(
+    ctx: &Conn,
+    io: &mut S,
+    idle: &Idle,
+    listener: &crate::config::table::Listener,
+    worker: &Worker,
+    resumed: Option<Resumed>,
+    park: impl FnOnce(Instant),
+) -> Next {
+    let cfg = &listener.config.http;
+    let since = match resumed {
+        Some(Resumed::H2(state)) => return Next::H2(h2::Start::Resumed(state)),
+        Some(Resumed::H1(since)) => Some(since),
+        None => None,
+    };
+    let served = h1::serve(
+        ctx,
+        io,
+        idle.clone(),
+        cfg.header_timeout,
+        park_after(listener, worker),
+        since,
+    );
+    match served.await {
+        h1::End::Closed => Next::Done,
+        h1::End::Park(since) => {
+            park(since);
+            Next::Done
+        }
+        h1::End::Hyper(prefix) if cfg.fast_path && h2::is_preface(&prefix) => {
+            Next::H2(h2::Start::New(prefix))
+        }
+        h1::End::Hyper(prefix) => Next::Hyper(prefix),
+    }
+}
+
+/// [`serve`], for a connection new (`resumed` None) or back from the parking lot.
+async fn serve_plain(worker: Rc<Worker>, conn: Accepted, resumed: Option<Resumed>) {
     let Client {
         ctx,
         mut io,
@@ -191,26 +244,41 @@ async fn serve_plain(worker: Rc<Worker>, conn: Accepted, resumed: Option<Instant
     let listener = &table.listeners[held.listener];
     let _active = GaugeGuard::new(&listener.stats.workers.get(worker.id).active);
     let cfg = &listener.config.http;
-    let served = h1::serve(
-        &ctx,
-        &mut io,
-        idle.clone(),
-        cfg.header_timeout,
-        park_after(listener, &worker),
-        resumed,
-    );
-    let result = match served.await {
-        h1::End::Closed => return,
-        h1::End::Park(since) => {
-            // Idle between requests, nothing buffered: the connection waits in the worker's
-            // parking lot, as a bare socket, until its client sends something.
-            drop((ctx, idle));
-            if let Ok(stream) = Arc::try_unwrap(io.stream) {
-                park(&worker, stream, held, since, None);
+    let mut parked = None;
+    let next = fast_path(&ctx, &mut io, &idle, listener, &worker, resumed, |since| {
+        parked = Some(since)
+    })
+    .await;
+    let result = match next {
+        Next::Done => {
+            if let Some(since) = parked {
+                // Idle between requests, nothing buffered: the connection waits in the
+                // worker's parking lot, as a bare socket, until its client sends something.
+                drop((ctx, idle));
+                if let Ok(stream) = Arc::try_unwrap(io.stream) {
+                    park(&worker, stream, held, Parking::H1(since), None);
+                }
             }
             return;
         }
-        h1::End::Hyper(prefix) => {
+        Next::H2(start) => {
+            let served = h2::serve(
+                &ctx,
+                &mut io,
+                idle,
+                cfg,
+                start,
+                park_after(listener, &worker),
+            );
+            if let h2::End::Park(state, since) = Box::pin(served).await {
+                drop(ctx);
+                if let Ok(stream) = Arc::try_unwrap(io.stream) {
+                    park(&worker, stream, held, Parking::H2(state, since), None);
+                }
+            }
+            return;
+        }
+        Next::Hyper(prefix) => {
             let stream = io.stream.clone();
             let io = TokioIo::new(h1::Rewind::new(prefix, io));
             let r = Box::pin(hyper_serve(ctx, io, cfg, &worker, idle)).await;
@@ -228,23 +296,35 @@ async fn serve_plain(worker: Rc<Worker>, conn: Accepted, resumed: Option<Instant
     }
 }
 
-/// Puts an idle HTTP/1.1 client connection in the worker's parking lot, its TLS session (with
-/// its socket detached) boxed beside it if it has one, until its client sends something or
-/// its header deadline (`since` + the smaller of `header_timeout` and `idle_timeout`) passes.
+/// What a parked connection will speak when it wakes.
+enum Parking {
+    /// HTTP/1.1, idle since then: its header deadline (the smaller of `header_timeout` and
+    /// `idle_timeout`) counts from there.
+    H1(Instant),
+    /// HTTP/2, with its state, quiet since then: `idle_timeout` counts from there.
+    H2(Box<h2::conn::Connection>, Instant),
+}
+
+/// Puts an idle client connection in the worker's parking lot, its TLS session (with its
+/// socket detached) boxed beside it if it has one, until its client sends something or its
+/// deadline passes.
 fn park(
     worker: &Rc<Worker>,
     stream: TcpStream,
     held: Held,
-    since: Instant,
+    parking: Parking,
     tls: Option<Box<io::TlsClient>>,
 ) {
     let listener = &held.table.listeners[held.listener];
-    let deadline = since
-        + listener
-            .config
-            .http
-            .header_timeout
-            .min(listener.config.idle_timeout);
+    let config = &listener.config;
+    let (deadline, since, h2) = match parking {
+        Parking::H1(since) => (
+            since + config.http.header_timeout.min(config.idle_timeout),
+            since,
+            None,
+        ),
+        Parking::H2(state, since) => (since + config.idle_timeout, since, Some(state)),
+    };
     let stream = match stream.into_std() {
         Ok(s) => s,
         Err(e) => {
@@ -255,6 +335,7 @@ fn park(
     let parked = Box::new(Parked {
         since,
         tls,
+        h2,
         _active: OwnedGauge::new(listener.stats.clone(), worker.id, |s, w| {
             &s.workers.get(w).active
         }),
@@ -268,15 +349,18 @@ fn park(
         .park(worker, Sleeper::Client(stream, parked), deadline);
 }
 
-/// A parked HTTP/1.1 connection (`worker::park`): what it needs to be served again.
+/// A parked HTTP connection (`worker::park`): what it needs to be served again.
 /// Counted as active and as parked while it waits.
 struct Parked {
     held: Held,
-    /// The end of its last request: its header and idle deadlines count from here.
+    /// The end of its last request (HTTP/1.1), or since when it was quiet (HTTP/2): its
+    /// deadlines count from here.
     since: Instant,
     /// A TLS connection's session, its socket detached (boxed: plain connections do not pay
     /// for it).
     tls: Option<Box<io::TlsClient>>,
+    /// An HTTP/2 connection's state.
+    h2: Option<Box<h2::conn::Connection>>,
     _active: OwnedGauge<ListenerStats>,
     _parked: OwnedGauge<ListenerStats>,
 }
@@ -284,16 +368,23 @@ struct Parked {
 impl ResumeClient for Parked {
     fn resume(self: Box<Self>, worker: &Rc<Worker>, sock: std::net::TcpStream, _woken: bool) {
         let Parked {
-            held, since, tls, ..
+            held,
+            since,
+            tls,
+            h2,
+            ..
         } = *self;
         match TcpStream::from_std(sock) {
             Ok(stream) => {
                 let conn = held.rejoin(stream);
-                let since = Some(since);
+                let resumed = Some(match h2 {
+                    Some(state) => Resumed::H2(state),
+                    None => Resumed::H1(since),
+                });
                 match tls {
-                    None => tokio::task::spawn_local(serve_plain(worker.clone(), conn, since)),
+                    None => tokio::task::spawn_local(serve_plain(worker.clone(), conn, resumed)),
                     Some(tls) => {
-                        tokio::task::spawn_local(serve_tls_h1(worker.clone(), conn, tls, since))
+                        tokio::task::spawn_local(serve_tls_h1(worker.clone(), conn, tls, resumed))
                     }
                 };
             }
@@ -303,14 +394,31 @@ impl ResumeClient for Parked {
         }
     }
 
-    /// A TLS client is told with a `close_notify` (as a live one closed when idle is), so
-    /// that it sees a clean end rather than a truncation; a plain one just sees the close.
+    /// An HTTP/2 client is told GOAWAY, and a TLS client gets a `close_notify` (as a live one
+    /// closed when idle does), so that it sees a clean end rather than a truncation; a plain
+    /// HTTP/1.1 one just sees the close.
     fn expire(self: Box<Self>, mut sock: std::net::TcpStream) {
-        if let Some(mut tls) = self.tls {
-            let session = &mut tls.get_mut().1;
-            session.send_close_notify();
-            // A few dozen bytes into an idle socket's empty send buffer: it does not block.
-            let _ = session.write_tls(&mut sock);
+        let Parked { tls, h2, .. } = *self;
+        let mut goaway = Vec::new();
+        if let Some(mut state) = h2 {
+            state.goaway(h2::frame::Reason::NO_ERROR, "idle");
+            goaway.extend_from_slice(state.output());
+        }
+        // A few dozen bytes into an idle socket's empty send buffer: they do not block.
+        match tls {
+            Some(mut tls) => {
+                let session = &mut tls.get_mut().1;
+                let _ = std::io::Write::write_all(&mut session.writer(), &goaway);
+                session.send_close_notify();
+                while session.wants_write() {
+                    if !matches!(session.write_tls(&mut sock), Ok(n) if n > 0) {
+                        break;
+                    }
+                }
+            }
+            None => {
+                let _ = std::io::Write::write(&mut sock, &goaway);
+            }
         }
     }
 }
@@ -352,14 +460,15 @@ pub async fn serve_tls(worker: Rc<Worker>, conn: Accepted) {
     serve_tls_h1(worker, held.rejoin(stream), tls, None).await;
 }
 
-/// Serves a TLS client connection after its handshake, new or back from the parking lot
-/// (`resumed`, idle since then), its socket given in `conn` and attached to `tls` here: the
-/// HTTP/1.1 fast path, and hyper for HTTP/2 or a request the fast path does not take.
+/// Serves a TLS client connection after its handshake, new or back from the parking lot,
+/// its socket given in `conn` and attached to `tls` here: the HTTP/1.1 fast path, corelane's
+/// HTTP/2 server when ALPN chose h2, and hyper for a request the fast path does not take (or
+/// for HTTP/2 too on a listener with `fast_path` off).
 async fn serve_tls_h1(
     worker: Rc<Worker>,
     conn: Accepted,
     mut tls: Box<io::TlsClient>,
-    resumed: Option<Instant>,
+    resumed: Option<Resumed>,
 ) {
     let Client {
         ctx,
@@ -373,48 +482,63 @@ async fn serve_tls_h1(
     let listener = &table.listeners[held.listener];
     let _active = GaugeGuard::new(&listener.stats.workers.get(worker.id).active);
     let cfg = &listener.config.http;
-    let result = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-        Box::pin(hyper_serve(ctx, TokioIo::new(tls), cfg, &worker, idle)).await
+    let h2_alpn = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let mut parked = None;
+    let next = if h2_alpn && !cfg.fast_path {
+        Next::Hyper(Vec::new())
+    } else if h2_alpn && resumed.is_none() {
+        Next::H2(h2::Start::New(Vec::new()))
     } else {
-        let served = h1::serve(
-            &ctx,
-            &mut *tls,
-            idle.clone(),
-            cfg.header_timeout,
-            park_after(listener, &worker),
-            resumed,
-        );
-        match served.await {
-            h1::End::Park(since) => {
-                // As a plain connection parks, with the session kept and its socket out.
-                // Whatever rustls still holds for the client (a session ticket) goes first.
-                let flush = tokio::io::AsyncWriteExt::flush(&mut *tls);
-                if let Ok(Ok(())) = tokio::time::timeout(IDLE_GRACE, flush).await
-                    && !tls.get_ref().1.wants_write()
-                {
-                    drop((ctx, idle, tls.get_mut().0.detach()));
-                    if let Ok(stream) = Arc::try_unwrap(stream) {
-                        park(&worker, stream, held, since, Some(tls));
-                    }
-                } else {
-                    tracing::debug!(peer = %held.peer, "an idle TLS client could not be flushed to park; closing it");
-                }
-                return;
+        let park = |since| parked = Some(Parking::H1(since));
+        fast_path(&ctx, &mut *tls, &idle, listener, &worker, resumed, park).await
+    };
+    let result = match next {
+        Next::Done => Ok(()),
+        Next::H2(start) => {
+            let served = h2::serve(
+                &ctx,
+                &mut *tls,
+                idle.clone(),
+                cfg,
+                start,
+                park_after(listener, &worker),
+            );
+            if let h2::End::Park(state, since) = Box::pin(served).await {
+                parked = Some(Parking::H2(state, since));
             }
-            h1::End::Closed => {
-                // close_notify, so a client reading to the end sees a clean end.
-                let bye = tokio::io::AsyncWriteExt::shutdown(&mut *tls);
-                let _ = tokio::time::timeout(IDLE_GRACE, bye).await;
-                return;
+            Ok(())
+        }
+        Next::Hyper(prefix) => {
+            let io = TokioIo::new(h1::Rewind::new(prefix, tls));
+            let r = Box::pin(hyper_serve(ctx, io, cfg, &worker, idle)).await;
+            if let Err(e) = r {
+                tracing::debug!(listener = %listener.config.name, peer = %held.peer, error = %e, "client connection ended with an error");
             }
-            h1::End::Hyper(prefix) => {
-                let io = TokioIo::new(h1::Rewind::new(prefix, tls));
-                Box::pin(hyper_serve(ctx, io, cfg, &worker, idle)).await
-            }
+            return;
         }
     };
-    if let Err(e) = result {
-        tracing::debug!(listener = %listener.config.name, peer = %held.peer, error = %e, "client connection ended with an error");
+    let _: Result<(), ConnError> = result;
+    match parked {
+        Some(parking) => {
+            // As a plain connection parks, with the session kept and its socket out.
+            // Whatever rustls still holds for the client (a session ticket) goes first.
+            let flush = tokio::io::AsyncWriteExt::flush(&mut *tls);
+            if let Ok(Ok(())) = tokio::time::timeout(IDLE_GRACE, flush).await
+                && !tls.get_ref().1.wants_write()
+            {
+                drop((ctx, idle, tls.get_mut().0.detach()));
+                if let Ok(stream) = Arc::try_unwrap(stream) {
+                    park(&worker, stream, held, parking, Some(tls));
+                }
+            } else {
+                tracing::debug!(peer = %held.peer, "an idle TLS client could not be flushed to park; closing it");
+            }
+        }
+        None => {
+            // close_notify, so a client reading to the end sees a clean end.
+            let bye = tokio::io::AsyncWriteExt::shutdown(&mut *tls);
+            let _ = tokio::time::timeout(IDLE_GRACE, bye).await;
+        }
     }
 }
 
@@ -436,7 +560,9 @@ where
         let ctx = ctx.clone();
         // Boxed: a request's future is several KB (routing, forwarding, retries) and hyper
         // moves it into its stream task for every HTTP/2 stream; a box moves as a pointer.
-        Box::pin(async move { Ok::<_, Infallible>(handle(&ctx, req).await) })
+        Box::pin(async move {
+            Ok::<_, Infallible>(handle(&ctx, req.map(body::ClientBody::Hyper)).await)
+        })
     });
     let mut builder = auto::Builder::new(LocalExec);
     builder

@@ -124,7 +124,11 @@ pub async fn forward(
 /// Reads a request body whole into `out`: exactly `want` bytes, its declared length. Fewer
 /// is a broken body even when it ended without an error (an HTTP/2 client may reset its
 /// stream with NO_ERROR mid-body, which hyper reports as the body's end).
-async fn read_body(body: &mut RequestBody, out: &mut Vec<u8>, want: u64) -> Result<(), Fault> {
+pub(in crate::proto::http) async fn read_body(
+    body: &mut RequestBody,
+    out: &mut Vec<u8>,
+    want: u64,
+) -> Result<(), Fault> {
     while let Some(frame) =
         std::future::poll_fn(|cx| hyper::body::Body::poll_frame(Pin::new(&mut *body), cx)).await
     {
@@ -170,41 +174,13 @@ async fn send(
         deadline,
         total,
     };
-    let ctx = exchange::Ctx {
-        worker: worker.id,
-        buffers: &worker.buffers,
-        pool: &worker.http_pool,
-        budget: &worker.http_budget,
-    };
     let mut sink = ToHyper::default();
-    let sent = exchange::exchange(&ctx, cluster, &r, &mut sink).await;
+    let sent = exchange_raw(worker, cluster, http, &r, &mut sink).await;
     worker.vecs.put(&mut head);
-    let mut x = sent?;
-    let (upstream, endpoint, code) = (x.upstream, x.endpoint, x.head.status);
+    let (body, upstream) = sent?;
     let Some((status, headers, reason)) = sink.parts.take() else {
-        // Not reached: `exchange` answers only once the sink took a head.
-        x.up.detach(&worker.buffers);
+        // Not reached: an exchange answers only once the sink took a head.
         return Err(Failure::Upstream("no response head".to_owned()));
-    };
-    let mut raw = RawBody::new(worker.clone(), x, http, total);
-    let body = match raw.whole() {
-        Whole::Yes(b) => {
-            exchange::report(cluster, endpoint, code);
-            ResponseBody::full(b)
-        }
-        Whole::Not => {
-            exchange::report(cluster, endpoint, code);
-            ResponseBody::Raw(Box::new(raw))
-        }
-        Whole::Broken => {
-            // Nothing went to the client yet: a 502, and the endpoint's failure.
-            let why = "broken chunked body";
-            if let Some(ep) = cluster.endpoints.get(endpoint) {
-                ep.stats.workers.get(worker.id).request_errors.inc();
-            }
-            cluster.failed(endpoint, why);
-            return Err(Failure::Upstream(why.to_owned()));
-        }
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -216,6 +192,43 @@ async fn send(
         response: resp,
         upstream,
     })
+}
+
+/// Sends a request (head written, body whole) over the worker's pooled sockets until a
+/// response head comes, which goes to `sink`; the response body to come (whole already when
+/// it came with its head), and the endpoint that answered. The answer is reported to the
+/// outlier detector, a broken body (nothing of it passed on yet) as the endpoint's failure.
+pub async fn exchange_raw<H: HeadSink>(
+    worker: &Rc<Worker>,
+    cluster: &Cluster,
+    http: &HttpCluster,
+    r: &exchange::Request<'_>,
+    sink: &mut H,
+) -> Result<(ResponseBody, SocketAddr), Failure> {
+    let ctx = exchange::Ctx {
+        worker: worker.id,
+        buffers: &worker.buffers,
+        pool: &worker.http_pool,
+        budget: &worker.http_budget,
+    };
+    let x = exchange::exchange(&ctx, cluster, r, sink).await?;
+    let (upstream, endpoint, code) = (x.upstream, x.endpoint, x.head.status);
+    let mut raw = RawBody::new(worker.clone(), x, http, r.total);
+    let body = match raw.whole() {
+        Whole::Yes(b) => ResponseBody::full(b),
+        Whole::Not => ResponseBody::Raw(Box::new(raw)),
+        Whole::Broken => {
+            // Nothing went to the client yet: a 502, and the endpoint's failure.
+            let why = "broken chunked body";
+            if let Some(ep) = cluster.endpoints.get(endpoint) {
+                ep.stats.workers.get(worker.id).request_errors.inc();
+            }
+            cluster.failed(endpoint, why);
+            return Err(Failure::Upstream(why.to_owned()));
+        }
+    };
+    exchange::report(cluster, endpoint, code);
+    Ok((body, upstream))
 }
 
 /// The request line and headers, as HTTP/1.1, for a request whose body (read whole) is

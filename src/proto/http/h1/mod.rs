@@ -37,7 +37,7 @@
 
 pub mod bridge;
 pub mod chunked;
-mod exchange;
+pub(in crate::proto::http) mod exchange;
 pub mod request;
 pub mod response;
 
@@ -71,18 +71,18 @@ pub(super) enum End {
 }
 
 /// A request the fast path forwards: what was decided from its head.
-struct Plan {
-    table: Rc<TableRef>,
-    listener: usize,
+pub(in crate::proto::http) struct Plan {
+    pub table: Rc<TableRef>,
+    pub listener: usize,
     /// Its route's index, or the number of routes for the listener's default.
-    slot: usize,
-    cluster: usize,
-    head_len: usize,
-    body_len: u64,
-    close: bool,
-    to_head: bool,
-    replayable: bool,
-    logged: Option<Logged>,
+    pub slot: usize,
+    pub cluster: usize,
+    pub head_len: usize,
+    pub body_len: u64,
+    pub close: bool,
+    pub to_head: bool,
+    pub replayable: bool,
+    pub logged: Option<Logged>,
 }
 
 enum Step {
@@ -100,29 +100,45 @@ fn plan(c: &Conn, buf: &[u8], out: &mut Vec<u8>, key: &mut Vec<u8>) -> Step {
         request::Parsed::Other => return Step::Other,
         request::Parsed::Head(h) => h,
     };
+    match plan_head(c, &head, out, key) {
+        Some(p) => Step::Go(p),
+        None => Step::Other,
+    }
+}
+
+/// Routes a request head (HTTP/1.1's, or one made from an HTTP/2 request, `super::h2`):
+/// the plan to forward it on the fast path, with its upstream head written into `out` and
+/// its hash key into `key`; None if the fast path does not take it (the generic path,
+/// `super::handle`, answers it).
+pub(in crate::proto::http) fn plan_head(
+    c: &Conn,
+    head: &request::Head<'_>,
+    out: &mut Vec<u8>,
+    key: &mut Vec<u8>,
+) -> Option<Plan> {
     let (table, li) = handle::routing(c);
     let listener = &table.listeners[li];
     let cfg = &listener.config.http;
     if !cfg.fast_path || head.headers.len() > cfg.max_headers || head.len > cfg.max_header_size {
-        return Step::Other;
+        return None;
     }
-    let found = route::find(&cfg.routes, &head);
+    let found = route::find(&cfg.routes, head);
     let slot = found.map_or(cfg.routes.len(), |(i, _)| i);
     let route = found.map(|(_, r)| r);
     let cluster = match route.map(|r| &r.action) {
         None => listener.config.cluster,
         Some(Action::Forward(i)) => *i,
-        Some(_) => return Step::Other,
+        Some(_) => return None,
     };
     let cl = &table.clusters[cluster];
     let http = &table.config.clusters[cluster].http;
     if http.h2 || cl.tls.is_some() || cfg.max_body.is_some_and(|m| head.content_length > m) {
-        return Step::Other;
+        return None;
     }
     key.clear();
     if cl.balancer.uses_key() {
         let mut kb = [0u8; 64];
-        key.extend_from_slice(handle::hash_key(&http.hash_on, &head, c.peer, &mut kb));
+        key.extend_from_slice(handle::hash_key(&http.hash_on, head, c.peer, &mut kb));
     }
     let fwd = request::Forwarded {
         client: c.peer_value.as_bytes(),
@@ -130,22 +146,19 @@ fn plan(c: &Conn, buf: &[u8], out: &mut Vec<u8>, key: &mut Vec<u8>) -> Step {
     };
     out.clear();
     match route {
-        Some(r) => request::write_upstream(
-            out,
-            &head,
-            &fwd,
-            &[&cfg.request_headers, &r.request_headers],
-        ),
-        None => request::write_upstream(out, &head, &fwd, &[&cfg.request_headers]),
+        Some(r) => {
+            request::write_upstream(out, head, &fwd, &[&cfg.request_headers, &r.request_headers])
+        }
+        None => request::write_upstream(out, head, &fwd, &[&cfg.request_headers]),
     }
     let logged = listener.config.access_log.then(|| Logged {
         method: head.method.to_owned(),
         host: Some(head.host.to_owned()),
-        path: route::Target::path(&head).to_owned(),
+        path: route::Target::path(head).to_owned(),
         at: std::time::SystemTime::now(),
     });
     let replayable = head.content_length == 0 && super::forward::idempotent(head.method);
-    Step::Go(Plan {
+    Some(Plan {
         listener: li,
         slot,
         cluster,
@@ -164,6 +177,8 @@ pub(super) trait ClientIo: AsyncRead + AsyncWrite + Unpin {
     /// Returns once a read would find something (or fail), without reading: a connection
     /// waiting for its next request holds no buffer.
     async fn ready(&self) -> std::io::Result<()>;
+    /// [`ClientIo::ready`] as a poll.
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
     /// Tells a client too slow with its request head so: a 408 before the connection closes
     /// (best effort: a client that does not read is not waited for).
     async fn too_slow(&mut self);
@@ -173,6 +188,9 @@ impl ClientIo for Io<ClientSide> {
     async fn ready(&self) -> std::io::Result<()> {
         self.stream.readable().await
     }
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.stream.poll_read_ready(cx)
+    }
     async fn too_slow(&mut self) {
         super::io::send_408(&self.stream);
     }
@@ -180,14 +198,17 @@ impl ClientIo for Io<ClientSide> {
 
 impl ClientIo for super::io::TlsClient {
     async fn ready(&self) -> std::io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await
+    }
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let (io, tls) = self.get_ref();
         // Plaintext already decrypted (a pipelined request) is there to read now.
         if !tls.wants_read() {
-            return Ok(());
+            return Poll::Ready(Ok(()));
         }
         match io.get() {
-            Some(io) => io.stream.readable().await,
-            None => Err(std::io::ErrorKind::NotConnected.into()),
+            Some(io) => io.stream.poll_read_ready(cx),
+            None => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
         }
     }
     async fn too_slow(&mut self) {

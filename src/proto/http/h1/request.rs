@@ -132,7 +132,7 @@ pub fn with_parsed<R>(buf: &[u8], f: impl FnOnce(Parsed<'_>) -> R) -> R {
 
 /// RFC 3986 `pchar`, `/` and `?`: the bytes of a target the fast path routes and forwards as
 /// they are (anything else, `#` included, goes to hyper, which parses URIs its own way).
-fn plain_uri_byte(b: u8) -> bool {
+pub fn plain_uri_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:@/?".contains(&b)
 }
 
@@ -229,18 +229,24 @@ pub fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// Writes what `sets` add and set, each surviving only if no later set removes or replaces it.
 pub fn write_rules(out: &mut Vec<u8>, sets: &[&HeaderRules]) {
+    each_rule(sets, |n, v| line(out, n, v));
+}
+
+/// Calls `f` with each field `sets` add and set, in order, each only if no later set removes
+/// or replaces it.
+pub fn each_rule(sets: &[&HeaderRules], mut f: impl FnMut(&[u8], &[u8])) {
     for (i, r) in sets.iter().enumerate() {
         let later = &sets[i + 1..];
         for (k, (n, v)) in r.set.iter().enumerate() {
             // A later `set` of the same name in the same rules replaces this one.
             let again = r.set[k + 1..].iter().any(|(m, _)| m == n);
             if !again && !replaced(later, n.as_str()) {
-                line(out, n.as_str().as_bytes(), v.as_bytes());
+                f(n.as_str().as_bytes(), v.as_bytes());
             }
         }
         for (n, v) in &r.add {
             if !replaced(later, n.as_str()) {
-                line(out, n.as_str().as_bytes(), v.as_bytes());
+                f(n.as_str().as_bytes(), v.as_bytes());
             }
         }
     }

@@ -591,6 +591,13 @@ impl Connection {
         }
     }
 
+    /// `n` body bytes of streams gone were dropped: the client may send as many again.
+    pub fn release_connection(&mut self, n: usize) {
+        if n > 0 {
+            self.release_conn(n);
+        }
+    }
+
     fn release_conn(&mut self, n: usize) {
         self.recv_unacked += n as u32;
         if self.recv_unacked >= self.limits.conn_window / 2 {
@@ -762,6 +769,24 @@ impl Connection {
         }
     }
 
+    /// Lends the output buffer from `take` if the connection has none (its output is written
+    /// whole between bursts, and an idle connection need not keep a buffer).
+    pub fn give_out(&mut self, take: impl FnOnce() -> Vec<u8>) {
+        if self.out.capacity() == 0 {
+            self.out = take();
+            self.out.clear();
+            self.written = 0;
+        }
+    }
+
+    /// The output buffer back, if everything in it was written.
+    pub fn take_out(&mut self) -> Option<Vec<u8>> {
+        (self.output().is_empty() && self.out.capacity() > 0).then(|| {
+            self.written = 0;
+            std::mem::take(&mut self.out)
+        })
+    }
+
     /// No stream open, no header block half received, nothing to write.
     pub fn is_quiet(&self) -> bool {
         self.streams.is_empty() && self.pending.is_none() && self.output().is_empty()
@@ -814,5 +839,294 @@ fn need_stream0(h: &Head) -> Result<(), ConnError> {
 impl From<Layout> for ConnError {
     fn from(_: Layout) -> Self {
         fail(Reason::FRAME_SIZE_ERROR, "bad frame layout")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_streams: 2,
+        stream_window: 1000,
+        conn_window: 4000,
+        max_header_list: 1000,
+        max_block: 2000,
+    };
+
+    /// What `Events` saw, as text.
+    #[derive(Default)]
+    struct Seen(Vec<String>);
+
+    impl Events for Seen {
+        fn request(&mut self, stream: u32, f: &Fields, end: bool) {
+            let path = String::from_utf8_lossy(f.path().unwrap_or(b"")).into_owned();
+            let big = if f.too_large() { " too large" } else { "" };
+            self.0
+                .push(format!("request {stream} {path} end={end}{big}"));
+        }
+        fn data(&mut self, stream: u32, data: &[u8], end: bool) {
+            let d = String::from_utf8_lossy(data);
+            self.0.push(format!("data {stream} {d} end={end}"));
+        }
+        fn trailers(&mut self, stream: u32, f: &Fields) {
+            self.0.push(format!("trailers {stream} {}", f.len()));
+        }
+        fn reset(&mut self, stream: u32, reason: Reason) {
+            self.0.push(format!("reset {stream} {reason}"));
+        }
+    }
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        frame::write_head(&mut f, payload.len(), kind, flags, stream);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn get(path: &str) -> Vec<u8> {
+        let mut b = vec![0x82, 0x86, 0x41, 1, b'h', 0x04];
+        b.push(path.len() as u8);
+        b.extend_from_slice(path.as_bytes());
+        b
+    }
+
+    fn start() -> Vec<u8> {
+        let mut b = frame::PREFACE.to_vec();
+        b.extend(frame(kind::SETTINGS, 0, 0, &[]));
+        b
+    }
+
+    /// The frames in `out`: (kind, flags, stream, payload).
+    fn frames(out: &[u8]) -> Vec<(u8, u8, u32, Vec<u8>)> {
+        let mut v = Vec::new();
+        let mut pos = 0;
+        while let Some(h) = Head::parse(&out[pos..]) {
+            let p = out[pos + 9..pos + 9 + h.len].to_vec();
+            v.push((h.kind, h.flags, h.stream, p));
+            pos += 9 + h.len;
+        }
+        assert_eq!(pos, out.len(), "whole frames only");
+        v
+    }
+
+    fn drain(c: &mut Connection) -> Vec<(u8, u8, u32, Vec<u8>)> {
+        let f = frames(c.output());
+        let n = c.output().len();
+        c.written(n);
+        f
+    }
+
+    fn feed(c: &mut Connection, bytes: &[u8]) -> Result<Seen, ConnError> {
+        let mut seen = Seen::default();
+        let used = c.recv(bytes, &mut seen)?;
+        assert_eq!(used, bytes.len(), "whole frames are used");
+        Ok(seen)
+    }
+
+    #[test]
+    fn settings_go_first_and_are_acked() {
+        let mut c = Connection::new(LIMITS);
+        let first = drain(&mut c);
+        assert_eq!(first[0].0, kind::SETTINGS);
+        assert!(first[0].3.chunks(6).any(|s| s == [0, 4, 0, 0, 0x03, 0xe8]));
+        // A connection window below RFC 9113's initial 65,535 needs no update...
+        assert_eq!(first.len(), 1);
+        // ...and one above it is announced at once.
+        let mut wide = Connection::new(Limits {
+            conn_window: 100_000,
+            ..LIMITS
+        });
+        let wide = drain(&mut wide);
+        assert_eq!(
+            wide[1],
+            (kind::WINDOW_UPDATE, 0, 0, 34_465u32.to_be_bytes().to_vec())
+        );
+        feed(&mut c, &start()).unwrap();
+        let acks = drain(&mut c);
+        assert_eq!(acks, vec![(kind::SETTINGS, flag::ACK, 0, vec![])]);
+        assert!(c.started() && c.is_quiet());
+    }
+
+    /// Input cut anywhere is resumed: fed one byte at a time, the same events come, in the
+    /// same order, as fed whole.
+    #[test]
+    fn every_cut_of_the_input_gives_the_same_events() {
+        let mut input = start();
+        input.extend(frame(kind::HEADERS, flag::END_HEADERS, 1, &get("/a")));
+        input.extend(frame(kind::DATA, 0, 1, b"hello"));
+        input.extend(frame(kind::DATA, flag::END_STREAM, 1, b" world"));
+        input.extend(frame(kind::PING, 0, 0, b"pingpong"));
+        let mut whole = Connection::new(LIMITS);
+        let all = feed(&mut whole, &input).unwrap().0;
+        assert_eq!(
+            all,
+            [
+                "request 1 /a end=false",
+                "data 1 hello end=false",
+                "data 1  world end=true"
+            ]
+        );
+        let mut c = Connection::new(LIMITS);
+        let (mut seen, mut held) = (Seen::default(), Vec::new());
+        for &b in &input {
+            held.push(b);
+            let used = c.recv(&held, &mut seen).unwrap();
+            held.drain(..used);
+        }
+        assert!(held.is_empty());
+        assert_eq!(seen.0, all);
+        assert_eq!(drain(&mut c), drain(&mut whole));
+    }
+
+    #[test]
+    fn a_response_follows_the_client_windows() {
+        let mut c = Connection::new(LIMITS);
+        drain(&mut c);
+        let mut input = start();
+        // The client allows 10 bytes per stream, and 65,535 on the connection.
+        input.extend(frame(kind::SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 10]));
+        input.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            1,
+            &get("/"),
+        ));
+        feed(&mut c, &input).unwrap();
+        drain(&mut c);
+        c.send_headers(1, 200, [(&b"x-a"[..], &b"b"[..])].into_iter(), false);
+        assert_eq!(c.send_data(1, &[7u8; 25], true), Some(10));
+        let out = drain(&mut c);
+        assert_eq!(out[0].0, kind::HEADERS);
+        assert_eq!(out[0].1, flag::END_HEADERS);
+        assert_eq!((out[1].0, out[1].1, out[1].3.len()), (kind::DATA, 0, 10));
+        assert_eq!(c.send_room(1), 0);
+        assert!(!c.take_window_opened());
+        // The stream's window grows by 100: the rest goes, and ends the stream.
+        feed(
+            &mut c,
+            &frame(kind::WINDOW_UPDATE, 0, 1, &100u32.to_be_bytes()),
+        )
+        .unwrap();
+        assert!(c.take_window_opened());
+        assert_eq!(c.send_data(1, &[7u8; 15], true), Some(15));
+        let out = drain(&mut c);
+        assert_eq!((out[0].1, out[0].3.len()), (flag::END_STREAM, 15));
+        assert!(!c.is_open(1) && c.is_quiet());
+    }
+
+    #[test]
+    fn the_client_windows_are_given_back_in_halves_and_enforced() {
+        let mut c = Connection::new(LIMITS);
+        let mut input = start();
+        input.extend(frame(kind::HEADERS, flag::END_HEADERS, 1, &get("/up")));
+        input.extend(frame(kind::DATA, 0, 1, &[1u8; 400]));
+        feed(&mut c, &input).unwrap();
+        drain(&mut c);
+        c.release(1, 400);
+        assert!(drain(&mut c).is_empty(), "less than half a window owed");
+        feed(&mut c, &frame(kind::DATA, 0, 1, &[1u8; 200])).unwrap();
+        c.release(1, 200);
+        let updates = drain(&mut c);
+        assert_eq!(
+            updates,
+            vec![(kind::WINDOW_UPDATE, 0, 1, 600u32.to_be_bytes().to_vec())]
+        );
+        // 1000 given, 600 sent, 600 back: 1000 more may come, not 1001.
+        feed(&mut c, &frame(kind::DATA, 0, 1, &[1u8; 1000])).unwrap();
+        let err = feed(&mut c, &frame(kind::DATA, 0, 1, &[1u8; 1])).err();
+        assert_eq!(err.map(|e| e.reason), Some(Reason::FLOW_CONTROL_ERROR));
+    }
+
+    #[test]
+    fn a_response_that_ends_first_resets_the_request_with_no_error() {
+        let mut c = Connection::new(LIMITS);
+        let mut input = start();
+        input.extend(frame(kind::HEADERS, flag::END_HEADERS, 1, &get("/early")));
+        feed(&mut c, &input).unwrap();
+        drain(&mut c);
+        c.send_headers(1, 413, std::iter::empty(), true);
+        let out = drain(&mut c);
+        assert_eq!(
+            out[1],
+            (kind::RST_STREAM, 0, 1, 0u32.to_be_bytes().to_vec())
+        );
+        // The rest of the body, still in flight, is dropped without a word.
+        let seen = feed(&mut c, &frame(kind::DATA, 0, 1, b"late")).unwrap();
+        assert!(seen.0.is_empty() && drain(&mut c).is_empty());
+    }
+
+    #[test]
+    fn header_blocks_span_continuations_and_trailers_end_a_stream() {
+        let mut c = Connection::new(LIMITS);
+        let block = get("/split");
+        let mut input = start();
+        input.extend(frame(kind::HEADERS, 0, 1, &block[..3]));
+        input.extend(frame(kind::CONTINUATION, 0, 1, &block[3..5]));
+        input.extend(frame(kind::CONTINUATION, flag::END_HEADERS, 1, &block[5..]));
+        // Trailers: one literal field, grpc-status: 0.
+        let mut t = vec![0x00, 11];
+        t.extend_from_slice(b"grpc-status");
+        t.extend_from_slice(&[1, b'0']);
+        input.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            1,
+            &t,
+        ));
+        let seen = feed(&mut c, &input).unwrap();
+        assert_eq!(seen.0, ["request 1 /split end=false", "trailers 1 1"]);
+        // Trailers without END_STREAM are a stream error.
+        let mut input = frame(kind::HEADERS, flag::END_HEADERS, 3, &get("/x"));
+        input.extend(frame(kind::HEADERS, flag::END_HEADERS, 3, &t));
+        let seen = feed(&mut c, &input).unwrap();
+        assert_eq!(seen.0, ["request 3 /x end=false", "reset 3 PROTOCOL_ERROR"]);
+    }
+
+    #[test]
+    fn streams_past_the_limit_are_refused_and_lists_past_the_size_flagged() {
+        let mut c = Connection::new(LIMITS);
+        let mut input = start();
+        for id in [1, 3, 5] {
+            input.extend(frame(kind::HEADERS, flag::END_HEADERS, id, &get("/")));
+        }
+        let seen = feed(&mut c, &input).unwrap();
+        assert_eq!(seen.0.len(), 2);
+        let out = drain(&mut c);
+        assert!(out.contains(&(kind::RST_STREAM, 0, 5, 7u32.to_be_bytes().to_vec())));
+        c.reset(1, Reason::CANCEL);
+        // One field of 1,000 bytes: over the 1,000 the list may hold with its overhead.
+        let mut big = get("/big");
+        big.extend_from_slice(&[0x00, 1, b'x', 0x7f, 0xe9, 0x06]);
+        big.extend(std::iter::repeat_n(b'y', 1000));
+        let seen = feed(&mut c, &frame(kind::HEADERS, flag::END_HEADERS, 7, &big)).unwrap();
+        assert_eq!(seen.0, ["request 7 /big end=false too large"]);
+    }
+
+    #[test]
+    fn a_parked_connection_keeps_its_table_and_windows() {
+        let mut c = Connection::new(LIMITS);
+        // A literal with incremental indexing: `:authority: h` goes into the table.
+        let mut input = start();
+        input.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            1,
+            &get("/1"),
+        ));
+        feed(&mut c, &input).unwrap();
+        c.send_headers(1, 204, std::iter::empty(), true);
+        drain(&mut c);
+        c.shrink();
+        // Index 62 is that entry.
+        let block = [0x82, 0x86, 0xbe, 0x04, 2, b'/', b'2'];
+        let frame = frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            3,
+            &block,
+        );
+        let seen = feed(&mut c, &frame).unwrap();
+        assert_eq!(seen.0, ["request 3 /2 end=true"]);
     }
 }

@@ -1,0 +1,872 @@
+//! corelane's own HTTP/2 server (`src/proto/http/h2/`) through the real binary: an independent
+//! client (Python's `h2`, python3-h2) for multiplexing, flow control and HPACK state across
+//! parking; and a raw socket for what no well-behaved client sends (bad prefaces and frames,
+//! malformed requests, the CONTINUATION flood, the HPACK bomb, rapid resets, slow prefaces),
+//! each answered in HTTP/2's own terms (GOAWAY or RST_STREAM with the RFC's code, or a 431)
+//! while other clients go on being served. curl, nghttp and h2load over h2c are in
+//! `tests/http.rs` and `tests/http_fast_path.rs`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::echo::{EchoBackend, pattern};
+use common::*;
+
+fn addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+/// A proxy with one HTTP listener (`listener_extra` added) forwarding to `eps`.
+fn proxy(eps: &[SocketAddr], listener_extra: &str) -> (Proxy, SocketAddr) {
+    let (admin, listen) = (addr(), addr());
+    let eps: Vec<(SocketAddr, u32)> = eps.iter().map(|a| (*a, 1)).collect();
+    let cfg = base_toml(admin, 1)
+        + &listener_toml(
+            "web",
+            listen,
+            "app",
+            &format!("protocol = \"http\"\n{listener_extra}"),
+        )
+        + &cluster_toml("app", "round_robin", &eps, "");
+    (Proxy::start(&cfg, admin), listen)
+}
+
+// Frame types and flags (RFC 9113 6).
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const PRIORITY: u8 = 2;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const PING: u8 = 6;
+const GOAWAY: u8 = 7;
+const WINDOW_UPDATE: u8 = 8;
+const CONTINUATION: u8 = 9;
+const END_STREAM: u8 = 1;
+const END_HEADERS: u8 = 4;
+const ACK: u8 = 1;
+
+// Error codes (RFC 9113 7).
+const NO_ERROR: u32 = 0;
+const PROTOCOL_ERROR: u32 = 1;
+const FLOW_CONTROL_ERROR: u32 = 3;
+const FRAME_SIZE_ERROR: u32 = 6;
+const REFUSED_STREAM: u32 = 7;
+const COMPRESSION_ERROR: u32 = 9;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let n = payload.len();
+    let mut f = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A header block of literals without indexing, new names, no Huffman (RFC 7541 6.2.2): the
+/// simplest encoding, written here independently of corelane's encoder.
+fn block(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (n, v) in fields {
+        b.push(0);
+        for s in [n, v] {
+            assert!(s.len() < 127);
+            b.push(s.len() as u8);
+            b.extend_from_slice(s.as_bytes());
+        }
+    }
+    b
+}
+
+fn get(path: &str) -> Vec<(&str, &str)> {
+    vec![
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", "h2.test"),
+        (":path", path),
+    ]
+}
+
+/// A frame as read back.
+#[derive(Debug)]
+struct Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+impl Frame {
+    fn code(&self) -> u32 {
+        let at = if self.kind == GOAWAY { 4 } else { 0 };
+        u32::from_be_bytes(self.payload[at..at + 4].try_into().unwrap())
+    }
+
+    /// The `:status` of a response header block as corelane encodes it (the first field:
+    /// a static index, or a literal with the static name `:status`).
+    fn status(&self) -> u16 {
+        match self.payload[0] {
+            0x88 => 200,
+            0x89 => 204,
+            0x8a => 206,
+            0x8b => 304,
+            0x8c => 400,
+            0x8d => 404,
+            0x8e => 500,
+            0x08 => std::str::from_utf8(&self.payload[2..5])
+                .unwrap()
+                .parse()
+                .unwrap(),
+            b => panic!("not a :status first: {b:#x}"),
+        }
+    }
+}
+
+/// A raw HTTP/2 client.
+struct Raw {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    /// Connects, sends the preface and an empty SETTINGS, and acks the server's.
+    fn connect(listen: SocketAddr) -> Raw {
+        let mut r = Raw::bare(listen);
+        r.send(PREFACE);
+        r.send(&frame(SETTINGS, 0, 0, &[]));
+        r.send(&frame(SETTINGS, ACK, 0, &[]));
+        r
+    }
+
+    fn bare(listen: SocketAddr) -> Raw {
+        let s = TcpStream::connect(listen).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Raw { s, buf: Vec::new() }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).unwrap();
+    }
+
+    /// The next frame, or None at the end of the connection (or after 5 s of silence).
+    fn next(&mut self) -> Option<Frame> {
+        loop {
+            if self.buf.len() >= 9 {
+                let n = (self.buf[0] as usize) << 16
+                    | (self.buf[1] as usize) << 8
+                    | self.buf[2] as usize;
+                if self.buf.len() >= 9 + n {
+                    let f = Frame {
+                        kind: self.buf[3],
+                        flags: self.buf[4],
+                        stream: u32::from_be_bytes(self.buf[5..9].try_into().unwrap())
+                            & 0x7fff_ffff,
+                        payload: self.buf[9..9 + n].to_vec(),
+                    };
+                    self.buf.drain(..9 + n);
+                    return Some(f);
+                }
+            }
+            let mut chunk = [0u8; 16384];
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Reads until a frame `f` matches (returned), or the connection ends (None).
+    fn until(&mut self, f: impl Fn(&Frame) -> bool) -> Option<Frame> {
+        while let Some(x) = self.next() {
+            if f(&x) {
+                return Some(x);
+            }
+        }
+        None
+    }
+
+    /// The GOAWAY's error code, then the connection must end.
+    fn goaway(&mut self) -> u32 {
+        let g = self.until(|f| f.kind == GOAWAY).expect("a GOAWAY");
+        assert!(
+            self.until(|_| false).is_none(),
+            "the connection ends after its GOAWAY"
+        );
+        g.code()
+    }
+
+    /// The RST_STREAM code for `stream`.
+    fn reset(&mut self, stream: u32) -> u32 {
+        self.until(|f| f.kind == RST_STREAM && f.stream == stream)
+            .unwrap_or_else(|| panic!("no RST_STREAM on stream {stream}"))
+            .code()
+    }
+
+    /// A GET on `stream`: its status and body.
+    fn get(&mut self, stream: u32, path: &str) -> (u16, Vec<u8>) {
+        self.send(&frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            stream,
+            &block(&get(path)),
+        ));
+        self.response(stream)
+    }
+
+    fn response(&mut self, stream: u32) -> (u16, Vec<u8>) {
+        let head = self
+            .until(|f| f.kind == HEADERS && f.stream == stream)
+            .unwrap_or_else(|| panic!("no response on stream {stream}"));
+        let status = head.status();
+        let mut body = Vec::new();
+        if head.flags & END_STREAM == 0 {
+            loop {
+                let f = self
+                    .until(|f| f.stream == stream)
+                    .expect("the rest of the response");
+                if f.kind == DATA {
+                    body.extend_from_slice(&f.payload);
+                }
+                if f.flags & END_STREAM != 0 || f.kind == RST_STREAM {
+                    break;
+                }
+            }
+        }
+        (status, body)
+    }
+}
+
+/// A normal client keeps getting answers.
+fn still_serves(listen: SocketAddr) {
+    let mut c = Raw::connect(listen);
+    let (status, body) = c.get(1, "/plain");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("path: /plain"));
+}
+
+/// Runs Python's `h2` (python3-h2) with `code`, after a preamble that connects to `listen`
+/// (`conn`, `sock`, and `pump()`: reads and returns the events until the socket is quiet).
+fn python(listen: SocketAddr, code: &str) -> String {
+    let preamble = format!(
+        r#"
+import socket, sys, time
+import h2.connection, h2.config, h2.events, h2.settings
+sock = socket.create_connection(("127.0.0.1", {port}))
+sock.settimeout(5)
+conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+def flush():
+    sock.sendall(conn.data_to_send())
+def pump():
+    data = sock.recv(65536)
+    if not data:
+        raise SystemExit("connection closed")
+    ev = conn.receive_data(data)
+    flush()
+    return ev
+def get_all(paths, extra=()):
+    ids = []
+    for p in paths:
+        i = conn.get_next_available_stream_id()
+        conn.send_headers(i, [(":method", "GET"), (":scheme", "http"), (":authority", "h2.test"), (":path", p), ("user-agent", "python-h2-test"), ("x-long-header", "v" * 60)] + list(extra), end_stream=True)
+        ids.append(i)
+    flush()
+    status, body, open_ = {{}}, {{}}, set(ids)
+    while open_:
+        for e in pump():
+            if isinstance(e, h2.events.ResponseReceived):
+                status[e.stream_id] = dict(e.headers)[":status"]
+            elif isinstance(e, h2.events.DataReceived):
+                body.setdefault(e.stream_id, b"")
+                body[e.stream_id] += e.data
+                conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+            elif isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)):
+                open_.discard(e.stream_id)
+            elif isinstance(e, h2.events.ConnectionTerminated):
+                raise SystemExit("GOAWAY %r" % e)
+        flush()
+    return [(status.get(i), body.get(i, b"")) for i in ids]
+conn.initiate_connection()
+flush()
+"#,
+        port = listen.port()
+    );
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(preamble + code)
+        .output()
+        .expect("python3 with python3-h2 must be installed");
+    assert!(
+        out.status.success(),
+        "python: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Python's h2 (an independent implementation, with HPACK's dynamic table and Huffman coding
+/// on) multiplexes requests; an idle connection is parked, and after it wakes its requests
+/// still decode: the HPACK table waited with it.
+#[test]
+fn an_independent_client_multiplexes_and_its_hpack_table_survives_parking() {
+    let a = EchoBackend::start("a");
+    let (p, listen) = proxy(&[a.addr], "park_after = \"1s\"\n");
+    let gauge = || {
+        metric(
+            &p.metrics(),
+            "corelane_listener_connections_parked{listener=\"web\"}",
+        )
+    };
+    let watcher = thread::spawn({
+        let admin = p.admin;
+        move || {
+            // Parked while the client sleeps between its two batches.
+            eventually(8, || {
+                let (_, text) = http(admin, "GET", "/metrics");
+                metric(
+                    &text,
+                    "corelane_listener_connections_parked{listener=\"web\"}",
+                ) == Some(1.0)
+            })
+        }
+    });
+    let out = python(
+        listen,
+        r#"
+first = get_all(["/a%d" % i for i in range(20)])
+assert all(s == "200" for s, _ in first), first
+assert all(b"path: /a" in b for _, b in first), first
+time.sleep(3)
+# The same fields again: the encoder refers to the table entries it made before.
+second = get_all(["/b%d" % i for i in range(20)], [("cookie", "a=1"), ("cookie", "b=2")])
+assert all(s == "200" for s, _ in second), second
+assert all(b"cookie: a=1; b=2" in b for _, b in second), second[0]
+print("ok", len(first) + len(second))
+"#,
+    );
+    assert_eq!(out.trim(), "ok 40");
+    assert!(
+        watcher.join().unwrap(),
+        "the idle connection was never parked"
+    );
+    assert_eq!(gauge(), Some(0.0), "it left the lot when it woke");
+}
+
+/// The client's flow control is honoured: with a 1,000-byte window and its own updates, a
+/// 200 KB response arrives whole, in frames no larger than the window; and an upload three
+/// times the connection window arrives whole, so corelane gave the window back as it went.
+#[test]
+fn flow_control_both_ways() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "");
+    let out = python(
+        listen,
+        r#"
+conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000})
+flush()
+i = conn.get_next_available_stream_id()
+conn.send_headers(i, [(":method", "GET"), (":scheme", "http"), (":authority", "h2.test"), (":path", "/big?n=200000")], end_stream=True)
+flush()
+body, largest, done = b"", 0, False
+while not done:
+    for e in pump():
+        if isinstance(e, h2.events.DataReceived):
+            body += e.data
+            largest = max(largest, len(e.data))
+            conn.acknowledge_received_data(e.flow_controlled_length, i)
+        elif isinstance(e, h2.events.StreamEnded):
+            done = True
+        elif isinstance(e, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+            raise SystemExit(repr(e))
+    flush()
+assert body == bytes(x % 251 for x in range(200000)), len(body)
+assert largest <= 1000, largest
+# Upload 3 MiB to /echo, as the windows allow.
+up = bytes(x % 251 for x in range(3 << 20))
+i = conn.get_next_available_stream_id()
+conn.send_headers(i, [(":method", "POST"), (":scheme", "http"), (":authority", "h2.test"), (":path", "/echo")])
+flush()
+sent, back, done = 0, b"", False
+while not done:
+    while sent < len(up):
+        n = min(conn.local_flow_control_window(i), conn.max_outbound_frame_size, len(up) - sent)
+        if n <= 0:
+            break
+        conn.send_data(i, up[sent:sent + n], end_stream=(sent + n == len(up)))
+        sent += n
+    flush()
+    for e in pump():
+        if isinstance(e, h2.events.DataReceived):
+            back += e.data
+            conn.acknowledge_received_data(e.flow_controlled_length, i)
+        elif isinstance(e, h2.events.StreamEnded):
+            done = True
+        elif isinstance(e, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+            raise SystemExit(repr(e))
+    flush()
+assert back == up, len(back)
+print("ok")
+"#,
+    );
+    assert_eq!(out.trim(), "ok");
+}
+
+#[test]
+fn bad_prefaces_and_frames_are_connection_errors() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "");
+    // Not the preface after its first line.
+    let mut c = Raw::bare(listen);
+    c.send(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n");
+    assert_eq!(c.goaway(), PROTOCOL_ERROR);
+    // A first frame other than SETTINGS.
+    let mut c = Raw::bare(listen);
+    c.send(PREFACE);
+    c.send(&frame(PING, 0, 0, &[0; 8]));
+    assert_eq!(c.goaway(), PROTOCOL_ERROR);
+    let cases: Vec<(Vec<u8>, u32)> = vec![
+        // Larger than the 16 KiB corelane allows.
+        (frame(DATA, 0, 1, &vec![0; 16_385]), FRAME_SIZE_ERROR),
+        // A PING that is not 8 bytes; a SETTINGS not a multiple of 6.
+        (frame(PING, 0, 0, &[0; 7]), FRAME_SIZE_ERROR),
+        (frame(SETTINGS, 0, 0, &[0; 5]), FRAME_SIZE_ERROR),
+        // ENABLE_PUSH = 2; a window over 2^31-1; MAX_FRAME_SIZE too small.
+        (frame(SETTINGS, 0, 0, &[0, 2, 0, 0, 0, 2]), PROTOCOL_ERROR),
+        (
+            frame(SETTINGS, 0, 0, &[0, 4, 0x80, 0, 0, 0]),
+            FLOW_CONTROL_ERROR,
+        ),
+        (
+            frame(SETTINGS, 0, 0, &[0, 5, 0, 0, 0x10, 0]),
+            PROTOCOL_ERROR,
+        ),
+        // The connection window past 2^31-1.
+        (
+            frame(WINDOW_UPDATE, 0, 0, &0x7fff_ffffu32.to_be_bytes()),
+            FLOW_CONTROL_ERROR,
+        ),
+        (
+            frame(WINDOW_UPDATE, 0, 0, &0u32.to_be_bytes()),
+            PROTOCOL_ERROR,
+        ),
+        // Frames for streams that were never opened; an even stream id; push from a client.
+        (frame(DATA, 0, 1, b"x"), PROTOCOL_ERROR),
+        (frame(RST_STREAM, 0, 3, &8u32.to_be_bytes()), PROTOCOL_ERROR),
+        (
+            frame(HEADERS, END_HEADERS | END_STREAM, 2, &block(&get("/"))),
+            PROTOCOL_ERROR,
+        ),
+        (frame(5, END_HEADERS, 1, &[0, 0, 0, 2]), PROTOCOL_ERROR),
+        // A CONTINUATION with no HEADERS before it; a header block that does not decode.
+        (frame(CONTINUATION, END_HEADERS, 1, &[0x82]), PROTOCOL_ERROR),
+        (frame(HEADERS, END_HEADERS, 1, &[0xbe]), COMPRESSION_ERROR),
+        (
+            frame(HEADERS, END_HEADERS, 1, &[0x00, 0x05, b'a']),
+            COMPRESSION_ERROR,
+        ),
+    ];
+    for (bytes, code) in cases {
+        let mut c = Raw::connect(listen);
+        c.send(&bytes);
+        assert_eq!(c.goaway(), code, "{:?}", &bytes[..9]);
+    }
+    // A header block interrupted by another frame.
+    let mut c = Raw::connect(listen);
+    c.send(&frame(HEADERS, 0, 1, &block(&get("/"))));
+    c.send(&frame(PING, 0, 0, &[0; 8]));
+    assert_eq!(c.goaway(), PROTOCOL_ERROR);
+    still_serves(listen);
+}
+
+#[test]
+fn pings_and_settings_are_answered_and_unknown_frames_ignored() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "");
+    let mut c = Raw::connect(listen);
+    let server_settings = c
+        .until(|f| f.kind == SETTINGS && f.flags & ACK == 0)
+        .unwrap();
+    // ENABLE_PUSH 0 and MAX_CONCURRENT_STREAMS 128 are announced.
+    assert!(
+        server_settings
+            .payload
+            .chunks(6)
+            .any(|s| s == [0, 2, 0, 0, 0, 0])
+    );
+    assert!(
+        server_settings
+            .payload
+            .chunks(6)
+            .any(|s| s == [0, 3, 0, 0, 0, 128])
+    );
+    c.until(|f| f.kind == SETTINGS && f.flags & ACK != 0)
+        .expect("our SETTINGS acked");
+    c.send(&frame(PING, 0, 0, b"12345678"));
+    let pong = c.until(|f| f.kind == PING).unwrap();
+    assert_eq!((pong.flags, &pong.payload[..]), (ACK, &b"12345678"[..]));
+    c.send(&frame(0x42, 0xff, 0, b"whatever"));
+    c.send(&frame(PRIORITY, 0, 9, &[0, 0, 0, 1, 16]));
+    let (status, _) = c.get(1, "/after-unknown-frames");
+    assert_eq!(status, 200);
+}
+
+/// Requests HTTP/2 calls malformed are reset (PROTOCOL_ERROR) before they reach the upstream;
+/// the connection goes on.
+#[test]
+fn malformed_requests_are_reset_and_never_forwarded() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "");
+    let mut c = Raw::connect(listen);
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut f = get("/bad");
+        f.extend_from_slice(extra);
+        block(&f)
+    };
+    let bad: Vec<Vec<u8>> = vec![
+        with(&[("Upper-Case", "x")]),
+        with(&[("connection", "close")]),
+        with(&[("transfer-encoding", "chunked")]),
+        with(&[("te", "gzip")]),
+        with(&[("x-bad", "a\r\nb")]),
+        with(&[(":path", "/again")]),
+        block(&[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":authority", "h2.test"),
+        ]),
+        block(&[
+            ("x-first", "1"),
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/"),
+        ]),
+    ];
+    let mut id = 1;
+    for b in &bad {
+        c.send(&frame(HEADERS, END_HEADERS | END_STREAM, id, b));
+        assert_eq!(c.reset(id), PROTOCOL_ERROR, "stream {id}");
+        id += 2;
+    }
+    // A body longer and shorter than its content-length.
+    for body in [&b"toolong"[..], b"ab"] {
+        let mut f = get("/echo");
+        f[0] = (":method", "POST");
+        f.push(("content-length", "4"));
+        c.send(&frame(HEADERS, END_HEADERS, id, &block(&f)));
+        c.send(&frame(DATA, END_STREAM, id, body));
+        assert_eq!(c.reset(id), PROTOCOL_ERROR, "body {body:?}");
+        id += 2;
+    }
+    // Self-dependency in a PRIORITY frame.
+    c.send(&frame(PRIORITY, 0, id, &[0, 0, 0, id as u8, 16]));
+    assert_eq!(c.reset(id), PROTOCOL_ERROR);
+    id += 2;
+    let (status, _) = c.get(id, "/good");
+    assert_eq!(status, 200);
+    assert_eq!(
+        a.requests.load(Ordering::SeqCst),
+        1,
+        "only the good request went on"
+    );
+}
+
+/// CVE-2024-27316: CONTINUATION frames without end. The header block is bounded and the
+/// connection is told ENHANCE_YOUR_CALM; others are served meanwhile.
+#[test]
+fn a_continuation_flood_is_cut() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "max_header_size = 8192\n");
+    let mut c = Raw::connect(listen);
+    c.send(&frame(HEADERS, 0, 1, &block(&get("/"))));
+    let filler = block(&[("x-filler", &"y".repeat(100))]);
+    let mut sent = 0;
+    let code = loop {
+        if c.s.write_all(&frame(CONTINUATION, 0, 1, &filler)).is_err() || sent > 10_000 {
+            break c.goaway();
+        }
+        sent += 1;
+        if sent % 50 == 0 {
+            still_serves(listen);
+        }
+        // Stop as soon as corelane has had enough.
+        c.s.set_nonblocking(true).unwrap();
+        let mut peek = [0u8; 1];
+        let said = matches!(c.s.peek(&mut peek), Ok(n) if n > 0);
+        c.s.set_nonblocking(false).unwrap();
+        if said
+            && c.until(|f| f.kind == GOAWAY)
+                .is_some_and(|g| g.code() == ENHANCE_YOUR_CALM)
+        {
+            break ENHANCE_YOUR_CALM;
+        }
+    };
+    assert_eq!(code, ENHANCE_YOUR_CALM);
+    // 8 KiB of fields allow a block of 16 KiB: about 150 frames of 110 bytes.
+    assert!(sent < 400, "{sent} frames taken");
+    still_serves(listen);
+}
+
+/// The HPACK bomb: one large entry in the dynamic table, then a block naming it by index a
+/// thousand times (1 KB of input for 4 MB of fields). The list is counted, not kept: 431, and
+/// the connection (its table in step) goes on.
+#[test]
+fn an_hpack_bomb_is_431_and_the_connection_goes_on() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "max_header_size = 16384\n");
+    let mut c = Raw::connect(listen);
+    // Literal with incremental indexing (0x40), new name: x-big, a 4,000-byte value.
+    let mut b = block(&get("/first"));
+    b.push(0x40);
+    b.push(5);
+    b.extend_from_slice(b"x-big");
+    let value = "z".repeat(4000);
+    b.push(0x7f);
+    let mut rest = value.len() - 127;
+    while rest >= 128 {
+        b.push(0x80 | (rest & 0x7f) as u8);
+        rest >>= 7;
+    }
+    b.push(rest as u8);
+    b.extend_from_slice(value.as_bytes());
+    c.send(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &b));
+    let (status, _) = c.response(1);
+    assert_eq!(status, 200);
+    // Index 62 is that entry.
+    let mut bomb = block(&get("/bomb"));
+    bomb.extend(std::iter::repeat_n(0xbe, 1000));
+    c.send(&frame(HEADERS, END_HEADERS | END_STREAM, 3, &bomb));
+    let (status, _) = c.response(3);
+    assert_eq!(status, 431);
+    let mut again = block(&get("/again"));
+    again.push(0xbe);
+    c.send(&frame(HEADERS, END_HEADERS | END_STREAM, 5, &again));
+    let (status, body) = c.response(5);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains(&format!("x-big: {value}")));
+    assert_eq!(a.requests.load(Ordering::SeqCst), 2);
+}
+
+/// CVE-2023-44487: streams opened and reset at once, over and over. corelane says
+/// ENHANCE_YOUR_CALM once its reset budget is spent; other clients are served throughout.
+#[test]
+fn rapid_resets_end_the_connection() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "");
+    let mut c = Raw::connect(listen);
+    let mut batch = Vec::new();
+    let mut id = 1u32;
+    for _ in 0..2000 {
+        batch.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            id,
+            &block(&get("/slow?ms=1000")),
+        ));
+        batch.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes()));
+        id += 2;
+    }
+    let _ = c.s.write_all(&batch);
+    assert_eq!(c.goaway(), ENHANCE_YOUR_CALM);
+    still_serves(listen);
+}
+
+/// More streams than `SETTINGS_MAX_CONCURRENT_STREAMS` (128): the extra one is refused
+/// (REFUSED_STREAM, which a client may retry), the others are answered.
+#[test]
+fn streams_beyond_the_limit_are_refused() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "");
+    let mut c = Raw::connect(listen);
+    let mut all = Vec::new();
+    for i in 0..129u32 {
+        all.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            1 + 2 * i,
+            &block(&get("/slow?ms=500")),
+        ));
+    }
+    c.send(&all);
+    let refused = 1 + 2 * 128;
+    assert_eq!(c.reset(refused), REFUSED_STREAM);
+    let mut answered = 0;
+    while answered < 128 {
+        let f = c.next().expect("all 128 answered");
+        if f.kind == HEADERS {
+            assert_eq!(f.status(), 200);
+            answered += 1;
+        }
+    }
+}
+
+/// Slow prefaces (slowloris over HTTP/2): a connection that has not finished its preface and
+/// first SETTINGS, or a header block, within `header_timeout` is closed; a normal client is
+/// served meanwhile.
+#[test]
+fn slow_prefaces_and_header_blocks_are_closed() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "header_timeout = \"1s\"\n");
+    let mut slow: Vec<Raw> = (0..200)
+        .map(|_| {
+            let mut r = Raw::bare(listen);
+            r.send(&PREFACE[..20]);
+            r
+        })
+        .collect();
+    // The preface's first line went through the HTTP/1.1 path, which handed the connection on.
+    let mut mid_block = Raw::connect(listen);
+    mid_block.send(&frame(HEADERS, 0, 1, &block(&get("/"))));
+    let t = Instant::now();
+    still_serves(listen);
+    // Five finish in time, and are served.
+    for (i, r) in slow.iter_mut().take(5).enumerate() {
+        r.send(&PREFACE[20..]);
+        r.send(&frame(SETTINGS, 0, 0, &[]));
+        let (status, _) = r.get(1, &format!("/late{i}"));
+        assert_eq!(status, 200);
+    }
+    assert_eq!(mid_block.goaway(), NO_ERROR);
+    for r in &mut slow[5..] {
+        assert!(r.until(|_| false).is_none());
+    }
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    still_serves(listen);
+}
+
+/// A client that says GOAWAY keeps its open stream, and the connection then closes; a
+/// draining worker says GOAWAY (NO_ERROR) to its HTTP/2 clients and lets their streams end.
+#[test]
+fn goaway_either_way_lets_open_streams_finish() {
+    let a = EchoBackend::start("a");
+    let (mut p, listen) = proxy(&[a.addr], "");
+    let mut c = Raw::connect(listen);
+    c.send(&frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &block(&get("/slow?ms=300")),
+    ));
+    c.send(&frame(GOAWAY, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0]));
+    let (status, _) = c.response(1);
+    assert_eq!(status, 200);
+    assert!(c.until(|_| false).is_none(), "closed once its stream ended");
+
+    let mut c = Raw::connect(listen);
+    c.send(&frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &block(&get("/slow?ms=800")),
+    ));
+    thread::sleep(Duration::from_millis(200));
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    let g = c.until(|f| f.kind == GOAWAY).expect("GOAWAY on drain");
+    assert_eq!(g.code(), NO_ERROR);
+    assert_eq!(
+        u32::from_be_bytes(g.payload[..4].try_into().unwrap()),
+        1,
+        "last stream"
+    );
+    let (status, _) = c.response(1);
+    assert_eq!(status, 200);
+    assert!(p.wait_exit().success());
+}
+
+/// `Expect: 100-continue` over HTTP/2: the interim response comes when the body is wanted,
+/// the upstream never sees the `expect`, and a request body reaches it whole.
+#[test]
+fn expect_100_continue_over_http2() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "");
+    let mut c = Raw::connect(listen);
+    let mut f = get("/describe");
+    f[0] = (":method", "POST");
+    f.extend([("content-length", "5"), ("expect", "100-continue")]);
+    c.send(&frame(HEADERS, END_HEADERS, 1, &block(&f)));
+    let interim = c.until(|f| f.kind == HEADERS && f.stream == 1).unwrap();
+    assert_eq!(interim.status(), 100);
+    assert_eq!(interim.flags & END_STREAM, 0);
+    c.send(&frame(DATA, END_STREAM, 1, b"hello"));
+    let (status, body) = c.response(1);
+    assert_eq!(status, 200);
+    let seen = String::from_utf8_lossy(&body).to_lowercase();
+    assert!(seen.contains("body-length: 5"), "{seen}");
+    assert!(!seen.contains("expect"), "{seen}");
+}
+
+/// Big bodies through the generic path (larger than `buffer_size`, streamed), both ways,
+/// arrive identical.
+#[test]
+fn large_bodies_stream_both_ways() {
+    let a = EchoBackend::start("a");
+    let (_p, listen) = proxy(&[a.addr], "");
+    let dir = tempdir("h2-upload");
+    let file = dir.join("up");
+    std::fs::write(&file, pattern(5 << 20)).unwrap();
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "--http2-prior-knowledge",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", file.display()))
+        .arg(format!("http://{listen}/echo"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stdout == pattern(5 << 20),
+        "{} bytes back",
+        out.stdout.len()
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--http2-prior-knowledge"])
+        .arg(format!("http://{listen}/big?n={}", 7 << 20))
+        .output()
+        .unwrap();
+    assert!(
+        out.stdout == pattern(7 << 20),
+        "{} bytes down",
+        out.stdout.len()
+    );
+}
+
+/// Request bodies nobody reads (a `respond` route, a 431) still give the connection's window
+/// back: 2.4 MB of them on one connection, each sent with its head so that it is there before
+/// its response, more than twice the 1 MiB window, and the connection goes on.
+#[test]
+fn unread_request_bodies_give_the_window_back() {
+    let a = EchoBackend::start("a");
+    let routes = "max_header_size = 8192\n[[listeners.web.routes]]\npath = \"/r\"\nrespond = { status = 200, body = \"made here\\n\" }\n";
+    let (_p, listen) = proxy(&[a.addr], routes);
+    let mut c = Raw::connect(listen);
+    let chunk = vec![b'u'; 15_000];
+    let long = "v".repeat(100);
+    for i in 0..80u32 {
+        let id = 1 + 2 * i;
+        let mut f = get("/r");
+        f[0] = (":method", "POST");
+        if i % 2 == 1 {
+            // Over max_header_size: answered 431 without a task.
+            f.extend(std::iter::repeat_n(("x-long", long.as_str()), 90));
+        }
+        let mut bytes = frame(HEADERS, END_HEADERS, id, &block(&f));
+        bytes.extend(frame(DATA, 0, id, &chunk));
+        bytes.extend(frame(DATA, END_STREAM, id, &chunk));
+        c.send(&bytes);
+        let (status, _) = c.response(id);
+        assert_eq!(status, if i % 2 == 1 { 431 } else { 200 }, "stream {id}");
+    }
+    let (status, body) = c.get(161, "/r");
+    assert_eq!((status, &body[..]), (200, &b"made here\n"[..]));
+}
