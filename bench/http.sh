@@ -17,6 +17,7 @@
 #   - wrk, C keep-alive connections, 16 KiB response (`/16k`);
 #   - h2load, HTTP/2 with prior knowledge (h2c), C connections x 10 streams, small response
 #     (not for `direct`: the backend speaks HTTP/1.1 only);
+#   - h2load over TLS (ALPN h2), the same, each proxy terminating TLS (not for `direct`);
 #   - wrk over TLS (HTTPS, keep-alive, small response), each proxy terminating TLS with the
 #     same test certificate (config/examples/certs/localhost.*) (not for `direct`).
 # Reported: median req/s, p99 (wrk), the proxy's CPU time per request (user+sys from /proc:
@@ -168,7 +169,7 @@ defaults
 frontend bench
   bind 127.0.0.1:${PORT[haproxy]} proto h2 alpn h2,http/1.1
   bind 127.0.0.1:$((PORT[haproxy] + 10))
-  bind 127.0.0.1:${TLS_PORT[haproxy]} ssl crt $OUT/haproxy.pem alpn http/1.1
+  bind 127.0.0.1:${TLS_PORT[haproxy]} ssl crt $OUT/haproxy.pem alpn h2,http/1.1
   default_backend backend
 backend backend
   http-reuse always
@@ -194,7 +195,7 @@ http {
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
   server {
-    listen 127.0.0.1:${TLS_PORT[nginx]} ssl backlog=4096;
+    listen 127.0.0.1:${TLS_PORT[nginx]} ssl http2 backlog=4096;
     ssl_certificate $CERT;
     ssl_certificate_key $KEY;
     ssl_session_cache shared:SSL:10m;
@@ -225,7 +226,7 @@ record() { printf '%s\t%s\t%s\t%s\n' "$@" >> "$OUT/raw.tsv"; }
 for r in $(seq 1 "$ROUNDS"); do
   k=$((r % ${#TARGETS[@]}))
   order=("${TARGETS[@]:$k}" "${TARGETS[@]:0:$k}")
-  for test in small 16k h2 tls; do
+  for test in small 16k h2 h2tls tls; do
     for t in "${order[@]}"; do
       [ $test != small ] && [ $test != 16k ] && [ $t = direct ] && continue
       # h2c: hyper's server on both corelane listeners; upstream, the fast path's sockets
@@ -243,11 +244,12 @@ for r in $(seq 1 "$ROUNDS"); do
         small) "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$(h1_url $t)/" > "$f" ;;
         16k) "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$(h1_url $t)/16k" > "$f" ;;
         h2) "${LOAD[@]}" h2load -t"$THREADS" -c"$CONNS" -m10 -D"$DURATION" "$(h2_url $t)/" > "$f" 2>&1 ;;
+        h2tls) "${LOAD[@]}" h2load -t"$THREADS" -c"$CONNS" -m10 -D"$DURATION" "https://localhost:${TLS_PORT[$t]}/" > "$f" 2>&1 ;;
         tls) "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "https://localhost:${TLS_PORT[$t]}/" > "$f" ;;
       esac
       c1=$(cpu_ticks $pids) u1=$(user_ticks $pids)
       [ "$PROFILE" = 1 ] && [ "$t" != direct ] && { wait "$perf_pid" || true; }
-      if [ $test = h2 ]; then
+      if [ $test = h2 ] || [ $test = h2tls ]; then
         rps=$(awk '/^finished in/ {print $4}' "$f")
         reqs=$(awk '/^requests:/ {print $8}' "$f")
         fails=$(awk '/^requests:/ {print $10 + $12}' "$f")
@@ -281,7 +283,7 @@ with open(raw) as f:
 med = lambda t, k: statistics.median(v[(t, k)]) if v.get((t, k)) else None
 fmt = lambda x, d=0: "-" if x is None else f"{x:,.{d}f}"
 print(f"command: `{cmdline}`  ({workers} worker(s) per proxy)\n")
-for test, title in [("small", "keep-alive, small response (wrk)"), ("16k", "keep-alive, 16 KiB response (wrk)"), ("h2", "h2c, 10 streams per connection (h2load)"), ("tls", "HTTPS keep-alive, small response (wrk)")]:
+for test, title in [("small", "keep-alive, small response (wrk)"), ("16k", "keep-alive, 16 KiB response (wrk)"), ("h2", "h2c, 10 streams per connection (h2load)"), ("h2tls", "HTTP/2 over TLS, 10 streams per connection (h2load)"), ("tls", "HTTPS keep-alive, small response (wrk)")]:
     best = max((med(t, f"{test}_rps") or 0) for t in ["haproxy", "nginx"])
     print(f"**{title}**\n")
     print("| target | req/s | vs better of haproxy/nginx | p99 ms | proxy CPU µs/req | of which user |")

@@ -1,11 +1,16 @@
-//! The HTTP engine: HTTP/1.1 and HTTP/2 (ALPN over TLS, h2c with prior knowledge) from
+//! The HTTP engine: HTTP/1.1 and HTTP/2 (ALPN over TLS, and h2c with prior knowledge) from
 //! clients; HTTP/1.1 with keep-alive, or HTTP/2, to upstreams.
 //!
-//! Two paths serve a connection. HTTP/1.1 requests forwarded to plain HTTP/1.1 clusters (the
-//! common case, and what wrk measures) take the hand-written fast path ([`h1`]), written by
-//! hand for a measured reason given there; the first request it does not take (HTTP/2, an
-//! upgrade, a chunked upload, a `respond` route, anything malformed) hands the connection to
-//! hyper, which serves it to its end as described below. Both apply the same rules.
+//! Three servers share a listener's connections. HTTP/1.1 requests forwarded to plain
+//! HTTP/1.1 clusters (the common case, and what wrk measures) take the hand-written fast path
+//! ([`h1`]), written by hand for a measured reason given there; HTTP/2 connections (the
+//! preface on a plain connection, ALPN `h2` over TLS) are served by corelane's own HTTP/2
+//! server ([`h2`], also by hand, for the reasons given there), whose requests to plain
+//! HTTP/1.1 clusters take the same fast path and whose other requests go through [`handle`]
+//! as hyper's do; the first HTTP/1.x request the fast path does not take (an upgrade, a
+//! chunked upload, a `respond` route, anything malformed) hands the connection to hyper,
+//! which serves it to its end as described below. All apply the same rules. A listener with
+//! `fast_path` off has every connection served by hyper.
 //!
 //! One connection on the hyper path, step by step ([`hyper_serve`]):
 //! 1. hyper parses requests (limits: `max_header_size`, `max_headers`; `header_timeout` for
@@ -32,9 +37,11 @@
 //!
 //! TLS listeners do the handshake first (rustls, `crate::tls`; ALPN picks h2 or HTTP/1.1).
 //!
-//! An HTTP/1.1 keep-alive client idle between requests for `park_after` is parked
-//! (`worker::park`, [`park`]): plain or TLS, with a TLS session kept boxed and its socket
-//! taken out of it (`io::detach`). Connections on the hyper path are not parked.
+//! An HTTP/1.1 keep-alive client idle between requests for `park_after`, and an HTTP/2
+//! connection with no stream open as long, is parked (`worker::park`, [`park`]): plain or TLS,
+//! with a TLS session kept boxed and its socket taken out of it (`io::detach`), and an HTTP/2
+//! connection's state (`h2::conn::Connection`) boxed beside it. Connections on the hyper path
+//! are not parked.
 //!
 //! Not here: TLS configurations (`crate::tls`), health (`crate::upstream::health`).
 
@@ -642,5 +649,29 @@ mod tests {
         let boxed = std::mem::size_of::<super::Parked>();
         println!("parked HTTP client: slab entry {entry}, {boxed} bytes boxed");
         assert!(entry + boxed <= 256, "{entry} + {boxed}");
+    }
+
+    /// What a parked HTTP/2 client keeps besides: its connection's state, boxed, with its
+    /// HPACK table's entries (none for a client that indexes nothing; at most the 4 KiB of
+    /// `SETTINGS_HEADER_TABLE_SIZE` and the entries' own allocations).
+    #[test]
+    fn a_parked_http2_client_is_small() {
+        use super::h2::conn::{Connection, Limits};
+        let limits = Limits {
+            max_streams: 128,
+            stream_window: 1 << 18,
+            conn_window: 1 << 20,
+            max_header_list: 65_536,
+            max_block: 131_072,
+        };
+        let mut conn = Connection::new(limits);
+        let n = conn.output().len();
+        conn.written(n);
+        conn.shrink();
+        let state = std::mem::size_of::<Connection>();
+        let entry = crate::worker::park::entry_size();
+        let boxed = std::mem::size_of::<super::Parked>();
+        println!("parked HTTP/2 client: slab entry {entry}, {boxed} boxed, {state} of state");
+        assert!(entry + boxed + state <= 512, "{entry} + {boxed} + {state}");
     }
 }

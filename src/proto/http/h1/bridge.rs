@@ -1,9 +1,12 @@
-//! The fast path's upstream exchange for requests hyper serves (HTTP/2 clients, and HTTP/1.x
-//! connections handed over to hyper): a request to a plain HTTP/1.1 cluster, without a body or
-//! with one of known length that fits in `buffer_size`, goes over the worker's pooled sockets
-//! (`super::exchange`) rather than a hyper client connection, and its response goes back to
-//! hyper as a `Response<ResponseBody>`. A body is read whole first and sent with the head in
-//! one write, as the fast path does.
+//! The fast path's upstream exchange for requests on the generic path (`super::super::handle`:
+//! HTTP/1.x connections handed over to hyper, and HTTP/2 requests the HTTP/2 server's fast
+//! path does not take): a request to a plain HTTP/1.1 cluster, without a body or with one of
+//! known length that fits in `buffer_size`, goes over the worker's pooled sockets
+//! (`super::exchange`) rather than a hyper client connection, and its response goes back as a
+//! `Response<ResponseBody>`. A body is read whole first and sent with the head in one write,
+//! as the fast path does. [`exchange_raw`] is that exchange with the response head left to
+//! the caller's sink, which the HTTP/2 server's fast path (`super::super::h2`) uses to encode
+//! it for HTTP/2 directly.
 //!
 //! Why: on h2c (h2load, bench/RESULTS.md, "HTTP/2 requests over the fast path's upstream
 //! sockets") the hyper client side was the larger part of corelane's own CPU per request: a

@@ -17,7 +17,9 @@
 //! `upstream_protocol = "h2"`), within `max_headers`, `max_header_size` and `max_body`, head
 //! and body together within the worker's buffer (`buffer_size`, 32 KiB by default): the request
 //! is read whole before it is forwarded, in one write, so an upstream that answers early never
-//! meets a half-sent body. Larger uploads stream through hyper. The first request that is anything else (HTTP/2's preface, a
+//! meets a half-sent body. Larger uploads stream through hyper. HTTP/2's preface hands the
+//! connection, with the bytes read so far, to corelane's HTTP/2 server (`super::h2`), which
+//! plans its requests with [`plan_head`] too. The first request that is anything else (a
 //! `respond` or `redirect` route, a chunked upload, a WebSocket upgrade, a malformed or
 //! hostile request) hands the connection over to the hyper path with the bytes read so far,
 //! and hyper serves it from there to its end: one switch, made before anything of that request
@@ -31,9 +33,9 @@
 //! An idle connection holds no buffer here: a request borrows one from the worker's pool
 //! when its first bytes arrive and gives it back when it is answered.
 //!
-//! Not here: the TLS handshake (`super::serve_tls`), HTTP/2 (though most requests hyper
-//! serves reach their upstream through this module's exchange: [`bridge`]), upgrades, upstream
-//! TLS.
+//! Not here: the TLS handshake (`super::serve_tls`), HTTP/2 (`super::h2`, though its requests,
+//! and most requests hyper serves, reach their upstream through this module's exchange:
+//! [`bridge`]), upgrades, upstream TLS.
 
 pub mod bridge;
 pub mod chunked;

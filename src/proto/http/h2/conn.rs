@@ -109,7 +109,8 @@ pub struct Connection {
     decoder: Decoder,
     /// Working space: Huffman strings while decoding, a block while encoding.
     scratch: Vec<u8>,
-    fields: Fields,
+    /// The header list being decoded (boxed: working memory, dropped while parked).
+    fields: Option<Box<Fields>>,
     /// The client's `SETTINGS_INITIAL_WINDOW_SIZE` and `SETTINGS_MAX_FRAME_SIZE`.
     peer_window: u32,
     peer_max_frame: usize,
@@ -121,7 +122,7 @@ pub struct Connection {
     streams: Vec<Stream>,
     /// The highest stream the client opened (or tried to).
     last_id: u32,
-    pending: Option<Pending>,
+    pending: Option<Box<Pending>>,
     /// GOAWAY sent: streams above `last_id` then are not served.
     goaway: bool,
     /// The client said GOAWAY: it opens no more streams.
@@ -143,7 +144,7 @@ impl Connection {
             settings_seen: false,
             decoder: Decoder::new(HEADER_TABLE_SIZE),
             scratch: Vec::new(),
-            fields: Fields::default(),
+            fields: None,
             peer_window: 65_535,
             peer_max_frame: frame::DEFAULT_MAX_FRAME as usize,
             send_window: 65_535,
@@ -310,12 +311,12 @@ impl Connection {
                 ev,
             );
         }
-        self.pending = Some(Pending {
+        self.pending = Some(Box::new(Pending {
             stream: h.stream,
             end_stream: h.has(flag::END_STREAM),
             self_dependent,
             block: fragment.to_vec(),
-        });
+        }));
         Ok(())
     }
 
@@ -352,24 +353,18 @@ impl Connection {
     ) -> Result<(), ConnError> {
         let existing = self.find(id);
         // Decoded whatever becomes of the stream: the table must stay in step with the client's.
-        self.fields
-            .reset(self.limits.max_header_list, existing.is_some());
-        let fields = &mut self.fields;
+        let fields = self.fields.get_or_insert_with(Box::default);
+        fields.reset(self.limits.max_header_list, existing.is_some());
         self.decoder
             .decode(block, &mut self.scratch, |n, v| fields.push(n, v))
-            .map_err(|e| match e {
-                hpack::DecodeError::Truncated => {
-                    fail(Reason::COMPRESSION_ERROR, "header block truncated")
-                }
-                _ => fail(Reason::COMPRESSION_ERROR, "header block does not decode"),
-            })?;
+            .map_err(|_| fail(Reason::COMPRESSION_ERROR, "header block does not decode"))?;
         if let Some(i) = existing {
             let s = &self.streams[i];
             let why = if !s.recv_open {
                 Some(Reason::STREAM_CLOSED)
             } else if !end
-                || self.fields.too_large()
-                || self.fields.malformed().is_some()
+                || fields.too_large()
+                || fields.malformed().is_some()
                 || s.expect_len.is_some_and(|n| n != s.received)
             {
                 Some(Reason::PROTOCOL_ERROR)
@@ -380,7 +375,7 @@ impl Connection {
                 Some(reason) => self.stream_error(i, reason, ev),
                 None => {
                     self.streams[i].recv_open = false;
-                    ev.trailers(id, &self.fields);
+                    ev.trailers(id, fields);
                 }
             }
             return Ok(());
@@ -401,15 +396,15 @@ impl Connection {
             Some(Reason::PROTOCOL_ERROR)
         } else if self.streams.len() >= self.limits.max_streams as usize {
             Some(Reason::REFUSED_STREAM)
-        } else if self.fields.malformed().is_some()
-            || (end && self.fields.content_length().is_some_and(|n| n > 0))
+        } else if fields.malformed().is_some()
+            || (end && fields.content_length().is_some_and(|n| n > 0))
         {
             Some(Reason::PROTOCOL_ERROR)
         } else {
             None
         };
         if let Some(reason) = refuse {
-            if let Some(why) = self.fields.malformed() {
+            if let Some(why) = fields.malformed() {
                 tracing::debug!(stream = id, why, "malformed HTTP/2 request");
             }
             frame::write_rst(&mut self.out, id, reason);
@@ -421,10 +416,10 @@ impl Connection {
             send_window: i64::from(self.peer_window),
             recv_window: i64::from(self.limits.stream_window),
             recv_unacked: 0,
-            expect_len: self.fields.content_length(),
+            expect_len: fields.content_length(),
             received: 0,
         });
-        ev.request(id, &self.fields, end);
+        ev.request(id, fields, end);
         Ok(())
     }
 
@@ -814,7 +809,7 @@ impl Connection {
     /// Gives back working memory before the connection waits idle (parked).
     pub fn shrink(&mut self) {
         self.scratch = Vec::new();
-        self.fields.shrink();
+        self.fields = None;
         self.streams = Vec::new();
         self.out = Vec::new();
         self.written = 0;

@@ -144,6 +144,10 @@ impl Fields {
                 Some("CONNECT needs :authority alone")
             }
             Some(b"CONNECT") => None,
+            // RFC 9113 8.3.1: no userinfo in an http or https authority.
+            _ if authority.is_some_and(|a| self.slice(a).contains(&b'@')) => {
+                Some("userinfo in :authority")
+            }
             Some(_) if scheme.is_none() => Some("no :scheme"),
             Some(_) if path.is_none_or(|p| p.0 == p.1) => Some("no :path"),
             Some(_) => None,
