@@ -1034,6 +1034,43 @@ mod tests {
     }
 
     #[test]
+    fn a_head_larger_than_a_frame_goes_on_in_continuations() {
+        let mut c = Connection::new(LIMITS);
+        let mut input = start();
+        input.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            1,
+            &get("/"),
+        ));
+        feed(&mut c, &input).unwrap();
+        drain(&mut c);
+        let big = vec![b'v'; 40_000];
+        c.send_headers(1, 200, [(&b"x-big"[..], &big[..])].into_iter(), true);
+        let out = drain(&mut c);
+        let kinds: Vec<_> = out.iter().map(|f| (f.0, f.1, f.3.len())).collect();
+        assert_eq!(
+            kinds,
+            [
+                (kind::HEADERS, flag::END_STREAM, 16_384),
+                (kind::CONTINUATION, 0, 16_384),
+                (kind::CONTINUATION, flag::END_HEADERS, 40_012 - 32_768),
+            ]
+        );
+        let block: Vec<u8> = out.iter().flat_map(|f| f.3.clone()).collect();
+        let mut fields = Vec::new();
+        hpack::Decoder::new(4096)
+            .decode(&block, &mut Vec::new(), |n, v| {
+                fields.push((n.to_vec(), v.len()))
+            })
+            .unwrap();
+        assert_eq!(
+            fields,
+            [(b":status".to_vec(), 3), (b"x-big".to_vec(), 40_000)]
+        );
+    }
+
+    #[test]
     fn a_response_that_ends_first_resets_the_request_with_no_error() {
         let mut c = Connection::new(LIMITS);
         let mut input = start();

@@ -91,7 +91,7 @@ impl Fields {
             match name {
                 b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding"
                 | b"upgrade" => Some("connection-specific field"),
-                b"te" if value != b"trailers" => Some("te other than trailers"),
+                b"te" if !value.eq_ignore_ascii_case(b"trailers") => Some("te other than trailers"),
                 b"content-length" => self.length(value).err(),
                 _ => None,
             }
