@@ -66,7 +66,8 @@ def h2_response(s, stream, pending):
         if sid != stream:
             continue
         if kind == 1 and status is None:
-            status = b"HTTP/2 200" if payload[:1] == b"\x88" else b"HTTP/2 other"
+            # A connection's first block starts with a table size update (0x20).
+            status = b"HTTP/2 200" if payload.lstrip(b"\x20")[:1] == b"\x88" else b"HTTP/2 other"
         if kind == 3 or kind in (0, 1) and flags & 1:
             return status or b"HTTP/2 reset"
 

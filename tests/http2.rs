@@ -110,9 +110,15 @@ impl Frame {
     }
 
     /// The `:status` of a response header block as corelane encodes it (the first field:
-    /// a static index, or a literal with the static name `:status`).
+    /// a static index, or a literal with the static name `:status`), after the table size
+    /// update to 0 that starts a connection's first block.
     fn status(&self) -> u16 {
-        match self.payload[0] {
+        let b = if self.payload[0] == 0x20 {
+            &self.payload[1..]
+        } else {
+            &self.payload[..]
+        };
+        match b[0] {
             0x88 => 200,
             0x89 => 204,
             0x8a => 206,
@@ -120,10 +126,7 @@ impl Frame {
             0x8c => 400,
             0x8d => 404,
             0x8e => 500,
-            0x08 => std::str::from_utf8(&self.payload[2..5])
-                .unwrap()
-                .parse()
-                .unwrap(),
+            0x08 => std::str::from_utf8(&b[2..5]).unwrap().parse().unwrap(),
             b => panic!("not a :status first: {b:#x}"),
         }
     }
@@ -752,6 +755,9 @@ fn slow_prefaces_and_header_blocks_are_closed() {
     // The preface's first line went through the HTTP/1.1 path, which handed the connection on.
     let mut mid_block = Raw::connect(listen);
     mid_block.send(&frame(HEADERS, 0, 1, &block(&get("/"))));
+    // Part of a frame, and no more.
+    let mut mid_frame = Raw::connect(listen);
+    mid_frame.send(&frame(HEADERS, END_HEADERS, 1, &vec![0x82; 3000])[..100]);
     still_serves(listen);
     // Five finish in time, and are served.
     for (i, r) in slow.iter_mut().take(5).enumerate() {
@@ -761,6 +767,7 @@ fn slow_prefaces_and_header_blocks_are_closed() {
         assert_eq!(status, 200);
     }
     assert_eq!(mid_block.goaway(), NO_ERROR);
+    assert_eq!(mid_frame.goaway(), NO_ERROR);
     for r in &mut slow[5..] {
         assert!(r.closed(), "a slow preface is closed");
     }
@@ -955,4 +962,47 @@ print("ok")
     );
     assert_eq!(out.trim(), "ok");
     assert_eq!(a.requests.load(Ordering::SeqCst), 1);
+}
+
+/// A `buffer_size` smaller than a frame (16 KiB) still takes whole frames: an upload in
+/// 16 KiB DATA frames arrives whole.
+#[test]
+fn frames_larger_than_the_buffers_still_pass() {
+    let a = EchoBackend::start("a");
+    let (admin, listen) = (addr(), addr());
+    let cfg = "buffer_size = 4096\n".to_owned()
+        + &base_toml(admin, 1)
+        + &listener_toml("web", listen, "app", "protocol = \"http\"\n")
+        + &cluster_toml("app", "round_robin", &[(a.addr, 1)], "");
+    let _p = Proxy::start(&cfg, admin);
+    let out = python(
+        listen,
+        r#"
+up = bytes(x % 251 for x in range(300000))
+i = conn.get_next_available_stream_id()
+conn.send_headers(i, [(":method", "POST"), (":scheme", "http"), (":authority", "h2.test"), (":path", "/echo")])
+flush()
+sent, back, done = 0, b"", False
+while not done:
+    while sent < len(up):
+        n = min(conn.local_flow_control_window(i), conn.max_outbound_frame_size, len(up) - sent)
+        if n <= 0:
+            break
+        conn.send_data(i, up[sent:sent + n], end_stream=(sent + n == len(up)))
+        sent += n
+    flush()
+    for e in pump():
+        if isinstance(e, h2.events.DataReceived):
+            back += e.data
+            conn.acknowledge_received_data(e.flow_controlled_length, i)
+        elif isinstance(e, h2.events.StreamEnded):
+            done = True
+        elif isinstance(e, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+            raise SystemExit(repr(e))
+    flush()
+assert back == up, len(back)
+print("ok", conn.max_outbound_frame_size)
+"#,
+    );
+    assert_eq!(out.trim(), "ok 16384");
 }

@@ -510,8 +510,10 @@ async fn serve_tls_h1(
                 start,
                 park_after(listener, &worker),
             );
-            if let h2::End::Park(state, since) = Box::pin(served).await {
-                parked = Some(Parking::H2(state, since));
+            match Box::pin(served).await {
+                h2::End::Park(state, since) => parked = Some(Parking::H2(state, since)),
+                // Said goodbye already, `close_notify` included.
+                h2::End::Closed => return,
             }
             Ok(())
         }

@@ -96,9 +96,13 @@ struct Pending {
     block: Vec<u8>,
 }
 
-/// How many streams a client may reset before their response ended, beyond those that
-/// finished responses earned back.
+/// How many streams a client may have reset before their response ended, by RST_STREAM or by
+/// a stream error it provoked, beyond those that finished responses earned back.
 const RESET_BUDGET: i32 = 200;
+
+/// How many of the streams corelane reset (or ignored after its GOAWAY) it remembers, so that
+/// frames the client had already sent on them are ignored rather than taken for errors.
+const RECENT_RESETS: usize = 256;
 
 #[derive(Debug)]
 pub struct Connection {
@@ -123,8 +127,15 @@ pub struct Connection {
     /// The highest stream the client opened (or tried to).
     last_id: u32,
     pending: Option<Box<Pending>>,
-    /// GOAWAY sent: streams above `last_id` then are not served.
-    goaway: bool,
+    /// GOAWAY sent, with its code and last stream: streams above it are not served.
+    goaway: Option<(Reason, u32)>,
+    /// The first header block sent has told the client's decoder that corelane's table is
+    /// empty (a size update to 0): whatever `SETTINGS_HEADER_TABLE_SIZE` the client sets, its
+    /// decoder then expects no further update (RFC 7541 4.2).
+    table_zeroed: bool,
+    /// Streams corelane reset, newest last (at most [`RECENT_RESETS`], in a ring).
+    recent_resets: Vec<u32>,
+    recent_at: usize,
     /// The client said GOAWAY: it opens no more streams.
     peer_goaway: bool,
     reset_budget: i32,
@@ -138,6 +149,14 @@ impl Connection {
     /// A connection whose first bytes out are corelane's SETTINGS (and a window update for
     /// the connection window beyond the initial 65,535).
     pub fn new(limits: Limits) -> Self {
+        // Windows from RFC 9113's initial 65,535 (a client may send that much before it has
+        // our SETTINGS) to the largest a window may be.
+        let window = |w: u32| w.clamp(65_535, MAX_WINDOW as u32);
+        let limits = Limits {
+            stream_window: window(limits.stream_window),
+            conn_window: window(limits.conn_window),
+            ..limits
+        };
         let mut c = Connection {
             limits,
             preface: 0,
@@ -153,7 +172,10 @@ impl Connection {
             streams: Vec::new(),
             last_id: 0,
             pending: None,
-            goaway: false,
+            goaway: None,
+            table_zeroed: false,
+            recent_resets: Vec::new(),
+            recent_at: 0,
             peer_goaway: false,
             reset_budget: RESET_BUDGET,
             window_opened: false,
@@ -256,18 +278,19 @@ impl Connection {
         let (data, padding) = frame::unpad(&h, p)
             .map_err(|_| fail(Reason::PROTOCOL_ERROR, "padding longer than its frame"))?;
         let Some(i) = self.find(h.stream) else {
-            if h.stream > self.last_id {
-                return Err(fail(Reason::PROTOCOL_ERROR, "DATA on an idle stream"));
-            }
-            // A stream already closed (or reset): counted for the connection, then dropped.
+            self.idle_check(h.stream, "DATA on an idle stream")?;
+            // A closed stream: counted for the connection, then dropped; an error unless
+            // corelane reset it (the client may have sent this before it knew).
             self.release_conn(h.len);
+            if !self.recently_reset(h.stream) {
+                frame::write_rst(&mut self.out, h.stream, Reason::STREAM_CLOSED);
+            }
             return Ok(());
         };
         let s = &mut self.streams[i];
         if !s.recv_open {
             self.release_conn(h.len);
-            self.stream_error(i, Reason::STREAM_CLOSED, ev);
-            return Ok(());
+            return self.stream_error(i, Reason::STREAM_CLOSED, ev);
         }
         if len > s.recv_window {
             return Err(fail(Reason::FLOW_CONTROL_ERROR, "stream window exceeded"));
@@ -279,8 +302,7 @@ impl Connection {
             .is_some_and(|n| s.received > n || (end && s.received != n))
         {
             self.release_conn(h.len);
-            self.stream_error(i, Reason::PROTOCOL_ERROR, ev);
-            return Ok(());
+            return self.stream_error(i, Reason::PROTOCOL_ERROR, ev);
         }
         if end {
             s.recv_open = false;
@@ -294,6 +316,17 @@ impl Connection {
 
     fn on_headers(&mut self, h: Head, p: &[u8], ev: &mut impl Events) -> Result<(), ConnError> {
         need_stream(&h)?;
+        let priority = if h.has(flag::PRIORITY) { 5 } else { 0 };
+        if h.has(flag::PADDED)
+            && p.first()
+                .is_some_and(|&pad| 1 + usize::from(pad) + priority > p.len())
+        {
+            // Padding that leaves no room for the priority fields (RFC 9113 6.2).
+            return Err(fail(
+                Reason::PROTOCOL_ERROR,
+                "padding longer than its frame",
+            ));
+        }
         let (payload, _) = frame::unpad(&h, p)
             .map_err(|_| fail(Reason::PROTOCOL_ERROR, "padding longer than its frame"))?;
         let (dep, fragment) = frame::headers_block(&h, payload)
@@ -355,14 +388,22 @@ impl Connection {
         // Decoded whatever becomes of the stream: the table must stay in step with the client's.
         let fields = self.fields.get_or_insert_with(Box::default);
         fields.reset(self.limits.max_header_list, existing.is_some());
+        // What the block may copy into the table: a list this large is refused anyway.
+        let copies = self.limits.max_header_list.saturating_mul(2) + HEADER_TABLE_SIZE;
         self.decoder
-            .decode(block, &mut self.scratch, |n, v| fields.push(n, v))
-            .map_err(|_| fail(Reason::COMPRESSION_ERROR, "header block does not decode"))?;
+            .decode(block, &mut self.scratch, copies, |n, v| fields.push(n, v))
+            .map_err(|e| match e {
+                hpack::DecodeError::TooMuch => {
+                    fail(Reason::ENHANCE_YOUR_CALM, "header block copies too much")
+                }
+                _ => fail(Reason::COMPRESSION_ERROR, "header block does not decode"),
+            })?;
         if let Some(i) = existing {
             let s = &self.streams[i];
             let why = if !s.recv_open {
                 Some(Reason::STREAM_CLOSED)
             } else if !end
+                || self_dependent
                 || fields.too_large()
                 || fields.malformed().is_some()
                 || s.expect_len.is_some_and(|n| n != s.received)
@@ -371,25 +412,30 @@ impl Connection {
             } else {
                 None
             };
-            match why {
+            return match why {
                 Some(reason) => self.stream_error(i, reason, ev),
                 None => {
                     self.streams[i].recv_open = false;
                     ev.trailers(id, fields);
+                    Ok(())
                 }
-            }
-            return Ok(());
+            };
         }
         if id % 2 == 0 {
             return Err(fail(Reason::PROTOCOL_ERROR, "even stream id from a client"));
         }
         if id <= self.last_id {
-            // A stream that is closed (perhaps reset by corelane while the client was still
-            // sending): ignored, as RFC 9113 5.1 asks after a RST_STREAM.
-            return Ok(());
+            // A closed stream. Trailers corelane's reset crossed are ignored (RFC 9113 5.1);
+            // anything else reuses a stream, or goes back to one left behind.
+            if self.recently_reset(id) {
+                return Ok(());
+            }
+            return Err(fail(Reason::STREAM_CLOSED, "HEADERS on a closed stream"));
         }
         self.last_id = id;
-        if self.goaway {
+        if self.goaway.is_some() {
+            // Not served: what the client sends on it is ignored too.
+            self.note_reset(id);
             return Ok(());
         }
         let refuse = if self_dependent {
@@ -408,6 +454,7 @@ impl Connection {
                 tracing::debug!(stream = id, why, "malformed HTTP/2 request");
             }
             frame::write_rst(&mut self.out, id, reason);
+            self.note_reset(id);
             return Ok(());
         }
         self.streams.push(Stream {
@@ -434,27 +481,24 @@ impl Connection {
         };
         match self.find(h.stream) {
             Some(i) => self.stream_error(i, reason, ev),
-            None => frame::write_rst(&mut self.out, h.stream, reason),
+            None => {
+                frame::write_rst(&mut self.out, h.stream, reason);
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     fn on_rst(&mut self, h: Head, p: &[u8], ev: &mut impl Events) -> Result<(), ConnError> {
         need_stream(&h)?;
         let code = frame::word(p)
             .map_err(|_| fail(Reason::FRAME_SIZE_ERROR, "RST_STREAM not 4 octets"))?;
-        if h.stream > self.last_id {
-            return Err(fail(Reason::PROTOCOL_ERROR, "RST_STREAM on an idle stream"));
-        }
-        if let Some(i) = self.find(h.stream) {
-            self.streams.remove(i);
-            ev.reset(h.stream, Reason(code));
-            self.reset_budget -= 1;
-            if self.reset_budget < 0 {
-                return Err(fail(Reason::ENHANCE_YOUR_CALM, "too many streams reset"));
-            }
-        }
-        Ok(())
+        let Some(i) = self.find(h.stream) else {
+            // On a closed stream it changes nothing.
+            return self.idle_check(h.stream, "RST_STREAM on an idle stream");
+        };
+        self.streams.remove(i);
+        ev.reset(h.stream, Reason(code));
+        self.spend_reset()
     }
 
     fn on_settings(&mut self, h: Head, p: &[u8]) -> Result<(), ConnError> {
@@ -470,6 +514,7 @@ impl Connection {
         }
         let values = frame::settings(p)
             .map_err(|_| fail(Reason::FRAME_SIZE_ERROR, "SETTINGS not a multiple of 6"))?;
+        let mut window = None;
         for (id, v) in values {
             match id {
                 setting::ENABLE_PUSH if v > 1 => {
@@ -482,15 +527,9 @@ impl Connection {
                             "INITIAL_WINDOW_SIZE too large",
                         ));
                     }
-                    let delta = i64::from(v) - i64::from(self.peer_window);
-                    for s in &mut self.streams {
-                        s.send_window += delta;
-                        if s.send_window > MAX_WINDOW {
-                            return Err(fail(Reason::FLOW_CONTROL_ERROR, "stream window overflow"));
-                        }
-                    }
-                    self.peer_window = v;
-                    self.window_opened |= delta > 0;
+                    // The frame's last value is the one that holds: the streams are adjusted
+                    // once, below.
+                    window = Some(v);
                 }
                 setting::MAX_FRAME_SIZE => {
                     if !(frame::DEFAULT_MAX_FRAME..(1 << 24)).contains(&v) {
@@ -502,6 +541,17 @@ impl Connection {
                 // concern what the client receives from a pushing server, or are advice.
                 _ => {}
             }
+        }
+        if let Some(v) = window {
+            let delta = i64::from(v) - i64::from(self.peer_window);
+            for s in &mut self.streams {
+                s.send_window += delta;
+                if s.send_window > MAX_WINDOW {
+                    return Err(fail(Reason::FLOW_CONTROL_ERROR, "stream window overflow"));
+                }
+            }
+            self.peer_window = v;
+            self.window_opened |= delta > 0;
         }
         frame::write_settings_ack(&mut self.out);
         Ok(())
@@ -541,31 +591,67 @@ impl Connection {
             self.window_opened = true;
             return Ok(());
         }
-        if h.stream > self.last_id {
-            return Err(fail(
-                Reason::PROTOCOL_ERROR,
-                "WINDOW_UPDATE on an idle stream",
-            ));
+        let Some(i) = self.find(h.stream) else {
+            // On a closed stream it changes nothing.
+            return self.idle_check(h.stream, "WINDOW_UPDATE on an idle stream");
+        };
+        let s = &mut self.streams[i];
+        s.send_window += i64::from(inc);
+        if inc == 0 {
+            self.stream_error(i, Reason::PROTOCOL_ERROR, ev)
+        } else if s.send_window > MAX_WINDOW {
+            self.stream_error(i, Reason::FLOW_CONTROL_ERROR, ev)
+        } else {
+            self.window_opened = true;
+            Ok(())
         }
-        if let Some(i) = self.find(h.stream) {
-            let s = &mut self.streams[i];
-            s.send_window += i64::from(inc);
-            if inc == 0 {
-                self.stream_error(i, Reason::PROTOCOL_ERROR, ev);
-            } else if s.send_window > MAX_WINDOW {
-                self.stream_error(i, Reason::FLOW_CONTROL_ERROR, ev);
-            } else {
-                self.window_opened = true;
-            }
+    }
+
+    /// Resets stream `streams[i]` for an error of its own, and tells `ev`. The client caused
+    /// it: it draws on the reset budget as a reset of its own would (else a client could
+    /// have corelane reset streams for it, CVE-2025-8671, as cheaply as rapid resets).
+    fn stream_error(
+        &mut self,
+        i: usize,
+        reason: Reason,
+        ev: &mut impl Events,
+    ) -> Result<(), ConnError> {
+        let s = self.streams.remove(i);
+        frame::write_rst(&mut self.out, s.id, reason);
+        self.note_reset(s.id);
+        ev.reset(s.id, reason);
+        self.spend_reset()
+    }
+
+    fn spend_reset(&mut self) -> Result<(), ConnError> {
+        self.reset_budget -= 1;
+        if self.reset_budget < 0 {
+            return Err(fail(Reason::ENHANCE_YOUR_CALM, "too many streams reset"));
         }
         Ok(())
     }
 
-    /// Resets stream `streams[i]` for an error of its own, and tells `ev`.
-    fn stream_error(&mut self, i: usize, reason: Reason, ev: &mut impl Events) {
-        let s = self.streams.remove(i);
-        frame::write_rst(&mut self.out, s.id, reason);
-        ev.reset(s.id, reason);
+    /// A frame for stream `id`, which is not open: an error if the stream was never opened
+    /// (idle: above the highest the client opened, or even, which only a server opens).
+    fn idle_check(&self, id: u32, why: &'static str) -> Result<(), ConnError> {
+        if id > self.last_id || id % 2 == 0 {
+            return Err(fail(Reason::PROTOCOL_ERROR, why));
+        }
+        Ok(())
+    }
+
+    /// Remembers that corelane reset (or ignored) stream `id`.
+    fn note_reset(&mut self, id: u32) {
+        if self.recent_resets.len() < RECENT_RESETS {
+            self.recent_resets.push(id);
+        } else {
+            self.recent_resets[self.recent_at] = id;
+            self.recent_at = (self.recent_at + 1) % RECENT_RESETS;
+        }
+    }
+
+    fn recently_reset(&self, id: u32) -> bool {
+        self.recent_resets.contains(&id)
     }
 
     /// `n` bytes of stream `id`'s body were passed on (or dropped): the client may send as
@@ -660,6 +746,15 @@ impl Connection {
 
     /// A header block as HEADERS, then CONTINUATION frames as the client's frame size needs.
     fn write_block(&mut self, id: u32, block: &[u8], end: bool) {
+        if !self.table_zeroed {
+            // The connection's first block starts with a table size update to 0 (see
+            // `table_zeroed`).
+            self.table_zeroed = true;
+            let mut first = Vec::with_capacity(block.len() + 1);
+            first.push(0x20);
+            first.extend_from_slice(block);
+            return self.write_block(id, &first, end);
+        }
         let max = self.peer_max_frame;
         let mut chunks = block.chunks(max).peekable();
         let first = chunks.next().unwrap_or(&[]);
@@ -713,6 +808,7 @@ impl Connection {
         let s = self.streams.remove(i);
         if s.recv_open {
             frame::write_rst(&mut self.out, s.id, Reason::NO_ERROR);
+            self.note_reset(s.id);
         }
         self.reset_budget = (self.reset_budget + 1).min(RESET_BUDGET * 5);
     }
@@ -722,15 +818,21 @@ impl Connection {
         if let Some(i) = self.find(id) {
             self.streams.remove(i);
             frame::write_rst(&mut self.out, id, reason);
+            self.note_reset(id);
         }
     }
 
     /// Says GOAWAY: streams opened after now are not served; those open go on.
+    /// An error after a graceful GOAWAY says so in a second one, with the same last stream
+    /// (it may not grow, RFC 9113 6.8).
     pub fn goaway(&mut self, reason: Reason, debug: &str) {
-        if !self.goaway {
-            self.goaway = true;
-            frame::write_goaway(&mut self.out, self.last_id, reason, debug.as_bytes());
-        }
+        let last = match self.goaway {
+            None => self.last_id,
+            Some((Reason::NO_ERROR, last)) if reason != Reason::NO_ERROR => last,
+            Some(_) => return,
+        };
+        self.goaway = Some((reason, last));
+        frame::write_goaway(&mut self.out, last, reason, debug.as_bytes());
     }
 
     /// Whether stream `id` is open (its response not ended, not reset).
@@ -799,7 +901,9 @@ impl Connection {
 
     /// GOAWAY went either way and no stream is left: the connection may close.
     pub fn done(&self) -> bool {
-        (self.goaway || self.peer_goaway) && self.streams.is_empty() && self.pending.is_none()
+        (self.goaway.is_some() || self.peer_goaway)
+            && self.streams.is_empty()
+            && self.pending.is_none()
     }
 
     pub fn open_streams(&self) -> usize {
@@ -810,6 +914,8 @@ impl Connection {
     pub fn shrink(&mut self) {
         self.scratch = Vec::new();
         self.fields = None;
+        self.recent_resets = Vec::new();
+        self.recent_at = 0;
         self.streams = Vec::new();
         self.out = Vec::new();
         self.written = 0;
@@ -843,8 +949,8 @@ mod tests {
 
     const LIMITS: Limits = Limits {
         max_streams: 2,
-        stream_window: 1000,
-        conn_window: 4000,
+        stream_window: 100_000,
+        conn_window: 65_535,
         max_header_list: 1000,
         max_block: 2000,
     };
@@ -924,7 +1030,7 @@ mod tests {
         let mut c = Connection::new(LIMITS);
         let first = drain(&mut c);
         assert_eq!(first[0].0, kind::SETTINGS);
-        assert!(first[0].3.chunks(6).any(|s| s == [0, 4, 0, 0, 0x03, 0xe8]));
+        assert!(first[0].3.chunks(6).any(|s| s == [0, 4, 0, 1, 0x86, 0xa0]));
         // A connection window below RFC 9113's initial 65,535 needs no update...
         assert_eq!(first.len(), 1);
         // ...and one above it is announced at once.
@@ -1015,20 +1121,27 @@ mod tests {
         let mut c = Connection::new(LIMITS);
         let mut input = start();
         input.extend(frame(kind::HEADERS, flag::END_HEADERS, 1, &get("/up")));
-        input.extend(frame(kind::DATA, 0, 1, &[1u8; 400]));
+        input.extend(frame(kind::DATA, 0, 1, &[1u8; 16_000]));
+        input.extend(frame(kind::DATA, 0, 1, &[1u8; 16_000]));
         feed(&mut c, &input).unwrap();
         drain(&mut c);
-        c.release(1, 400);
-        assert!(drain(&mut c).is_empty(), "less than half a window owed");
-        feed(&mut c, &frame(kind::DATA, 0, 1, &[1u8; 200])).unwrap();
-        c.release(1, 200);
-        let updates = drain(&mut c);
-        assert_eq!(
-            updates,
-            vec![(kind::WINDOW_UPDATE, 0, 1, 600u32.to_be_bytes().to_vec())]
-        );
-        // 1000 given, 600 sent, 600 back: 1000 more may come, not 1001.
-        feed(&mut c, &frame(kind::DATA, 0, 1, &[1u8; 1000])).unwrap();
+        let update = |id: u32, n: u32| (kind::WINDOW_UPDATE, 0, id, n.to_be_bytes().to_vec());
+        // Less than half of either window owed: nothing yet.
+        c.release(1, 32_000);
+        assert!(drain(&mut c).is_empty());
+        // Half the connection's (65,535) owed: it is given back.
+        feed(&mut c, &frame(kind::DATA, 0, 1, &[1u8; 16_000])).unwrap();
+        c.release(1, 16_000);
+        assert_eq!(drain(&mut c), vec![update(0, 48_000)]);
+        // Half the stream's (100,000) owed.
+        feed(&mut c, &frame(kind::DATA, 0, 1, &[1u8; 4_000])).unwrap();
+        c.release(1, 4_000);
+        assert_eq!(drain(&mut c), vec![update(1, 52_000)]);
+        // The connection's window is now 65,535 - 52,000 + 48,000: that much may come, not
+        // a byte more.
+        for n in [16_384, 16_384, 16_384, 12_383] {
+            feed(&mut c, &frame(kind::DATA, 0, 1, &vec![1u8; n])).unwrap();
+        }
         let err = feed(&mut c, &frame(kind::DATA, 0, 1, &[1u8; 1])).err();
         assert_eq!(err.map(|e| e.reason), Some(Reason::FLOW_CONTROL_ERROR));
     }
@@ -1054,13 +1167,13 @@ mod tests {
             [
                 (kind::HEADERS, flag::END_STREAM, 16_384),
                 (kind::CONTINUATION, 0, 16_384),
-                (kind::CONTINUATION, flag::END_HEADERS, 40_012 - 32_768),
+                (kind::CONTINUATION, flag::END_HEADERS, 40_013 - 32_768),
             ]
         );
         let block: Vec<u8> = out.iter().flat_map(|f| f.3.clone()).collect();
         let mut fields = Vec::new();
         hpack::Decoder::new(4096)
-            .decode(&block, &mut Vec::new(), |n, v| {
+            .decode(&block, &mut Vec::new(), usize::MAX, |n, v| {
                 fields.push((n.to_vec(), v.len()))
             })
             .unwrap();
@@ -1160,5 +1273,137 @@ mod tests {
         );
         let seen = feed(&mut c, &frame).unwrap();
         assert_eq!(seen.0, ["request 3 /2 end=true"]);
+    }
+    /// CVE-2025-8671: streams the client has corelane reset (here by a WINDOW_UPDATE of 0)
+    /// draw on the same budget as its own resets.
+    #[test]
+    fn provoked_stream_errors_spend_the_reset_budget() {
+        let mut c = Connection::new(LIMITS);
+        feed(&mut c, &start()).unwrap();
+        let mut id = 1;
+        let err = loop {
+            let mut input = frame(kind::HEADERS, flag::END_HEADERS, id, &get("/"));
+            input.extend(frame(kind::WINDOW_UPDATE, 0, id, &0u32.to_be_bytes()));
+            match feed(&mut c, &input) {
+                Ok(seen) => assert_eq!(seen.0[1], format!("reset {id} PROTOCOL_ERROR")),
+                Err(e) => break e,
+            }
+            drain(&mut c);
+            id += 2;
+        };
+        assert_eq!(err.reason, Reason::ENHANCE_YOUR_CALM);
+        assert_eq!(id, 1 + 2 * RESET_BUDGET as u32);
+    }
+
+    /// Frames on closed streams: ignored on a stream corelane reset (the client may have sent
+    /// them before it knew), a stream error (DATA) or a connection error (HEADERS) on others;
+    /// on streams never opened (even, or above the last), a connection error.
+    #[test]
+    fn frames_on_closed_and_idle_streams() {
+        let mut c = Connection::new(LIMITS);
+        let mut input = start();
+        input.extend(frame(kind::HEADERS, flag::END_HEADERS, 1, &get("/reset")));
+        input.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            3,
+            &get("/done"),
+        ));
+        feed(&mut c, &input).unwrap();
+        c.reset(1, Reason::CANCEL);
+        c.send_headers(3, 204, std::iter::empty(), true);
+        drain(&mut c);
+        // In flight when corelane reset stream 1: ignored, no answer.
+        let mut late = frame(kind::DATA, 0, 1, b"late");
+        late.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            1,
+            &[0x40, 1, b'x', 0],
+        ));
+        late.extend(frame(kind::WINDOW_UPDATE, 0, 3, &5u32.to_be_bytes()));
+        late.extend(frame(kind::RST_STREAM, 0, 3, &8u32.to_be_bytes()));
+        assert!(feed(&mut c, &late).unwrap().0.is_empty());
+        assert!(drain(&mut c).is_empty());
+        // DATA on stream 3, which ended both ways: STREAM_CLOSED for it.
+        feed(&mut c, &frame(kind::DATA, 0, 3, b"x")).unwrap();
+        assert_eq!(
+            drain(&mut c),
+            vec![(kind::RST_STREAM, 0, 3, 5u32.to_be_bytes().to_vec())]
+        );
+        let conn_error = |bytes: Vec<u8>| {
+            let mut c = Connection::new(LIMITS);
+            let mut input = start();
+            input.extend(frame(
+                kind::HEADERS,
+                flag::END_HEADERS | flag::END_STREAM,
+                5,
+                &get("/"),
+            ));
+            input.extend(bytes);
+            feed(&mut c, &input).err().map(|e| e.reason)
+        };
+        // HEADERS on a stream below the last: reused or left behind.
+        let lower = frame(kind::HEADERS, flag::END_HEADERS, 3, &get("/"));
+        assert_eq!(conn_error(lower), Some(Reason::STREAM_CLOSED));
+        for f in [
+            frame(kind::WINDOW_UPDATE, 0, 2, &1u32.to_be_bytes()),
+            frame(kind::RST_STREAM, 0, 4, &8u32.to_be_bytes()),
+            frame(kind::DATA, 0, 7, b"x"),
+            frame(kind::WINDOW_UPDATE, 0, 7, &1u32.to_be_bytes()),
+        ] {
+            assert_eq!(conn_error(f), Some(Reason::PROTOCOL_ERROR));
+        }
+    }
+
+    #[test]
+    fn the_first_block_zeroes_the_clients_table_and_a_later_error_says_goaway_again() {
+        let mut c = Connection::new(LIMITS);
+        let mut input = start();
+        input.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            1,
+            &get("/"),
+        ));
+        input.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            3,
+            &get("/"),
+        ));
+        feed(&mut c, &input).unwrap();
+        drain(&mut c);
+        c.send_headers(1, 200, std::iter::empty(), true);
+        c.send_headers(3, 200, std::iter::empty(), true);
+        let out = drain(&mut c);
+        assert_eq!(
+            (&out[0].3[..], &out[1].3[..]),
+            (&[0x20, 0x88][..], &[0x88][..])
+        );
+        c.goaway(Reason::NO_ERROR, "draining");
+        c.goaway(Reason::NO_ERROR, "again");
+        let mut more = frame(kind::HEADERS, flag::END_HEADERS, 5, &get("/ignored"));
+        more.extend(frame(kind::DATA, 0, 5, b"ignored too"));
+        assert!(feed(&mut c, &more).unwrap().0.is_empty());
+        c.goaway(Reason::PROTOCOL_ERROR, "bad");
+        let out = drain(&mut c);
+        let goaways: Vec<_> = out.iter().map(|f| (f.0, f.3[..8].to_vec())).collect();
+        let last3 = |code: u32| [3u32.to_be_bytes(), code.to_be_bytes()].concat();
+        assert_eq!(
+            goaways,
+            [(kind::GOAWAY, last3(0)), (kind::GOAWAY, last3(1))],
+            "one graceful, then the error, both naming stream 3"
+        );
+    }
+
+    #[test]
+    fn padding_that_swallows_the_priority_fields_is_a_protocol_error() {
+        let mut c = Connection::new(LIMITS);
+        let mut input = start();
+        let flags = flag::END_HEADERS | flag::PADDED | flag::PRIORITY;
+        input.extend(frame(kind::HEADERS, flags, 1, &[4, 0, 0, 0, 0, 16]));
+        let err = feed(&mut c, &input).err().map(|e| e.reason);
+        assert_eq!(err, Some(Reason::PROTOCOL_ERROR));
     }
 }

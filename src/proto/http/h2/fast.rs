@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use super::fields::Fields;
 use super::hpack;
-use super::stream::{Head, RecvBody, Shared, StreamState, deliver, with_length};
+use super::stream::{Answers, Head, RecvBody, Shared, StreamState, deliver, with_length};
 use crate::config::http::{HeaderRules, HttpCluster};
 use crate::proto::http::Conn;
 use crate::proto::http::body::{BodyState, ClientBody, Fault, RequestBody, ResponseBody};
@@ -152,6 +152,7 @@ pub(super) async fn forward(
     mut fast: Fast,
     body: Option<RecvBody>,
 ) {
+    let _answers = Answers(&st, &shared);
     let started = Instant::now();
     let w = &ctx.worker;
     let logged = fast.plan.logged.take();

@@ -144,13 +144,18 @@ impl Fields {
                 Some("CONNECT needs :authority alone")
             }
             Some(b"CONNECT") => None,
-            // RFC 9113 8.3.1: no userinfo in an http or https authority.
-            _ if authority.is_some_and(|a| self.slice(a).contains(&b'@')) => {
-                Some("userinfo in :authority")
+            // RFC 9113 8.3.1: no userinfo in an http or https authority, and not empty.
+            _ if authority.is_some_and(|a| a.0 == a.1 || self.slice(a).contains(&b'@')) => {
+                Some("empty :authority, or userinfo in it")
             }
             Some(_) if scheme.is_none() => Some("no :scheme"),
-            Some(_) if path.is_none_or(|p| p.0 == p.1) => Some("no :path"),
-            Some(_) => None,
+            Some(m) => match path.map(|p| self.slice(p)) {
+                None | Some(b"") => Some("no :path"),
+                // An absolute path, or `*` for OPTIONS (RFC 9113 8.3.1).
+                Some(b"*") if m == b"OPTIONS" => None,
+                Some(p) if p[0] == b'/' => None,
+                Some(_) => Some(":path not a path"),
+            },
         }
     }
 
@@ -265,6 +270,8 @@ mod tests {
         assert_eq!(f.content_length(), Some(3));
         let connect = fields(&[(":method", "CONNECT"), (":authority", "a:443")], false);
         assert_eq!(connect.malformed(), None);
+        let star = [(":method", "OPTIONS"), (":scheme", "http"), (":path", "*")];
+        assert_eq!(fields(&star, false).malformed(), None);
     }
 
     #[test]
@@ -279,6 +286,32 @@ mod tests {
             (
                 &[(":method", "G T"), (":scheme", "http"), (":path", "/")],
                 "bad :method",
+            ),
+            (
+                &[
+                    (":method", "GET"),
+                    (":scheme", "http"),
+                    (":authority", "u@h"),
+                    (":path", "/"),
+                ],
+                "userinfo",
+            ),
+            (
+                &[
+                    (":method", "GET"),
+                    (":scheme", "http"),
+                    (":authority", ""),
+                    (":path", "/"),
+                ],
+                "empty :authority",
+            ),
+            (
+                &[(":method", "GET"), (":scheme", "http"), (":path", "*")],
+                "not a path",
+            ),
+            (
+                &[(":method", "GET"), (":scheme", "http"), (":path", "a/b")],
+                "not a path",
             ),
             (
                 &[

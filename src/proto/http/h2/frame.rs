@@ -210,7 +210,9 @@ pub fn write_ping_ack(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(data);
 }
 
+/// A GOAWAY, its debug data cut to 256 bytes.
 pub fn write_goaway(out: &mut Vec<u8>, last: u32, reason: Reason, debug: &[u8]) {
+    let debug = &debug[..debug.len().min(256)];
     write_head(out, 8 + debug.len(), kind::GOAWAY, 0, 0);
     out.extend_from_slice(&last.to_be_bytes());
     out.extend_from_slice(&reason.0.to_be_bytes());

@@ -29,7 +29,6 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::body::Bytes;
 use hyper::http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version, header,
 };
@@ -40,8 +39,10 @@ use tokio::time::{Instant, Sleep};
 use super::conn::{Connection, Events, Limits};
 use super::fast;
 use super::fields::Fields;
-use super::frame::Reason;
-use super::stream::{Continue, Head, RecvBody, STREAM_QUEUE, Shared, StreamState, respond};
+use super::frame::{self, Reason};
+use super::stream::{
+    Continue, Head, RecvBody, STREAM_QUEUE, Shared, StreamState, respond, with_length,
+};
 use crate::io::notify::LocalNotify;
 use crate::proto::http::body::{ClientBody, ResponseBody};
 use crate::proto::http::h1::ClientIo;
@@ -89,8 +90,8 @@ impl Slot {
     fn end(self) -> usize {
         let unread = {
             let mut s = self.state.borrow_mut();
-            let unread =
-                s.body.drain(..).map(|b| b.len()).sum::<usize>() + std::mem::take(&mut s.consumed);
+            let unread = s.body.len() + std::mem::take(&mut s.consumed);
+            s.body = bytes::BytesMut::new();
             s.close();
             unread
         };
@@ -165,7 +166,11 @@ pub(in crate::proto::http) async fn serve<S: ClientIo>(
     let end = std::future::poll_fn(|cx| d.poll(cx)).await;
     d.finish();
     match end {
-        Outcome::Closed => End::Closed,
+        Outcome::Gone => End::Closed,
+        Outcome::Closing => {
+            linger(d.io).await;
+            End::Closed
+        }
         Outcome::Park => {
             let since = d.quiet_since.unwrap_or_else(Instant::now);
             let mut conn = d.conn;
@@ -177,8 +182,27 @@ pub(in crate::proto::http) async fn serve<S: ClientIo>(
 
 /// How [`Driver::poll`] ended.
 enum Outcome {
-    Closed,
+    /// Said goodbye: close, lingering ([`linger`]).
+    Closing,
+    /// The client closed, or the socket failed: nothing more to say.
+    Gone,
     Park,
+}
+
+/// Closes the write side (after a TLS `close_notify`), then reads and drops what the client
+/// still sends until it closes too, for a moment at most. A socket closed with input unread
+/// is reset, and the reset can destroy the last response bytes and the GOAWAY still on
+/// their way to the client (nginx's lingering close, for the same reason).
+async fn linger<S: ClientIo>(io: &mut S) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let drain = async {
+        if io.shutdown().await.is_err() {
+            return;
+        }
+        let mut sink = [0u8; 1024];
+        while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(IDLE_GRACE, drain).await;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,7 +267,7 @@ impl<S: ClientIo> Driver<'_, S> {
             if !matches!(self.closing, Closing::Now(_)) {
                 match self.read(cx) {
                     Ok(p) => progress |= p,
-                    Err(()) => return Poll::Ready(self.closed()),
+                    Err(()) => return Poll::Ready(self.gone()),
                 }
             }
             if Pin::new(&mut self.shared.notify.notified())
@@ -255,7 +279,7 @@ impl<S: ClientIo> Driver<'_, S> {
             self.service();
             match self.write(cx) {
                 Ok(p) => progress |= p,
-                Err(()) => return Poll::Ready(self.closed()),
+                Err(()) => return Poll::Ready(self.gone()),
             }
             if let Some(end) = self.check_end(cx) {
                 return Poll::Ready(end);
@@ -350,14 +374,35 @@ impl<S: ClientIo> Driver<'_, S> {
                 self.ctx.worker.buffers.put(b);
             }
         } else if self.end == buf.len() {
-            buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
+            if self.start == 0 {
+                // One frame larger than the worker's buffers (`buffer_size` under 16 KiB):
+                // a buffer of its own, a frame long, which the pool does not keep.
+                let mut big = vec![0u8; frame::HEADER_LEN + frame::DEFAULT_MAX_FRAME as usize];
+                big[..self.end].copy_from_slice(&buf[..self.end]);
+                if let Some(b) = self.rbuf.replace(big.into_boxed_slice()) {
+                    self.ctx.worker.buffers.put(b);
+                }
+                progress = true;
+            } else {
+                buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
         }
-        if self.conn.mid_block() {
+        // A header block, or any frame while no request is open, comes within
+        // `header_timeout` once begun (slowloris): a partial frame holds a buffer.
+        let partial = self.end > self.start;
+        let headers = self.rbuf.as_ref().and_then(|b| b.get(self.start + 3));
+        let slow = self.conn.mid_block()
+            || (partial && (self.conn.open_streams() == 0 || matches!(headers, Some(1 | 9))));
+        if slow {
             self.block_since.get_or_insert_with(Instant::now);
         } else {
             self.block_since = None;
+        }
+        if progress {
+            // Bytes came: the connection has not been quiet since before them.
+            self.quiet_since = None;
         }
         Ok(progress)
     }
@@ -511,7 +556,9 @@ impl<S: ClientIo> Driver<'_, S> {
                 break;
             };
             if conn.output().len() >= OUT_HIGH {
-                self.blocked_output.push(id);
+                if !self.blocked_output.contains(&id) {
+                    self.blocked_output.push(id);
+                }
                 break;
             }
             let Some(n) = conn.send_data(id, front, last) else {
@@ -525,7 +572,9 @@ impl<S: ClientIo> Driver<'_, S> {
             }
             s.out_bytes -= n;
             if !whole {
-                self.blocked_window.push(id);
+                if !self.blocked_window.contains(&id) {
+                    self.blocked_window.push(id);
+                }
                 break;
             }
         }
@@ -559,7 +608,12 @@ impl<S: ClientIo> Driver<'_, S> {
 
     fn closed(&mut self) -> Outcome {
         self.abort_all();
-        Outcome::Closed
+        Outcome::Closing
+    }
+
+    fn gone(&mut self) -> Outcome {
+        self.abort_all();
+        Outcome::Gone
     }
 
     /// Gives the read buffer back (the connection closed or parks).
@@ -587,7 +641,8 @@ impl Intake<'_> {
 
     /// Answers a request corelane will not forward, without a task.
     fn answer(&mut self, st: &Rc<RefCell<StreamState>>, status: StatusCode, text: &str) {
-        let (parts, body) = handle::error(status, text).into_parts();
+        let (mut parts, body) = handle::error(status, text).into_parts();
+        with_length(parts.status, &mut parts.headers, &body);
         let mut s = st.borrow_mut();
         // Nobody reads this request's body: what comes of it goes back to the window.
         s.reader_gone = true;
@@ -672,10 +727,12 @@ impl Events for Intake<'_> {
         };
         let mut s = self.slots[i].state.borrow_mut();
         if s.reader_gone {
-            s.consumed += data.len();
-            self.shared.queue(&mut s);
-        } else if !data.is_empty() {
-            s.body.push_back(Bytes::copy_from_slice(data));
+            if !data.is_empty() {
+                s.consumed += data.len();
+                self.shared.queue(&mut s);
+            }
+        } else {
+            s.body.extend_from_slice(data);
         }
         if end {
             s.body_end = Some(Ok(()));

@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use bytes::BytesMut;
 use hyper::body::{Body, Bytes, Frame, SizeHint};
 use hyper::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 
@@ -72,8 +73,9 @@ pub(super) enum Continue {
 pub(super) struct StreamState {
     pub id: u32,
     pub queued: bool,
-    // The request body, from the connection.
-    pub body: VecDeque<Bytes>,
+    // The request body, from the connection: DATA frames' bytes, gathered (a client sending
+    // one-byte frames costs one allocation per read, not per frame).
+    pub body: BytesMut,
     pub body_trailers: Option<HeaderMap>,
     pub body_end: Option<Result<(), Reason>>,
     pub reader: Option<Waker>,
@@ -150,7 +152,8 @@ impl Body for RecvBody {
     ) -> Poll<Option<Result<Frame<Bytes>, ClientError>>> {
         let this = self.get_mut();
         let mut s = this.stream.borrow_mut();
-        if let Some(b) = s.body.pop_front() {
+        if !s.body.is_empty() {
+            let b = s.body.split().freeze();
             s.consumed += b.len();
             this.shared.queue(&mut s);
             return Poll::Ready(Some(Ok(Frame::data(b))));
@@ -190,7 +193,8 @@ impl Drop for RecvBody {
         // What is left unread is given back to the windows, and what comes later too.
         let mut s = self.stream.borrow_mut();
         s.reader_gone = true;
-        let left: usize = s.body.drain(..).map(|b| b.len()).sum();
+        let left = s.body.len();
+        s.body = BytesMut::new();
         s.consumed += left;
         if s.consumed > 0 {
             self.shared.queue(&mut s);
@@ -206,6 +210,7 @@ pub(super) async fn respond(
     st: Rc<RefCell<StreamState>>,
     req: Request<ClientBody>,
 ) {
+    let _answers = Answers(&st, &shared);
     let to_head = req.method() == Method::HEAD;
     // Boxed: the answer's future is several KB, and a future awaited in place is kept twice
     // over in the task (rustc #62958), which tokio then copies whole at each stage change.
@@ -215,6 +220,21 @@ pub(super) async fn respond(
     let status = parts.status;
     let body = (!to_head).then_some(body);
     deliver(&st, &shared, Head::Map(status, parts.headers), body).await;
+}
+
+/// Makes sure a request's task answers: if it ends (a panic unwinding it) before its
+/// response head was given, the stream is reset (INTERNAL_ERROR) rather than left open.
+pub(super) struct Answers<'a>(pub &'a RefCell<StreamState>, pub &'a Shared);
+
+impl Drop for Answers<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.try_borrow_mut() {
+            if !s.gone && !s.head_sent && s.head.is_none() && s.reset.is_none() {
+                s.reset = Some(Reason::INTERNAL_ERROR);
+                self.1.queue(&mut s);
+            }
+        }
+    }
 }
 
 /// As hyper's server does: a response whose body has a known length says so (an HTTP/1.1

@@ -106,7 +106,7 @@ mod tests {
     fn decoded(block: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = Vec::new();
         Decoder::new(4096)
-            .decode(block, &mut Vec::new(), |n, v| {
+            .decode(block, &mut Vec::new(), usize::MAX, |n, v| {
                 out.push((n.to_vec(), v.to_vec()))
             })
             .unwrap();

@@ -36,8 +36,11 @@ pub enum DecodeError {
     BadIndex,
     /// A Huffman string that does not decode.
     BadHuffman,
-    /// A table size update above the size announced, or after a field.
+    /// A table size update above the size announced, after a field, or a third one.
     BadSizeUpdate,
+    /// The block copied more into the table than the caller allows (see
+    /// [`Decoder::decode`]).
+    TooMuch,
 }
 
 impl std::fmt::Display for DecodeError {
@@ -48,6 +51,7 @@ impl std::fmt::Display for DecodeError {
             DecodeError::BadIndex => "bad table index in header block",
             DecodeError::BadHuffman => "bad Huffman string in header block",
             DecodeError::BadSizeUpdate => "bad table size update in header block",
+            DecodeError::TooMuch => "header block copies too much into the table",
         })
     }
 }
@@ -78,14 +82,21 @@ impl Decoder {
 
     /// Decodes one whole header block, calling `field(name, value)` for each field in order.
     /// `scratch` is working space for Huffman strings (its contents are not kept).
+    ///
+    /// `copies` bounds the octets the block may copy into the dynamic table: a literal with
+    /// incremental indexing whose name is the newest entry's is two bytes of input for up to
+    /// 4 KB copied, over and over, where an indexed field costs nothing (it is handed out as
+    /// a slice).
     pub fn decode(
         &mut self,
         block: &[u8],
         scratch: &mut Vec<u8>,
+        mut copies: usize,
         mut field: impl FnMut(&[u8], &[u8]),
     ) -> Result<(), DecodeError> {
         let mut pos = 0;
         let mut fields = false;
+        let mut updates = 0;
         while let Some(&first) = block.get(pos) {
             if first & 0x80 != 0 {
                 // Indexed field.
@@ -109,6 +120,9 @@ impl Decoder {
                 }
                 let name_len = entry.len();
                 entry.extend_from_slice(resolve(value, block, scratch));
+                copies = copies
+                    .checked_sub(entry.len())
+                    .ok_or(DecodeError::TooMuch)?;
                 let entry = entry.into_boxed_slice();
                 let (n, v) = entry.split_at(name_len);
                 field(n, v);
@@ -116,7 +130,9 @@ impl Decoder {
             } else if first & 0x20 != 0 {
                 // Dynamic table size update: only before the block's first field.
                 let size = integer(block, &mut pos, 5)?;
-                if fields || size > self.limit {
+                updates += 1;
+                // At most two, before the first field (RFC 7541 4.2: a smallest, then a final).
+                if fields || updates > 2 || size > self.limit {
                     return Err(DecodeError::BadSizeUpdate);
                 }
                 self.table.resize(size);
@@ -231,7 +247,7 @@ mod tests {
     fn decode(d: &mut Decoder, block: &[u8]) -> Result<Vec<(String, String)>, DecodeError> {
         let mut out = Vec::new();
         let mut scratch = Vec::new();
-        d.decode(block, &mut scratch, |n, v| {
+        d.decode(block, &mut scratch, usize::MAX, |n, v| {
             out.push((
                 String::from_utf8_lossy(n).into_owned(),
                 String::from_utf8_lossy(v).into_owned(),
@@ -358,6 +374,28 @@ mod tests {
         assert_eq!(got, fields(&[(":method", "GET")]));
     }
 
+    /// A name copied from the newest entry, again and again (`7e 00`: two bytes for up to
+    /// 4 KB copied each time), runs out of the copy budget.
+    #[test]
+    fn copies_into_the_table_are_bounded() {
+        let mut d = Decoder::new(4096);
+        let mut block = vec![0x40, 0x7f, 0xa1, 0x1e];
+        block.extend(std::iter::repeat_n(b'n', 4000)); // name of 4,000 bytes
+        block.push(0x00); // empty value
+        d.decode(&block, &mut Vec::new(), 5000, |_, _| {}).unwrap();
+        let again: Vec<u8> = std::iter::repeat_n([0x7e, 0x00], 100).flatten().collect();
+        assert_eq!(
+            d.decode(&again, &mut Vec::new(), 10_000, |_, _| {}),
+            Err(DecodeError::TooMuch)
+        );
+        let mut d = Decoder::new(4096);
+        d.decode(&block, &mut Vec::new(), 5000, |_, _| {}).unwrap();
+        assert!(
+            d.decode(&again[..4], &mut Vec::new(), 10_000, |_, _| {})
+                .is_ok()
+        );
+    }
+
     /// Every strict prefix of a valid block (cut inside a representation) is refused, never
     /// read past its end; a prefix ending between representations decodes.
     #[test]
@@ -412,6 +450,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(decode(&mut d, &hex("20 3f e1 1f 82")).unwrap().len(), 1);
+        assert_eq!(
+            decode(&mut d, &hex("20 20 20 82")).unwrap_err(),
+            DecodeError::BadSizeUpdate
+        );
         assert_eq!(d.table_size(), 0);
     }
 }
