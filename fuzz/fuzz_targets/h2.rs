@@ -39,7 +39,7 @@ fn huffman_round_trip(data: &[u8]) {
 fn decode(block: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut fields = Vec::new();
     Decoder::new(4096)
-        .decode(block, &mut Vec::new(), |n, v| {
+        .decode(block, &mut Vec::new(), usize::MAX, |n, v| {
             if fields.len() < 10_000 {
                 fields.push((n.to_vec(), v.to_vec()));
             }

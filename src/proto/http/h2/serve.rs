@@ -12,8 +12,9 @@
 //! stops being read). The read buffer and the output buffer are the worker's, borrowed while
 //! bytes are in them.
 //!
-//! Timeouts: the preface, and a header block split over CONTINUATION frames, have the
-//! listener's `header_timeout`; an idle connection (no byte moving, no request waiting for its
+//! Timeouts: the preface, a header block (split over CONTINUATION frames, or a frame of it
+//! arriving in pieces) and any frame begun while no request is open have the listener's
+//! `header_timeout`; an idle connection (no byte moving, no request waiting for its
 //! response) is told GOAWAY and closed at `idle_timeout` by the worker's idle sweep; a
 //! draining worker says GOAWAY and lets the open streams finish. With no stream open and
 //! nothing buffered for `park_after`, the connection returns its state to be parked
@@ -237,7 +238,9 @@ struct Driver<'a, S> {
     header_timeout: Duration,
     /// When the connection came (its preface is due by `header_timeout` after).
     began: Instant,
-    /// When the header block waiting for CONTINUATION frames began.
+    /// When what must come within `header_timeout` began: a header block waiting for its
+    /// CONTINUATION frames, a partial HEADERS or CONTINUATION frame, or any partial frame
+    /// while no request is open.
     block_since: Option<Instant>,
     /// Since when nothing has been open or buffered (set when first seen so).
     quiet_since: Option<Instant>,
