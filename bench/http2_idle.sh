@@ -33,20 +33,8 @@ BACKEND=127.0.0.1:18060
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
-cat > "$OUT/backend.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $OUT/backend.nginx.pid;
-error_log $OUT/backend.err warn;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  server { listen $BACKEND backlog=4096; location = / { return 200 "hello, corelane bench\n"; } }
-}
-EOF
-nginx -c "$OUT/backend.conf" -e "$OUT/backend.err" & pids+=($!)
+nginx_backend "$OUT" "$BACKEND"
+pids+=("$(cat "$OUT/backend.pid")")
 
 # A corelane configuration on port $1, admin $2, with listener lines $3.
 corelane_toml() {

@@ -33,20 +33,7 @@ mkdir -p "$OUT"
 BACKEND=127.0.0.1:18070 PORT=7170
 cleanup() { [ -f "$OUT/backend.pid" ] && kill "$(cat "$OUT/backend.pid")" 2>/dev/null || true; }
 trap cleanup EXIT
-cat > "$OUT/backend.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $OUT/backend.nginx.pid;
-error_log $OUT/backend.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  server { listen $BACKEND; location = / { return 200 "hello, corelane bench\n"; } }
-}
-EOF
-nginx -c "$OUT/backend.conf" -e "$OUT/backend.err" & echo $! > "$OUT/backend.pid"
+nginx_backend "$OUT" "$BACKEND"
 cat > "$OUT/corelane.toml" <<EOF
 workers = 1
 shutdown_timeout = "1s"

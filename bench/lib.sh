@@ -85,3 +85,22 @@ placement() {
   [ -x "$BIN" ] || { echo "no corelane binary at $BIN" >&2; exit 1; }
   NGINX_MODULES=${NGINX_MODULES:-/usr/lib/nginx/modules}
 }
+
+# A one-worker nginx on $2 (host:port) answering `GET /` with a short text, its files in $1;
+# its pid goes to $1/backend.pid (the caller stops it).
+nginx_backend() {
+  cat > "$1/backend.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $1/backend.nginx.pid;
+error_log $1/backend.err warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  server { listen $2 backlog=4096; location = / { return 200 "hello, corelane bench\n"; } }
+}
+CONF
+  nginx -c "$1/backend.conf" -e "$1/backend.err" & echo $! > "$1/backend.pid"
+}

@@ -273,8 +273,9 @@ fn still_serves(listen: SocketAddr) {
     assert!(String::from_utf8_lossy(&body).contains("path: /plain"));
 }
 
-/// Runs Python's `h2` (python3-h2) with `code`, after a preamble that connects to `listen`
-/// (`conn`, `sock`, and `pump()`: reads and returns the events until the socket is quiet).
+/// Runs Python's `h2` (python3-h2) with `code`, after a preamble that connects to `listen`:
+/// `conn`, `sock`, `pump()` (one read's events), `get_all(paths)` (GETs, multiplexed: their
+/// statuses and bodies) and `echo(data)` (a POST to /echo as the windows allow: what came back).
 fn python(listen: SocketAddr, code: &str) -> String {
     python_over(listen, false, code)
 }
@@ -326,6 +327,30 @@ def get_all(paths, extra=()):
                 raise SystemExit("GOAWAY %r" % e)
         flush()
     return [(status.get(i), body.get(i, b"")) for i in ids]
+def echo(up):
+    """POSTs `up` to /echo as the windows allow; what came back."""
+    i = conn.get_next_available_stream_id()
+    conn.send_headers(i, [(":method", "POST"), (":scheme", "http"), (":authority", "h2.test"), (":path", "/echo")])
+    flush()
+    sent, back, done = 0, b"", False
+    while not done:
+        while sent < len(up):
+            n = min(conn.local_flow_control_window(i), conn.max_outbound_frame_size, len(up) - sent)
+            if n <= 0:
+                break
+            conn.send_data(i, up[sent:sent + n], end_stream=(sent + n == len(up)))
+            sent += n
+        flush()
+        for e in pump():
+            if isinstance(e, h2.events.DataReceived):
+                back += e.data
+                conn.acknowledge_received_data(e.flow_controlled_length, i)
+            elif isinstance(e, h2.events.StreamEnded):
+                done = True
+            elif isinstance(e, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+                raise SystemExit(repr(e))
+        flush()
+    return back
 conn.initiate_connection()
 flush()
 "#,
@@ -430,28 +455,7 @@ assert body == bytes(x % 251 for x in range(200000)), len(body)
 assert largest <= 1000, largest
 # Upload 3 MiB to /echo, as the windows allow.
 up = bytes(x % 251 for x in range(3 << 20))
-i = conn.get_next_available_stream_id()
-conn.send_headers(i, [(":method", "POST"), (":scheme", "http"), (":authority", "h2.test"), (":path", "/echo")])
-flush()
-sent, back, done = 0, b"", False
-while not done:
-    while sent < len(up):
-        n = min(conn.local_flow_control_window(i), conn.max_outbound_frame_size, len(up) - sent)
-        if n <= 0:
-            break
-        conn.send_data(i, up[sent:sent + n], end_stream=(sent + n == len(up)))
-        sent += n
-    flush()
-    for e in pump():
-        if isinstance(e, h2.events.DataReceived):
-            back += e.data
-            conn.acknowledge_received_data(e.flow_controlled_length, i)
-        elif isinstance(e, h2.events.StreamEnded):
-            done = True
-        elif isinstance(e, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
-            raise SystemExit(repr(e))
-    flush()
-assert back == up, len(back)
+assert echo(up) == up
 print("ok")
 "#,
     );
@@ -979,28 +983,7 @@ fn frames_larger_than_the_buffers_still_pass() {
         listen,
         r#"
 up = bytes(x % 251 for x in range(300000))
-i = conn.get_next_available_stream_id()
-conn.send_headers(i, [(":method", "POST"), (":scheme", "http"), (":authority", "h2.test"), (":path", "/echo")])
-flush()
-sent, back, done = 0, b"", False
-while not done:
-    while sent < len(up):
-        n = min(conn.local_flow_control_window(i), conn.max_outbound_frame_size, len(up) - sent)
-        if n <= 0:
-            break
-        conn.send_data(i, up[sent:sent + n], end_stream=(sent + n == len(up)))
-        sent += n
-    flush()
-    for e in pump():
-        if isinstance(e, h2.events.DataReceived):
-            back += e.data
-            conn.acknowledge_received_data(e.flow_controlled_length, i)
-        elif isinstance(e, h2.events.StreamEnded):
-            done = True
-        elif isinstance(e, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
-            raise SystemExit(repr(e))
-    flush()
-assert back == up, len(back)
+assert echo(up) == up
 print("ok", conn.max_outbound_frame_size)
 "#,
     );
