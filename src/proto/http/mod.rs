@@ -499,8 +499,8 @@ async fn serve_tls_h1(
         let park = |since| parked = Some(Parking::H1(since));
         fast_path(&ctx, &mut *tls, &idle, listener, &worker, resumed, park).await
     };
-    let result = match next {
-        Next::Done => Ok(()),
+    match next {
+        Next::Done => {}
         Next::H2(start) => {
             let served = h2::serve(
                 &ctx,
@@ -515,7 +515,6 @@ async fn serve_tls_h1(
                 // Said goodbye already, `close_notify` included.
                 h2::End::Closed => return,
             }
-            Ok(())
         }
         Next::Hyper(prefix) => {
             let io = TokioIo::new(h1::Rewind::new(prefix, tls));
@@ -525,8 +524,7 @@ async fn serve_tls_h1(
             }
             return;
         }
-    };
-    let _: Result<(), ConnError> = result;
+    }
     match parked {
         Some(parking) => {
             // As a plain connection parks, with the session kept and its socket out.
