@@ -998,6 +998,20 @@ mod tests {
         b
     }
 
+    /// A connection past its preface with a GET (no body) on each of `ids`, its output
+    /// written.
+    fn with_gets(ids: &[u32]) -> Connection {
+        let mut c = Connection::new(LIMITS);
+        let mut input = start();
+        for &id in ids {
+            let flags = flag::END_HEADERS | flag::END_STREAM;
+            input.extend(frame(kind::HEADERS, flags, id, &get(&format!("/{id}"))));
+        }
+        feed(&mut c, &input).unwrap();
+        drain(&mut c);
+        c
+    }
+
     /// The frames in `out`: (kind, flags, stream, payload).
     fn frames(out: &[u8]) -> Vec<(u8, u8, u32, Vec<u8>)> {
         let mut v = Vec::new();
@@ -1148,16 +1162,7 @@ mod tests {
 
     #[test]
     fn a_head_larger_than_a_frame_goes_on_in_continuations() {
-        let mut c = Connection::new(LIMITS);
-        let mut input = start();
-        input.extend(frame(
-            kind::HEADERS,
-            flag::END_HEADERS | flag::END_STREAM,
-            1,
-            &get("/"),
-        ));
-        feed(&mut c, &input).unwrap();
-        drain(&mut c);
+        let mut c = with_gets(&[1]);
         let big = vec![b'v'; 40_000];
         c.send_headers(1, 200, [(&b"x-big"[..], &big[..])].into_iter(), true);
         let out = drain(&mut c);
@@ -1250,16 +1255,8 @@ mod tests {
 
     #[test]
     fn a_parked_connection_keeps_its_table_and_windows() {
-        let mut c = Connection::new(LIMITS);
-        // A literal with incremental indexing: `:authority: h` goes into the table.
-        let mut input = start();
-        input.extend(frame(
-            kind::HEADERS,
-            flag::END_HEADERS | flag::END_STREAM,
-            1,
-            &get("/1"),
-        ));
-        feed(&mut c, &input).unwrap();
+        // Its GET has a literal with incremental indexing: `:authority: h` is in the table.
+        let mut c = with_gets(&[1]);
         c.send_headers(1, 204, std::iter::empty(), true);
         drain(&mut c);
         c.shrink();
@@ -1358,22 +1355,7 @@ mod tests {
 
     #[test]
     fn the_first_block_zeroes_the_clients_table_and_a_later_error_says_goaway_again() {
-        let mut c = Connection::new(LIMITS);
-        let mut input = start();
-        input.extend(frame(
-            kind::HEADERS,
-            flag::END_HEADERS | flag::END_STREAM,
-            1,
-            &get("/"),
-        ));
-        input.extend(frame(
-            kind::HEADERS,
-            flag::END_HEADERS | flag::END_STREAM,
-            3,
-            &get("/"),
-        ));
-        feed(&mut c, &input).unwrap();
-        drain(&mut c);
+        let mut c = with_gets(&[1, 3]);
         c.send_headers(1, 200, std::iter::empty(), true);
         c.send_headers(3, 200, std::iter::empty(), true);
         let out = drain(&mut c);
