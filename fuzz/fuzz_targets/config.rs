@@ -7,6 +7,7 @@
 
 use corelane::config::model::limits;
 use corelane::config::table::RoutingTable;
+use corelane::tls::TlsSet;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,15 +22,18 @@ fuzz_target!(|data: &[u8]| {
         assert!(c.connect_attempts >= 1 && c.connect_attempts <= c.endpoints.len());
         assert!(c.endpoints.iter().all(|e| e.weight.get() <= limits::MAX_WEIGHT));
     }
-    let table = RoutingTable::build(cfg, 1, 2, None);
+    // No certificate is read here: TLS listeners get no server configuration.
+    let table = RoutingTable::build(cfg, 1, 2, None, &TlsSet::default());
     for c in table.clusters.iter() {
         let n = c.endpoints.len();
-        let mut tried = Vec::new();
-        while let Some(i) = c.balancer.pick(&c.endpoints, 1, b"192.0.2.7", &tried) {
-            assert!(i < n && !tried.contains(&i), "pick {i} of {n}, tried {tried:?}");
-            tried.push(i);
-            if tried.len() > 4 {
-                break;
+        for healthy_only in [true, false] {
+            let mut tried = Vec::new();
+            while let Some(i) = c.balancer.pick(&c.endpoints, 1, b"192.0.2.7", &tried, healthy_only) {
+                assert!(i < n && !tried.contains(&i), "pick {i} of {n}, tried {tried:?}");
+                tried.push(i);
+                if tried.len() > 4 {
+                    break;
+                }
             }
         }
     }
