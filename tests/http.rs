@@ -933,6 +933,113 @@ fn metrics_by_route_and_class_and_the_access_log() {
     );
 }
 
+/// Requests corelane answers before routing them (malformed 400, head too large 431, head
+/// too slow 408) are counted for their listener and logged with a `null` route; an idle
+/// keep-alive connection closed at `header_timeout` (no request begun) is neither. The same
+/// holds on the hyper path, after the fast path handed a connection over.
+#[test]
+fn requests_refused_before_routing_are_counted_and_logged() {
+    let a = EchoBackend::start("a");
+    let (admin, listen) = (addr(), addr());
+    let dir = tempdir("refused");
+    let log = dir.join("access.log");
+    let cfg = format!(
+        "workers = 2\n[admin]\nlisten = \"{admin}\"\n[log]\nlevel = \"info\"\naccess_log = \"{}\"\n",
+        log.display()
+    ) + &listener_toml(
+        "web",
+        listen,
+        "app",
+        "protocol = \"http\"\naccess_log = true\nheader_timeout = \"700ms\"\nmax_header_size = 8192\n",
+    ) + &cluster_toml("app", "round_robin", &[(a.addr, 1)], "");
+    let p = Proxy::start(&cfg, admin);
+    let two_lengths =
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde";
+    assert!(raw(listen, two_lengths).starts_with("HTTP/1.1 400"));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(10_000)
+    );
+    assert!(raw(listen, big.as_bytes()).starts_with("HTTP/1.1 431"));
+    // Slow: a head begun and not finished; and nothing at all.
+    assert!(raw(listen, b"GET /slow HTTP/1.1\r\nHost: t\r\n").starts_with("HTTP/1.1 408"));
+    assert!(raw(listen, b"").starts_with("HTTP/1.1 408"));
+    // The hyper path (a chunked upload is handed to it): a head begun after a response is a
+    // slow request; a connection idle after its response is not.
+    let upload = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    for then in [&b"GET /late HTTP/1.1\r\n"[..], b""] {
+        let mut s = TcpStream::connect(listen).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(upload).unwrap();
+        let mut first = [0u8; 12];
+        s.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"HTTP/1.1 200");
+        thread::sleep(Duration::from_millis(100));
+        s.write_all(then).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.contains("HTTP/1.1 408"), "{out:?}");
+    }
+    let m = p.metrics();
+    let refused = |status: &str| {
+        let series =
+            format!("corelane_http_refused_requests_total{{listener=\"web\",status=\"{status}\"}}");
+        metric(&m, &series).unwrap_or_else(|| panic!("no {series} in\n{m}"))
+    };
+    assert_eq!(
+        [
+            refused("400"),
+            refused("408"),
+            refused("431"),
+            refused("501")
+        ],
+        [1.0, 2.0, 1.0, 0.0]
+    );
+    // No route saw them.
+    assert_eq!(
+        metric(
+            &m,
+            "corelane_http_responses_total{listener=\"web\",route=\"default\",class=\"4xx\"}"
+        ),
+        Some(0.0)
+    );
+    let mut entries: Vec<serde_json::Value> = Vec::new();
+    assert!(
+        eventually(5, || {
+            entries = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            entries.len() == 6
+        }),
+        "{entries:?}"
+    );
+    let mut statuses: Vec<u64> = entries
+        .iter()
+        .filter(|e| e["route"].is_null())
+        .filter_map(|e| e["status"].as_u64())
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, [400, 408, 408, 431], "{entries:?}");
+    let slow = entries.iter().find(|e| e["path"] == "/slow").unwrap();
+    assert_eq!(
+        (
+            slow["method"].as_str(),
+            slow["status"].as_u64(),
+            slow["bytes"].as_u64()
+        ),
+        (Some("GET"), Some(408), Some(20)),
+        "{slow}"
+    );
+    assert_eq!(slow["listener"], "web");
+    assert!(
+        slow["duration_ms"].as_f64().is_some_and(|ms| ms >= 600.0),
+        "{slow}"
+    );
+}
+
 /// An HTTP/2 connection with nothing to do is closed (GOAWAY) after the listener's
 /// `idle_timeout`; one that is busy is not.
 #[test]

@@ -566,7 +566,7 @@ fn pings_and_settings_are_answered_and_unknown_frames_ignored() {
 #[test]
 fn malformed_requests_are_reset_and_never_forwarded() {
     let a = EchoBackend::start("a");
-    let (_p, listen) = proxy(&[a.addr], "");
+    let (p, listen) = proxy(&[a.addr], "");
     let mut c = Raw::connect(listen);
     let with = |extra: &[(&'static str, &'static str)]| {
         let mut f = get("/bad");
@@ -612,12 +612,34 @@ fn malformed_requests_are_reset_and_never_forwarded() {
     c.send(&frame(PRIORITY, 0, id, &[0, 0, 0, id as u8, 16]));
     assert_eq!(c.reset(id), PROTOCOL_ERROR);
     id += 2;
+    // CONNECT (and so RFC 8441's extended CONNECT) is not served: 501.
+    let connect = block(&[(":method", "CONNECT"), (":authority", "h2.test:443")]);
+    c.send(&frame(HEADERS, END_HEADERS, id, &connect));
+    assert_eq!(c.response(id).0, 501);
+    id += 2;
     let (status, _) = c.get(id, "/good");
     assert_eq!(status, 200);
     assert_eq!(
         a.requests.load(Ordering::SeqCst),
         1,
         "only the good request went on"
+    );
+    // The malformed requests (not the streams that went wrong later, after they were routed)
+    // are counted for the listener, as its refused requests.
+    let m = p.metrics();
+    let refused = |status: &str| {
+        let series =
+            format!("corelane_http_refused_requests_total{{listener=\"web\",status=\"{status}\"}}");
+        metric(&m, &series).unwrap_or_else(|| panic!("no {series} in\n{m}"))
+    };
+    assert_eq!(
+        [
+            refused("400"),
+            refused("408"),
+            refused("431"),
+            refused("501")
+        ],
+        [bad.len() as f64, 0.0, 0.0, 1.0]
     );
 }
 
@@ -655,7 +677,7 @@ fn a_continuation_flood_is_cut() {
 #[test]
 fn an_hpack_bomb_is_431_and_the_connection_goes_on() {
     let a = EchoBackend::start("a");
-    let (_p, listen) = proxy(&[a.addr], "max_header_size = 16384\n");
+    let (p, listen) = proxy(&[a.addr], "max_header_size = 16384\n");
     let mut c = Raw::connect(listen);
     // Literal with incremental indexing (0x40), new name: x-big, a 4,000-byte value.
     let mut b = block(&get("/first"));
@@ -687,6 +709,8 @@ fn an_hpack_bomb_is_431_and_the_connection_goes_on() {
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&body).contains(&format!("x-big: {value}")));
     assert_eq!(a.requests.load(Ordering::SeqCst), 2);
+    let series = "corelane_http_refused_requests_total{listener=\"web\",status=\"431\"}";
+    assert_eq!(metric(&p.metrics(), series), Some(1.0));
 }
 
 /// CVE-2023-44487: streams opened and reset at once, over and over. corelane says

@@ -422,6 +422,15 @@ fn a_slow_tls_client_is_told_408() {
     let out = slow.finish();
     assert!(out.contains("HTTP/1.1 408 Request Timeout"), "{out}");
     assert_eq!(a.requests.load(Ordering::SeqCst), 0);
+    // The same on a connection the fast path handed to hyper (a chunked upload goes there),
+    // which says no 408 itself: corelane says it once hyper gives the connection back.
+    let mut slow = S_client::open(listen);
+    slow.send(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    slow.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n");
+    let out = slow.finish();
+    assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
+    assert!(out.contains("HTTP/1.1 408 Request Timeout"), "{out}");
+    assert_eq!(a.requests.load(Ordering::SeqCst), 1);
 }
 
 /// An nginx serving HTTPS with the test `localhost` certificate.

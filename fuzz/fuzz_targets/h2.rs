@@ -100,6 +100,9 @@ impl Events for Seen {
     fn reset(&mut self, stream: u32, reason: Reason) {
         self.0.push(format!("reset {stream} {reason}"));
     }
+    fn malformed(&mut self, stream: u32, f: &Fields) {
+        self.0.push(format!("malformed {stream} {:?}", f.method()));
+    }
 }
 
 const LIMITS: Limits = Limits {

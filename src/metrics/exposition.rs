@@ -18,7 +18,8 @@ use prometheus_client::registry::Registry;
 use super::counters::Counter;
 use super::histogram::{Exported, Merged};
 use super::stats::{EndpointCounters, ListenerCounters};
-use super::stats::{RouteStats, StatusClasses};
+use super::stats::{Refusal, RouteStats, StatusClasses};
+use crate::config::model::Protocol;
 use crate::config::table::RoutingTable;
 use crate::upstream::Endpoint;
 use std::sync::atomic::Ordering::Relaxed;
@@ -267,6 +268,28 @@ impl Collector for Scrape {
 /// HTTP series: responses by status class and latency to the response headers, per route
 /// (`route="default"`: no route matched) and per cluster.
 fn http(e: &mut DescriptorEncoder, t: &RoutingTable, hist: &Merged) -> fmt::Result {
+    let refused = t
+        .listeners
+        .iter()
+        .filter(|l| l.config.protocol == Protocol::Http)
+        .flat_map(|l| {
+            Refusal::ALL.iter().enumerate().map(move |(i, why)| {
+                (
+                    [
+                        ("listener", l.config.name.as_str()),
+                        ("status", why.label()),
+                    ],
+                    l.stats.workers.sum(|c| &c.http_refused[i]),
+                )
+            })
+        });
+    family::<L2>(
+        e,
+        "corelane_http_refused_requests",
+        "HTTP requests answered before they were routed, by status: 400 malformed (over HTTP/2, also a request reset as malformed), 408 head not in within header_timeout, 431 head too large, 501 CONNECT over HTTP/2.",
+        MetricType::Counter,
+        refused,
+    )?;
     let routes: Vec<(&str, &str, &RouteStats)> = t
         .listeners
         .iter()

@@ -23,6 +23,51 @@ pub struct ListenerCounters {
     pub bytes_in: Counter,
     /// Bytes sent to clients.
     pub bytes_out: Counter,
+    /// HTTP requests refused before they were routed, by [`Refusal`].
+    pub http_refused: [Counter; Refusal::ALL.len()],
+}
+
+/// Why corelane answered an HTTP request before routing it: the request never reached a route,
+/// so it is counted per listener (`corelane_http_refused_requests`) rather than per route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Malformed (400); over HTTP/2, a request reset with `PROTOCOL_ERROR` as malformed.
+    Malformed,
+    /// Its head did not arrive within `header_timeout` (408).
+    Timeout,
+    /// Its head was over `max_header_size` or `max_headers` (431).
+    TooLarge,
+    /// A method corelane does not serve there: `CONNECT` over HTTP/2 (501).
+    NotImplemented,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 4] = [
+        Refusal::Malformed,
+        Refusal::Timeout,
+        Refusal::TooLarge,
+        Refusal::NotImplemented,
+    ];
+
+    /// The status corelane answers with (the label of the series).
+    pub fn status(self) -> u16 {
+        match self {
+            Refusal::Malformed => 400,
+            Refusal::Timeout => 408,
+            Refusal::TooLarge => 431,
+            Refusal::NotImplemented => 501,
+        }
+    }
+
+    /// [`Refusal::status`] as a label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Malformed => "400",
+            Refusal::Timeout => "408",
+            Refusal::TooLarge => "431",
+            Refusal::NotImplemented => "501",
+        }
+    }
 }
 
 #[derive(Debug)]

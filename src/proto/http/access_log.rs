@@ -69,11 +69,13 @@ pub struct Entry<'a> {
     /// Unix time (seconds) the request arrived.
     pub ts: f64,
     pub listener: &'a str,
-    pub route: &'a str,
+    /// `null` for a request refused before it was routed (a 400, 408 or 431 corelane gave).
+    pub route: Option<&'a str>,
     pub client: &'a str,
-    pub method: &'a str,
+    /// `null` where a refused request did not say it (or not readably).
+    pub method: Option<&'a str>,
     pub host: Option<&'a str>,
-    pub path: &'a str,
+    pub path: Option<&'a str>,
     pub status: u16,
     /// Response body bytes written to the client (on the fast path, a chunked body's chunk
     /// framing included, as it is relayed).
@@ -111,11 +113,11 @@ impl Pending {
         record(&Entry {
             ts: self.ts,
             listener: &self.listener,
-            route: &self.route,
+            route: Some(&self.route),
             client: &self.client,
-            method: &self.method,
+            method: Some(&self.method),
             host: self.host.as_deref(),
-            path: &self.path,
+            path: Some(&self.path),
             status: self.status,
             bytes: self.bytes,
             upstream: self.upstream.clone(),

@@ -19,6 +19,7 @@ use super::forward::{self, Ctx, Failure};
 use super::{Conn, access_log, h1, headers, route, tunnel};
 use crate::config::http::{Action, HashOn, Route};
 use crate::config::model::Protocol;
+use crate::metrics::stats::Refusal;
 use crate::worker::TableRef;
 
 /// The table and listener a request is routed by: the current table if it still has this
@@ -127,6 +128,70 @@ pub(super) fn record(
         c.worker.histograms.record(stats.uid, took);
     }
     line
+}
+
+/// What is known of a request corelane answered before routing it.
+pub(super) struct Refused<'a> {
+    pub why: Refusal,
+    pub method: Option<&'a [u8]>,
+    pub host: Option<&'a [u8]>,
+    pub path: Option<&'a [u8]>,
+    /// When the request began to arrive (for a 408: when the wait for its head began).
+    pub started: Instant,
+    /// Body bytes of corelane's answer.
+    pub bytes: u64,
+}
+
+/// Counts a request refused before routing (per listener, by status: no route saw it) and
+/// logs it if the listener keeps an access log, with what is known of it.
+pub(super) fn refused<'a>(c: &Conn, r: &Refused<'a>) {
+    let (table, li) = routing(c);
+    let listener = &table.listeners[li];
+    listener.stats.workers.get(c.worker.id).http_refused[r.why as usize].inc();
+    if !listener.config.access_log {
+        return;
+    }
+    let text = |b: Option<&'a [u8]>| b.and_then(|b| std::str::from_utf8(b).ok());
+    let took = r.started.elapsed();
+    let now = std::time::SystemTime::now();
+    let ms = took.as_secs_f64() * 1e3;
+    access_log::record(&access_log::Entry {
+        ts: crate::control::unix_seconds(now.checked_sub(took).unwrap_or(now)),
+        listener: &listener.config.name,
+        route: None,
+        client: c.peer_value.to_str().unwrap_or(""),
+        method: text(r.method),
+        host: text(r.host),
+        path: text(r.path),
+        status: r.why.status(),
+        bytes: r.bytes,
+        upstream: None,
+        duration_ms: ms,
+        total_ms: ms,
+    });
+}
+
+/// [`refused`] for a request whose head was not in within `header_timeout`, answered with
+/// `io::RESPONSE_408`: `head` is what had arrived of it, from which the method and target are
+/// logged when its request line is whole.
+pub(super) fn too_slow(c: &Conn, head: &[u8], started: Instant) {
+    let line = head
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|end| head[..end].trim_ascii_end());
+    let mut words = line.into_iter().flat_map(|l| l.split(|&b| b == b' '));
+    let (method, path) = (words.next(), words.next());
+    refused(
+        c,
+        &Refused {
+            why: Refusal::Timeout,
+            method,
+            host: None,
+            path,
+            started,
+            bytes: super::io::BODY_408,
+        },
+    );
 }
 
 /// Counts a request as waiting for its response headers while it lives.

@@ -33,7 +33,10 @@
 //!
 //! Errors are short plain-text responses: 400 (hyper), 413 (`max_body`), 431 (hyper), 502
 //! (upstream failed or unreachable), 503 (no healthy endpoint), 504 (no response within
-//! `response_timeout` / `request_timeout`). No error panics or ends other requests.
+//! `response_timeout` / `request_timeout`). No error panics or ends other requests. What is
+//! answered before routing (400 and 431 by hyper, 408 by corelane for hyper too, which says
+//! none, and the HTTP/2 server's own) is counted per listener and logged
+//! ([`handle::refused`]), since no route saw it.
 //!
 //! TLS listeners do the handshake first (rustls, `crate::tls`; ALPN picks h2 or HTTP/1.1).
 //!
@@ -73,6 +76,7 @@ use hyper_util::server::conn::auto;
 use crate::io::notify::LocalNotify;
 use crate::metrics::counters::{GaugeGuard, OwnedGauge};
 use crate::metrics::stats::ListenerStats;
+use crate::metrics::stats::Refusal;
 use crate::worker::park::{ResumeClient, Sleeper};
 use crate::worker::{Accepted, Held, TableRef, Wake, Worker};
 use body::ResponseBody;
@@ -286,16 +290,15 @@ async fn serve_plain(worker: Rc<Worker>, conn: Accepted, resumed: Option<Resumed
             return;
         }
         Next::Hyper(prefix) => {
-            let stream = io.stream.clone();
-            let io = TokioIo::new(h1::Rewind::new(prefix, io));
-            let r = Box::pin(hyper_serve(ctx, io, cfg, &worker, idle)).await;
-            if r.as_ref().is_err_and(|e| {
-                e.downcast_ref::<hyper::Error>()
-                    .is_some_and(hyper::Error::is_timeout)
-            }) {
-                io::send_408(&stream);
+            let h2 = h2::is_preface(&prefix);
+            let (io, back) = h1::Rewind::new(prefix, io);
+            let served = hyper_serve(ctx.clone(), TokioIo::new(io), cfg, &worker, idle);
+            let r = Box::pin(served).await;
+            if h2 {
+                r
+            } else {
+                after_hyper(&ctx, cfg, r, back).await
             }
-            r
         }
     };
     if let Err(e) = result {
@@ -517,8 +520,12 @@ async fn serve_tls_h1(
             }
         }
         Next::Hyper(prefix) => {
-            let io = TokioIo::new(h1::Rewind::new(prefix, tls));
-            let r = Box::pin(hyper_serve(ctx, io, cfg, &worker, idle)).await;
+            let (io, back) = h1::Rewind::new(prefix, tls);
+            let served = hyper_serve(ctx.clone(), TokioIo::new(io), cfg, &worker, idle);
+            let mut r = Box::pin(served).await;
+            if !h2_alpn {
+                r = after_hyper(&ctx, cfg, r, back).await;
+            }
             if let Err(e) = r {
                 tracing::debug!(listener = %listener.config.name, peer = %held.peer, error = %e, "client connection ended with an error");
             }
@@ -550,6 +557,56 @@ async fn serve_tls_h1(
 }
 
 type ConnError = Box<dyn std::error::Error + Send + Sync>;
+
+/// After hyper's end of an HTTP/1.x connection the fast path handed it: counts the requests
+/// hyper refused (it answered 400 or 431 itself), and says 408 to a client whose request head
+/// was not in within `header_timeout` (hyper just closes), counting it when a request had
+/// begun.
+async fn after_hyper<S: h1::ClientIo>(
+    ctx: &Conn,
+    cfg: &crate::config::http::HttpListener,
+    r: Result<(), ConnError>,
+    mut back: tokio::sync::oneshot::Receiver<h1::Back<S>>,
+) -> Result<(), ConnError> {
+    let Some(e) = r
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<hyper::Error>())
+    else {
+        return r;
+    };
+    let now = Instant::now();
+    let why = if e.is_timeout() {
+        // Back already: hyper's connection, which held it, has ended.
+        let Ok(mut b) = back.try_recv() else {
+            return r;
+        };
+        b.io.too_slow().await;
+        let bye = tokio::io::AsyncWriteExt::shutdown(&mut b.io);
+        let _ = tokio::time::timeout(IDLE_GRACE, bye).await;
+        if !b.heard {
+            return r;
+        }
+        handle::too_slow(ctx, &[], now.checked_sub(cfg.header_timeout).unwrap_or(now));
+        return r;
+    } else if e.is_parse_too_large() {
+        Refusal::TooLarge
+    } else if e.is_parse() {
+        Refusal::Malformed
+    } else {
+        return r;
+    };
+    let refused = handle::Refused {
+        why,
+        method: None,
+        host: None,
+        path: None,
+        started: now,
+        bytes: 0,
+    };
+    handle::refused(ctx, &refused);
+    r
+}
 
 /// Serves a connection (the rest of it, after the fast path) with hyper: HTTP/1.1 and
 /// HTTP/2, each request through [`handle`].

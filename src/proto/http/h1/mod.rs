@@ -186,6 +186,18 @@ pub(super) trait ClientIo: AsyncRead + AsyncWrite + Unpin {
     async fn too_slow(&mut self);
 }
 
+impl<T: ClientIo> ClientIo for Box<T> {
+    async fn ready(&self) -> std::io::Result<()> {
+        (**self).ready().await
+    }
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        (**self).poll_ready(cx)
+    }
+    async fn too_slow(&mut self) {
+        (**self).too_slow().await;
+    }
+}
+
 impl ClientIo for Io<ClientSide> {
     async fn ready(&self) -> std::io::Result<()> {
         self.stream.readable().await
@@ -339,6 +351,9 @@ pub(super) async fn serve<S: ClientIo>(
                 r = io.read(&mut buf[end..]) => r,
                 () = &mut timer => {
                     io.too_slow().await;
+                    if end > start {
+                        handle::too_slow(c, &buf[start..end], since);
+                    }
                     Ok(0)
                 }
             };
@@ -549,19 +564,59 @@ fn error_response(out: &mut Vec<u8>, status: hyper::StatusCode, close: bool, to_
 }
 
 /// A client connection handed to the hyper path: the bytes the fast path had read, then the
-/// socket.
+/// socket. When hyper is done with it (drops it), the socket comes back through the receiver
+/// [`Rewind::new`] gives, so that a 408 can still be said on it (hyper says none).
 pub(super) struct Rewind<S> {
     prefix: Vec<u8>,
     pos: usize,
-    inner: S,
+    /// `None` only once dropped.
+    inner: Option<S>,
+    /// Bytes came from the client since the last went to it: a request had begun to arrive.
+    heard: bool,
+    back: Option<tokio::sync::oneshot::Sender<Back<S>>>,
+}
+
+/// A connection back from hyper.
+pub(super) struct Back<S> {
+    pub io: S,
+    /// Bytes had come from the client since the last went to it (a request had begun).
+    pub heard: bool,
 }
 
 impl<S> Rewind<S> {
-    pub(super) fn new(prefix: Vec<u8>, inner: S) -> Self {
-        Rewind {
+    pub(super) fn new(
+        prefix: Vec<u8>,
+        inner: S,
+    ) -> (Self, tokio::sync::oneshot::Receiver<Back<S>>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let io = Rewind {
+            heard: !prefix.is_empty(),
             prefix,
             pos: 0,
-            inner,
+            inner: Some(inner),
+            back: Some(tx),
+        };
+        (io, rx)
+    }
+
+    fn inner(&mut self) -> std::io::Result<Pin<&mut S>>
+    where
+        S: Unpin,
+    {
+        match &mut self.inner {
+            Some(s) => Ok(Pin::new(s)),
+            None => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+impl<S> Drop for Rewind<S> {
+    fn drop(&mut self) {
+        if let (Some(io), Some(tx)) = (self.inner.take(), self.back.take()) {
+            let _ = tx.send(Back {
+                io,
+                heard: self.heard,
+            });
         }
     }
 }
@@ -583,7 +638,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
             }
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = std::task::ready!(self.inner()?.poll_read(cx, buf));
+        if buf.filled().len() > before {
+            self.heard = true;
+        }
+        Poll::Ready(r)
     }
 }
 
@@ -593,7 +653,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
+        let r = std::task::ready!(self.inner()?.poll_write(cx, data));
+        self.heard &= !matches!(r, Ok(n) if n > 0);
+        Poll::Ready(r)
     }
 
     fn poll_write_vectored(
@@ -601,18 +663,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = std::task::ready!(self.inner()?.poll_write_vectored(cx, bufs));
+        self.heard &= !matches!(r, Ok(n) if n > 0);
+        Poll::Ready(r)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.inner.as_ref().is_some_and(S::is_write_vectored)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        self.inner()?.poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        self.inner()?.poll_shutdown(cx)
     }
 }

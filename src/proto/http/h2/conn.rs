@@ -71,6 +71,9 @@ pub trait Events {
     fn trailers(&mut self, stream: u32, fields: &Fields);
     /// The stream is gone: the client reset it, or corelane did for a stream error.
     fn reset(&mut self, stream: u32, reason: Reason);
+    /// A new request was reset with `PROTOCOL_ERROR` as malformed (RFC 9113 8.1.1), before
+    /// any [`Events::request`] for it: `fields` is what it said.
+    fn malformed(&mut self, stream: u32, fields: &Fields);
 }
 
 #[derive(Debug)]
@@ -450,8 +453,10 @@ impl Connection {
             None
         };
         if let Some(reason) = refuse {
-            if let Some(why) = fields.malformed() {
+            if reason == Reason::PROTOCOL_ERROR {
+                let why = fields.malformed().unwrap_or("framing");
                 tracing::debug!(stream = id, why, "malformed HTTP/2 request");
+                ev.malformed(id, fields);
             }
             frame::write_rst(&mut self.out, id, reason);
             self.note_reset(id);
@@ -976,6 +981,10 @@ mod tests {
         fn reset(&mut self, stream: u32, reason: Reason) {
             self.0.push(format!("reset {stream} {reason}"));
         }
+        fn malformed(&mut self, stream: u32, f: &Fields) {
+            let method = String::from_utf8_lossy(f.method()).into_owned();
+            self.0.push(format!("malformed {stream} {method}"));
+        }
     }
 
     fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -984,6 +993,8 @@ mod tests {
         f.extend_from_slice(payload);
         f
     }
+
+    const FLAGS_END: u8 = flag::END_HEADERS | flag::END_STREAM;
 
     fn get(path: &str) -> Vec<u8> {
         let mut b = vec![0x82, 0x86, 0x41, 1, b'h', 0x04];
@@ -1231,6 +1242,36 @@ mod tests {
         input.extend(frame(kind::HEADERS, flag::END_HEADERS, 3, &t));
         let seen = feed(&mut c, &input).unwrap();
         assert_eq!(seen.0, ["request 3 /x end=false", "reset 3 PROTOCOL_ERROR"]);
+    }
+
+    #[test]
+    fn a_malformed_request_is_reset_and_told_as_such() {
+        let mut c = Connection::new(LIMITS);
+        let mut input = start();
+        // GET with no `:path`; then a request that says a body it does not send.
+        input.extend(frame(
+            kind::HEADERS,
+            FLAGS_END,
+            1,
+            &[0x82, 0x86, 0x41, 1, b'h'],
+        ));
+        let mut cl = get("/cl");
+        cl.extend_from_slice(&[0x0f, 0x0d, 1, b'5']);
+        input.extend(frame(kind::HEADERS, FLAGS_END, 3, &cl));
+        input.extend(frame(kind::HEADERS, FLAGS_END, 5, &get("/fine")));
+        let seen = feed(&mut c, &input).unwrap();
+        assert_eq!(
+            seen.0,
+            [
+                "malformed 1 GET",
+                "malformed 3 GET",
+                "request 5 /fine end=true"
+            ]
+        );
+        let out = drain(&mut c);
+        for id in [1, 3] {
+            assert!(out.contains(&(kind::RST_STREAM, 0, id, 1u32.to_be_bytes().to_vec())));
+        }
     }
 
     #[test]

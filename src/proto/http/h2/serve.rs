@@ -45,6 +45,7 @@ use super::stream::{
     Continue, Head, RecvBody, STREAM_QUEUE, Shared, StreamState, respond, with_length,
 };
 use crate::io::notify::LocalNotify;
+use crate::metrics::stats::Refusal;
 use crate::proto::http::body::{ClientBody, ResponseBody};
 use crate::proto::http::h1::ClientIo;
 use crate::proto::http::idle::Idle;
@@ -642,8 +643,8 @@ impl Intake<'_> {
         self.slots.binary_search_by_key(&id, |s| s.id).ok()
     }
 
-    /// Answers a request corelane will not forward, without a task.
-    fn answer(&mut self, st: &Rc<RefCell<StreamState>>, status: StatusCode, text: &str) {
+    /// Answers a request corelane will not forward, without a task; the body's length.
+    fn answer(&mut self, st: &Rc<RefCell<StreamState>>, status: StatusCode, text: &str) -> u64 {
         let (mut parts, body) = handle::error(status, text).into_parts();
         with_length(parts.status, &mut parts.headers, &body);
         let mut s = st.borrow_mut();
@@ -656,7 +657,21 @@ impl Intake<'_> {
         }
         s.out_end = true;
         self.shared.queue(&mut s);
+        s.out_bytes as u64
     }
+}
+
+/// Counts (and logs) a request refused before routing, with what its fields say of it.
+fn refused(ctx: &Conn, why: Refusal, fields: &Fields, bytes: u64) {
+    let r = handle::Refused {
+        why,
+        method: Some(fields.method()).filter(|m| !m.is_empty()),
+        host: fields.authority(),
+        path: fields.path(),
+        started: Instant::now(),
+        bytes,
+    };
+    handle::refused(ctx, &r);
 }
 
 impl Events for Intake<'_> {
@@ -668,14 +683,13 @@ impl Events for Intake<'_> {
         }));
         let mut task = None;
         if fields.too_large() {
-            let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-            self.answer(&state, status, "request header fields too large");
+            let text = "request header fields too large";
+            let bytes = self.answer(&state, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, text);
+            refused(self.ctx, Refusal::TooLarge, fields, bytes);
         } else if fields.method() == b"CONNECT" {
-            self.answer(
-                &state,
-                StatusCode::NOT_IMPLEMENTED,
-                "CONNECT is not supported",
-            );
+            let text = "CONNECT is not supported";
+            let bytes = self.answer(&state, StatusCode::NOT_IMPLEMENTED, text);
+            refused(self.ctx, Refusal::NotImplemented, fields, bytes);
         } else {
             let body = RecvBody {
                 stream: state.clone(),
@@ -743,6 +757,10 @@ impl Events for Intake<'_> {
         if let Some(w) = s.reader.take() {
             w.wake();
         }
+    }
+
+    fn malformed(&mut self, _: u32, fields: &Fields) {
+        refused(self.ctx, Refusal::Malformed, fields, 0);
     }
 
     fn trailers(&mut self, id: u32, fields: &Fields) {
