@@ -766,6 +766,60 @@ fn streams_beyond_the_limit_are_refused() {
     }
 }
 
+/// The `http2_*` keys: what corelane's SETTINGS and first WINDOW_UPDATE say, and the stream
+/// limit enforced; the same from hyper's server on a listener with `fast_path = false`.
+#[test]
+fn http2_limits_come_from_the_listener() {
+    let a = EchoBackend::start("a");
+    for fast_path in [true, false] {
+        let keys = format!(
+            "fast_path = {fast_path}\nhttp2_max_concurrent_streams = 3\nhttp2_stream_window = 100000\nhttp2_connection_window = 200000\n"
+        );
+        let (_p, listen) = proxy(&[a.addr], &keys);
+        let mut c = Raw::bare(listen);
+        c.send(PREFACE);
+        c.send(&frame(SETTINGS, 0, 0, &[]));
+        let settings = c
+            .until(|f| f.kind == SETTINGS && f.flags & ACK == 0)
+            .expect("SETTINGS");
+        let said: Vec<(u16, u32)> = settings
+            .payload
+            .chunks(6)
+            .map(|e| {
+                let id = u16::from_be_bytes([e[0], e[1]]);
+                (id, u32::from_be_bytes([e[2], e[3], e[4], e[5]]))
+            })
+            .collect();
+        // SETTINGS_MAX_CONCURRENT_STREAMS (3) and SETTINGS_INITIAL_WINDOW_SIZE (4).
+        assert!(said.contains(&(3, 3)), "fast_path {fast_path}: {said:?}");
+        assert!(
+            said.contains(&(4, 100_000)),
+            "fast_path {fast_path}: {said:?}"
+        );
+        let update = c
+            .until(|f| f.kind == WINDOW_UPDATE && f.stream == 0)
+            .expect("the connection's WINDOW_UPDATE");
+        let increment = u32::from_be_bytes(update.payload[..4].try_into().unwrap());
+        assert_eq!(increment, 200_000 - 65_535, "fast_path {fast_path}");
+        c.send(&frame(SETTINGS, ACK, 0, &[]));
+        let mut all = Vec::new();
+        for id in [1, 3, 5, 7] {
+            let slow = block(&get("/slow?ms=300"));
+            all.extend(frame(HEADERS, END_HEADERS | END_STREAM, id, &slow));
+        }
+        c.send(&all);
+        assert_eq!(c.reset(7), REFUSED_STREAM, "fast_path {fast_path}");
+        let mut answered = 0;
+        while answered < 3 {
+            let f = c.next().expect("the three others answered");
+            if f.kind == HEADERS {
+                assert_eq!(f.status(), 200);
+                answered += 1;
+            }
+        }
+    }
+}
+
 /// Slow prefaces (slowloris over HTTP/2): a connection that has not finished its preface and
 /// first SETTINGS, or a header block, within `header_timeout` is closed; a normal client is
 /// served meanwhile.

@@ -91,6 +91,9 @@ pub struct ListenerFile {
     pub max_headers: Option<u32>,
     pub max_body: Option<u64>,
     pub fast_path: Option<bool>,
+    pub http2_max_concurrent_streams: Option<u32>,
+    pub http2_stream_window: Option<u32>,
+    pub http2_connection_window: Option<u32>,
     #[serde(default)]
     pub routes: Vec<RouteFile>,
     pub request_headers: Option<HeaderRulesFile>,

@@ -30,6 +30,12 @@ pub struct HttpListenerFile {
     pub max_body: Option<u64>,
     /// Serve HTTP/1.1 requests on the hand-written fast path where it applies (default).
     pub fast_path: Option<bool>,
+    /// HTTP/2 clients: `SETTINGS_MAX_CONCURRENT_STREAMS`.
+    pub http2_max_concurrent_streams: Option<u32>,
+    /// HTTP/2 clients: `SETTINGS_INITIAL_WINDOW_SIZE`, what a stream may send ahead.
+    pub http2_stream_window: Option<u32>,
+    /// HTTP/2 clients: what a connection's streams together may send ahead.
+    pub http2_connection_window: Option<u32>,
     pub routes: Vec<RouteFile>,
     pub request_headers: Option<HeaderRulesFile>,
     pub response_headers: Option<HeaderRulesFile>,
@@ -128,9 +134,34 @@ pub struct HttpListener {
     pub max_body: Option<u64>,
     /// Whether the HTTP/1.1 fast path (`proto::http::h1`) may serve this listener's requests.
     pub fast_path: bool,
+    pub http2: Http2Limits,
     pub routes: Vec<Route>,
     pub request_headers: HeaderRules,
     pub response_headers: HeaderRules,
+}
+
+/// What an HTTP/2 client of the listener may do at once (whichever server serves it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Limits {
+    /// Streams open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`); more are refused with
+    /// `REFUSED_STREAM`, which clients retry.
+    pub max_streams: u32,
+    /// Request body bytes one stream may send before corelane has passed them on
+    /// (`SETTINGS_INITIAL_WINDOW_SIZE`).
+    pub stream_window: u32,
+    /// The same for all of a connection's streams together: the most request body a
+    /// connection can have waiting in corelane.
+    pub connection_window: u32,
+}
+
+impl Default for Http2Limits {
+    fn default() -> Self {
+        Http2Limits {
+            max_streams: defaults::HTTP2_MAX_STREAMS,
+            stream_window: defaults::HTTP2_STREAM_WINDOW,
+            connection_window: defaults::HTTP2_CONNECTION_WINDOW,
+        }
+    }
 }
 
 /// The route name under which an HTTP listener counts requests no route matched.
@@ -156,6 +187,7 @@ impl Default for HttpListener {
             max_headers: defaults::MAX_HEADERS,
             max_body: None,
             fast_path: true,
+            http2: Http2Limits::default(),
             routes: Vec::new(),
             request_headers: HeaderRules::default(),
             response_headers: HeaderRules::default(),
@@ -260,7 +292,16 @@ pub mod defaults {
     pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
     pub const MAX_IDLE: usize = 64;
     pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// nginx's `http2_max_concurrent_streams`.
+    pub const HTTP2_MAX_STREAMS: u32 = 128;
+    pub const HTTP2_STREAM_WINDOW: u32 = 256 * 1024;
+    pub const HTTP2_CONNECTION_WINDOW: u32 = 1024 * 1024;
 }
+
+/// The bounds of the `http2_*` keys: RFC 9113's smallest window (65,535, what a connection
+/// starts with) to 16 MiB, the most request body one connection may make corelane hold.
+const HTTP2_STREAMS: std::ops::RangeInclusive<u32> = 1..=10_000;
+const HTTP2_WINDOW: std::ops::RangeInclusive<u32> = 65_535..=16 << 20;
 
 /// hyper's smallest read buffer; header limits below it are not enforceable.
 const MIN_HEADER_SIZE: u64 = 8192;
@@ -293,6 +334,35 @@ pub fn listener(
                 format!("{n} is outside 1..=10000"),
             ));
         }
+    };
+    let within =
+        |field: &str, v: Option<u32>, range: std::ops::RangeInclusive<u32>, default| match v {
+            None => Ok(default),
+            Some(n) if range.contains(&n) => Ok(n),
+            Some(n) => Err(invalid(
+                format!("{key}.{field}"),
+                format!("{n} is outside {}..={}", range.start(), range.end()),
+            )),
+        };
+    let http2 = Http2Limits {
+        max_streams: within(
+            "http2_max_concurrent_streams",
+            f.http2_max_concurrent_streams,
+            HTTP2_STREAMS,
+            defaults::HTTP2_MAX_STREAMS,
+        )?,
+        stream_window: within(
+            "http2_stream_window",
+            f.http2_stream_window,
+            HTTP2_WINDOW,
+            defaults::HTTP2_STREAM_WINDOW,
+        )?,
+        connection_window: within(
+            "http2_connection_window",
+            f.http2_connection_window,
+            HTTP2_WINDOW,
+            defaults::HTTP2_CONNECTION_WINDOW,
+        )?,
     };
     if f.max_body == Some(0) {
         return Err(invalid(format!("{key}.max_body"), "must be at least 1"));
@@ -346,6 +416,7 @@ pub fn listener(
         max_headers,
         max_body: f.max_body,
         fast_path: f.fast_path.unwrap_or(true),
+        http2,
         routes,
         request_headers: rules(&format!("{key}.request_headers"), f.request_headers)?,
         response_headers: rules(&format!("{key}.response_headers"), f.response_headers)?,
@@ -689,6 +760,21 @@ mod tests {
                 "listeners.l.max_header_size",
             ),
             ("max_body = 0".to_owned(), "", "listeners.l.max_body"),
+            (
+                "http2_max_concurrent_streams = 0".to_owned(),
+                "",
+                "listeners.l.http2_max_concurrent_streams",
+            ),
+            (
+                "http2_stream_window = 65534".to_owned(),
+                "",
+                "listeners.l.http2_stream_window",
+            ),
+            (
+                "http2_connection_window = 16777217".to_owned(),
+                "",
+                "listeners.l.http2_connection_window",
+            ),
             (String::new(), "hash_on = \"body\"", "clusters.c.hash_on"),
             (
                 String::new(),
@@ -711,9 +797,28 @@ mod tests {
     }
 
     #[test]
+    fn http2_limits_are_read_with_their_defaults() {
+        let l = |text: &str| parse(text).unwrap().listeners[0].http.http2;
+        assert_eq!(l(&with("", "")), super::Http2Limits::default());
+        let keys = "http2_max_concurrent_streams = 10000\nhttp2_stream_window = 65535\nhttp2_connection_window = 16777216";
+        let expect = super::Http2Limits {
+            max_streams: 10_000,
+            stream_window: 65_535,
+            connection_window: 16 << 20,
+        };
+        assert_eq!(l(&with(keys, "")), expect);
+    }
+
+    #[test]
     fn http_keys_are_refused_on_other_listeners() {
         let text = with("max_body = 10", "").replace("protocol = \"http\"", "protocol = \"tcp\"");
         assert_eq!(parse(&text).unwrap_err().key(), "listeners.l.max_body");
+        let text = with("http2_stream_window = 100000", "")
+            .replace("protocol = \"http\"", "protocol = \"tcp\"");
+        assert_eq!(
+            parse(&text).unwrap_err().key(),
+            "listeners.l.http2_stream_window"
+        );
         let text = with("", "[clusters.c.tls]\nverify = false")
             .replace("protocol = \"http\"", "protocol = \"tcp\"");
         assert_eq!(parse(&text).unwrap_err().key(), "clusters.c.tls");

@@ -209,6 +209,9 @@ fn listener(
         max_headers: l.max_headers,
         max_body: l.max_body,
         fast_path: l.fast_path,
+        http2_max_concurrent_streams: l.http2_max_concurrent_streams,
+        http2_stream_window: l.http2_stream_window,
+        http2_connection_window: l.http2_connection_window,
         routes: l.routes,
         request_headers: l.request_headers,
         response_headers: l.response_headers,
@@ -221,6 +224,18 @@ fn listener(
         ("max_headers", http_keys.max_headers.is_some()),
         ("max_body", http_keys.max_body.is_some()),
         ("fast_path", http_keys.fast_path.is_some()),
+        (
+            "http2_max_concurrent_streams",
+            http_keys.http2_max_concurrent_streams.is_some(),
+        ),
+        (
+            "http2_stream_window",
+            http_keys.http2_stream_window.is_some(),
+        ),
+        (
+            "http2_connection_window",
+            http_keys.http2_connection_window.is_some(),
+        ),
         ("routes", !http_keys.routes.is_empty()),
         ("request_headers", http_keys.request_headers.is_some()),
         ("response_headers", http_keys.response_headers.is_some()),

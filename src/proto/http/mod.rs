@@ -638,6 +638,9 @@ where
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_concurrent_streams(cfg.http2.max_streams)
+        .initial_stream_window_size(cfg.http2.stream_window)
+        .initial_connection_window_size(cfg.http2.connection_window)
         .max_header_list_size(u32::try_from(cfg.max_header_size).unwrap_or(u32::MAX));
     run(&builder, io, svc, worker, idle).await
 }

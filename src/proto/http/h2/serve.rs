@@ -52,12 +52,6 @@ use crate::proto::http::idle::Idle;
 use crate::proto::http::{Conn, DrainSignal, IDLE_GRACE, handle};
 use crate::worker::Wake;
 
-/// Streams a client may have open at once (nginx's default too).
-const MAX_STREAMS: u32 = 128;
-/// What a client may send on one stream, and on the connection, before corelane has passed
-/// it on.
-const STREAM_WINDOW: u32 = 256 * 1024;
-const CONN_WINDOW: u32 = 1024 * 1024;
 /// Unwritten output past which no more DATA is moved into it.
 const OUT_HIGH: usize = 64 * 1024;
 /// Unwritten output past which the client's input is not read.
@@ -121,9 +115,9 @@ pub(in crate::proto::http) async fn serve<S: ClientIo>(
     let (conn, prefix) = match start {
         Start::New(prefix) => {
             let limits = Limits {
-                max_streams: MAX_STREAMS,
-                stream_window: STREAM_WINDOW,
-                conn_window: CONN_WINDOW,
+                max_streams: cfg.http2.max_streams,
+                stream_window: cfg.http2.stream_window,
+                conn_window: cfg.http2.connection_window,
                 max_header_list: cfg.max_header_size,
                 max_block: cfg.max_header_size.saturating_mul(2).max(16 * 1024),
             };
