@@ -462,6 +462,83 @@ print("ok")
     assert_eq!(out.trim(), "ok");
 }
 
+/// A gRPC-shaped exchange (`te: trailers`, a body of unknown length): the request streams
+/// while its response streams back (each message echoed before the next is sent: full
+/// duplex, nothing waits for the whole body), and a response's trailers arrive as a
+/// trailers frame after its data. To an HTTP/1.1 upstream and to an HTTP/2 one.
+#[test]
+fn grpc_shaped_streams_are_full_duplex_with_trailers() {
+    let a = EchoBackend::start("a");
+    for upstream in ["h1", "h2"] {
+        let (admin, listen) = (addr(), addr());
+        let cfg = base_toml(admin, 1)
+            + &listener_toml("web", listen, "app", "protocol = \"http\"\n")
+            + &cluster_toml(
+                "app",
+                "round_robin",
+                &[(a.addr, 1)],
+                &format!(
+                    "upstream_protocol = \"{}\"\n",
+                    if upstream == "h1" { "http1" } else { "h2" }
+                ),
+            );
+        let _p = Proxy::start(&cfg, admin);
+        let out = python(
+            listen,
+            r#"
+grpc = [("content-type", "application/grpc"), ("te", "trailers")]
+i = conn.get_next_available_stream_id()
+conn.send_headers(i, [(":method", "POST"), (":scheme", "http"), (":authority", "h2.test"), (":path", "/echo")] + grpc)
+back, ended = b"", False
+for n in range(1, 6):
+    msg = b"message-%d;" % n
+    conn.send_data(i, msg, end_stream=(n == 5))
+    flush()
+    # Each message comes back before the next is sent.
+    while not back.endswith(msg):
+        for e in pump():
+            if isinstance(e, h2.events.DataReceived):
+                back += e.data
+                conn.acknowledge_received_data(e.flow_controlled_length, i)
+            elif isinstance(e, h2.events.StreamEnded):
+                ended = True
+            elif isinstance(e, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+                raise SystemExit(repr(e))
+        flush()
+while not ended:
+    for e in pump():
+        if isinstance(e, h2.events.StreamEnded):
+            ended = True
+assert back == b"".join(b"message-%d;" % n for n in range(1, 6)), back
+i = conn.get_next_available_stream_id()
+conn.send_headers(i, [(":method", "GET"), (":scheme", "http"), (":authority", "h2.test"), (":path", "/trailers")] + grpc, end_stream=True)
+flush()
+seen, ended = [], False
+while not ended:
+    for e in pump():
+        if isinstance(e, h2.events.ResponseReceived):
+            seen.append("head " + dict(e.headers)[":status"])
+        elif isinstance(e, h2.events.DataReceived):
+            seen.append("data " + e.data.decode())
+            conn.acknowledge_received_data(e.flow_controlled_length, i)
+        elif isinstance(e, h2.events.TrailersReceived):
+            seen.append("trailers " + ",".join("%s=%s" % (k, v) for k, v in e.headers))
+        elif isinstance(e, h2.events.StreamEnded):
+            ended = True
+        elif isinstance(e, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+            raise SystemExit(repr(e))
+    flush()
+print(" | ".join(seen))
+"#,
+        );
+        assert_eq!(
+            out.trim(),
+            "head 200 | data data | trailers x-sum=42",
+            "to an {upstream} upstream"
+        );
+    }
+}
+
 #[test]
 fn bad_prefaces_and_frames_are_connection_errors() {
     let a = EchoBackend::start("a");
