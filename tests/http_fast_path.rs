@@ -378,6 +378,105 @@ fn a_request_for_the_hyper_path_takes_over_the_connection_mid_way() {
     assert!(seen[1].starts_with("POST /2 HTTP/1.1\r\n"), "{}", seen[1]);
 }
 
+/// `respond` and `redirect` routes are answered on the fast path with what hyper sends for
+/// them (compared, header by header, with a `fast_path = false` listener's answers; only the
+/// `date` value differs), counted and logged as any request; the connection stays on the fast
+/// path, so it parks when idle, which a connection hyper serves never does.
+#[test]
+fn routes_that_answer_themselves_are_answered_on_the_fast_path_as_hyper_would() {
+    let up = Scripted::start(by_path);
+    let routes = r#"
+response_headers = { add = { x-listener = "on" }, set = { x-set = "listener" } }
+[[listeners.web.routes]]
+path = "/hello"
+respond = { status = 200, body = "hi\n", headers = { x-made-by = "corelane", x-set = "route" } }
+response_headers = { add = { x-route = "hello" } }
+[[listeners.web.routes]]
+path = "/empty"
+respond = { status = 204 }
+[[listeners.web.routes]]
+path = "/teapot"
+respond = { status = 418, body = "short and stout" }
+[[listeners.web.routes]]
+path_prefix = "/old/"
+redirect = { location = "https://example.com/new", status = 308 }
+"#;
+    let requests: [&[u8]; 6] = [
+        b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"POST /empty HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc",
+        b"GET /teapot HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /old/x HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ];
+    // Each response's status line, its header lines sorted (the date's value blanked), body.
+    let answers = |listen: SocketAddr| -> Vec<String> {
+        let mut c = client(listen);
+        requests
+            .iter()
+            .map(|req| {
+                c.write_all(req).unwrap();
+                let r = response(&mut c, req.starts_with(b"HEAD"));
+                let (head, body) = r.split_once("\r\n\r\n").unwrap_or((&r, ""));
+                let mut lines: Vec<String> = head.lines().map(str::to_ascii_lowercase).collect();
+                let status = lines.remove(0);
+                for l in &mut lines {
+                    if l.starts_with("date: ") {
+                        *l = "date: (now)".to_owned();
+                    }
+                }
+                lines.sort();
+                format!("{status} | {} | {body}", lines.join(", "))
+            })
+            .collect()
+    };
+    let (p, fast) = proxy(up.addr, &format!("park_after = \"1s\"\n{routes}"));
+    let (_h, hyper) = proxy(up.addr, &format!("fast_path = false\n{routes}"));
+    let got = answers(fast);
+    assert_eq!(got, answers(hyper));
+    assert_eq!(
+        got[0],
+        "http/1.1 200 ok | content-length: 3, date: (now), x-listener: on, x-made-by: corelane, x-route: hello, x-set: listener | hi\n"
+    );
+    assert!(got[1].ends_with("x-set: listener | "), "{}", got[1]);
+    assert!(
+        got[2].starts_with("http/1.1 204 no content | date: (now), x-listener"),
+        "{}",
+        got[2]
+    );
+    assert!(got[4].starts_with("http/1.1 308 permanent redirect | content-length: 0, date: (now), location: https://example.com/new"), "{}", got[4]);
+    assert!(got[5].contains("connection: close"), "{}", got[5]);
+    assert!(up.requests().is_empty(), "nothing went upstream");
+    // Counted per route, as any request.
+    let m = p.metrics();
+    let series = |route: &str, class: &str| {
+        metric(
+            &m,
+            &format!(
+                "corelane_http_responses_total{{listener=\"web\",route=\"{route}\",class=\"{class}\"}}"
+            ),
+        )
+    };
+    assert_eq!(series("route0", "2xx"), Some(3.0));
+    assert_eq!(series("route2", "4xx"), Some(1.0));
+    assert_eq!(series("route3", "3xx"), Some(1.0));
+    // Still on the fast path after them: an idle keep-alive connection parks, and its next
+    // request, forwarded, is served.
+    let mut c = client(fast);
+    c.write_all(requests[0]).unwrap();
+    assert!(response(&mut c, false).ends_with("hi\n"));
+    let parked = || {
+        metric(
+            &p.metrics(),
+            "corelane_listener_connections_parked{listener=\"web\"}",
+        )
+    };
+    assert!(eventually(5, || parked() == Some(1.0)), "{:?}", parked());
+    c.write_all(b"GET /length HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(response(&mut c, false).ends_with("hello"));
+}
+
 /// Sends `bytes` over TLS (openssl s_client, ALPN http/1.1) and returns all that came back
 /// before the proxy closed or `wait` passed.
 fn over_tls(listen: SocketAddr, bytes: &[u8], wait: Duration) -> String {

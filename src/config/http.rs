@@ -228,7 +228,8 @@ pub enum Action {
     Respond {
         status: StatusCode,
         headers: Vec<(HeaderName, HeaderValue)>,
-        body: String,
+        /// Shared, so that answering copies no byte of it.
+        body: bytes::Bytes,
     },
     Redirect {
         status: StatusCode,
@@ -514,7 +515,7 @@ fn route(
                         Ok((name(&k, n)?, value(&k, v)?))
                     })
                     .collect::<Result<_, ConfigError>>()?,
-                body: resp.body,
+                body: bytes::Bytes::from(resp.body),
             }
         } else if let Some(rd) = r.redirect {
             Action::Redirect {

@@ -231,28 +231,20 @@ async fn answer(
         let too_many = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
         return (error(too_many, "too many header fields"), None, None);
     }
-    let cluster_index = match route.map(|r| &r.action) {
+    let cluster_index = match route {
         None => listener.config.cluster,
-        Some(Action::Forward(i)) => *i,
-        Some(Action::Respond {
-            status,
-            headers,
-            body,
-        }) => {
-            let mut resp = Response::new(ResponseBody::full(body.clone()));
-            *resp.status_mut() = *status;
-            for (n, v) in headers {
-                resp.headers_mut().append(n.clone(), v.clone());
+        Some(r) => match (&r.action, local(r, cfg)) {
+            (Action::Forward(i), _) => *i,
+            (_, Some(resp)) => return (resp, None, None),
+            // Only `Forward` has no local answer.
+            (_, None) => {
+                return (
+                    error(StatusCode::INTERNAL_SERVER_ERROR, "no route action"),
+                    None,
+                    None,
+                );
             }
-            return (finish(resp, route, cfg), None, None);
-        }
-        Some(Action::Redirect { status, location }) => {
-            let mut resp = Response::new(ResponseBody::Full(None));
-            *resp.status_mut() = *status;
-            resp.headers_mut()
-                .insert(header::LOCATION, location.clone());
-            return (finish(resp, route, cfg), None, None);
-        }
+        },
     };
     let (resp, upstream) = forward_to(c, table, li, route, cluster_index, started, req).await;
     (resp, Some(cluster_index), upstream)
@@ -437,6 +429,38 @@ fn upgrade_of<B>(req: &Request<B>) -> Option<HeaderValue> {
 }
 
 /// Applies the response header rules (route's, then listener's).
+/// The answer of a `respond` or `redirect` route, its header rules applied (None for a
+/// `cluster` route). Both paths answer with it: the hyper path as it is, the HTTP/1.1 fast
+/// path written out by hand (`h1::local`).
+pub(super) fn local(
+    route: &Route,
+    cfg: &crate::config::http::HttpListener,
+) -> Option<Response<ResponseBody>> {
+    let resp = match &route.action {
+        Action::Forward(_) => return None,
+        Action::Respond {
+            status,
+            headers,
+            body,
+        } => {
+            let mut resp = Response::new(ResponseBody::full(body.clone()));
+            *resp.status_mut() = *status;
+            for (n, v) in headers {
+                resp.headers_mut().append(n.clone(), v.clone());
+            }
+            resp
+        }
+        Action::Redirect { status, location } => {
+            let mut resp = Response::new(ResponseBody::Full(None));
+            *resp.status_mut() = *status;
+            resp.headers_mut()
+                .insert(header::LOCATION, location.clone());
+            resp
+        }
+    };
+    Some(finish(resp, Some(route), cfg))
+}
+
 fn finish(
     mut resp: Response<ResponseBody>,
     route: Option<&Route>,

@@ -8,7 +8,7 @@
 //! server ([`h2`], also by hand, for the reasons given there), whose requests to plain
 //! HTTP/1.1 clusters take the same fast path and whose other requests go through [`handle`]
 //! as hyper's do; the first HTTP/1.x request the fast path does not take (an upgrade, a
-//! chunked upload, a `respond` route, anything malformed) hands the connection to hyper,
+//! chunked upload, anything malformed) hands the connection to hyper,
 //! which serves it to its end as described below. All apply the same rules. A listener with
 //! `fast_path` off has every connection served by hyper.
 //!
@@ -50,6 +50,7 @@
 
 pub mod access_log;
 pub mod body;
+mod date;
 mod forward;
 pub mod h1;
 pub mod h2;

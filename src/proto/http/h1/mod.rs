@@ -14,13 +14,15 @@
 //! What the fast path takes, request by request: HTTP/1.1, an origin-form target, one `Host`,
 //! no body or a `Content-Length` body, no `Transfer-Encoding`, `Upgrade` or `Expect`
 //! (`request::parse`), routed to a cluster that is plain HTTP/1.1 (no upstream TLS, not
-//! `upstream_protocol = "h2"`), within `max_headers`, `max_header_size` and `max_body`, head
+//! `upstream_protocol = "h2"`) or to a route that answers it (`respond`, `redirect`: written
+//! out here as hyper writes them, [`local`]), within `max_headers`, `max_header_size` and
+//! `max_body`, head
 //! and body together within the worker's buffer (`buffer_size`, 32 KiB by default): the request
 //! is read whole before it is forwarded, in one write, so an upstream that answers early never
 //! meets a half-sent body. Larger uploads stream through hyper. HTTP/2's preface hands the
 //! connection, with the bytes read so far, to corelane's HTTP/2 server (`super::h2`), which
 //! plans its requests with [`plan_head`] too. The first request that is anything else (a
-//! `respond` or `redirect` route, a chunked upload, a WebSocket upgrade, a malformed or
+//! chunked upload, a WebSocket upgrade, a cluster with upstream TLS or HTTP/2, a malformed or
 //! hostile request) hands the connection over to the hyper path with the bytes read so far,
 //! and hyper serves it from there to its end: one switch, made before anything of that request
 //! was forwarded, so each request is served whole by one path.
@@ -78,7 +80,8 @@ pub(in crate::proto::http) struct Plan {
     pub listener: usize,
     /// Its route's index, or the number of routes for the listener's default.
     pub slot: usize,
-    pub cluster: usize,
+    /// The cluster it goes to; None when its route answers it (`respond`, `redirect`).
+    pub cluster: Option<usize>,
     pub head_len: usize,
     pub body_len: u64,
     pub close: bool,
@@ -127,10 +130,32 @@ pub(in crate::proto::http) fn plan_head(
     let found = route::find(&cfg.routes, head);
     let slot = found.map_or(cfg.routes.len(), |(i, _)| i);
     let route = found.map(|(_, r)| r);
+    let logged = || {
+        listener.config.access_log.then(|| Logged {
+            method: head.method.to_owned(),
+            host: Some(head.host.to_owned()),
+            path: route::Target::path(head).to_owned(),
+            at: std::time::SystemTime::now(),
+        })
+    };
     let cluster = match route.map(|r| &r.action) {
         None => listener.config.cluster,
         Some(Action::Forward(i)) => *i,
-        Some(_) => return None,
+        // Answered by the route itself: nothing goes upstream.
+        Some(Action::Respond { .. } | Action::Redirect { .. }) => {
+            return Some(Plan {
+                listener: li,
+                slot,
+                cluster: None,
+                head_len: head.len,
+                body_len: head.content_length,
+                close: head.close,
+                to_head: head.method == "HEAD",
+                replayable: false,
+                logged: logged(),
+                table,
+            });
+        }
     };
     let cl = &table.clusters[cluster];
     let http = &table.config.clusters[cluster].http;
@@ -153,17 +178,12 @@ pub(in crate::proto::http) fn plan_head(
         }
         None => request::write_upstream(out, head, &fwd, &[&cfg.request_headers]),
     }
-    let logged = listener.config.access_log.then(|| Logged {
-        method: head.method.to_owned(),
-        host: Some(head.host.to_owned()),
-        path: route::Target::path(head).to_owned(),
-        at: std::time::SystemTime::now(),
-    });
+    let logged = logged();
     let replayable = head.content_length == 0 && super::forward::idempotent(head.method);
     Some(Plan {
         listener: li,
         slot,
-        cluster,
+        cluster: Some(cluster),
         head_len: head.len,
         body_len: head.content_length,
         close: head.close,
@@ -418,14 +438,17 @@ async fn one<S: ClientIo>(
     key: &[u8],
     reply_head: &mut Vec<u8>,
 ) -> bool {
+    let Some(ci) = plan.cluster else {
+        return local(c, io, stop, plan, start, reply_head).await;
+    };
     let w = &*c.worker;
     let started = Instant::now();
     let table = &plan.table;
     let listener = &table.listeners[plan.listener];
     let cfg = &listener.config.http;
     let route = cfg.routes.get(plan.slot);
-    let cluster = &table.clusters[plan.cluster];
-    let http = &table.config.clusters[plan.cluster].http;
+    let cluster = &table.clusters[ci];
+    let http = &table.config.clusters[ci].http;
     let total = cfg.total_timeout.map(|t| started + t);
     let mut deadline = (started + cfg.request_timeout).min(started + http.response_timeout);
     if let Some(t) = total {
@@ -477,7 +500,7 @@ async fn one<S: ClientIo>(
             let done = Finished {
                 route,
                 slot: plan.slot,
-                cluster: Some(plan.cluster),
+                cluster: Some(ci),
                 status: a.status,
                 upstream: Some(a.upstream),
             };
@@ -503,7 +526,7 @@ async fn one<S: ClientIo>(
             let done = Finished {
                 route,
                 slot: plan.slot,
-                cluster: Some(plan.cluster),
+                cluster: Some(ci),
                 status: status.as_u16(),
                 upstream: None,
             };
@@ -523,6 +546,53 @@ async fn one<S: ClientIo>(
         line.write();
     }
     keep && !close
+}
+
+/// Answers a request its route answers (`respond`, `redirect`), with what the hyper path
+/// would send ([`handle::local`], written out by [`response::write_local`]); a body the
+/// request had is skipped. Counted and logged as every request is. Whether the connection
+/// can take another request.
+async fn local<S: ClientIo>(
+    c: &Conn,
+    io: &mut S,
+    stop: &DrainSignal,
+    plan: Plan,
+    start: &mut usize,
+    out: &mut Vec<u8>,
+) -> bool {
+    let w = &*c.worker;
+    let started = Instant::now();
+    *start += plan.head_len + plan.body_len as usize;
+    let table = &plan.table;
+    let cfg = &table.listeners[plan.listener].config.http;
+    let route = cfg.routes.get(plan.slot);
+    let Some(resp) = route.and_then(|r| handle::local(r, cfg)) else {
+        return false;
+    };
+    let close = plan.close || w.drain.started();
+    let len = response::write_local(out, &resp, close, plan.to_head);
+    let sent = async {
+        io.write_all(out).await?;
+        io.flush().await
+    };
+    let sent = tokio::select! {
+        biased;
+        r = sent => r.is_ok(),
+        () = idle_stop(stop, w) => false,
+    };
+    let done = Finished {
+        route,
+        slot: plan.slot,
+        cluster: None,
+        status: resp.status().as_u16(),
+        upstream: None,
+    };
+    let timing = (started, started.elapsed());
+    if let Some(mut line) = handle::record(c, table, plan.listener, &done, timing, plan.logged) {
+        line.bytes = if sent { len } else { 0 };
+        line.write();
+    }
+    sent && !close
 }
 
 /// Returns when the connection is found idle (a client that stopped reading); a drain lets

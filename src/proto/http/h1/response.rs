@@ -10,6 +10,7 @@
 
 use super::request::{HopByHop, decimal, line, replaced, tokens, write_rules};
 use crate::config::http::HeaderRules;
+use crate::proto::http::body::ResponseBody;
 
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +169,59 @@ pub fn write_client(out: &mut Vec<u8>, head: &Head<'_>, close: bool, sets: &[&He
     }
     write_rules(out, sets);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the whole of a response corelane makes itself (a `respond` or `redirect` route's,
+/// `super::super::handle::local`) into `out`, as hyper writes it: status line, its headers,
+/// `content-length` (none for 204 and 304, which have no body) and `date`, then the body
+/// unless the request was a `HEAD` (`to_head`). `close` adds `Connection: close`. The body's
+/// length as sent.
+pub fn write_local(
+    out: &mut Vec<u8>,
+    resp: &hyper::Response<ResponseBody>,
+    close: bool,
+    to_head: bool,
+) -> u64 {
+    use hyper::header;
+    let status = resp.status();
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut dated = false;
+    for (n, v) in resp.headers() {
+        // The framing and the connection are corelane's to say.
+        if n == header::CONTENT_LENGTH || n == header::TRANSFER_ENCODING || n == header::CONNECTION
+        {
+            continue;
+        }
+        dated |= n == header::DATE;
+        line(out, n.as_str().as_bytes(), v.as_bytes());
+    }
+    let body: &[u8] = match resp.body() {
+        ResponseBody::Full(Some(b)) => b,
+        _ => &[],
+    };
+    let bodiless =
+        status == hyper::StatusCode::NO_CONTENT || status == hyper::StatusCode::NOT_MODIFIED;
+    if !bodiless {
+        let mut b = itoa::Buffer::new();
+        line(out, b"content-length", b.format(body.len()).as_bytes());
+    }
+    if !dated {
+        super::super::date::write(out);
+    }
+    if close {
+        line(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    if to_head || bodiless {
+        return 0;
+    }
+    out.extend_from_slice(body);
+    body.len() as u64
 }
 
 fn three_digits(status: u16) -> [u8; 3] {

@@ -44,6 +44,8 @@ use crate::worker::Worker;
 /// the worker's `VecPool`).
 pub(super) struct Fast {
     plan: Plan,
+    /// The plan's cluster.
+    cluster: usize,
     head: Vec<u8>,
     key: Vec<u8>,
 }
@@ -128,9 +130,12 @@ pub(super) fn plan(c: &Conn, fields: &Fields, end: bool) -> Option<Fast> {
     };
     let mut out = w.vecs.take();
     let mut key = w.vecs.take();
-    match h1::plan_head(c, &head, &mut out, &mut key) {
-        Some(plan) => Some(Fast {
+    let plan = h1::plan_head(c, &head, &mut out, &mut key);
+    // A route that answers itself (`respond`, `redirect`) is answered by the generic path.
+    match plan.and_then(|p| Some((p.cluster?, p))) {
+        Some((cluster, plan)) => Some(Fast {
             plan,
+            cluster,
             head: out,
             key,
         }),
@@ -160,8 +165,8 @@ pub(super) async fn forward(
     let listener = &plan.table.listeners[plan.listener];
     let cfg = &listener.config.http;
     let route = cfg.routes.get(plan.slot);
-    let cluster = &plan.table.clusters[plan.cluster];
-    let http = &plan.table.config.clusters[plan.cluster].http;
+    let cluster = &plan.table.clusters[fast.cluster];
+    let http = &plan.table.config.clusters[fast.cluster].http;
     let total = cfg.total_timeout.map(|t| started + t);
     let limit = total.map_or(started + cfg.request_timeout, |t| {
         t.min(started + cfg.request_timeout)
@@ -201,7 +206,7 @@ pub(super) async fn forward(
     let done = Finished {
         route,
         slot: plan.slot,
-        cluster: Some(plan.cluster),
+        cluster: Some(fast.cluster),
         status,
         upstream,
     };
