@@ -19,7 +19,10 @@
 #     (not for `direct`: the backend speaks HTTP/1.1 only);
 #   - h2load over TLS (ALPN h2), the same, each proxy terminating TLS (not for `direct`);
 #   - wrk over TLS (HTTPS, keep-alive, small response), each proxy terminating TLS with the
-#     same test certificate (config/examples/certs/localhost.*) (not for `direct`).
+#     same test certificate (config/examples/certs/localhost.*) (not for `direct`);
+#   - wrk, C keep-alive connections, a response the proxy makes itself (`/local`, 12 bytes:
+#     a corelane `respond` route, HAProxy `http-request return`, nginx `return`): no upstream,
+#     two system calls per request, so the proxy's own HTTP handling shows (not for `direct`).
 # Reported: median req/s, p99 (wrk), the proxy's CPU time per request (user+sys from /proc:
 # what a request costs, whichever process is the bottleneck) and the part of it spent in user
 # space (the rest is the kernel's: system calls, TCP, wake-ups), and ratios against the better
@@ -114,6 +117,9 @@ listen = "127.0.0.1:${PORT[corelane]}"
 protocol = "http"
 cluster = "backend"
 backlog = 4096
+[[listeners.bench.routes]]
+path = "/local"
+respond = { status = 200, body = "local answer", headers = { content-type = "text/plain" } }
 [listeners.bench_tls]
 listen = "127.0.0.1:${TLS_PORT[corelane]}"
 protocol = "http"
@@ -127,6 +133,9 @@ protocol = "http"
 cluster = "backend"
 backlog = 4096
 fast_path = false
+[[listeners.bench_hyper.routes]]
+path = "/local"
+respond = { status = 200, body = "local answer", headers = { content-type = "text/plain" } }
 [listeners.bench_hyper_tls]
 listen = "127.0.0.1:${TLS_PORT[corelane-hyper]}"
 protocol = "http"
@@ -170,6 +179,7 @@ frontend bench
   bind 127.0.0.1:${PORT[haproxy]} proto h2 alpn h2,http/1.1
   bind 127.0.0.1:$((PORT[haproxy] + 10))
   bind 127.0.0.1:${TLS_PORT[haproxy]} ssl crt $OUT/haproxy.pem alpn h2,http/1.1
+  http-request return status 200 content-type text/plain string "local answer" if { path /local }
   default_backend backend
 backend backend
   http-reuse always
@@ -193,6 +203,7 @@ http {
   server {
     listen 127.0.0.1:${PORT[nginx]} backlog=4096;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location = /local { default_type text/plain; return 200 "local answer"; }
   }
   server {
     listen 127.0.0.1:${TLS_PORT[nginx]} ssl http2 backlog=4096;
@@ -218,6 +229,8 @@ h2_url() {
 }
 for t in "${TARGETS[@]}"; do
   curl -fsS -o /dev/null "$(h1_url $t)/" || { echo "$t is not answering" >&2; exit 1; }
+  [ $t = direct ] || [ "$(curl -fsS "$(h1_url $t)/local")" = "local answer" ] \
+    || { echo "$t does not answer /local itself" >&2; exit 1; }
 done
 
 HZ=$(getconf CLK_TCK)
@@ -226,7 +239,7 @@ record() { printf '%s\t%s\t%s\t%s\n' "$@" >> "$OUT/raw.tsv"; }
 for r in $(seq 1 "$ROUNDS"); do
   k=$((r % ${#TARGETS[@]}))
   order=("${TARGETS[@]:$k}" "${TARGETS[@]:0:$k}")
-  for test in small 16k h2 h2tls tls; do
+  for test in small 16k h2 h2tls tls local; do
     for t in "${order[@]}"; do
       [ $test != small ] && [ $test != 16k ] && [ $t = direct ] && continue
       # h2c: hyper's server on both corelane listeners; upstream, the fast path's sockets
@@ -246,6 +259,7 @@ for r in $(seq 1 "$ROUNDS"); do
         h2) "${LOAD[@]}" h2load -t"$THREADS" -c"$CONNS" -m10 -D"$DURATION" "$(h2_url $t)/" > "$f" 2>&1 ;;
         h2tls) "${LOAD[@]}" h2load -t"$THREADS" -c"$CONNS" -m10 -D"$DURATION" "https://localhost:${TLS_PORT[$t]}/" > "$f" 2>&1 ;;
         tls) "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "https://localhost:${TLS_PORT[$t]}/" > "$f" ;;
+        local) "${LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$(h1_url $t)/local" > "$f" ;;
       esac
       c1=$(cpu_ticks $pids) u1=$(user_ticks $pids)
       [ "$PROFILE" = 1 ] && [ "$t" != direct ] && { wait "$perf_pid" || true; }
@@ -283,7 +297,7 @@ with open(raw) as f:
 med = lambda t, k: statistics.median(v[(t, k)]) if v.get((t, k)) else None
 fmt = lambda x, d=0: "-" if x is None else f"{x:,.{d}f}"
 print(f"command: `{cmdline}`  ({workers} worker(s) per proxy)\n")
-for test, title in [("small", "keep-alive, small response (wrk)"), ("16k", "keep-alive, 16 KiB response (wrk)"), ("h2", "h2c, 10 streams per connection (h2load)"), ("h2tls", "HTTP/2 over TLS, 10 streams per connection (h2load)"), ("tls", "HTTPS keep-alive, small response (wrk)")]:
+for test, title in [("small", "keep-alive, small response (wrk)"), ("16k", "keep-alive, 16 KiB response (wrk)"), ("h2", "h2c, 10 streams per connection (h2load)"), ("h2tls", "HTTP/2 over TLS, 10 streams per connection (h2load)"), ("tls", "HTTPS keep-alive, small response (wrk)"), ("local", "keep-alive, answered by the proxy itself (wrk; corelane `respond`, HAProxy `http-request return`, nginx `return`)")]:
     best = max((med(t, f"{test}_rps") or 0) for t in ["haproxy", "nginx"])
     print(f"**{title}**\n")
     print("| target | req/s | vs better of haproxy/nginx | p99 ms | proxy CPU µs/req | of which user |")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # User-space instructions per request, counted by valgrind (callgrind), for corelane's HTTP
 # paths: HTTP/1.1 keep-alive on the fast path (h2load --h1) and h2c (h2load, 10 streams per
-# connection), against an nginx backend on loopback. Instruction counts do not depend on what
+# connection), against an nginx backend on loopback, and HTTP/1.1 keep-alive to a `respond`
+# route (answered by corelane itself). Instruction counts do not depend on what
 # else the machine is doing, so two builds compare exactly on a noisy machine where req/s
 # cannot (they do not count the kernel's part, which is most of a request's CPU: see
 # bench/http.sh for that).
@@ -45,6 +46,9 @@ level = "warn"
 listen = "127.0.0.1:$PORT"
 protocol = "http"
 cluster = "backend"
+[[listeners.bench.routes]]
+path = "/local"
+respond = { status = 200, body = "local answer", headers = { content-type = "text/plain" } }
 [clusters.backend]
 endpoints = [{ addr = "$BACKEND" }]
 pool_max_idle = 1024
@@ -60,6 +64,7 @@ count() {
   case $kind in
     h1) h2load --h1 -c4 -n"$n" "http://127.0.0.1:$PORT/" > "$OUT/load.txt" ;;
     h2c) h2load -c4 -m10 -n"$n" "http://127.0.0.1:$PORT/" > "$OUT/load.txt" ;;
+    local) h2load --h1 -c4 -n"$n" "http://127.0.0.1:$PORT/local" > "$OUT/load.txt" ;;
   esac
   grep -q "$n succeeded" "$OUT/load.txt" || { echo "not every request succeeded:" >&2; cat "$OUT/load.txt" >&2; exit 1; }
   kill -INT $vp; wait $vp || true
@@ -70,13 +75,13 @@ CMDLINE="bench/http_instructions.sh --requests $N${BASELINE:+ --baseline $BASELI
 {
   echo "command: \`$CMDLINE\` (instructions per request)"
   echo
-  echo "| build | HTTP/1.1 keep-alive | h2c, 10 streams per connection |"
-  echo "|---|---:|---:|"
+  echo "| build | HTTP/1.1 keep-alive | h2c, 10 streams per connection | HTTP/1.1 keep-alive, \`respond\` route |"
+  echo "|---|---:|---:|---:|"
   for build in corelane ${BASELINE:+baseline}; do
     bin=$BIN
     [ $build = baseline ] && bin=$BASELINE
     row="| $build"
-    for kind in h1 h2c; do
+    for kind in h1 h2c local; do
       a=$(count "$bin" $kind 2000)
       b=$(count "$bin" $kind $((2000 + N)))
       row="$row | $(( (b - a) / N ))"
