@@ -512,7 +512,7 @@ fn route(
                     .iter()
                     .map(|(n, v)| {
                         let k = format!("{key}.respond.headers.{n}");
-                        Ok((name(&k, n)?, value(&k, v)?))
+                        Ok((rule_name(&k, n)?, value(&k, v)?))
                     })
                     .collect::<Result<_, ConfigError>>()?,
                 body: bytes::Bytes::from(resp.body),
@@ -761,6 +761,11 @@ mod tests {
                 "listeners.l.max_header_size",
             ),
             ("max_body = 0".to_owned(), "", "listeners.l.max_body"),
+            (
+                format!("{r}respond = {{ status = 200, headers = {{ connection = \"close\" }} }}"),
+                "",
+                "listeners.l.routes[0].respond.headers.connection",
+            ),
             (
                 "http2_max_concurrent_streams = 0".to_owned(),
                 "",

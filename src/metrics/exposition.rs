@@ -286,7 +286,7 @@ fn http(e: &mut DescriptorEncoder, t: &RoutingTable, hist: &Merged) -> fmt::Resu
     family::<L2>(
         e,
         "corelane_http_refused_requests",
-        "HTTP requests answered before they were routed, by status: 400 malformed (over HTTP/2, also a request reset as malformed), 408 head not in within header_timeout, 431 head too large, 501 CONNECT over HTTP/2.",
+        "HTTP requests answered before they were routed, by status: 400 malformed (over HTTP/2, also a request reset as malformed), 408 request not in within header_timeout, 414 target too long, 431 head too large, 501 CONNECT over HTTP/2.",
         MetricType::Counter,
         refused,
     )?;

@@ -33,19 +33,24 @@ pub struct ListenerCounters {
 pub enum Refusal {
     /// Malformed (400); over HTTP/2, a request reset with `PROTOCOL_ERROR` as malformed.
     Malformed,
-    /// Its head did not arrive within `header_timeout` (408).
+    /// Its head (on the fast path, its head and the small body read with it) did not arrive
+    /// within `header_timeout` (408).
     Timeout,
     /// Its head was over `max_header_size` or `max_headers` (431).
     TooLarge,
+    /// Its target was over 65,534 bytes (414; hyper's limit, reachable only with a
+    /// `max_header_size` above 64 KiB).
+    UriTooLong,
     /// A method corelane does not serve there: `CONNECT` over HTTP/2 (501).
     NotImplemented,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 4] = [
+    pub const ALL: [Refusal; 5] = [
         Refusal::Malformed,
         Refusal::Timeout,
         Refusal::TooLarge,
+        Refusal::UriTooLong,
         Refusal::NotImplemented,
     ];
 
@@ -55,6 +60,7 @@ impl Refusal {
             Refusal::Malformed => 400,
             Refusal::Timeout => 408,
             Refusal::TooLarge => 431,
+            Refusal::UriTooLong => 414,
             Refusal::NotImplemented => 501,
         }
     }
@@ -65,6 +71,7 @@ impl Refusal {
             Refusal::Malformed => "400",
             Refusal::Timeout => "408",
             Refusal::TooLarge => "431",
+            Refusal::UriTooLong => "414",
             Refusal::NotImplemented => "501",
         }
     }

@@ -69,7 +69,8 @@ pub struct Entry<'a> {
     /// Unix time (seconds) the request arrived.
     pub ts: f64,
     pub listener: &'a str,
-    /// `null` for a request refused before it was routed (a 400, 408 or 431 corelane gave).
+    /// `null` for a request refused before it was routed (a 400, 408, 414, 431 or 501 corelane
+    /// gave).
     pub route: Option<&'a str>,
     pub client: &'a str,
     /// `null` where a refused request did not say it (or not readably).

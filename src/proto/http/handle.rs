@@ -428,7 +428,6 @@ fn upgrade_of<B>(req: &Request<B>) -> Option<HeaderValue> {
     asks.then(|| req.headers().get(header::UPGRADE).cloned())?
 }
 
-/// Applies the response header rules (route's, then listener's).
 /// The answer of a `respond` or `redirect` route, its header rules applied (None for a
 /// `cluster` route). Both paths answer with it: the hyper path as it is, the HTTP/1.1 fast
 /// path written out by hand (`h1::local`).
@@ -461,6 +460,7 @@ pub(super) fn local(
     Some(finish(resp, Some(route), cfg))
 }
 
+/// Applies the response header rules (route's, then listener's).
 fn finish(
     mut resp: Response<ResponseBody>,
     route: Option<&Route>,

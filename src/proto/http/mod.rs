@@ -521,10 +521,11 @@ async fn serve_tls_h1(
             }
         }
         Next::Hyper(prefix) => {
+            let h2 = h2_alpn || h2::is_preface(&prefix);
             let (io, back) = h1::Rewind::new(prefix, tls);
             let served = hyper_serve(ctx.clone(), TokioIo::new(io), cfg, &worker, idle);
             let mut r = Box::pin(served).await;
-            if !h2_alpn {
+            if !h2 {
                 r = after_hyper(&ctx, cfg, r, back).await;
             }
             if let Err(e) = r {
@@ -591,7 +592,12 @@ async fn after_hyper<S: h1::ClientIo>(
         handle::too_slow(ctx, &[], now.checked_sub(cfg.header_timeout).unwrap_or(now));
         return r;
     } else if e.is_parse_too_large() {
-        Refusal::TooLarge
+        // hyper says 414 for a target too long and 431 for the rest: its message tells.
+        if e.to_string().starts_with("URI too long") {
+            Refusal::UriTooLong
+        } else {
+            Refusal::TooLarge
+        }
     } else if e.is_parse() {
         Refusal::Malformed
     } else {

@@ -642,6 +642,8 @@ pub(super) struct Rewind<S> {
     /// `None` only once dropped.
     inner: Option<S>,
     /// Bytes came from the client since the last went to it: a request had begun to arrive.
+    /// An estimate, for counting 408s: bytes of a body hyper drains after answering count
+    /// too, and a pipelined request begun before a response went out does not.
     heard: bool,
     back: Option<tokio::sync::oneshot::Sender<Back<S>>>,
 }
@@ -710,7 +712,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
         }
         let before = buf.filled().len();
         let r = std::task::ready!(self.inner()?.poll_read(cx, buf));
-        if buf.filled().len() > before {
+        // Line ends alone (after a body) begin no request.
+        if buf.filled()[before..]
+            .iter()
+            .any(|b| !matches!(b, b'\r' | b'\n'))
+        {
             self.heard = true;
         }
         Poll::Ready(r)

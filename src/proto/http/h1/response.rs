@@ -172,8 +172,9 @@ pub fn write_client(out: &mut Vec<u8>, head: &Head<'_>, close: bool, sets: &[&He
 }
 
 /// Writes the whole of a response corelane makes itself (a `respond` or `redirect` route's,
-/// `super::super::handle::local`) into `out`, as hyper writes it: status line, its headers,
-/// `content-length` (none for 204 and 304, which have no body) and `date`, then the body
+/// `super::super::handle::local`) into `out`, as hyper writes it: status line (`<none>` for a
+/// status with no standard reason), its headers, `content-length` (none for 204 and 304,
+/// which have no body, nor for an empty answer to `HEAD`) and `date`, then the body
 /// unless the request was a `HEAD` (`to_head`). `close` adds `Connection: close`. The body's
 /// length as sent.
 pub fn write_local(
@@ -188,7 +189,7 @@ pub fn write_local(
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
     out.extend_from_slice(b"\r\n");
     let mut dated = false;
     for (n, v) in resp.headers() {
@@ -206,7 +207,9 @@ pub fn write_local(
     };
     let bodiless =
         status == hyper::StatusCode::NO_CONTENT || status == hyper::StatusCode::NOT_MODIFIED;
-    if !bodiless {
+    // As hyper: no length for a status without a body, nor an implicit zero for a `HEAD`.
+    let no_length = bodiless || (to_head && body.is_empty());
+    if !no_length {
         let mut b = itoa::Buffer::new();
         line(out, b"content-length", b.format(body.len()).as_bytes());
     }

@@ -13,9 +13,10 @@
 //!
 //! What it does not take goes to the generic path, which answers it the same way: `CONNECT`,
 //! a target that is not a plain origin-form path, `expect` or `trailer` fields, no host, a
-//! body of unknown length or larger than `buffer_size`, and whatever `plan_head` does not
-//! take (routes that respond or redirect, TLS or h2 clusters, more fields than
-//! `max_headers`, a body over `max_body`).
+//! body of unknown length or larger than `buffer_size`, routes that respond or redirect
+//! (which `plan_head` takes for HTTP/1.1 clients, and which are declined here), and whatever
+//! `plan_head` does not take (TLS or h2 clusters, more fields than `max_headers`, a body over
+//! `max_body`).
 //!
 //! Not here: the connection (`super::serve`), the stream's state (`super::stream`).
 
