@@ -755,18 +755,6 @@ fn h2load_streams_all_succeed() {
     );
 }
 
-const WS_SERVER: &str = r#"
-import asyncio, sys, websockets
-async def echo(ws):
-    async for m in ws:
-        await ws.send(m)
-async def main():
-    async with websockets.serve(echo, "127.0.0.1", int(sys.argv[1]), max_size=None):
-        print("ready", flush=True)
-        await asyncio.Future()
-asyncio.run(main())
-"#;
-
 const WS_CLIENT: &str = r#"
 import asyncio, sys, websockets
 async def main():
@@ -786,20 +774,8 @@ asyncio.run(main())
 /// WebSocket through corelane, with the real `websockets` library on both ends.
 #[test]
 fn websocket_upgrade_is_tunnelled() {
-    let port = free_port();
-    let mut server = StopOnDrop(
-        Command::new("/usr/bin/python3")
-            .args(["-c", WS_SERVER, &port.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 with python3-websockets must be installed"),
-    );
-    let mut ready = String::new();
-    let stdout = server.0.stdout.take().unwrap();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).unwrap();
-    assert_eq!(ready.trim(), "ready");
-    let ws: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let (_p, listen) = proxy(&[ws], "", "", "");
+    let ws = common::ws::WsEcho::start();
+    let (_p, listen) = proxy(&[ws.addr], "", "", "");
     let out = Command::new("/usr/bin/python3")
         .args(["-c", WS_CLIENT, &format!("ws://{listen}/chat")])
         .output()

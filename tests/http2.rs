@@ -539,6 +539,126 @@ print(" | ".join(seen))
     }
 }
 
+/// WebSocket over HTTP/2 (RFC 8441): corelane announces extended CONNECT; a CONNECT with
+/// `:protocol` websocket reaches a real WebSocket server (Python's `websockets`) as an
+/// HTTP/1.1 upgrade, the client gets 200, and WebSocket frames go both ways as DATA (a text
+/// message, one of 100 KB in pieces the windows allow, a close that ends the stream).
+/// Another `:protocol` is 501, and a cluster that speaks HTTP/2 upstream cannot take it (501).
+#[test]
+fn websocket_over_http2_reaches_an_http1_websocket_server() {
+    let ws = common::ws::WsEcho::start();
+    let (_p, listen) = proxy(&[ws.addr], "");
+    let out = python(
+        listen,
+        r#"
+import os
+while conn.remote_settings.enable_connect_protocol != 1:
+    pump()
+def ws_frame(payload, op=1):
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | op])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+def connect(protocol, path="/chat"):
+    i = conn.get_next_available_stream_id()
+    conn.send_headers(i, [(":method", "CONNECT"), (":protocol", protocol), (":scheme", "http"), (":path", path), (":authority", "ws.test"), ("sec-websocket-version", "13"), ("origin", "http://ws.test")])
+    flush()
+    while True:
+        for e in pump():
+            if isinstance(e, h2.events.ResponseReceived) and e.stream_id == i:
+                return i, dict(e.headers)
+            if isinstance(e, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+                raise SystemExit(repr(e))
+i, head = connect("websocket")
+assert head[":status"] == "200", head
+assert "sec-websocket-accept" not in head and "upgrade" not in head, head
+got, ended = b"", False
+def send(payload, op=1):
+    data = ws_frame(payload, op)
+    while data:
+        n = min(conn.local_flow_control_window(i), conn.max_outbound_frame_size, len(data))
+        if n > 0:
+            conn.send_data(i, data[:n])
+            data = data[n:]
+            flush()
+        else:
+            read()
+def read():
+    global got, ended
+    for e in pump():
+        if isinstance(e, h2.events.DataReceived) and e.stream_id == i:
+            got += e.data
+            conn.acknowledge_received_data(e.flow_controlled_length, i)
+        elif isinstance(e, h2.events.StreamEnded) and e.stream_id == i:
+            ended = True
+        elif isinstance(e, h2.events.StreamReset) and ended and e.error_code == 0:
+            # Done: the client need not send the rest of its side (RFC 9113 8.1).
+            pass
+        elif isinstance(e, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+            raise SystemExit(repr(e))
+    flush()
+def message():
+    """One whole server frame (unmasked): its opcode and payload."""
+    global got
+    while True:
+        if len(got) >= 2:
+            n, at = got[1] & 0x7f, 2
+            if n == 126:
+                n, at = int.from_bytes(got[2:4], "big"), 4
+            elif n == 127:
+                n, at = int.from_bytes(got[2:10], "big"), 10
+            if len(got) >= at + n:
+                op, payload, got = got[0] & 0x0f, got[at:at + n], got[at + n:]
+                return op, payload
+        if ended:
+            raise SystemExit("stream ended mid-frame")
+        read()
+send(b"hello over h2")
+assert message() == (1, b"hello over h2")
+big = bytes(x % 251 for x in range(100000))
+send(big, op=2)
+assert message() == (2, big)
+send(b"\x03\xe8", op=8)
+assert message()[0] == 8
+while not ended:
+    read()
+j, head = connect("connect-udp")
+assert head[":status"] == "501", head
+print("ok")
+"#,
+    );
+    assert_eq!(out.trim(), "ok");
+    // An HTTP/2 upstream cannot take an upgrade.
+    let (_q, listen) = {
+        let (admin, listen) = (addr(), addr());
+        let cfg = base_toml(admin, 1)
+            + &listener_toml("web", listen, "app", "protocol = \"http\"\n")
+            + &cluster_toml(
+                "app",
+                "round_robin",
+                &[(ws.addr, 1)],
+                "upstream_protocol = \"h2\"\n",
+            );
+        (Proxy::start(&cfg, admin), listen)
+    };
+    let mut c = Raw::connect(listen);
+    let connect = block(&[
+        (":method", "CONNECT"),
+        (":protocol", "websocket"),
+        (":scheme", "http"),
+        (":path", "/chat"),
+        (":authority", "ws.test"),
+    ]);
+    c.send(&frame(HEADERS, END_HEADERS, 1, &connect));
+    assert_eq!(c.response(1).0, 501);
+}
+
 #[test]
 fn bad_prefaces_and_frames_are_connection_errors() {
     let a = EchoBackend::start("a");

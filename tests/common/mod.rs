@@ -7,6 +7,7 @@ pub mod mariadb;
 pub mod nutcracker;
 pub mod redis;
 pub mod web;
+pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};

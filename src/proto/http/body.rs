@@ -36,6 +36,9 @@ pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
 pub enum ClientBody {
     Hyper(Incoming),
     H2(super::h2::RecvBody),
+    /// None: what a WebSocket over HTTP/2 request keeps once its stream became the client's
+    /// side of the tunnel (`super::tunnel::Client::of`).
+    Empty,
 }
 
 impl Body for ClientBody {
@@ -49,6 +52,7 @@ impl Body for ClientBody {
         match self.get_mut() {
             ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(|e| e.into()),
             ClientBody::H2(b) => Pin::new(b).poll_frame(cx),
+            ClientBody::Empty => Poll::Ready(None),
         }
     }
 
@@ -56,6 +60,7 @@ impl Body for ClientBody {
         match self {
             ClientBody::Hyper(b) => b.is_end_stream(),
             ClientBody::H2(b) => b.is_end_stream(),
+            ClientBody::Empty => true,
         }
     }
 
@@ -63,6 +68,7 @@ impl Body for ClientBody {
         match self {
             ClientBody::Hyper(b) => b.size_hint(),
             ClientBody::H2(b) => b.size_hint(),
+            ClientBody::Empty => SizeHint::with_exact(0),
         }
     }
 }

@@ -281,7 +281,7 @@ async fn forward_to(
     };
     // An upgrade (WebSocket): the client's side of the tunnel, once the upstream agrees.
     let upgrade = upgrade_of(&req);
-    let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    let client_side = upgrade.is_some().then(|| tunnel::Client::of(&mut req));
     let body_state = Rc::new(body::BodyState::default());
     if upgrade.is_some() && http.h2 {
         return (

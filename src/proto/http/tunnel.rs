@@ -1,34 +1,74 @@
 //! Upgraded connections (WebSocket and any other `Upgrade`): once the upstream answers 101,
 //! the client's and the upstream's connections are joined ([`crate::io::splice`]) until
 //! either side closes, or nothing arrives from either side for the listener's `idle_timeout`.
+//! The client's side is its connection (HTTP/1.1, hyper's upgrade) or, for WebSocket over
+//! HTTP/2, its stream (`super::h2::Tunnel`).
 //!
 //! The tunnel owns a dedicated upstream connection (it never returns to the pool).
 
 use std::rc::Rc;
 use std::time::Duration;
 
+use hyper::Request;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::body::ClientBody;
 use crate::io::splice::{Spliced, Timing, splice};
 use crate::worker::Worker;
 
+/// The client's side of a tunnel to be.
+pub enum Client {
+    /// An HTTP/1.1 connection, hyper's once it has sent the 101.
+    Hyper(OnUpgrade),
+    /// An HTTP/2 stream (RFC 8441).
+    H2(super::h2::Tunnel),
+}
+
+impl Client {
+    /// The client's side of the upgrade `req` asks for: its HTTP/2 stream if it came as one
+    /// (taken out of the request, whose body is then empty), else hyper's upgrade.
+    pub fn of(req: &mut Request<ClientBody>) -> Client {
+        match std::mem::replace(req.body_mut(), ClientBody::Empty) {
+            ClientBody::H2(stream) => Client::H2(super::h2::Tunnel::new(stream)),
+            other => {
+                *req.body_mut() = other;
+                Client::Hyper(hyper::upgrade::on(req))
+            }
+        }
+    }
+}
+
 /// `worker`: the buffers are its own (`crate::io::buffers`), lent for each read.
-pub async fn run(worker: Rc<Worker>, client: OnUpgrade, upstream: OnUpgrade, idle: Duration) {
-    let (client, upstream) = match tokio::join!(client, upstream) {
-        (Ok(c), Ok(u)) => (c, u),
-        (c, u) => {
-            tracing::debug!(client = ?c.err(), upstream = ?u.err(), "upgrade failed");
+pub async fn run(worker: Rc<Worker>, client: Client, upstream: OnUpgrade, idle: Duration) {
+    let mut upstream = match upstream.await {
+        Ok(u) => TokioIo::new(u),
+        Err(e) => {
+            tracing::debug!(error = %e, "upstream upgrade failed");
             return;
         }
     };
-    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    match client {
+        Client::Hyper(c) => match c.await {
+            Ok(c) => join(&worker, &mut TokioIo::new(c), &mut upstream, idle).await,
+            Err(e) => tracing::debug!(error = %e, "client upgrade failed"),
+        },
+        Client::H2(mut stream) => join(&worker, &mut stream, &mut upstream, idle).await,
+    }
+}
+
+async fn join<A, B>(worker: &Worker, client: &mut A, upstream: &mut B, idle: Duration)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
     let timing = Timing {
         idle,
         park_after: None,
         idle_since: tokio::time::Instant::now(),
     };
-    match splice(&mut client, &mut upstream, timing, &worker.buffers).await {
+    match splice(client, upstream, timing, &worker.buffers).await {
         Spliced::Done(up, down) => tracing::debug!(up, down, "tunnel closed"),
         Spliced::Idle => tracing::debug!(?idle, "tunnel idle; closed"),
         Spliced::Failed(e) => tracing::debug!(error = %e, "tunnel failed"),

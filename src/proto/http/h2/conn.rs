@@ -195,6 +195,7 @@ impl Connection {
                     setting::MAX_HEADER_LIST_SIZE,
                     u32::try_from(limits.max_header_list).unwrap_or(u32::MAX),
                 ),
+                (setting::ENABLE_CONNECT_PROTOCOL, 1),
             ],
         );
         if limits.conn_window > 65_535 {
@@ -1056,6 +1057,8 @@ mod tests {
         let first = drain(&mut c);
         assert_eq!(first[0].0, kind::SETTINGS);
         assert!(first[0].3.chunks(6).any(|s| s == [0, 4, 0, 1, 0x86, 0xa0]));
+        // Extended CONNECT (RFC 8441) is taken.
+        assert!(first[0].3.chunks(6).any(|s| s == [0, 8, 0, 0, 0, 1]));
         // A connection window below RFC 9113's initial 65,535 needs no update...
         assert_eq!(first.len(), 1);
         // ...and one above it is announced at once.

@@ -1,6 +1,7 @@
 //! A decoded header list of an HTTP/2 request or of its trailers, checked as it is decoded
 //! against RFC 9113 8.2 and 8.3: pseudo-header fields (`:method`, `:scheme`, `:authority`,
-//! `:path`) each at most once and before the others, none in trailers; lowercase token
+//! `:path`, and RFC 8441's `:protocol` with `CONNECT`) each at most once and before the
+//! others, none in trailers; lowercase token
 //! names; values without control characters or edge whitespace; no connection-specific
 //! fields (`connection`, `keep-alive`, `proxy-connection`, `transfer-encoding`, `upgrade`; `te`
 //! only as `trailers`); `content-length` digits, the same in every copy. Its size is counted
@@ -16,7 +17,7 @@
 use crate::proto::http::headers;
 
 /// The pseudo-header fields of a request, in [`Fields::pseudo`]'s order.
-const PSEUDO: [&[u8]; 4] = [b"method", b"scheme", b"authority", b"path"];
+const PSEUDO: [&[u8]; 5] = [b"method", b"scheme", b"authority", b"path", b"protocol"];
 
 #[derive(Debug, Default)]
 pub struct Fields {
@@ -24,8 +25,8 @@ pub struct Fields {
     bytes: Vec<u8>,
     /// Regular fields: (name start, value start, value end) in `bytes`.
     list: Vec<(u32, u32, u32)>,
-    /// `:method`, `:scheme`, `:authority`, `:path`: (start, end) in `bytes`.
-    pseudo: [Option<(u32, u32)>; 4],
+    /// `:method`, `:scheme`, `:authority`, `:path`, `:protocol`: (start, end) in `bytes`.
+    pseudo: [Option<(u32, u32)>; 5],
     size: usize,
     limit: usize,
     regular: bool,
@@ -40,7 +41,7 @@ impl Fields {
     pub fn reset(&mut self, limit: usize, trailers: bool) {
         self.bytes.clear();
         self.list.clear();
-        self.pseudo = [None; 4];
+        self.pseudo = [None; 5];
         self.size = 0;
         self.limit = limit;
         self.regular = false;
@@ -135,15 +136,23 @@ impl Fields {
         if self.malformed.is_some() || self.trailers || self.too_large {
             return self.malformed;
         }
-        let [method, scheme, authority, path] = self.pseudo;
+        let [method, scheme, authority, path, protocol] = self.pseudo;
         match method.map(|r| self.slice(r)) {
             None => Some("no :method"),
             Some(m) if !m.iter().all(|&b| headers::is_tchar(b)) => Some("bad :method"),
+            // RFC 8441 4: `:protocol` only on a CONNECT, which then has all the others.
+            Some(m) if protocol.is_some() && m != b"CONNECT" => Some(":protocol without CONNECT"),
+            Some(b"CONNECT") if protocol.is_some() && (scheme.is_none() || path.is_none()) => {
+                Some("extended CONNECT without :scheme or :path")
+            }
             // CONNECT names only its authority (RFC 9113 8.5).
-            Some(b"CONNECT") if authority.is_none() || scheme.is_some() || path.is_some() => {
+            Some(b"CONNECT")
+                if protocol.is_none()
+                    && (authority.is_none() || scheme.is_some() || path.is_some()) =>
+            {
                 Some("CONNECT needs :authority alone")
             }
-            Some(b"CONNECT") => None,
+            Some(b"CONNECT") if protocol.is_none() => None,
             // RFC 9113 8.3.1: no userinfo in an http or https authority, and not empty.
             _ if authority.is_some_and(|a| a.0 == a.1 || self.slice(a).contains(&b'@')) => {
                 Some("empty :authority, or userinfo in it")
@@ -181,6 +190,11 @@ impl Fields {
 
     pub fn path(&self) -> Option<&[u8]> {
         self.pseudo(3)
+    }
+
+    /// RFC 8441's `:protocol` (an extended CONNECT).
+    pub fn protocol(&self) -> Option<&[u8]> {
+        self.pseudo(4)
     }
 
     /// The regular fields, in order.
@@ -272,6 +286,18 @@ mod tests {
         assert_eq!(connect.malformed(), None);
         let star = [(":method", "OPTIONS"), (":scheme", "http"), (":path", "*")];
         assert_eq!(fields(&star, false).malformed(), None);
+        // RFC 8441's extended CONNECT: all four, and `:protocol`.
+        let ws = [
+            (":method", "CONNECT"),
+            (":protocol", "websocket"),
+            (":scheme", "https"),
+            (":authority", "a.test"),
+            (":path", "/chat"),
+        ];
+        let ws = fields(&ws, false);
+        assert_eq!(ws.malformed(), None);
+        assert_eq!(ws.protocol(), Some(&b"websocket"[..]));
+        assert_eq!(ws.path(), Some(&b"/chat"[..]));
     }
 
     #[test]
@@ -320,6 +346,32 @@ mod tests {
                     (":path", "/"),
                 ],
                 "CONNECT",
+            ),
+            (
+                &[
+                    (":method", "GET"),
+                    (":protocol", "websocket"),
+                    (":scheme", "http"),
+                    (":path", "/"),
+                ],
+                ":protocol without CONNECT",
+            ),
+            (
+                &[
+                    (":method", "CONNECT"),
+                    (":protocol", "websocket"),
+                    (":authority", "a:1"),
+                ],
+                "extended CONNECT without",
+            ),
+            (
+                &[
+                    (":method", "CONNECT"),
+                    (":protocol", "websocket"),
+                    (":scheme", "http"),
+                    (":path", "chat"),
+                ],
+                "not a path",
             ),
             (&[("accept", "x"), (":method", "GET")], "after a regular"),
             (&[(":method", "GET"), (":method", "GET")], "repeated"),

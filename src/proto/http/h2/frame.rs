@@ -47,6 +47,8 @@ pub mod setting {
     pub const INITIAL_WINDOW_SIZE: u16 = 0x4;
     pub const MAX_FRAME_SIZE: u16 = 0x5;
     pub const MAX_HEADER_LIST_SIZE: u16 = 0x6;
+    /// RFC 8441: the server takes extended CONNECT (`:protocol`; WebSocket over HTTP/2).
+    pub const ENABLE_CONNECT_PROTOCOL: u16 = 0x8;
 }
 
 /// An error code (RFC 9113 7). Any value may arrive; the named ones are those corelane sends

@@ -11,7 +11,9 @@
 //! - [`conn`]: the connection's state machine, sans-IO: streams, flow control, settings,
 //!   errors, and the limits that keep a hostile client in bounds;
 //! - [`serve`]: the driver: the socket, a task per request, request and response bodies,
-//!   timeouts, draining, and parking an idle connection.
+//!   timeouts, draining, and parking an idle connection;
+//! - [`websocket`]: WebSocket over HTTP/2 (RFC 8441), a stream joined to an upstream's
+//!   HTTP/1.1 upgrade.
 //!
 //! Why by hand (the issue asks for hyper/h2 unless a measured reason says otherwise): with
 //! hyper's server (the h2 crate) every HTTP/2 connection kept 24 KiB of read and write
@@ -23,7 +25,7 @@
 //! while bytes are in flight, and an idle one parks with only its HPACK table and settings.
 //!
 //! Not here: TLS (`super::serve_tls`), HTTP/2 to upstreams (hyper's client, `super::forward`),
-//! WebSocket over HTTP/2 (RFC 8441, answered 501 like any `CONNECT`), server push.
+//! plain `CONNECT` (answered 501), server push.
 
 pub mod conn;
 mod fast;
@@ -32,9 +34,10 @@ pub mod frame;
 pub mod hpack;
 mod serve;
 mod stream;
+mod websocket;
 
 pub(super) use serve::{End, Start, serve};
-pub use stream::RecvBody;
+pub use stream::{RecvBody, Tunnel};
 
 /// Whether bytes a client sent first are (the start of) HTTP/2's connection preface: its first
 /// line, `PRI * HTTP/2.0`. What follows is the HTTP/2 server's to check, which answers a bad

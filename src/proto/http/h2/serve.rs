@@ -38,12 +38,12 @@ use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep};
 
 use super::conn::{Connection, Events, Limits};
-use super::fast;
 use super::fields::Fields;
 use super::frame::{self, Reason};
 use super::stream::{
     Continue, Head, RecvBody, STREAM_QUEUE, Shared, StreamState, respond, with_length,
 };
+use super::{fast, websocket};
 use crate::io::notify::LocalNotify;
 use crate::metrics::stats::Refusal;
 use crate::proto::http::body::{ClientBody, ResponseBody};
@@ -680,6 +680,25 @@ impl Events for Intake<'_> {
             let text = "request header fields too large";
             let bytes = self.answer(&state, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, text);
             refused(self.ctx, Refusal::TooLarge, fields, bytes);
+        } else if websocket::asks(fields) {
+            let body = RecvBody {
+                stream: state.clone(),
+                shared: self.shared.clone(),
+                length: None,
+            };
+            match websocket::request(fields, body) {
+                Ok(req) => {
+                    let fut =
+                        websocket::serve(self.ctx.clone(), self.shared.clone(), state.clone(), req);
+                    task = Some(tokio::task::spawn_local(fut).abort_handle());
+                }
+                Err(why) => {
+                    tracing::debug!(stream = id, why, "malformed WebSocket over HTTP/2 request");
+                    let mut s = state.borrow_mut();
+                    s.reset = Some(Reason::PROTOCOL_ERROR);
+                    self.shared.queue(&mut s);
+                }
+            }
         } else if fields.method() == b"CONNECT" {
             let text = "CONNECT is not supported";
             let bytes = self.answer(&state, StatusCode::NOT_IMPLEMENTED, text);
@@ -788,7 +807,10 @@ impl Events for Intake<'_> {
 /// The request a header list describes, as `super::super::handle` takes it: an absolute URI
 /// from `:scheme` and `:authority` (origin-form without an authority), HTTP/2, and the
 /// fields, cookies joined into one (RFC 9113 8.2.3).
-fn request(fields: &Fields, body: RecvBody) -> Result<Request<ClientBody>, &'static str> {
+pub(super) fn request(
+    fields: &Fields,
+    body: RecvBody,
+) -> Result<Request<ClientBody>, &'static str> {
     let method = Method::from_bytes(fields.method()).map_err(|_| "bad :method")?;
     let path = fields.path().unwrap_or(b"/");
     let uri = match (fields.authority(), fields.scheme()) {

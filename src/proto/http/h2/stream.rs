@@ -9,6 +9,9 @@
 //! the windows what the body's reader has taken. A stream queues at most [`STREAM_QUEUE`]
 //! bytes of response before its body is read no further.
 //!
+//! A stream can also be a byte pipe ([`Tunnel`]): WebSocket over HTTP/2 (`super::websocket`),
+//! its DATA frames read and written as a connection's bytes are.
+//!
 //! Not here: the connection (`super::serve`), the fast path's requests (`super::fast`).
 
 use std::cell::RefCell;
@@ -92,7 +95,8 @@ pub(super) struct StreamState {
     pub trailers: Option<HeaderMap>,
     /// The response body failed: the stream is reset (INTERNAL_ERROR).
     pub failed: bool,
-    /// Reset by corelane before a response (a request it cannot take).
+    /// Reset by corelane: before a response (a request it cannot take), or a tunnel that
+    /// broke off (`Tunnel`).
     pub reset: Option<Reason>,
     pub writer: Option<Waker>,
     /// The connection is done with the stream.
@@ -198,6 +202,107 @@ impl Drop for RecvBody {
         s.consumed += left;
         if s.consumed > 0 {
             self.shared.queue(&mut s);
+        }
+    }
+}
+
+/// A stream as the client's side of a tunnel (WebSocket over HTTP/2): reads take its DATA
+/// frames' bytes (given back to the windows as they are taken), writes queue DATA frames (at
+/// most [`STREAM_QUEUE`] bytes unwritten), shutdown ends the stream. Dropped before the
+/// stream ended, after its response head was given, it resets the stream (CANCEL).
+pub struct Tunnel {
+    body: RecvBody,
+}
+
+impl Tunnel {
+    pub(in crate::proto::http) fn new(body: RecvBody) -> Tunnel {
+        Tunnel { body }
+    }
+}
+
+impl std::fmt::Debug for Tunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tunnel")
+    }
+}
+
+impl tokio::io::AsyncRead for Tunnel {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let mut s = this.body.stream.borrow_mut();
+        if !s.body.is_empty() {
+            let n = buf.remaining().min(s.body.len());
+            buf.put_slice(&s.body.split_to(n));
+            s.consumed += n;
+            this.body.shared.queue(&mut s);
+            return Poll::Ready(Ok(()));
+        }
+        match s.body_end {
+            // The client ended its side: an end of file.
+            Some(Ok(())) => Poll::Ready(Ok(())),
+            Some(Err(r)) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                StreamReset(r),
+            ))),
+            None => {
+                s.reader = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Tunnel {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let mut s = this.body.stream.borrow_mut();
+        if s.gone || s.out_end {
+            return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
+        }
+        if s.out_bytes >= STREAM_QUEUE {
+            s.writer = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let n = data.len().min(STREAM_QUEUE - s.out_bytes);
+        if n > 0 {
+            s.out.push_back(Bytes::copy_from_slice(&data[..n]));
+            s.out_bytes += n;
+            this.body.shared.queue(&mut s);
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let mut s = this.body.stream.borrow_mut();
+        if !s.out_end {
+            s.out_end = true;
+            this.body.shared.queue(&mut s);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        let mut s = self.body.stream.borrow_mut();
+        // Before a response head, the request's task still answers (the upstream did not
+        // switch); after it, a tunnel that ends without its end (failed, idle) resets.
+        if !s.out_end && !s.gone && (s.head.is_some() || s.head_sent) {
+            s.reset = Some(Reason::CANCEL);
+            self.body.shared.queue(&mut s);
         }
     }
 }
