@@ -659,6 +659,47 @@ print("ok")
     assert_eq!(c.response(1).0, 501);
 }
 
+/// A WebSocket stream the client resets closes its upstream connection, while the HTTP/2
+/// connection goes on.
+#[test]
+fn a_reset_websocket_stream_closes_its_upstream_connection() {
+    let ws = common::ws::WsEcho::start();
+    let (p, listen) = proxy(&[ws.addr], "");
+    let active = || {
+        metric(
+            &p.metrics(),
+            "corelane_cluster_connections_active{cluster=\"app\"}",
+        )
+    };
+    let mut c = Raw::connect(listen);
+    let connect = block(&[
+        (":method", "CONNECT"),
+        (":protocol", "websocket"),
+        (":scheme", "http"),
+        (":path", "/chat"),
+        (":authority", "ws.test"),
+        ("sec-websocket-version", "13"),
+    ]);
+    c.send(&frame(HEADERS, END_HEADERS, 1, &connect));
+    let head = c.until(|f| f.kind == HEADERS && f.stream == 1).unwrap();
+    assert_eq!(head.status(), 200);
+    // A masked text frame, "hello", and its echo (unmasked).
+    let mask = [1u8, 2, 3, 4];
+    let mut msg = vec![0x81, 0x85];
+    msg.extend(mask);
+    msg.extend(b"hello".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    c.send(&frame(DATA, 0, 1, &msg));
+    let echo = c.until(|f| f.kind == DATA && f.stream == 1).unwrap();
+    assert_eq!(echo.payload, b"\x81\x05hello");
+    assert_eq!(active(), Some(1.0));
+    c.send(&frame(RST_STREAM, 0, 1, &8u32.to_be_bytes()));
+    assert!(eventually(5, || active() == Some(0.0)), "{:?}", active());
+    // The connection still serves.
+    c.send(&frame(HEADERS, END_HEADERS, 3, &connect));
+    let head = c.until(|f| f.kind == HEADERS && f.stream == 3).unwrap();
+    assert_eq!(head.status(), 200);
+}
+
 #[test]
 fn bad_prefaces_and_frames_are_connection_errors() {
     let a = EchoBackend::start("a");

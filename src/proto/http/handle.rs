@@ -19,6 +19,7 @@ use super::forward::{self, Ctx, Failure};
 use super::{Conn, access_log, h1, headers, route, tunnel};
 use crate::config::http::{Action, HashOn, Route};
 use crate::config::model::Protocol;
+use crate::metrics::counters::OwnedGauge;
 use crate::metrics::stats::Refusal;
 use crate::worker::TableRef;
 
@@ -373,11 +374,17 @@ async fn forward_to(
                     if let Some(u) = upgrade_to {
                         parts.headers.insert(header::UPGRADE, u);
                     }
+                    // The upstream connection leaves hyper's hands (and its `active` gauge)
+                    // for the tunnel's: still open, still the endpoint's load.
+                    let held = cluster.endpoints.get(answer.endpoint).map(|e| {
+                        OwnedGauge::new(e.stats.clone(), w.id, |s, w| &s.workers.get(w).active)
+                    });
                     tokio::task::spawn_local(tunnel::run(
                         c.worker.clone(),
                         client_side,
                         upstream_side,
                         listener.config.idle_timeout,
+                        held,
                     ));
                     // The connection now belongs to the tunnel.
                     None

@@ -16,6 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::body::ClientBody;
 use crate::io::splice::{Spliced, Timing, splice};
+use crate::metrics::counters::OwnedGauge;
+use crate::metrics::stats::EndpointStats;
 use crate::worker::Worker;
 
 /// The client's side of a tunnel to be.
@@ -40,8 +42,17 @@ impl Client {
     }
 }
 
-/// `worker`: the buffers are its own (`crate::io::buffers`), lent for each read.
-pub async fn run(worker: Rc<Worker>, client: Client, upstream: OnUpgrade, idle: Duration) {
+/// `worker`: the buffers are its own (`crate::io::buffers`), lent for each read. `held`: the
+/// upstream endpoint's `active` gauge, raised while the tunnel lives (least-connections
+/// balancing counts a tunnel as the connection it is).
+pub async fn run(
+    worker: Rc<Worker>,
+    client: Client,
+    upstream: OnUpgrade,
+    idle: Duration,
+    held: Option<OwnedGauge<EndpointStats>>,
+) {
+    let _held = held;
     let mut upstream = match upstream.await {
         Ok(u) => TokioIo::new(u),
         Err(e) => {
