@@ -543,11 +543,14 @@ print(" | ".join(seen))
 /// `:protocol` websocket reaches a real WebSocket server (Python's `websockets`) as an
 /// HTTP/1.1 upgrade, the client gets 200, and WebSocket frames go both ways as DATA (a text
 /// message, one of 100 KB in pieces the windows allow, a close that ends the stream).
-/// Another `:protocol` is 501, and a cluster that speaks HTTP/2 upstream cannot take it (501).
+/// Another `:protocol` is 501, an answer that is a 2xx without the switch 502, and a cluster
+/// that speaks HTTP/2 upstream cannot take it (501).
 #[test]
 fn websocket_over_http2_reaches_an_http1_websocket_server() {
     let ws = common::ws::WsEcho::start();
-    let (_p, listen) = proxy(&[ws.addr], "");
+    let plain =
+        "[[listeners.web.routes]]\npath = \"/plain\"\nrespond = { status = 200, body = \"no\" }\n";
+    let (_p, listen) = proxy(&[ws.addr], plain);
     let out = python(
         listen,
         r#"
@@ -630,6 +633,9 @@ while not ended:
     read()
 j, head = connect("connect-udp")
 assert head[":status"] == "501", head
+# A 2xx that is not a switch would read as the tunnel's success: 502.
+j, head = connect("websocket", "/plain")
+assert head[":status"] == "502", head
 print("ok")
 "#,
     );

@@ -6,7 +6,8 @@
 //! ([`handle`]: routes, header rules, endpoint choice, retries, metrics, access log). An
 //! upstream that switches (101) gets the client a `200` on the stream (RFC 8441 5), and the
 //! stream ([`Tunnel`]) and the upstream connection are joined as an HTTP/1.1 upgrade's are
-//! (`crate::proto::http::tunnel`); any other answer goes to the client as it is.
+//! (`crate::proto::http::tunnel`). Any other answer goes to the client as it is, except a
+//! 2xx without the switch, which over HTTP/2 would read as the tunnel's success: `502`.
 //!
 //! Not here: checking the upstream's `Sec-WebSocket-Accept` (a 101 is taken as the switch, as
 //! for HTTP/1.1 clients, whose own client checks it), other `:protocol` values (501), plain
@@ -98,6 +99,15 @@ pub(super) async fn serve(
         shared.queue(&mut s);
         return;
     }
+    let (mut parts, body) = if parts.status.is_success() {
+        // Over HTTP/2 a 2xx is the tunnel's success (RFC 8441 5): an upstream (or a `respond`
+        // route) that answered without switching must not be taken for one.
+        tracing::debug!(status = %parts.status, "WebSocket over HTTP/2: no switch upstream");
+        let text = "the upstream did not switch to WebSocket";
+        handle::error(StatusCode::BAD_GATEWAY, text).into_parts()
+    } else {
+        (parts, body)
+    };
     with_length(parts.status, &mut parts.headers, &body);
     deliver(
         &st,
