@@ -665,6 +665,97 @@ print("ok")
     assert_eq!(c.response(1).0, 501);
 }
 
+/// An upstream that switches, says "bye" and half-closes (FIN): the client gets "bye" and
+/// END_STREAM with no reset, and what it sends afterwards still reaches the upstream, up to
+/// its own END_STREAM (RFC 8441 4: an orderly close is END_STREAM, each way). A tunnel whose
+/// client goes away (its connection closes) after ending its side, while the upstream is
+/// silent, ends at once, not at `idle_timeout`.
+#[test]
+fn websocket_over_http2_half_closes_each_way() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = l.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for (n, s) in l.incoming().enumerate() {
+            let Ok(mut s) = s else { return };
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut b).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n";
+                s.write_all(switch).unwrap();
+                if n == 0 {
+                    s.write_all(b"bye").unwrap();
+                    s.shutdown(std::net::Shutdown::Write).unwrap();
+                }
+                let mut rest = Vec::new();
+                let _ = s.read_to_end(&mut rest);
+                let _ = tx.send((String::from_utf8_lossy(&head).into_owned(), rest));
+                if n > 0 {
+                    // Silent, and not closing.
+                    thread::sleep(Duration::from_secs(30));
+                }
+            });
+        }
+    });
+    let (p, listen) = proxy(&[up], "");
+    let connect = block(&[
+        (":method", "CONNECT"),
+        (":protocol", "websocket"),
+        (":scheme", "http"),
+        (":path", "/chat"),
+        (":authority", "ws.test"),
+        ("sec-websocket-version", "13"),
+    ]);
+    let mut c = Raw::connect(listen);
+    c.send(&frame(HEADERS, END_HEADERS, 1, &connect));
+    assert_eq!(c.response(1), (200, b"bye".to_vec()));
+    c.send(&frame(DATA, 0, 1, b"after the upstream's end"));
+    c.send(&frame(DATA, END_STREAM, 1, b""));
+    let (head, rest) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("get /chat http/1.1\r\n"), "{head}");
+    for line in [
+        "upgrade: websocket",
+        "connection: upgrade",
+        "sec-websocket-key: ",
+        "host: ws.test",
+    ] {
+        assert!(head.contains(line), "{line} in {head}");
+    }
+    assert_eq!(rest, b"after the upstream's end");
+    // No reset on stream 1: the next frame for it, if any, is not RST_STREAM.
+    c.send(&frame(PING, 0, 0, b"12345678"));
+    let f = c
+        .until(|f| f.kind == PING || (f.kind == RST_STREAM && f.stream == 1))
+        .unwrap();
+    assert_eq!(f.kind, PING, "stream 1 was reset");
+
+    // The client ends its side and leaves; the upstream says nothing.
+    let active = || {
+        metric(
+            &p.metrics(),
+            "corelane_cluster_connections_active{cluster=\"app\"}",
+        )
+    };
+    let mut c = Raw::connect(listen);
+    c.send(&frame(HEADERS, END_HEADERS, 1, &connect));
+    let head = c.until(|f| f.kind == HEADERS && f.stream == 1).unwrap();
+    assert_eq!(head.status(), 200);
+    c.send(&frame(DATA, END_STREAM, 1, b"last words"));
+    let (_, rest) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(rest, b"last words");
+    assert_eq!(active(), Some(1.0));
+    drop(c);
+    assert!(eventually(5, || active() == Some(0.0)), "{:?}", active());
+}
+
 /// A WebSocket stream the client resets closes its upstream connection, while the HTTP/2
 /// connection goes on.
 #[test]

@@ -65,7 +65,13 @@ pub async fn run(
             Ok(c) => join(&worker, &mut TokioIo::new(c), &mut upstream, idle).await,
             Err(e) => tracing::debug!(error = %e, "client upgrade failed"),
         },
-        Client::H2(mut stream) => join(&worker, &mut stream, &mut upstream, idle).await,
+        Client::H2(mut stream) => {
+            let gone = stream.gone();
+            tokio::select! {
+                () = join(&worker, &mut stream, &mut upstream, idle) => {}
+                () = gone => tracing::debug!("tunnel's stream gone; closed"),
+            }
+        }
     }
 }
 

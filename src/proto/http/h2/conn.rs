@@ -81,6 +81,10 @@ struct Stream {
     id: u32,
     /// The client may still send (no END_STREAM yet).
     recv_open: bool,
+    /// corelane may still send. A response's end closes a stream whole, except a tunnel's
+    /// (`half_close`), which stays half-closed (local) until the client ends its side too.
+    send_open: bool,
+    half_close: bool,
     send_window: i64,
     recv_window: i64,
     /// Bytes passed on since the last WINDOW_UPDATE for this stream.
@@ -311,10 +315,15 @@ impl Connection {
         if end {
             s.recv_open = false;
         }
+        let done = end && !s.send_open;
         if padding > 0 {
             self.release(h.stream, padding);
         }
         ev.data(h.stream, data, end);
+        if done {
+            // Half-closed (local) and now ended by the client too.
+            self.forget(h.stream);
+        }
         Ok(())
     }
 
@@ -420,7 +429,11 @@ impl Connection {
                 Some(reason) => self.stream_error(i, reason, ev),
                 None => {
                     self.streams[i].recv_open = false;
+                    let done = !self.streams[i].send_open;
                     ev.trailers(id, fields);
+                    if done {
+                        self.forget(id);
+                    }
                     Ok(())
                 }
             };
@@ -466,6 +479,8 @@ impl Connection {
         self.streams.push(Stream {
             id,
             recv_open: !end,
+            send_open: true,
+            half_close: false,
             send_window: i64::from(self.peer_window),
             recv_window: i64::from(self.limits.stream_window),
             recv_unacked: 0,
@@ -703,7 +718,7 @@ impl Connection {
         fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
         end: bool,
     ) {
-        let Some(i) = self.find(id) else {
+        let Some(i) = self.sendable(id) else {
             return;
         };
         let mut block = std::mem::take(&mut self.scratch);
@@ -722,7 +737,7 @@ impl Connection {
     /// Writes a response head encoded already (`:status` first, `hpack::encode`) on stream
     /// `id`; `end`: no body follows.
     pub fn send_encoded(&mut self, id: u32, block: &[u8], end: bool) {
-        let Some(i) = self.find(id) else {
+        let Some(i) = self.sendable(id) else {
             return;
         };
         self.write_block(id, block, end);
@@ -737,7 +752,7 @@ impl Connection {
         id: u32,
         fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
     ) {
-        let Some(i) = self.find(id) else {
+        let Some(i) = self.sendable(id) else {
             return;
         };
         let mut block = std::mem::take(&mut self.scratch);
@@ -782,7 +797,7 @@ impl Connection {
     /// size; `end` marks the last frame if all of `data` went. How much went, or None if the
     /// stream is gone.
     pub fn send_data(&mut self, id: u32, data: &[u8], end: bool) -> Option<usize> {
-        let i = self.find(id)?;
+        let i = self.sendable(id)?;
         let s = &mut self.streams[i];
         let room = s.send_window.min(self.send_window).max(0) as usize;
         let n = data.len().min(room);
@@ -809,14 +824,41 @@ impl Connection {
     }
 
     /// The response on `streams[i]` has ended: the stream closes, with a RST_STREAM
-    /// (NO_ERROR) if the client was still sending (RFC 9113 8.1: no more of it is wanted).
+    /// (NO_ERROR) if the client was still sending (RFC 9113 8.1: no more of it is wanted);
+    /// a tunnel's stays half-closed (local) while the client still sends.
     fn end_local(&mut self, i: usize) {
+        let s = &mut self.streams[i];
+        if s.half_close && s.recv_open {
+            s.send_open = false;
+            self.reset_budget = (self.reset_budget + 1).min(RESET_BUDGET * 5);
+            return;
+        }
         let s = self.streams.remove(i);
         if s.recv_open {
             frame::write_rst(&mut self.out, s.id, Reason::NO_ERROR);
             self.note_reset(s.id);
         }
         self.reset_budget = (self.reset_budget + 1).min(RESET_BUDGET * 5);
+    }
+
+    /// Stream `id` is a tunnel's (WebSocket over HTTP/2): the end of what corelane sends on it
+    /// leaves it half-closed, and the client's side goes on until it ends it (RFC 8441 4: an
+    /// orderly close is END_STREAM each way).
+    pub fn half_close(&mut self, id: u32) {
+        if let Some(i) = self.find(id) {
+            self.streams[i].half_close = true;
+        }
+    }
+
+    /// Stream `id`'s index, if corelane may still send on it.
+    fn sendable(&self, id: u32) -> Option<usize> {
+        self.find(id).filter(|&i| self.streams[i].send_open)
+    }
+
+    fn forget(&mut self, id: u32) {
+        if let Some(i) = self.find(id) {
+            self.streams.remove(i);
+        }
     }
 
     /// Resets stream `id` (its response failed, or corelane gives up on it).
@@ -1275,6 +1317,41 @@ mod tests {
         for id in [1, 3] {
             assert!(out.contains(&(kind::RST_STREAM, 0, id, 1u32.to_be_bytes().to_vec())));
         }
+    }
+
+    #[test]
+    fn a_tunnels_stream_half_closes_and_ends_with_the_clients_end() {
+        let mut c = Connection::new(LIMITS);
+        let mut input = start();
+        input.extend(frame(kind::HEADERS, flag::END_HEADERS, 1, &get("/ws")));
+        input.extend(frame(kind::HEADERS, flag::END_HEADERS, 3, &get("/plain")));
+        feed(&mut c, &input).unwrap();
+        drain(&mut c);
+        c.half_close(1);
+        for id in [1, 3] {
+            c.send_headers(id, 200, std::iter::empty(), false);
+            assert_eq!(c.send_data(id, b"bye", true), Some(3));
+        }
+        // The plain stream is done (the client is told to stop, NO_ERROR); the tunnel's
+        // stays open for what the client still sends.
+        let out = drain(&mut c);
+        assert!(out.contains(&(kind::RST_STREAM, 0, 3, 0u32.to_be_bytes().to_vec())));
+        assert!(
+            !out.iter().any(|f| f.0 == kind::RST_STREAM && f.2 == 1),
+            "{out:?}"
+        );
+        assert!(c.is_open(1) && !c.is_open(3));
+        assert_eq!(
+            c.send_data(1, b"more", false),
+            None,
+            "nothing after the end"
+        );
+        let seen = feed(&mut c, &frame(kind::DATA, 0, 1, b"after")).unwrap();
+        assert_eq!(seen.0, ["data 1 after end=false"]);
+        assert!(c.is_open(1));
+        let seen = feed(&mut c, &frame(kind::DATA, flag::END_STREAM, 1, b"")).unwrap();
+        assert_eq!(seen.0, ["data 1  end=true"]);
+        assert!(!c.is_open(1) && c.open_streams() == 0);
     }
 
     #[test]

@@ -536,6 +536,9 @@ impl<S: ClientIo> Driver<'_, S> {
             s.expect = Continue::Sent;
         }
         if let Some(head) = s.head.take() {
+            if s.tunnel {
+                conn.half_close(id);
+            }
             let end = s.out_end && s.out.is_empty() && s.trailers.is_none();
             match head {
                 Head::Map(status, fields) => {
@@ -694,6 +697,7 @@ impl Events for Intake<'_> {
                 }
                 Err(why) => {
                     tracing::debug!(stream = id, why, "malformed WebSocket over HTTP/2 request");
+                    refused(self.ctx, Refusal::Malformed, fields, 0);
                     let mut s = state.borrow_mut();
                     s.reset = Some(Reason::PROTOCOL_ERROR);
                     self.shared.queue(&mut s);

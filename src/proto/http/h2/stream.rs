@@ -99,6 +99,10 @@ pub(super) struct StreamState {
     /// broke off (`Tunnel`).
     pub reset: Option<Reason>,
     pub writer: Option<Waker>,
+    /// The stream is a tunnel's (`Tunnel`): the end of its response leaves it half-closed.
+    pub tunnel: bool,
+    /// A tunnel waiting to hear that the stream is gone ([`Tunnel::gone`]).
+    pub closer: Option<Waker>,
     /// The connection is done with the stream.
     pub gone: bool,
 }
@@ -114,6 +118,9 @@ impl StreamState {
             w.wake();
         }
         if let Some(w) = self.writer.take() {
+            w.wake();
+        }
+        if let Some(w) = self.closer.take() {
             w.wake();
         }
     }
@@ -217,6 +224,21 @@ pub struct Tunnel {
 impl Tunnel {
     pub(in crate::proto::http) fn new(body: RecvBody) -> Tunnel {
         Tunnel { body }
+    }
+
+    /// Resolves once the connection is done with the stream (the client reset it, the
+    /// connection closed): the tunnel ends then even if neither direction is waiting on the
+    /// stream (the client's side already ended, or a write to the upstream is stuck).
+    pub fn gone(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let st = self.body.stream.clone();
+        std::future::poll_fn(move |cx| {
+            let mut s = st.borrow_mut();
+            if s.gone {
+                return Poll::Ready(());
+            }
+            s.closer = Some(cx.waker().clone());
+            Poll::Pending
+        })
     }
 }
 

@@ -94,8 +94,10 @@ pub(super) async fn serve(
             parts.headers.remove(&name);
         }
         let mut s = st.borrow_mut();
+        // The tunnel (spawned by `handle`) has not run yet: nothing awaited since.
+        debug_assert!(!s.out_end);
         s.head = Some(Head::Map(StatusCode::OK, parts.headers));
-        s.out_end = false;
+        s.tunnel = true;
         shared.queue(&mut s);
         return;
     }
