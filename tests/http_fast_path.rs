@@ -482,6 +482,11 @@ redirect = { location = "https://example.com/new", status = 308 }
     c.write_all(b"GET /length HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     assert!(response(&mut c, false).ends_with("hello"));
+    // Pipelined: a local answer between forwarded ones, its body skipped, all in order.
+    c.write_all(b"GET /length HTTP/1.1\r\nHost: t\r\n\r\nPOST /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbodyGET /length HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert!(response(&mut c, false).ends_with("\r\n\r\nhello"));
+    assert!(response(&mut c, false).ends_with("\r\n\r\nhi\n"));
+    assert!(response(&mut c, false).ends_with("\r\n\r\nhello"));
 }
 
 /// Sends `bytes` over TLS (openssl s_client, ALPN http/1.1) and returns all that came back
