@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -448,6 +448,7 @@ impl NginxTls {
              events {{ worker_connections 64; }}\n\
              http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d};\n\
              server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {c}; ssl_certificate_key {k};\n\
+             ssl_protocols TLSv1.2 TLSv1.3;\n\
              location / {{ return 200 \"tls backend $ssl_protocol $ssl_server_name\\n\"; }} }} }}\n",
             d = dir.display(),
             c = cert("localhost.crt"),
@@ -525,4 +526,77 @@ fn tls_to_upstreams_is_verified() {
         cert("other-ca.crt")
     ));
     assert!(unverified.ends_with("200"), "{unverified}");
+}
+
+/// HTTP/1.1 keep-alive clients (and h2c ones) reach a TLS upstream through the fast path: its
+/// TLS connections are pooled and reused (one for many requests, nginx's TLS 1.3 session
+/// tickets that arrive while it waits in the pool taken in), and the client connection,
+/// never handed to hyper, parks when idle.
+#[test]
+fn tls_upstreams_are_pooled_on_the_fast_path() {
+    let backend = NginxTls::start();
+    let (admin, listen) = (addr(), addr());
+    let cfg = base_toml(admin, 1)
+        + &listener_toml(
+            "web",
+            listen,
+            "app",
+            "protocol = \"http\"\npark_after = \"1s\"\nheader_timeout = \"30s\"",
+        )
+        + &cluster_toml(
+            "app",
+            "round_robin",
+            &[(backend.addr, 1)],
+            &format!(
+                "[clusters.app.tls]\nca = \"{}\"\nserver_name = \"localhost\"\n",
+                cert("ca.crt")
+            ),
+        );
+    let p = Proxy::start(&cfg, admin);
+    let series = |name: &str| metric(&p.metrics(), name).unwrap_or(-1.0);
+    let mut c = std::net::TcpStream::connect(listen).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let one = |c: &mut std::net::TcpStream| {
+        c.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("localhost\n") {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    for i in 0..5 {
+        let r = one(&mut c);
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.contains("tls backend TLSv1.3 localhost"), "{r}");
+        if i == 0 {
+            // Let the session tickets arrive while the connection sits in the pool.
+            thread::sleep(Duration::from_millis(300));
+        }
+    }
+    assert_eq!(
+        series("corelane_cluster_connections_total{cluster=\"app\"}"),
+        1.0
+    );
+    let parked = "corelane_listener_connections_parked{listener=\"web\"}";
+    assert!(
+        eventually(5, || series(parked) == 1.0),
+        "{}",
+        series(parked)
+    );
+    assert!(one(&mut c).contains("tls backend"));
+    // HTTP/2 clients' requests take the same pooled connection.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--http2-prior-knowledge"])
+        .arg(format!("http://{listen}/"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("tls backend TLSv1.3"));
+    assert_eq!(
+        series("corelane_cluster_connections_total{cluster=\"app\"}"),
+        1.0
+    );
 }

@@ -316,7 +316,6 @@ async fn forward_to(
     let w = &c.worker;
     if h1::bridge::takes(
         cfg.fast_path,
-        cluster,
         http,
         &upstream_req,
         upgrade.is_some(),

@@ -1,12 +1,12 @@
 //! The HTTP engine: HTTP/1.1 and HTTP/2 (ALPN over TLS, and h2c with prior knowledge) from
 //! clients; HTTP/1.1 with keep-alive, or HTTP/2, to upstreams.
 //!
-//! Three servers share a listener's connections. HTTP/1.1 requests forwarded to plain
-//! HTTP/1.1 clusters (the common case, and what wrk measures) take the hand-written fast path
+//! Three servers share a listener's connections. HTTP/1.1 requests forwarded to HTTP/1.1
+//! clusters, plain or TLS (the common case, and what wrk measures), take the hand-written fast path
 //! ([`h1`]), written by hand for a measured reason given there; HTTP/2 connections (the
 //! preface on a plain connection, ALPN `h2` over TLS) are served by corelane's own HTTP/2
-//! server ([`h2`], also by hand, for the reasons given there), whose requests to plain
-//! HTTP/1.1 clusters take the same fast path and whose other requests go through [`handle`]
+//! server ([`h2`], also by hand, for the reasons given there), whose requests to HTTP/1.1
+//! clusters take the same fast path and whose other requests go through [`handle`]
 //! as hyper's do; the first HTTP/1.x request the fast path does not take (an upgrade, a
 //! chunked upload, anything malformed) hands the connection to hyper,
 //! which serves it to its end as described below. All apply the same rules. A listener with
@@ -23,7 +23,7 @@
 //! 3. `respond` and `redirect` routes are answered there; `cluster` routes are forwarded
 //!    ([`forward`]) after hop-by-hop headers are removed, `X-Forwarded-*` added and the header
 //!    rules applied ([`headers`]); an `Upgrade` answered 101 becomes a tunnel ([`tunnel`]);
-//!    a request to a plain HTTP/1.1 cluster without a body, or with a small one of known
+//!    a request to an HTTP/1.1 cluster (plain or TLS) without a body, or with a small one of known
 //!    length, is sent over the fast path's pooled upstream sockets ([`h1::bridge`]), anything
 //!    else over hyper's client;
 //! 4. the upstream's response streams back (its connection returns to the worker's pool

@@ -119,7 +119,7 @@ impl Pool {
         let mut idle = self.h1.borrow_mut();
         let list = idle.get_mut(&uid)?;
         let now = Instant::now();
-        while let Some((c, expires)) = list.pop_back() {
+        while let Some((mut c, expires)) = list.pop_back() {
             if now < expires && c.still_open() {
                 return Some(c);
             }
@@ -133,7 +133,7 @@ impl Pool {
     pub fn prune_h1(&self) {
         let now = Instant::now();
         self.h1.borrow_mut().retain(|_, list| {
-            list.retain(|(c, expires)| now < *expires && c.still_open());
+            list.retain_mut(|(c, expires)| now < *expires && c.still_open());
             !list.is_empty()
         });
     }

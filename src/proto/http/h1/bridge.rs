@@ -1,6 +1,6 @@
 //! The fast path's upstream exchange for requests on the generic path (`super::super::handle`:
 //! HTTP/1.x connections handed over to hyper, and HTTP/2 requests the HTTP/2 server's fast
-//! path does not take): a request to a plain HTTP/1.1 cluster, without a body or with one of
+//! path does not take): a request to an HTTP/1.1 cluster (plain or TLS), without a body or with one of
 //! known length that fits in `buffer_size`, goes over the worker's pooled sockets
 //! (`super::exchange`) rather than a hyper client connection, and its response goes back as a
 //! `Response<ResponseBody>`. A body is read whole first and sent with the head in one write,
@@ -24,7 +24,7 @@
 //!
 //! Not here: bodies of unknown length or larger than `buffer_size` (hyper's client streams
 //! them while it reads the response, so an upstream that answers early is heard), upgrades,
-//! TLS and h2 clusters (`super::super::forward`), and requests that announce trailers (a
+//! h2 clusters (`super::super::forward`), and requests that announce trailers (a
 //! `Trailer` header: hyper's client sends them in a chunked body); unannounced request
 //! trailers are dropped, as hyper's client drops them. In a chunked response, chunk extensions
 //! are dropped from the decoded body (as hyper's client does) and trailers go on as a
@@ -54,12 +54,11 @@ use super::super::forward::Failure;
 use super::super::headers;
 
 /// Whether the bridge takes a prepared request: on a listener with `fast_path` on, not an
-/// upgrade or a `CONNECT` (whose 2xx makes the connection a tunnel), to a plain HTTP/1.1
-/// cluster, with no body or one whose length is known and at most `limit` bytes (a body
+/// upgrade or a `CONNECT` (whose 2xx makes the connection a tunnel), to an HTTP/1.1 cluster
+/// (plain or TLS), with no body or one whose length is known and at most `limit` bytes (a body
 /// whose length is not to be told, for its trailers, is not: `RequestBody::Stream::length_hidden`).
 pub fn takes(
     fast_path: bool,
-    cluster: &Cluster,
     http: &HttpCluster,
     req: &Request<RequestBody>,
     upgrade: bool,
@@ -71,12 +70,7 @@ pub fn takes(
             .exact()
             .is_some_and(|n| n <= limit as u64),
     };
-    fast_path
-        && small
-        && !upgrade
-        && !http.h2
-        && cluster.tls.is_none()
-        && *req.method() != Method::CONNECT
+    fast_path && small && !upgrade && !http.h2 && *req.method() != Method::CONNECT
 }
 
 /// A response from upstream and the endpoint it came from.

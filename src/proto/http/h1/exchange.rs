@@ -1,5 +1,5 @@
-//! One request of the fast path against its cluster: pick an endpoint, take a pooled plain
-//! HTTP/1.1 connection or open one, write the request head and body, read the response head,
+//! One request of the fast path against its cluster: pick an endpoint, take a pooled
+//! HTTP/1.1 connection (plain, or TLS for a cluster with `tls`) or open one, write the request head and body, read the response head,
 //! and relay the response to the client as it arrives.
 //!
 //! Retries follow `super::super::forward`: a connect failure moves on to the policy's next
@@ -34,23 +34,101 @@ use crate::config::model::limits::MAX_CONNECT_ATTEMPTS;
 use crate::io::buffers::BufferPool;
 use crate::io::counted::{Io, UpstreamSide};
 use crate::metrics::stats::EndpointStats;
+use crate::tls::client::ClusterTls;
 use crate::upstream::Cluster;
 use crate::upstream::connect::NoUpstream;
+use rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 
 use super::super::forward::{Failure, RetryBudget};
 use super::super::handle::Waiting;
 use super::super::pool::Pool;
 
-/// A plain HTTP/1.1 connection to an endpoint, with the bytes read from it and not yet
-/// passed on (`buf[..filled]`). The endpoint's `active` gauge counts it while it lives.
+/// An HTTP/1.1 connection to an endpoint, plain or TLS (a cluster with `tls`), with the bytes
+/// read from it and not yet passed on (`buf[..filled]`). The endpoint's `active` gauge counts
+/// it while it lives.
 ///
 /// `buf` is one of the worker's buffers (`buffer_size`) while a request uses the connection,
 /// and empty while it waits in the pool; a response head must fit in it (as nginx's
 /// `proxy_buffer_size`), or the response is refused with 502.
 pub struct UpConn {
-    io: Io<UpstreamSide>,
+    io: UpIo,
     buf: Box<[u8]>,
     filled: usize,
+}
+
+/// The socket of an [`UpConn`]: TCP, or TLS over it (rustls, the cluster's `tls`). Bytes are
+/// counted on the socket (ciphertext over TLS), as the hyper path counts them.
+enum UpIo {
+    Plain(Io<UpstreamSide>),
+    Tls(Box<tokio_rustls::client::TlsStream<Io<UpstreamSide>>>),
+}
+
+impl UpIo {
+    fn socket(&self) -> &Io<UpstreamSide> {
+        match self {
+            UpIo::Plain(io) => io,
+            UpIo::Tls(tls) => tls.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for UpIo {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpIo::Plain(io) => std::pin::Pin::new(io).poll_read(cx, buf),
+            UpIo::Tls(tls) => std::pin::Pin::new(&mut **tls).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpIo {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpIo::Plain(io) => std::pin::Pin::new(io).poll_write(cx, data),
+            UpIo::Tls(tls) => std::pin::Pin::new(&mut **tls).poll_write(cx, data),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpIo::Plain(io) => std::pin::Pin::new(io).poll_write_vectored(cx, bufs),
+            UpIo::Tls(tls) => std::pin::Pin::new(&mut **tls).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            UpIo::Plain(io) => io.is_write_vectored(),
+            UpIo::Tls(tls) => tls.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpIo::Plain(io) => std::pin::Pin::new(io).poll_flush(cx),
+            UpIo::Tls(tls) => std::pin::Pin::new(&mut **tls).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpIo::Plain(io) => std::pin::Pin::new(io).poll_shutdown(cx),
+            UpIo::Tls(tls) => std::pin::Pin::new(&mut **tls).poll_shutdown(cx),
+        }
+    }
 }
 
 impl std::fmt::Debug for UpConn {
@@ -63,7 +141,7 @@ impl std::fmt::Debug for UpConn {
 
 impl Drop for UpConn {
     fn drop(&mut self) {
-        let c = &self.io.counted;
+        let c = &self.io.socket().counted;
         c.0.workers.get(c.1).active.dec();
     }
 }
@@ -72,36 +150,64 @@ impl UpConn {
     async fn open(
         addr: SocketAddr,
         timeout: Duration,
+        tls: Option<&ClusterTls>,
         stats: Arc<EndpointStats>,
         worker: usize,
     ) -> Result<UpConn, String> {
         let stream = super::super::pool::dial(addr, timeout).await?;
+        let io = Io {
+            stream: Arc::new(stream),
+            counted: UpstreamSide(stats.clone(), worker),
+        };
+        let io = match tls {
+            None => UpIo::Plain(io),
+            Some(t) => {
+                let name = t
+                    .server_name
+                    .clone()
+                    .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+                let handshake = TlsConnector::from(t.config.clone()).connect(name, io);
+                match tokio::time::timeout(timeout, handshake).await {
+                    Ok(Ok(s)) => UpIo::Tls(Box::new(s)),
+                    Ok(Err(e)) => return Err(format!("TLS: {e}")),
+                    Err(_) => return Err("TLS handshake timed out".to_owned()),
+                }
+            }
+        };
         let counters = stats.workers.get(worker);
         counters.connections.inc();
         counters.active.inc();
         Ok(UpConn {
-            io: Io {
-                stream: Arc::new(stream),
-                counted: UpstreamSide(stats, worker),
-            },
+            io,
             buf: Box::default(),
             filled: 0,
         })
     }
 
     /// Whether the connection is still usable after sitting in the pool: nothing arrived on it
-    /// (no close, no stray bytes). Costs no syscall unless the socket shows readable.
-    pub fn still_open(&self) -> bool {
+    /// (no close, no stray bytes; over TLS, records that carry no data, such as session
+    /// tickets, are taken in). Costs no syscall unless the socket shows readable.
+    pub fn still_open(&mut self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
-        match self.io.stream.poll_read_ready(&mut cx) {
+        let socket = &self.io.socket().stream;
+        match socket.poll_read_ready(&mut cx) {
             Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
             // Readiness can be left over from the last read of a response that filled the
             // buffer exactly; a read tells.
-            Poll::Ready(Ok(())) => matches!(
-                self.io.stream.try_read(&mut [0u8; 1]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock
-            ),
-            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => match &mut self.io {
+                UpIo::Plain(io) => matches!(
+                    io.stream.try_read(&mut [0u8; 1]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock
+                ),
+                UpIo::Tls(tls) => {
+                    let mut scratch = [0u8; 1];
+                    let mut rb = tokio::io::ReadBuf::new(&mut scratch);
+                    std::pin::Pin::new(&mut **tls)
+                        .poll_read(&mut cx, &mut rb)
+                        .is_pending()
+                }
+            },
         }
     }
 
@@ -316,7 +422,8 @@ pub async fn exchange<H: HeadSink>(
         tried[n] = i;
         n += 1;
         let ep = &cluster.endpoints[i];
-        let uid = ep.stats.uid.wrapping_mul(4);
+        // Pooled per endpoint and kind (plain or TLS), as on the hyper path.
+        let uid = ep.stats.uid.wrapping_mul(4) | u64::from(cluster.tls.is_some()) << 1;
         let counters = ep.stats.workers.get(ctx.worker);
         let mut replaced = false;
         loop {
@@ -330,7 +437,15 @@ pub async fn exchange<H: HeadSink>(
                 Some(u) => u,
                 None => {
                     let limit = cluster.connect_timeout;
-                    match Box::pin(UpConn::open(ep.addr, limit, ep.stats.clone(), ctx.worker)).await
+                    let tls = cluster.tls.as_ref();
+                    match Box::pin(UpConn::open(
+                        ep.addr,
+                        limit,
+                        tls,
+                        ep.stats.clone(),
+                        ctx.worker,
+                    ))
+                    .await
                     {
                         Ok(u) => u,
                         Err(why) => {
@@ -445,13 +560,15 @@ async fn attempt<H: HeadSink>(
     req: &Request<'_>,
     sink: &mut H,
 ) -> Result<HeadRead, AttemptError> {
-    // The head and the body in one write.
-    write_two(&mut up.io, req.head, req.body)
-        .await
-        .map_err(|e| AttemptError::Upstream {
-            why: e.to_string(),
-            early: true,
-        })?;
+    // The head and the body in one write (and out of rustls's buffer, over TLS).
+    let written = async {
+        write_two(&mut up.io, req.head, req.body).await?;
+        up.io.flush().await
+    };
+    written.await.map_err(|e| AttemptError::Upstream {
+        why: e.to_string(),
+        early: true,
+    })?;
     // The response head.
     loop {
         match response_head(up, req.to_head, sink) {

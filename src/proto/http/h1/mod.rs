@@ -1,5 +1,5 @@
 //! The HTTP/1.1 fast path: HTTP/1.1 client connections (plain, or TLS once ALPN chose
-//! HTTP/1.1) whose requests are forwarded to plain HTTP/1.1 clusters are served here, by hand,
+//! HTTP/1.1) whose requests are forwarded to HTTP/1.1 clusters are served here, by hand,
 //! one task per connection, with no hyper in between; everything else goes to the hyper path
 //! (`super::hyper_serve`).
 //!
@@ -13,7 +13,7 @@
 //!
 //! What the fast path takes, request by request: HTTP/1.1, an origin-form target, one `Host`,
 //! no body or a `Content-Length` body, no `Transfer-Encoding`, `Upgrade` or `Expect`
-//! (`request::parse`), routed to a cluster that is plain HTTP/1.1 (no upstream TLS, not
+//! (`request::parse`), routed to a cluster that speaks HTTP/1.1 (plain, or TLS: not
 //! `upstream_protocol = "h2"`) or to a route that answers it (`respond`, `redirect`: written
 //! out here as hyper writes them, [`local`]), within `max_headers`, `max_header_size` and
 //! `max_body`, head
@@ -22,7 +22,7 @@
 //! meets a half-sent body. Larger uploads stream through hyper. HTTP/2's preface hands the
 //! connection, with the bytes read so far, to corelane's HTTP/2 server (`super::h2`), which
 //! plans its requests with [`plan_head`] too. The first request that is anything else (a
-//! chunked upload, a WebSocket upgrade, a cluster with upstream TLS or HTTP/2, a malformed or
+//! chunked upload, a WebSocket upgrade, a cluster with upstream HTTP/2, a malformed or
 //! hostile request) hands the connection over to the hyper path with the bytes read so far,
 //! and hyper serves it from there to its end: one switch, made before anything of that request
 //! was forwarded, so each request is served whole by one path.
@@ -37,7 +37,7 @@
 //!
 //! Not here: the TLS handshake (`super::serve_tls`), HTTP/2 (`super::h2`, though its requests,
 //! and most requests hyper serves, reach their upstream through this module's exchange:
-//! [`bridge`]), upgrades, upstream TLS.
+//! [`bridge`]), upgrades, upstream TLS's configuration (`crate::tls::client`).
 
 pub mod bridge;
 pub mod chunked;
@@ -159,7 +159,7 @@ pub(in crate::proto::http) fn plan_head(
     };
     let cl = &table.clusters[cluster];
     let http = &table.config.clusters[cluster].http;
-    if http.h2 || cl.tls.is_some() || cfg.max_body.is_some_and(|m| head.content_length > m) {
+    if http.h2 || cfg.max_body.is_some_and(|m| head.content_length > m) {
         return None;
     }
     key.clear();
