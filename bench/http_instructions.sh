@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # User-space instructions per request, counted by valgrind (callgrind), for corelane's HTTP
 # paths: HTTP/1.1 keep-alive on the fast path (h2load --h1) and h2c (h2load, 10 streams per
-# connection), against an nginx backend on loopback, and HTTP/1.1 keep-alive to a `respond`
-# route (answered by corelane itself). Instruction counts do not depend on what
+# connection), against an nginx backend on loopback, HTTP/1.1 keep-alive to a `respond`
+# route (answered by corelane itself), and HTTP/1.1 keep-alive to the same nginx over TLS (a
+# cluster with `tls`, the test certificate). Instruction counts do not depend on what
 # else the machine is doing, so two builds compare exactly on a noisy machine where req/s
 # cannot (they do not count the kernel's part, which is most of a request's CPU: see
 # bench/http.sh for that).
@@ -31,10 +32,10 @@ for tool in valgrind h2load nginx; do
 done
 OUT=$ROOT/bench/out/instructions
 mkdir -p "$OUT"
-BACKEND=127.0.0.1:18070 PORT=7170
+BACKEND=127.0.0.1:18070 TLS_BACKEND=127.0.0.1:18071 PORT=7170 TLS_UP_PORT=7171
 cleanup() { [ -f "$OUT/backend.pid" ] && kill "$(cat "$OUT/backend.pid")" 2>/dev/null || true; }
 trap cleanup EXIT
-nginx_backend "$OUT" "$BACKEND"
+nginx_backend "$OUT" "$BACKEND" "$TLS_BACKEND"
 cat > "$OUT/corelane.toml" <<EOF
 workers = 1
 shutdown_timeout = "1s"
@@ -49,9 +50,19 @@ cluster = "backend"
 [[listeners.bench.routes]]
 path = "/local"
 respond = { status = 200, body = "local answer", headers = { content-type = "text/plain" } }
+[listeners.to_tls]
+listen = "127.0.0.1:$TLS_UP_PORT"
+protocol = "http"
+cluster = "tls_backend"
 [clusters.backend]
 endpoints = [{ addr = "$BACKEND" }]
 pool_max_idle = 1024
+[clusters.tls_backend]
+endpoints = [{ addr = "$TLS_BACKEND" }]
+pool_max_idle = 1024
+[clusters.tls_backend.tls]
+ca = "$ROOT/config/examples/certs/ca.crt"
+server_name = "localhost"
 EOF
 
 # Total instructions of one corelane run under callgrind serving $3 requests of kind $2.
@@ -65,6 +76,7 @@ count() {
     h1) h2load --h1 -c4 -n"$n" "http://127.0.0.1:$PORT/" > "$OUT/load.txt" ;;
     h2c) h2load -c4 -m10 -n"$n" "http://127.0.0.1:$PORT/" > "$OUT/load.txt" ;;
     local) h2load --h1 -c4 -n"$n" "http://127.0.0.1:$PORT/local" > "$OUT/load.txt" ;;
+    tls_up) h2load --h1 -c4 -n"$n" "http://127.0.0.1:$TLS_UP_PORT/" > "$OUT/load.txt" ;;
   esac
   grep -q "$n succeeded" "$OUT/load.txt" || { echo "not every request succeeded:" >&2; cat "$OUT/load.txt" >&2; exit 1; }
   kill -INT $vp; wait $vp || true
@@ -75,13 +87,13 @@ CMDLINE="bench/http_instructions.sh --requests $N${BASELINE:+ --baseline $BASELI
 {
   echo "command: \`$CMDLINE\` (instructions per request)"
   echo
-  echo "| build | HTTP/1.1 keep-alive | h2c, 10 streams per connection | HTTP/1.1 keep-alive, \`respond\` route |"
-  echo "|---|---:|---:|---:|"
+  echo "| build | HTTP/1.1 keep-alive | h2c, 10 streams per connection | HTTP/1.1 keep-alive, \`respond\` route | HTTP/1.1 keep-alive to a TLS upstream |"
+  echo "|---|---:|---:|---:|---:|"
   for build in corelane ${BASELINE:+baseline}; do
     bin=$BIN
     [ $build = baseline ] && bin=$BASELINE
     row="| $build"
-    for kind in h1 h2c local; do
+    for kind in h1 h2c local tls_up; do
       a=$(count "$bin" $kind 2000)
       b=$(count "$bin" $kind $((2000 + N)))
       row="$row | $(( (b - a) / N ))"

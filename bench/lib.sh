@@ -89,6 +89,9 @@ placement() {
 # A one-worker nginx on $2 (host:port) answering `GET /` with a short text, its files in $1;
 # its pid goes to $1/backend.pid (the caller stops it).
 nginx_backend() {
+  # $3 (optional): an address for the same server over TLS (config/examples/certs/localhost.*).
+  local tls=""
+  [ -n "${3:-}" ] && tls="server { listen $3 ssl backlog=4096; ssl_certificate $ROOT/config/examples/certs/localhost.crt; ssl_certificate_key $ROOT/config/examples/certs/localhost.key; ssl_protocols TLSv1.2 TLSv1.3; location = / { return 200 \"hello, corelane bench\\n\"; } }"
   cat > "$1/backend.conf" <<CONF
 worker_processes 1;
 daemon off;
@@ -100,6 +103,7 @@ http {
   keepalive_requests 100000000;
   keepalive_timeout 300s;
   server { listen $2 backlog=4096; location = / { return 200 "hello, corelane bench\n"; } }
+  $tls
 }
 CONF
   nginx -c "$1/backend.conf" -e "$1/backend.err" & echo $! > "$1/backend.pid"
