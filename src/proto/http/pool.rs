@@ -6,11 +6,11 @@
 //! cluster's `pool_idle_timeout`, when the pool already holds `pool_max_idle` for that
 //! endpoint, or when the upstream has closed it.
 //!
-//! The fast path's plain HTTP/1.1 connections (`super::h1`) are pooled the same way, in their
-//! own lists: they are sockets, not hyper connections. Requests hyper serves use them too,
-//! unless their body is large or of unknown length (`super::h1::bridge`), so a plain HTTP/1.1
-//! cluster sees one pool per worker whichever path a request took; only such uploads and
-//! upgrades use hyper's connections here.
+//! The fast path's HTTP/1.1 connections (`super::h1`, plain or TLS) are pooled the same way,
+//! in their own lists: they are sockets (or TLS streams), not hyper connections. Requests
+//! hyper serves use them too, unless their body is large or of unknown length
+//! (`super::h1::bridge`), so an HTTP/1.1 cluster sees one pool per worker whichever path a
+//! request took; only such uploads and upgrades use hyper's connections here.
 //!
 //! HTTP/2 (`upstream_protocol = "h2"`): one connection per endpoint per worker carries every
 //! request of that worker as streams; it is replaced when it closes.

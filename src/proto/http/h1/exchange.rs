@@ -188,6 +188,13 @@ impl UpConn {
     /// (no close, no stray bytes; over TLS, records that carry no data, such as session
     /// tickets, are taken in). Costs no syscall unless the socket shows readable.
     pub fn still_open(&mut self) -> bool {
+        // Over TLS, bytes rustls took in with a response's last read (plaintext past its end,
+        // a close_notify) leave no trace on the socket: rustls tells.
+        if let UpIo::Tls(tls) = &self.io {
+            if !tls.get_ref().1.wants_read() {
+                return false;
+            }
+        }
         let mut cx = Context::from_waker(Waker::noop());
         let socket = &self.io.socket().stream;
         match socket.poll_read_ready(&mut cx) {

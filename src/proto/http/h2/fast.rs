@@ -1,4 +1,4 @@
-//! HTTP/2 requests on the fast path: a request to a plain HTTP/1.1 cluster, without a body
+//! HTTP/2 requests on the fast path: a request to an HTTP/1.1 cluster (plain or TLS), without a body
 //! or with one of known length that fits in `buffer_size`, is planned from its decoded header
 //! list as the HTTP/1.1 fast path plans its parsed head (`super::super::h1::plan_head`: the
 //! same routing, rules, forwarding headers and upstream head), goes over the worker's pooled
@@ -15,7 +15,7 @@
 //! a target that is not a plain origin-form path, `expect` or `trailer` fields, no host, a
 //! body of unknown length or larger than `buffer_size`, routes that respond or redirect
 //! (which `plan_head` takes for HTTP/1.1 clients, and which are declined here), and whatever
-//! `plan_head` does not take (TLS or h2 clusters, more fields than `max_headers`, a body over
+//! `plan_head` does not take (h2 clusters, more fields than `max_headers`, a body over
 //! `max_body`).
 //!
 //! Not here: the connection (`super::serve`), the stream's state (`super::stream`).
