@@ -70,7 +70,7 @@ impl Checkers {
                     Some(check) => {
                         let spec = Spec {
                             check: check.clone(),
-                            probe: probe_for(check, cfg, e.addr),
+                            probe: probe_for(check, cfg, cluster.tls.as_ref(), e.addr),
                             health: e.health.clone(),
                         };
                         wanted.insert((cluster.name.clone(), e.addr), spec);
@@ -112,8 +112,13 @@ impl Checkers {
     }
 }
 
-/// The probe a check of `addr` in cluster `cfg` sends.
-fn probe_for(check: &HealthCheck, cfg: &ClusterConfig, addr: SocketAddr) -> Probe {
+/// The probe a check of `addr` in cluster `cfg` sends (HTTP over the cluster's `tls`, if any).
+fn probe_for(
+    check: &HealthCheck,
+    cfg: &ClusterConfig,
+    tls: Option<&crate::tls::client::ClusterTls>,
+    addr: SocketAddr,
+) -> Probe {
     match check.kind {
         CheckKind::Tcp => Probe::Tcp,
         CheckKind::Http => Probe::Http {
@@ -122,6 +127,7 @@ fn probe_for(check: &HealthCheck, cfg: &ClusterConfig, addr: SocketAddr) -> Prob
             host: check.http.host.clone().unwrap_or_else(|| addr.to_string()),
             expect_status: check.http.expect_status.clone(),
             expect_body: check.http.expect_body.clone(),
+            tls: tls.map(probe::CheckTls::new),
         },
         CheckKind::Redis => Probe::Redis {
             auth: cfg.sharding.redis_auth.clone(),

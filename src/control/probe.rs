@@ -15,6 +15,7 @@
 use std::error::Error;
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -22,8 +23,11 @@ use hyper::body::Incoming;
 use hyper::header::{CONNECTION, HOST, USER_AGENT};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+use crate::tls::client::ClusterTls;
 
 /// How much of an HTTP body is read and matched against `expect_body`.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -38,15 +42,16 @@ const CLOSED: &str = "connection closed before a reply";
 pub enum Probe {
     /// Connect, then close.
     Tcp,
-    /// One HTTP/1.1 request on a fresh connection; passes when the status is in `expect_status`
-    /// (empty: any 2xx or 3xx, as HAProxy) and, if `expect_body` is set, the body (first 64 KiB
-    /// only) contains it.
+    /// One HTTP/1.1 request on a fresh connection (over TLS, verified as requests are, for a
+    /// cluster with `tls`); passes when the status is in `expect_status` (empty: any 2xx or
+    /// 3xx, as HAProxy) and, if `expect_body` is set, the body (first 64 KiB only) contains it.
     Http {
         method: String,
         path: String,
         host: String,
         expect_status: Vec<u16>,
         expect_body: Option<String>,
+        tls: Option<CheckTls>,
     },
     /// Redis: `AUTH <password>` first when `auth` is set (expects +OK), then `PING` (expects
     /// +PONG).
@@ -57,6 +62,36 @@ pub enum Probe {
     /// ([`super::probe_mysql`]).
     Mysql(super::probe_mysql::MysqlCheck),
 }
+
+/// TLS for an HTTP check: the cluster's client configuration, offering only HTTP/1.1 (a
+/// check is one HTTP/1.1 request, even to an `upstream_protocol = "h2"` cluster).
+#[derive(Debug, Clone)]
+pub struct CheckTls {
+    /// The cluster's own configuration, what a check task is compared by.
+    source: Arc<rustls::ClientConfig>,
+    config: Arc<rustls::ClientConfig>,
+    server_name: Option<ServerName<'static>>,
+}
+
+impl CheckTls {
+    pub fn new(t: &ClusterTls) -> CheckTls {
+        let mut config = (*t.config).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        CheckTls {
+            source: t.config.clone(),
+            config: Arc::new(config),
+            server_name: t.server_name.clone(),
+        }
+    }
+}
+
+impl PartialEq for CheckTls {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.source, &other.source) && self.server_name == other.server_name
+    }
+}
+
+impl Eq for CheckTls {}
 
 /// Runs one probe against `addr`. Ok(()) when healthy, Err(reason) otherwise; the reason is a
 /// short human-readable text for /status and logs, e.g. "connect: Connection refused (os error
@@ -79,10 +114,22 @@ pub async fn run(probe: &Probe, addr: SocketAddr) -> Result<(), String> {
             host,
             expect_status,
             expect_body,
+            tls,
         } => {
             // Build the request first: a bad method or path fails without connecting.
             let req = http_request(method, path, host)?;
             let stream = connect(addr).await?;
+            let Some(t) = tls else {
+                return http_exchange(stream, req, expect_status, expect_body.as_deref()).await;
+            };
+            let name = t
+                .server_name
+                .clone()
+                .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+            let stream = tokio_rustls::TlsConnector::from(t.config.clone())
+                .connect(name, stream)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
             http_exchange(stream, req, expect_status, expect_body.as_deref()).await
         }
         Probe::Redis { auth } => redis(connect(addr).await?, auth.as_deref()).await,
@@ -116,12 +163,15 @@ fn http_request(method: &str, path: &str, host: &str) -> Result<Request<Empty<By
 
 /// Sends `req` and checks the response, driving the connection alongside so that nothing
 /// outlives the probe.
-async fn http_exchange(
-    stream: TcpStream,
+async fn http_exchange<S>(
+    stream: S,
     req: Request<Empty<Bytes>>,
     expect_status: &[u16],
     expect_body: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| http_error(&e))?;
@@ -400,6 +450,7 @@ mod tests {
             host: "svc.local".into(),
             expect_status: expect_status.to_vec(),
             expect_body: expect_body.map(str::to_owned),
+            tls: None,
         }
     }
 
@@ -519,6 +570,7 @@ mod tests {
             host: "svc.local".into(),
             expect_status: Vec::new(),
             expect_body: None,
+            tls: None,
         };
         let err = run(&probe, refused_addr()).await.unwrap_err();
         assert_eq!(err, "invalid HTTP method \"BAD METHOD\"");
