@@ -9,8 +9,10 @@
 //!
 //! After every load of the control file the set of tasks is reconciled with the table: a task
 //! whose endpoint, settings and health object are unchanged keeps running (its rhythm and its
-//! run of results are not reset by a reload); others are stopped or started. An endpoint
-//! whose cluster stops checking it counts as up again.
+//! run of results are not reset by a reload); others are stopped or started. (An HTTP check
+//! of a cluster with `tls` is restarted by every load, which reads its TLS files anew; the
+//! run of results, kept in [`Health`], goes on.) An endpoint whose cluster stops checking it
+//! counts as up again.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
