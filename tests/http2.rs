@@ -976,6 +976,10 @@ fn malformed_requests_are_reset_and_never_forwarded() {
         ],
         [bad.len() as f64, 0.0, 0.0, 1.0]
     );
+    // Each reset corelane sent (the malformed requests, the bodies that broke their length,
+    // the self-dependent stream) has an error code.
+    let series = "corelane_http2_resets_total{listener=\"web\",by=\"corelane\"}";
+    assert_eq!(metric(&m, series), Some((bad.len() + 3) as f64));
 }
 
 /// CVE-2024-27316: CONTINUATION frames without end. The header block is bounded and the
@@ -1053,7 +1057,7 @@ fn an_hpack_bomb_is_431_and_the_connection_goes_on() {
 #[test]
 fn rapid_resets_end_the_connection() {
     let a = EchoBackend::start("a");
-    let (_p, listen) = proxy(&[a.addr], "");
+    let (p, listen) = proxy(&[a.addr], "");
     let mut c = Raw::connect(listen);
     let mut batch = Vec::new();
     let mut id = 1u32;
@@ -1070,6 +1074,19 @@ fn rapid_resets_end_the_connection() {
     let _ = c.s.write_all(&batch);
     assert_eq!(c.goaway(), ENHANCE_YOUR_CALM);
     still_serves(listen);
+    // What an operator sees: the resets, and the connection ended for them.
+    let m = p.metrics();
+    let get = |series: &str| metric(&m, series).unwrap_or_else(|| panic!("no {series} in\n{m}"));
+    let resets = get("corelane_http2_resets_total{listener=\"web\",by=\"client\"}");
+    assert!((200.0..=2000.0).contains(&resets), "{resets}");
+    assert_eq!(
+        get("corelane_http2_connection_errors_total{listener=\"web\",error=\"ENHANCE_YOUR_CALM\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("corelane_http2_connection_errors_total{listener=\"web\",error=\"PROTOCOL_ERROR\"}"),
+        0.0
+    );
 }
 
 /// More streams than `SETTINGS_MAX_CONCURRENT_STREAMS` (128): the extra one is refused

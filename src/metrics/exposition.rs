@@ -21,6 +21,7 @@ use super::stats::{EndpointCounters, ListenerCounters};
 use super::stats::{Refusal, RouteStats, StatusClasses};
 use crate::config::model::Protocol;
 use crate::config::table::RoutingTable;
+use crate::proto::http::h2::frame::REASON_NAMES;
 use crate::upstream::Endpoint;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -283,6 +284,49 @@ fn http(e: &mut DescriptorEncoder, t: &RoutingTable, hist: &Merged) -> fmt::Resu
                 )
             })
         });
+    let http_listeners = || {
+        t.listeners
+            .iter()
+            .filter(|l| l.config.protocol == Protocol::Http)
+    };
+    let resets = http_listeners().flat_map(|l| {
+        let name = l.config.name.as_str();
+        [
+            (
+                [("listener", name), ("by", "client")],
+                l.stats.workers.sum(|c| &c.h2_resets_received),
+            ),
+            (
+                [("listener", name), ("by", "corelane")],
+                l.stats.workers.sum(|c| &c.h2_resets_sent),
+            ),
+        ]
+    });
+    family::<L2>(
+        e,
+        "corelane_http2_resets",
+        "HTTP/2 streams reset (RST_STREAM): by the client, or by corelane with an error code (a refused or malformed stream, a cancelled tunnel, a failed response).",
+        MetricType::Counter,
+        resets,
+    )?;
+    let errors = http_listeners().flat_map(|l| {
+        (1..REASON_NAMES.len()).map(move |code| {
+            (
+                [
+                    ("listener", l.config.name.as_str()),
+                    ("error", REASON_NAMES[code]),
+                ],
+                l.stats.workers.sum(|c| &c.h2_connection_errors[code]),
+            )
+        })
+    });
+    family::<L2>(
+        e,
+        "corelane_http2_connection_errors",
+        "HTTP/2 connections corelane ended with a GOAWAY carrying an error, by error code (ENHANCE_YOUR_CALM: a flood or rapid resets).",
+        MetricType::Counter,
+        errors,
+    )?;
     family::<L2>(
         e,
         "corelane_http_refused_requests",

@@ -25,6 +25,11 @@ pub struct ListenerCounters {
     pub bytes_out: Counter,
     /// HTTP requests refused before they were routed, by [`Refusal`].
     pub http_refused: [Counter; Refusal::ALL.len()],
+    /// HTTP/2: RST_STREAM frames from clients, and those corelane sent with an error code.
+    pub h2_resets_received: Counter,
+    pub h2_resets_sent: Counter,
+    /// HTTP/2: connections corelane ended with a GOAWAY carrying an error, by error code.
+    pub h2_connection_errors: [Counter; 14],
 }
 
 /// Why corelane answered an HTTP request before routing it: the request never reached a route,

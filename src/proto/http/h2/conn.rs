@@ -150,6 +150,9 @@ pub struct Connection {
     window_opened: bool,
     out: Vec<u8>,
     written: usize,
+    /// RST_STREAM frames received, and sent with an error (not NO_ERROR), since the driver
+    /// last took them ([`Connection::take_resets`]) for the listener's counters.
+    resets: (u32, u32),
 }
 
 impl Connection {
@@ -188,6 +191,7 @@ impl Connection {
             window_opened: false,
             out: Vec::new(),
             written: 0,
+            resets: (0, 0),
         };
         frame::write_settings(
             &mut c.out,
@@ -291,7 +295,7 @@ impl Connection {
             // corelane reset it (the client may have sent this before it knew).
             self.release_conn(h.len);
             if !self.recently_reset(h.stream) {
-                frame::write_rst(&mut self.out, h.stream, Reason::STREAM_CLOSED);
+                self.rst(h.stream, Reason::STREAM_CLOSED);
             }
             return Ok(());
         };
@@ -472,7 +476,7 @@ impl Connection {
                 tracing::debug!(stream = id, why, "malformed HTTP/2 request");
                 ev.malformed(id, fields);
             }
-            frame::write_rst(&mut self.out, id, reason);
+            self.rst(id, reason);
             self.note_reset(id);
             return Ok(());
         }
@@ -503,7 +507,7 @@ impl Connection {
         match self.find(h.stream) {
             Some(i) => self.stream_error(i, reason, ev),
             None => {
-                frame::write_rst(&mut self.out, h.stream, reason);
+                self.rst(h.stream, reason);
                 Ok(())
             }
         }
@@ -513,6 +517,7 @@ impl Connection {
         need_stream(&h)?;
         let code = frame::word(p)
             .map_err(|_| fail(Reason::FRAME_SIZE_ERROR, "RST_STREAM not 4 octets"))?;
+        self.resets.0 = self.resets.0.saturating_add(1);
         let Some(i) = self.find(h.stream) else {
             // On a closed stream it changes nothing.
             return self.idle_check(h.stream, "RST_STREAM on an idle stream");
@@ -638,7 +643,7 @@ impl Connection {
         ev: &mut impl Events,
     ) -> Result<(), ConnError> {
         let s = self.streams.remove(i);
-        frame::write_rst(&mut self.out, s.id, reason);
+        self.rst(s.id, reason);
         self.note_reset(s.id);
         ev.reset(s.id, reason);
         self.spend_reset()
@@ -835,7 +840,7 @@ impl Connection {
         }
         let s = self.streams.remove(i);
         if s.recv_open {
-            frame::write_rst(&mut self.out, s.id, Reason::NO_ERROR);
+            self.rst(s.id, Reason::NO_ERROR);
             self.note_reset(s.id);
         }
         self.reset_budget = (self.reset_budget + 1).min(RESET_BUDGET * 5);
@@ -855,6 +860,19 @@ impl Connection {
         self.find(id).filter(|&i| self.streams[i].send_open)
     }
 
+    /// Writes RST_STREAM for `id`, counting it unless it says NO_ERROR.
+    fn rst(&mut self, id: u32, reason: Reason) {
+        frame::write_rst(&mut self.out, id, reason);
+        if reason != Reason::NO_ERROR {
+            self.resets.1 = self.resets.1.saturating_add(1);
+        }
+    }
+
+    /// RST_STREAM frames received, and sent with an error, since the last call.
+    pub fn take_resets(&mut self) -> (u32, u32) {
+        std::mem::take(&mut self.resets)
+    }
+
     fn forget(&mut self, id: u32) {
         if let Some(i) = self.find(id) {
             self.streams.remove(i);
@@ -865,7 +883,7 @@ impl Connection {
     pub fn reset(&mut self, id: u32, reason: Reason) {
         if let Some(i) = self.find(id) {
             self.streams.remove(i);
-            frame::write_rst(&mut self.out, id, reason);
+            self.rst(id, reason);
             self.note_reset(id);
         }
     }

@@ -69,26 +69,30 @@ impl Reason {
     pub const ENHANCE_YOUR_CALM: Reason = Reason(0xb);
 }
 
+/// The names of RFC 9113's error codes, by code.
+pub const REASON_NAMES: [&str; 14] = [
+    "NO_ERROR",
+    "PROTOCOL_ERROR",
+    "INTERNAL_ERROR",
+    "FLOW_CONTROL_ERROR",
+    "SETTINGS_TIMEOUT",
+    "STREAM_CLOSED",
+    "FRAME_SIZE_ERROR",
+    "REFUSED_STREAM",
+    "CANCEL",
+    "COMPRESSION_ERROR",
+    "CONNECT_ERROR",
+    "ENHANCE_YOUR_CALM",
+    "INADEQUATE_SECURITY",
+    "HTTP_1_1_REQUIRED",
+];
+
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self.0 {
-            0x0 => "NO_ERROR",
-            0x1 => "PROTOCOL_ERROR",
-            0x2 => "INTERNAL_ERROR",
-            0x3 => "FLOW_CONTROL_ERROR",
-            0x4 => "SETTINGS_TIMEOUT",
-            0x5 => "STREAM_CLOSED",
-            0x6 => "FRAME_SIZE_ERROR",
-            0x7 => "REFUSED_STREAM",
-            0x8 => "CANCEL",
-            0x9 => "COMPRESSION_ERROR",
-            0xa => "CONNECT_ERROR",
-            0xb => "ENHANCE_YOUR_CALM",
-            0xc => "INADEQUATE_SECURITY",
-            0xd => "HTTP_1_1_REQUIRED",
-            n => return write!(f, "error code {n:#x}"),
-        };
-        f.write_str(name)
+        match REASON_NAMES.get(self.0 as usize) {
+            Some(name) => f.write_str(name),
+            None => write!(f, "error code {:#x}", self.0),
+        }
     }
 }
 

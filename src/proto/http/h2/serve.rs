@@ -353,6 +353,7 @@ impl<S: ClientIo> Driver<'_, S> {
             let recv = self.conn.recv(&buf[self.start..self.end], &mut intake);
             let unread = intake.unread;
             self.conn.release_connection(unread);
+            count_resets(&mut self.conn, self.ctx);
             match recv {
                 Ok(used) => {
                     progress |= used > 0;
@@ -360,6 +361,11 @@ impl<S: ClientIo> Driver<'_, S> {
                 }
                 Err(e) => {
                     tracing::debug!(peer = %self.ctx.peer, reason = %e.reason, why = e.why, "HTTP/2 connection error");
+                    counters(self.ctx, |c| {
+                        if let Some(n) = c.h2_connection_errors.get(e.reason.0 as usize) {
+                            n.inc();
+                        }
+                    });
                     self.conn.goaway(e.reason, e.why);
                     self.close_now();
                     return Ok(true);
@@ -515,6 +521,11 @@ impl<S: ClientIo> Driver<'_, S> {
         }
         ready.clear();
         self.ready = ready;
+        self.count_resets();
+    }
+
+    fn count_resets(&mut self) {
+        count_resets(&mut self.conn, self.ctx);
     }
 
     fn service_one(&mut self, id: u32) {
@@ -627,6 +638,25 @@ impl<S: ClientIo> Driver<'_, S> {
 }
 
 /// What the state machine reports, turned into streams and tasks.
+/// Adds the connection's resets since last time to the listener's counters.
+fn count_resets(conn: &mut Connection, ctx: &Conn) {
+    let (received, sent) = conn.take_resets();
+    if received + sent > 0 {
+        counters(ctx, |c| {
+            c.h2_resets_received.add(u64::from(received));
+            c.h2_resets_sent.add(u64::from(sent));
+        });
+    }
+}
+
+/// The listener's counters in this worker (in the table the connection routes by).
+fn counters(ctx: &Conn, f: impl FnOnce(&crate::metrics::stats::ListenerCounters)) {
+    let table = ctx.table.borrow();
+    if let Some(l) = table.listeners.get(ctx.listener.get()) {
+        f(l.stats.workers.get(ctx.worker.id));
+    }
+}
+
 struct Intake<'a> {
     ctx: &'a Rc<Conn>,
     shared: &'a Rc<Shared>,
