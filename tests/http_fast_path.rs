@@ -489,6 +489,51 @@ redirect = { location = "https://example.com/new", status = 308 }
     assert!(response(&mut c, false).ends_with("\r\n\r\nhello"));
 }
 
+/// `Expect: 100-continue` with a body that fits the buffer: the fast path says `100
+/// Continue` (once), reads the body, forwards the request whole; the connection stays on the
+/// fast path (it parks when idle). A body sent at once with the head gets no `100`.
+#[test]
+fn expect_100_continue_is_answered_on_the_fast_path() {
+    let up = Scripted::start(echo_body);
+    let (p, listen) = proxy(up.addr, "park_after = \"1s\"\nheader_timeout = \"30s\"");
+    let mut c = client(listen);
+    c.write_all(
+        b"POST /e HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    )
+    .unwrap();
+    let mut interim = [0u8; 25];
+    c.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    c.write_all(b"he").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    c.write_all(b"llo").unwrap();
+    let r = response(&mut c, false);
+    assert!(
+        r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\nhello"),
+        "{r}"
+    );
+    // Whole already: straight to the answer.
+    c.write_all(
+        b"POST /e HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+    )
+    .unwrap();
+    let r = response(&mut c, false);
+    assert!(
+        r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\nabc"),
+        "{r}"
+    );
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].ends_with("\r\n\r\nhello"), "{}", seen[0]);
+    let parked = || {
+        metric(
+            &p.metrics(),
+            "corelane_listener_connections_parked{listener=\"web\"}",
+        )
+    };
+    assert!(eventually(5, || parked() == Some(1.0)), "{:?}", parked());
+}
+
 /// Sends `bytes` over TLS (openssl s_client, ALPN http/1.1) and returns all that came back
 /// before the proxy closed or `wait` passed.
 fn over_tls(listen: SocketAddr, bytes: &[u8], wait: Duration) -> String {

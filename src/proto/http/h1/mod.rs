@@ -12,7 +12,8 @@
 //! upstream connection's buffer as it arrives, in the connection's own task.
 //!
 //! What the fast path takes, request by request: HTTP/1.1, an origin-form target, one `Host`,
-//! no body or a `Content-Length` body, no `Transfer-Encoding`, `Upgrade` or `Expect`
+//! no body or a `Content-Length` body (`Expect: 100-continue` answered here), no
+//! `Transfer-Encoding`, `Upgrade` or other `Expect`
 //! (`request::parse`), routed to a cluster that speaks HTTP/1.1 (plain, or TLS: not
 //! `upstream_protocol = "h2"`) or to a route that answers it (`respond`, `redirect`: written
 //! out here as hyper writes them, [`local`]), within `max_headers`, `max_header_size` and
@@ -64,6 +65,9 @@ use crate::config::http::{Action, HeaderRules};
 use crate::io::notify::LocalNotify;
 use crate::worker::{TableRef, Wake};
 
+/// The interim response a client with `Expect: 100-continue` waits for before its body.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// How the fast path left a connection.
 pub(super) enum End {
     Closed,
@@ -85,6 +89,8 @@ pub(in crate::proto::http) struct Plan {
     pub head_len: usize,
     pub body_len: u64,
     pub close: bool,
+    /// The client waits for `100 Continue` before sending its body.
+    pub continue_due: bool,
     pub to_head: bool,
     pub replayable: bool,
     pub logged: Option<Logged>,
@@ -150,6 +156,7 @@ pub(in crate::proto::http) fn plan_head(
                 head_len: head.len,
                 body_len: head.content_length,
                 close: head.close,
+                continue_due: head.expect_continue && head.content_length > 0,
                 to_head: head.method == "HEAD",
                 replayable: false,
                 logged: logged(),
@@ -187,6 +194,7 @@ pub(in crate::proto::http) fn plan_head(
         head_len: head.len,
         body_len: head.content_length,
         close: head.close,
+        continue_due: head.expect_continue && head.content_length > 0,
         to_head: head.method == "HEAD",
         replayable,
         logged,
@@ -345,7 +353,24 @@ pub(super) async fn serve<S: ClientIo>(
                         return End::Hyper(prefix);
                     }
                     Step::Go(p) if end - start >= p.head_len + p.body_len as usize => break p,
-                    Step::Go(p) => planned = Some(p),
+                    Step::Go(mut p) => {
+                        // The client waits before its body: it gets the go-ahead, once, and
+                        // the body is then due within `request_timeout` (408 after), as on
+                        // the hyper path.
+                        if std::mem::take(&mut p.continue_due) {
+                            let cfg = &p.table.listeners[p.listener].config.http;
+                            timer.as_mut().reset(Instant::now() + cfg.request_timeout);
+                            let sent = async {
+                                io.write_all(CONTINUE).await?;
+                                io.flush().await
+                            };
+                            if sent.await.is_err() {
+                                give_back(buf, &mut out);
+                                return End::Closed;
+                            }
+                        }
+                        planned = Some(p);
+                    }
                     Step::Other => {
                         let prefix = buf[start..end].to_vec();
                         give_back(buf, &mut out);

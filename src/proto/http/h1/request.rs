@@ -4,8 +4,8 @@
 //! [`parse`] accepts only what the fast path forwards as is: HTTP/1.1, an origin-form target
 //! of plain URI characters (RFC 3986 `pchar`, `/` and `?`: no fragment, no byte hyper's `Uri`
 //! might treat differently), exactly one `Host` of visible ASCII, no body or one
-//! `Content-Length` body, and none of `Transfer-Encoding`, `Upgrade`, `Expect` or
-//! `Connection: upgrade`. Everything else, malformed input included, is
+//! `Content-Length` body, and none of `Transfer-Encoding`, `Upgrade`, an `Expect` other than
+//! one `100-continue`, or `Connection: upgrade`. Everything else, malformed input included, is
 //! [`Parsed::Other`]: the connection goes to the hyper path, which answers it (and answers
 //! malformed requests and smuggling forms with 400 and 431 as before).
 //!
@@ -39,6 +39,8 @@ pub struct Head<'b> {
     pub has_length: bool,
     /// The client asked to close after this request.
     pub close: bool,
+    /// `Expect: 100-continue`: the client waits for `100 Continue` before its body.
+    pub expect_continue: bool,
     /// Bytes of the head, up to and including its empty line.
     pub len: usize,
 }
@@ -70,6 +72,7 @@ pub fn parse<'b>(buf: &'b [u8], slots: &'b mut [httparse::Header<'b>]) -> Parsed
     let mut host = None;
     let mut content_length = None;
     let mut close = false;
+    let mut expect_continue = false;
     for h in headers {
         let n = h.name;
         if n.eq_ignore_ascii_case("host") {
@@ -99,10 +102,13 @@ pub fn parse<'b>(buf: &'b [u8], slots: &'b mut [httparse::Header<'b>]) -> Parsed
                     return Parsed::Other;
                 }
             }
-        } else if n.eq_ignore_ascii_case("transfer-encoding")
-            || n.eq_ignore_ascii_case("upgrade")
-            || n.eq_ignore_ascii_case("expect")
-        {
+        } else if n.eq_ignore_ascii_case("expect") {
+            // Anything else hyper answers (417).
+            if expect_continue || !h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                return Parsed::Other;
+            }
+            expect_continue = true;
+        } else if n.eq_ignore_ascii_case("transfer-encoding") || n.eq_ignore_ascii_case("upgrade") {
             return Parsed::Other;
         }
     }
@@ -120,6 +126,7 @@ pub fn parse<'b>(buf: &'b [u8], slots: &'b mut [httparse::Header<'b>]) -> Parsed
         content_length: content_length.unwrap_or(0),
         has_length: content_length.is_some(),
         close,
+        expect_continue,
         len,
     })
 }
@@ -285,7 +292,9 @@ pub fn write_upstream(
             prev_xff.get_or_insert(h.value);
             continue;
         }
+        // `Expect: 100-continue` was answered here: the body goes with the head.
         if n.eq_ignore_ascii_case("content-length")
+            || n.eq_ignore_ascii_case("expect")
             || n.eq_ignore_ascii_case("x-forwarded-proto")
             || n.eq_ignore_ascii_case("x-forwarded-host")
             || hop.drops(n)
@@ -404,6 +413,19 @@ mod tests {
     }
 
     #[test]
+    fn expect_100_continue_is_taken_and_said() {
+        let text =
+            b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue \r\nContent-Length: 5\r\n\r\n";
+        with_head(text, |p| match p {
+            Parsed::Head(h) => assert!(h.expect_continue && h.content_length == 5),
+            other => panic!("{other:?}"),
+        });
+        with_head(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", |p| {
+            assert!(matches!(p, Parsed::Head(h) if !h.expect_continue))
+        });
+    }
+
+    #[test]
     fn every_prefix_of_a_head_is_partial() {
         let text = b"GET / HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n";
         for end in 0..text.len() {
@@ -426,7 +448,8 @@ mod tests {
             b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +5\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\nContent-Length: 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: h\r\nX-Folded: a\r\n b\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",

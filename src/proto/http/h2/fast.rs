@@ -126,6 +126,8 @@ pub(super) fn plan(c: &Conn, fields: &Fields, end: bool) -> Option<Fast> {
         content_length: body_len,
         has_length: length.is_some(),
         close: false,
+        // Answered by the HTTP/2 server (`expect` fields are not taken here).
+        expect_continue: false,
         // The list's size was held to `max_header_size` as it was decoded.
         len: 0,
     };
