@@ -195,6 +195,16 @@ fn reloads(status: &serde_json::Value) -> u64 {
 
 /// The value of the sample whose name and labels are exactly `series`
 /// (`name{label="v",...}` as printed), if present.
+/// `corelane_http_refused_requests_total` of listener `web` for statuses 400, 408, 431 and
+/// 501, from the metrics text `m`.
+pub fn refused_requests(m: &str) -> [f64; 4] {
+    ["400", "408", "431", "501"].map(|status| {
+        let series =
+            format!("corelane_http_refused_requests_total{{listener=\"web\",status=\"{status}\"}}");
+        metric(m, &series).unwrap_or_else(|| panic!("no {series} in\n{m}"))
+    })
+}
+
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
         l.strip_prefix(series)?

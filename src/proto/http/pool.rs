@@ -283,17 +283,29 @@ pub async fn connect(
     match tls {
         None => start(TokioIo::new(io), h2, addr, stats, worker).await,
         Some(t) => {
-            let name = t
-                .server_name
-                .clone()
-                .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
-            let handshake = TlsConnector::from(t.config.clone()).connect(name, io);
-            match tokio::time::timeout(timeout, handshake).await {
-                Ok(Ok(s)) => start(TokioIo::new(s), h2, addr, stats, worker).await,
-                Ok(Err(e)) => Err(format!("TLS: {e}")),
-                Err(_) => Err("TLS handshake timed out".to_owned()),
-            }
+            let s = tls_handshake(t, addr, io, timeout).await?;
+            start(TokioIo::new(s), h2, addr, stats, worker).await
         }
+    }
+}
+
+/// The TLS handshake with endpoint `addr` of a cluster with `tls` (its server name, or the
+/// endpoint's IP), within `timeout`: how both paths reach a TLS endpoint.
+pub async fn tls_handshake(
+    t: &ClusterTls,
+    addr: SocketAddr,
+    io: Io<UpstreamSide>,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<Io<UpstreamSide>>, String> {
+    let name = t
+        .server_name
+        .clone()
+        .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+    let handshake = TlsConnector::from(t.config.clone()).connect(name, io);
+    match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(format!("TLS: {e}")),
+        Err(_) => Err("TLS handshake timed out".to_owned()),
     }
 }
 

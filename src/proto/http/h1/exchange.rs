@@ -37,8 +37,6 @@ use crate::metrics::stats::EndpointStats;
 use crate::tls::client::ClusterTls;
 use crate::upstream::Cluster;
 use crate::upstream::connect::NoUpstream;
-use rustls::pki_types::ServerName;
-use tokio_rustls::TlsConnector;
 
 use super::super::forward::{Failure, RetryBudget};
 use super::super::handle::Waiting;
@@ -161,18 +159,9 @@ impl UpConn {
         };
         let io = match tls {
             None => UpIo::Plain(io),
-            Some(t) => {
-                let name = t
-                    .server_name
-                    .clone()
-                    .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
-                let handshake = TlsConnector::from(t.config.clone()).connect(name, io);
-                match tokio::time::timeout(timeout, handshake).await {
-                    Ok(Ok(s)) => UpIo::Tls(Box::new(s)),
-                    Ok(Err(e)) => return Err(format!("TLS: {e}")),
-                    Err(_) => return Err("TLS handshake timed out".to_owned()),
-                }
-            }
+            Some(t) => UpIo::Tls(Box::new(
+                super::super::pool::tls_handshake(t, addr, io, timeout).await?,
+            )),
         };
         let counters = stats.workers.get(worker);
         counters.connections.inc();

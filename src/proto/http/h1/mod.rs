@@ -539,15 +539,7 @@ async fn one<S: ClientIo>(
             let status = f.status();
             let keep = !close;
             let len = error_response(reply_head, status, !keep, plan.to_head);
-            let sent = async {
-                io.write_all(reply_head).await?;
-                io.flush().await
-            };
-            let sent = tokio::select! {
-                biased;
-                r = sent => r.is_ok(),
-                () = idle_stop(stop, w) => false,
-            };
+            let sent = answer(io, reply_head, stop, w).await;
             let done = Finished {
                 route,
                 slot: plan.slot,
@@ -596,15 +588,7 @@ async fn local<S: ClientIo>(
     };
     let close = plan.close || w.drain.started();
     let len = response::write_local(out, &resp, close, plan.to_head);
-    let sent = async {
-        io.write_all(out).await?;
-        io.flush().await
-    };
-    let sent = tokio::select! {
-        biased;
-        r = sent => r.is_ok(),
-        () = idle_stop(stop, w) => false,
-    };
+    let sent = answer(io, out, stop, w).await;
     let done = Finished {
         route,
         slot: plan.slot,
@@ -618,6 +602,25 @@ async fn local<S: ClientIo>(
         line.write();
     }
     sent && !close
+}
+
+/// Writes an answer corelane made itself (`out`, whole); whether it all went out before the
+/// client was found idle.
+async fn answer<S: ClientIo>(
+    io: &mut S,
+    out: &[u8],
+    stop: &DrainSignal,
+    w: &crate::worker::Worker,
+) -> bool {
+    let sent = async {
+        io.write_all(out).await?;
+        io.flush().await
+    };
+    tokio::select! {
+        biased;
+        r = sent => r.is_ok(),
+        () = idle_stop(stop, w) => false,
+    }
 }
 
 /// Returns when the connection is found idle (a client that stopped reading); a drain lets
