@@ -788,14 +788,15 @@ fn websocket_upgrade_is_tunnelled() {
     );
 }
 
-/// Requests are counted by route and status class (and timed) in /metrics, and written to the
-/// access log as JSON lines.
-#[test]
-fn metrics_by_route_and_class_and_the_access_log() {
-    let a = EchoBackend::start("a");
+/// A proxy (2 workers) whose listener `web` (`listener_extra` added) keeps an access log,
+/// forwarding to `backend`: the proxy, the listener's address and the log's path.
+fn logging_proxy(
+    backend: SocketAddr,
+    name: &str,
+    listener_extra: &str,
+) -> (Proxy, SocketAddr, std::path::PathBuf) {
     let (admin, listen) = (addr(), addr());
-    let dir = tempdir("alog");
-    let log = dir.join("access.log");
+    let log = tempdir(name).join("access.log");
     let cfg = format!(
         "workers = 2\n[admin]\nlisten = \"{admin}\"\n[log]\nlevel = \"info\"\naccess_log = \"{}\"\n",
         log.display()
@@ -803,9 +804,21 @@ fn metrics_by_route_and_class_and_the_access_log() {
         "web",
         listen,
         "app",
-        "protocol = \"http\"\naccess_log = true\n[[listeners.web.routes]]\nname = \"hello\"\npath = \"/hello\"\nrespond = { status = 200, body = \"hi\" }\n",
-    ) + &cluster_toml("app", "round_robin", &[(a.addr, 1)], "");
-    let p = Proxy::start(&cfg, admin);
+        &format!("protocol = \"http\"\naccess_log = true\n{listener_extra}"),
+    ) + &cluster_toml("app", "round_robin", &[(backend, 1)], "");
+    (Proxy::start(&cfg, admin), listen, log)
+}
+
+/// Requests are counted by route and status class (and timed) in /metrics, and written to the
+/// access log as JSON lines.
+#[test]
+fn metrics_by_route_and_class_and_the_access_log() {
+    let a = EchoBackend::start("a");
+    let (p, listen, log) = logging_proxy(
+        a.addr,
+        "alog",
+        "[[listeners.web.routes]]\nname = \"hello\"\npath = \"/hello\"\nrespond = { status = 200, body = \"hi\" }\n",
+    );
     for _ in 0..3 {
         assert_eq!(curl(&[&url(listen, "/hello")]).status, 200);
     }
@@ -916,19 +929,11 @@ fn metrics_by_route_and_class_and_the_access_log() {
 #[test]
 fn requests_refused_before_routing_are_counted_and_logged() {
     let a = EchoBackend::start("a");
-    let (admin, listen) = (addr(), addr());
-    let dir = tempdir("refused");
-    let log = dir.join("access.log");
-    let cfg = format!(
-        "workers = 2\n[admin]\nlisten = \"{admin}\"\n[log]\nlevel = \"info\"\naccess_log = \"{}\"\n",
-        log.display()
-    ) + &listener_toml(
-        "web",
-        listen,
-        "app",
-        "protocol = \"http\"\naccess_log = true\nheader_timeout = \"700ms\"\nmax_header_size = 8192\n",
-    ) + &cluster_toml("app", "round_robin", &[(a.addr, 1)], "");
-    let p = Proxy::start(&cfg, admin);
+    let (p, listen, log) = logging_proxy(
+        a.addr,
+        "refused",
+        "header_timeout = \"700ms\"\nmax_header_size = 8192\n",
+    );
     let two_lengths =
         b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde";
     assert!(raw(listen, two_lengths).starts_with("HTTP/1.1 400"));

@@ -224,6 +224,20 @@ impl Raw {
         self.eof
     }
 
+    /// Reads until `n` responses have come, each a 200.
+    fn all_answered(&mut self, n: usize) {
+        let mut answered = 0;
+        while answered < n {
+            let f = self
+                .next()
+                .unwrap_or_else(|| panic!("{answered} of {n} answered"));
+            if f.kind == HEADERS {
+                assert_eq!(f.status(), 200);
+                answered += 1;
+            }
+        }
+    }
+
     /// The RST_STREAM code for `stream`.
     fn reset(&mut self, stream: u32) -> u32 {
         self.until(|f| f.kind == RST_STREAM && f.stream == stream)
@@ -1095,14 +1109,7 @@ fn streams_beyond_the_limit_are_refused() {
     c.send(&all);
     let refused = 1 + 2 * 128;
     assert_eq!(c.reset(refused), REFUSED_STREAM);
-    let mut answered = 0;
-    while answered < 128 {
-        let f = c.next().expect("all 128 answered");
-        if f.kind == HEADERS {
-            assert_eq!(f.status(), 200);
-            answered += 1;
-        }
-    }
+    c.all_answered(128);
 }
 
 /// The `http2_*` keys: what corelane's SETTINGS and first WINDOW_UPDATE say, and the stream
@@ -1148,14 +1155,7 @@ fn http2_limits_come_from_the_listener() {
         }
         c.send(&all);
         assert_eq!(c.reset(7), REFUSED_STREAM, "fast_path {fast_path}");
-        let mut answered = 0;
-        while answered < 3 {
-            let f = c.next().expect("the three others answered");
-            if f.kind == HEADERS {
-                assert_eq!(f.status(), 200);
-                answered += 1;
-            }
-        }
+        c.all_answered(3);
     }
 }
 
